@@ -1,0 +1,729 @@
+//! Typed configuration: built-in defaults < TOML file < `WATCHPOST_*` environment.
+//!
+//! Every struct rejects unknown keys, so a typo is an error that names the key.
+//! Secrets are wrapped in [`Secret`] and never printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Environment variables with the `WATCHPOST_` prefix that are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["config", "test_database_url", "test_pg_bin"];
+
+/// A configuration problem; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` or `WATCHPOST_CONFIG` does not exist.
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    /// Parsing or type errors, one line per problem.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. Field names are the contract's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// `sqlite://path` (default) or `postgres://…`.
+    pub database_url: Secret,
+    /// Base URL used in links of notifications; defaults to `http://<listen>`.
+    pub external_url: Option<String>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Connection pool and query instrumentation.
+    pub database: DatabaseConfig,
+    /// Host and self metric collection.
+    pub collect: CollectConfig,
+    /// Rule files and their evaluation.
+    pub rules: RulesConfig,
+    /// The in-memory time-series store.
+    pub tsdb: TsdbConfig,
+    /// Telegram notifications and bot.
+    pub telegram: TelegramConfig,
+    /// Bearer tokens and roles.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Alert ingest, storage and retention.
+    pub alerts: AlertsConfig,
+    /// Notification routing tree (Alertmanager's `route`).
+    pub route: Option<RouteConfig>,
+    /// Notification receivers.
+    pub receivers: Vec<ReceiverConfig>,
+    /// Inhibition rules; `None` means the built-in default.
+    pub inhibit_rules: Option<Vec<InhibitRule>>,
+    /// Scheduled reports.
+    pub reports: ReportsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: Secret("sqlite://data/watchpost.db".into()),
+            external_url: None,
+            shutdown_timeout: Duration::from_secs(10),
+            database: DatabaseConfig::default(),
+            collect: CollectConfig::default(),
+            rules: RulesConfig::default(),
+            tsdb: TsdbConfig::default(),
+            telegram: TelegramConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            alerts: AlertsConfig::default(),
+            route: None,
+            receivers: Vec::new(),
+            inhibit_rules: None,
+            reports: ReportsConfig::default(),
+        }
+    }
+}
+
+/// `[database]`: pool and instrumentation settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Queries slower than this are counted and logged.
+    #[serde(with = "humantime_serde")]
+    pub slow_query_threshold: Duration,
+    /// How long to keep retrying an unreachable database at start.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Maximum pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            slow_query_threshold: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(30),
+            max_connections: 8,
+        }
+    }
+}
+
+/// `[collect]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectConfig {
+    /// How often host and self metrics are sampled.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Glob patterns of Prometheus rule files.
+    #[serde(deserialize_with = "one_or_many")]
+    pub files: Vec<String>,
+    /// Default interval of groups that do not set their own.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// Labels added to every alert and exposed as `$externalLabels`.
+    pub external_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            files: vec!["alerts/*.yml".into()],
+            evaluation_interval: Duration::from_secs(5),
+            external_labels: Default::default(),
+        }
+    }
+}
+
+/// `[tsdb]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsdbConfig {
+    /// How long samples are kept in memory at full resolution.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[telegram]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// Bot token from BotFather; unset means Telegram is off.
+    pub bot_token: Option<Secret>,
+    /// Bot API base URL (a local server in tests).
+    pub api_url: String,
+    /// Default chats; also the only chats whose commands are obeyed.
+    #[serde(deserialize_with = "one_or_many")]
+    pub chat_ids: Vec<i64>,
+    /// If set, only these users may command the bot.
+    #[serde(deserialize_with = "one_or_many")]
+    pub admin_user_ids: Vec<i64>,
+    /// Give up retrying a notification after this long.
+    #[serde(with = "humantime_serde")]
+    pub max_retry: Duration,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            bot_token: None,
+            api_url: "https://api.telegram.org".into(),
+            chat_ids: Vec::new(),
+            admin_user_ids: Vec::new(),
+            max_retry: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer tokens and their roles.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The token itself (compared in constant time, never logged).
+    pub token: Secret,
+    /// What the token may do.
+    pub role: Role,
+    /// A name for audit logs; defaults to the role.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Roles, each including the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Reads, acks, silences, ingests.
+    Operator,
+    /// Everything, including reloads and deletes.
+    Admin,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` or `json`; unset picks pretty on a TTY, else JSON.
+    pub format: Option<LogFormat>,
+    /// A `RUST_LOG`-style filter; `RUST_LOG` wins when set.
+    pub level: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[alerts]`: ingest limits, batching and retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How long resolved alerts and their events are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most alerts accepted in one request.
+    pub max_alerts_per_request: usize,
+    /// Batch writer: most alerts in one transaction.
+    pub batch_max_size: usize,
+    /// Batch writer: longest wait before a partial batch is committed.
+    #[serde(with = "humantime_serde")]
+    pub batch_max_delay: Duration,
+    /// Batch writer: queue capacity in alerts; beyond it ingest answers 503.
+    pub queue_capacity: usize,
+    /// Ingest requests per second allowed per token or client address.
+    pub rate_limit_per_second: u32,
+    /// Burst size for the ingest rate limit.
+    pub rate_limit_burst: u32,
+    /// Shared secret ntopng must send (`sharedsecret`); unset means not checked.
+    pub ntopng_shared_secret: Option<Secret>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(90 * 86400),
+            max_body_bytes: 1024 * 1024,
+            max_alerts_per_request: 10_000,
+            batch_max_size: 500,
+            batch_max_delay: Duration::from_millis(5),
+            queue_capacity: 50_000,
+            rate_limit_per_second: 200,
+            rate_limit_burst: 400,
+            ntopng_shared_secret: None,
+        }
+    }
+}
+
+/// `[route]`: a node of Alertmanager's routing tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Receiver name; inherited from the parent when unset.
+    #[serde(default)]
+    pub receiver: Option<String>,
+    /// Label matchers such as `severity="critical"` (children only).
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Labels that split alerts into notification groups.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    /// Wait before the first notification of a new group.
+    #[serde(default, with = "humantime_serde::option")]
+    pub group_wait: Option<Duration>,
+    /// Wait between notifications of a changed group.
+    #[serde(default, with = "humantime_serde::option")]
+    pub group_interval: Option<Duration>,
+    /// Wait before repeating an unchanged notification.
+    #[serde(default, with = "humantime_serde::option")]
+    pub repeat_interval: Option<Duration>,
+    /// Keep matching siblings after this route matched.
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+    /// Child routes.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[[receivers]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Name referenced by routes.
+    pub name: String,
+    /// Telegram delivery.
+    #[serde(default)]
+    pub telegram: Option<TelegramReceiver>,
+    /// Generic webhook delivery (Alertmanager payload).
+    #[serde(default)]
+    pub webhook: Option<WebhookReceiver>,
+}
+
+/// A Telegram receiver.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramReceiver {
+    /// Chats to send to; empty means `telegram.chat_ids`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub chat_ids: Vec<i64>,
+    /// Forum topic.
+    pub message_thread_id: Option<i64>,
+    /// Send silently.
+    pub disable_notification: bool,
+    /// Message template overriding the built-in one.
+    pub template: Option<String>,
+}
+
+/// A webhook receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookReceiver {
+    /// Where to POST.
+    pub url: String,
+}
+
+/// `[[inhibit_rules]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    /// Matchers an inhibiting alert must satisfy.
+    #[serde(default)]
+    pub source_matchers: Vec<String>,
+    /// Matchers an inhibited alert must satisfy.
+    #[serde(default)]
+    pub target_matchers: Vec<String>,
+    /// Labels that must be equal in source and target.
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// `[reports]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Cron expression for the Telegram report; unset = off.
+    pub telegram_schedule: Option<String>,
+    /// Window of the scheduled report.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            telegram_schedule: None,
+            window: Duration::from_secs(86400),
+        }
+    }
+}
+
+/// A secret string: deserializes normally, serializes and debug-prints as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret value; use only where it is needed.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(&self.0))
+    }
+}
+
+/// Replaces a URL's password with `<redacted>`; any other string becomes `<redacted>`.
+pub fn redact_url(s: &str) -> String {
+    match s.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, host) = match rest.rsplit_once('@') {
+                Some((auth, host)) => (Some(auth), host),
+                None => (None, rest),
+            };
+            match auth {
+                Some(auth) => {
+                    let user = auth.split(':').next().unwrap_or("");
+                    format!("{scheme}://{user}:<redacted>@{host}")
+                }
+                None => s.to_string(),
+            }
+        }
+        None => "<redacted>".into(),
+    }
+}
+
+/// Accepts a list, a single value, or a comma-separated string (handy in env vars).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        Text(String),
+        One(T),
+    }
+    match OneOrMany::<T>::deserialize(d)? {
+        OneOrMany::Many(v) => Ok(v),
+        OneOrMany::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<T>().map_err(serde::de::Error::custom))
+            .collect(),
+        OneOrMany::One(v) => Ok(vec![v]),
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `WATCHPOST_CONFIG`, or `./watchpost.toml`) < environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None => std::env::var_os("WATCHPOST_CONFIG").map(PathBuf::from),
+        };
+        let mut figment = Figment::new();
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::Missing(path));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => {
+                if Path::new("watchpost.toml").exists() {
+                    figment = figment.merge(Toml::file_exact("watchpost.toml"));
+                }
+            }
+        }
+        figment = figment.merge(
+            Env::prefixed("WATCHPOST_")
+                .split("__")
+                .ignore(NON_CONFIG_ENV),
+        );
+        let config: Config = figment.extract().map_err(|e| {
+            let lines: Vec<String> = e.into_iter().map(|e| describe_figment_error(&e)).collect();
+            ConfigError::Invalid(lines.join("\n"))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML string on top of the defaults (no environment); for tests and tools.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| {
+                let lines: Vec<String> =
+                    e.into_iter().map(|e| describe_figment_error(&e)).collect();
+                ConfigError::Invalid(lines.join("\n"))
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: addresses, URLs, ranges, the security default.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        match self.listen_addr() {
+            Ok(addr) if !addr.ip().is_loopback() && self.auth.tokens.is_empty() => problems.push(format!(
+                "listen: refusing to listen on non-loopback address {addr} without auth.tokens; \
+                 add [[auth.tokens]] or listen on 127.0.0.1"
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(e),
+        }
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "database_url: unsupported scheme in {:?}; use sqlite://PATH or postgres://…",
+                redact_url(url)
+            ));
+        }
+        for (key, d) in [
+            ("collect.interval", self.collect.interval),
+            ("rules.evaluation_interval", self.rules.evaluation_interval),
+            ("tsdb.retention", self.tsdb.retention),
+            ("alerts.batch_max_delay", self.alerts.batch_max_delay),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections: must be at least 1".into());
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.token.expose().len() < 8 {
+                problems.push(format!(
+                    "auth.tokens[{i}].token: must be at least 8 characters"
+                ));
+            }
+        }
+        if !(self.telegram.api_url.starts_with("http://")
+            || self.telegram.api_url.starts_with("https://"))
+        {
+            problems.push(format!(
+                "telegram.api_url: not an http(s) URL: {:?}",
+                self.telegram.api_url
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("\n")))
+        }
+    }
+
+    /// The parsed `listen` address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            format!(
+                "listen: {:?} is not an address like 127.0.0.1:8080: {e}",
+                self.listen
+            )
+        })
+    }
+
+    /// `external_url`, or `http://<listen>` when unset.
+    pub fn external_url(&self) -> String {
+        self.external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// The effective configuration as TOML with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Renders one figment error as `key: problem (source)`.
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => format!(" (in {} {src})", m.name),
+            None => format!(" (in {})", m.name),
+        })
+        .unwrap_or_default();
+    let kind = describe_kind(&e.kind);
+    if key.is_empty() {
+        format!("{kind}{source}")
+    } else {
+        format!("{key}: {kind}{source}")
+    }
+}
+
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(field, expected) => {
+            format!(
+                "unknown key `{field}`, expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_contract() {
+        let c = Config::default();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.database_url.expose(), "sqlite://data/watchpost.db");
+        assert_eq!(c.collect.interval, Duration::from_secs(1));
+        assert_eq!(c.rules.files, vec!["alerts/*.yml"]);
+        assert_eq!(c.rules.evaluation_interval, Duration::from_secs(5));
+        assert_eq!(c.tsdb.retention, Duration::from_secs(3600));
+        assert_eq!(c.telegram.api_url, "https://api.telegram.org");
+        assert_eq!(c.external_url(), "http://127.0.0.1:8080");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[collect]\nintervall = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("intervall"), "{err}");
+        assert!(err.contains("collect"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = Config::from_toml("[collect]\ninterval = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("collect.interval"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_without_tokens_is_refused() {
+        let err = Config::from_toml("listen = \"0.0.0.0:8080\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listen") && err.contains("auth.tokens"),
+            "{err}"
+        );
+        Config::from_toml(
+            "listen = \"0.0.0.0:8080\"\n[[auth.tokens]]\ntoken = \"0123456789\"\nrole = \"admin\"\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Config::from_toml(
+            "database_url = \"postgres://u:hunter2@db/x\"\n[telegram]\nbot_token = \"123:SECRET\"\n",
+        )
+        .unwrap();
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("hunter2") && !out.contains("SECRET"), "{out}");
+        assert!(out.contains("postgres://u:<redacted>@db/x"), "{out}");
+        assert!(!format!("{c:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn lists_accept_comma_separated_strings() {
+        let c = Config::from_toml("[telegram]\nchat_ids = \"1, -100200\"\n").unwrap();
+        assert_eq!(c.telegram.chat_ids, vec![1, -100200]);
+        let c = Config::from_toml("[telegram]\nchat_ids = 42\n").unwrap();
+        assert_eq!(c.telegram.chat_ids, vec![42]);
+    }
+
+    #[test]
+    fn route_tree_parses() {
+        let c = Config::from_toml(
+            r#"
+[route]
+receiver = "telegram"
+group_by = ["alertname", "instance"]
+group_wait = "10s"
+[[route.routes]]
+matchers = ["severity=\"critical\""]
+receiver = "oncall"
+continue = true
+[[receivers]]
+name = "oncall"
+webhook = { url = "http://127.0.0.1:9/hook" }
+[[inhibit_rules]]
+source_matchers = ["severity=\"critical\""]
+target_matchers = ["severity=\"warning\""]
+equal = ["alertname"]
+"#,
+        )
+        .unwrap();
+        let route = c.route.unwrap();
+        assert_eq!(route.group_wait, Some(Duration::from_secs(10)));
+        assert!(route.routes[0].continue_matching);
+        assert_eq!(c.receivers[0].name, "oncall");
+    }
+}

@@ -1,0 +1,182 @@
+//! watchpost: host and self metrics, an in-memory store with PromQL, Prometheus-format
+//! rules, an alert pipeline and Telegram notifications, in one binary.
+//!
+//! [`App::start`] wires the parts together and returns a running service; `main.rs` is
+//! only the command line around it.
+
+pub mod api;
+pub mod collect;
+pub mod config;
+pub mod metrics;
+pub mod store;
+pub mod supervisor;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::collect::{CollectLoop, HostCollector};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{Db, StoreError};
+use crate::supervisor::Supervisor;
+
+/// Why the service could not start. [`StartError::exit_code`] maps it to the contract.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration (exit 1).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Cannot bind the listen address (exit 2).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Database unreachable or migrations failed (exit 2).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else at start (exit 2).
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl StartError {
+    /// 1 for invalid input, 2 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// A running service.
+pub struct App {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl App {
+    /// Connects the database, applies migrations, takes a first sample, binds `listen`
+    /// and starts serving and the background tasks.
+    pub async fn start(config: Config) -> Result<App, StartError> {
+        config
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let config = Arc::new(config);
+        let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?;
+        let db = Db::connect(&config, metrics.db.clone()).await?;
+        db.migrate().await?;
+
+        let host = HostCollector::new(metrics.system.clone())
+            .map_err(|e| anyhow::anyhow!("sysinfo: {e}"))?;
+        let collect = CollectLoop::new(host, db.clone(), config.collect.interval);
+        collect.collect_once().await;
+
+        let listen = config.listen_addr().map_err(StartError::Config)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen.clone(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| anyhow::anyhow!("local_addr: {e}"))?;
+        if config.auth.tokens.is_empty() {
+            tracing::warn!(
+                "no auth.tokens configured: writes are accepted from anyone who can reach {addr} (loopback only)"
+            );
+        }
+
+        let shutdown = CancellationToken::new();
+        let mut supervisor = Supervisor::new(shutdown.clone());
+        supervisor.spawn("collect", move |token| collect.clone().run(token));
+
+        let state = AppState {
+            config: config.clone(),
+            metrics,
+            db: db.clone(),
+        };
+        let router = api::router(state);
+        tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
+
+        let token = shutdown.clone();
+        let shutdown_timeout = config.shutdown_timeout;
+        let task = tokio::spawn(async move {
+            serve(listener, router, token.clone(), shutdown_timeout).await;
+            token.cancel();
+            supervisor.join(Duration::from_secs(5)).await;
+            db.close().await;
+            tracing::info!("stopped");
+        });
+        Ok(App {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the service has stopped.
+    pub async fn wait(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "service task failed");
+        }
+    }
+
+    /// Starts a graceful shutdown and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let signal = shutdown.clone();
+    let server = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { signal.cancelled().await });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "server failed");
+            }
+            return;
+        }
+        _ = shutdown.cancelled() => {}
+    }
+    tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "server failed while draining"),
+        Err(_) => tracing::warn!("shutdown_timeout reached; dropping unfinished requests"),
+    }
+}

@@ -1,0 +1,258 @@
+//! Storage: one sqlx pool (SQLite or PostgreSQL behind sqlx's `Any` driver), migrations,
+//! and the single instrumented path every query takes.
+//!
+//! Queries are written once in the SQL both dialects accept (`$1` placeholders, `ON
+//! CONFLICT`, `RETURNING`, timestamps as integer milliseconds, JSON as text); where the
+//! dialects differ, a repository branches on [`Db::backend`].
+
+mod migrate;
+
+use std::future::Future;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::{Config, redact_url};
+use crate::metrics::DbMetrics;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (file, WAL mode).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached within `database.connect_timeout`.
+    #[error("database {url} unreachable after {waited:?}: {source}")]
+    Unreachable {
+        /// The URL with its password redacted.
+        url: String,
+        /// How long we retried.
+        waited: Duration,
+        /// The last error.
+        source: sqlx::Error,
+    },
+    /// The URL or the SQLite path is unusable.
+    #[error("database_url: {0}")]
+    BadUrl(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// The database handle: pool, backend and query instrumentation. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    metrics: DbMetrics,
+    slow_threshold: Duration,
+}
+
+impl Db {
+    /// Connects per `config`, retrying with backoff for `database.connect_timeout`.
+    /// SQLite files and their folder are created when missing.
+    pub async fn connect(config: &Config, metrics: DbMetrics) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = config.database_url.expose();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let options =
+            AnyConnectOptions::from_str(&url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+        let pool_options = AnyPoolOptions::new()
+            .max_connections(config.database.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => {
+                    return Ok(Db {
+                        pool,
+                        backend,
+                        metrics,
+                        slow_threshold: config.database.slow_query_threshold,
+                    });
+                }
+                Err(e) if started.elapsed() + backoff < config.database.connect_timeout => {
+                    tracing::warn!(url = %redact_url(&url), error = %e, retry_in = ?backoff, "database not reachable yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(StoreError::Unreachable {
+                        url: redact_url(&url),
+                        waited: started.elapsed(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Applies pending migrations for this backend; a no-op when up to date.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = migrate::migrator(self.backend);
+        self.timed("migrate", async {
+            migrator.run(&self.pool).await.map_err(StoreError::from)
+        })
+        .await
+    }
+
+    /// `SELECT 1`, bounded to two seconds.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let query = self.timed("ping", async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from)
+        });
+        match tokio::time::timeout(Duration::from_secs(2), query).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(StoreError::Query(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    /// Runs `fut` as the query named `name`: records count by outcome, latency, and
+    /// slow queries (logged with their name and duration). Every query goes through here.
+    pub async fn timed<T, E, F>(&self, name: &'static str, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let start = Instant::now();
+        let result = fut.await;
+        let elapsed = start.elapsed();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .queries
+            .with_label_values(&[name, outcome])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[name])
+            .observe(elapsed.as_secs_f64());
+        let slow = self.metrics.slow.with_label_values(&[name]);
+        if elapsed >= self.slow_threshold {
+            slow.inc();
+            tracing::warn!(
+                query = name,
+                duration_ms = elapsed.as_millis() as u64,
+                "slow query"
+            );
+        }
+        if let Err(e) = &result {
+            tracing::debug!(query = name, error = %e, "query failed");
+        }
+        result
+    }
+
+    /// The pool, for building queries to pass to [`Db::timed`].
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Updates `watchpost_db_pool_connections{state}`.
+    pub fn update_pool_gauges(&self) {
+        let size = self.pool.size() as i64;
+        let idle = self.pool.num_idle() as i64;
+        self.metrics.pool.with_label_values(&["idle"]).set(idle);
+        self.metrics
+            .pool
+            .with_label_values(&["active"])
+            .set((size - idle).max(0));
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Normalises a SQLite URL: creates the parent folder and asks sqlx to create the file.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(StoreError::BadUrl("empty SQLite path".into()));
+    }
+    if path != ":memory:" {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::BadUrl(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Current time as integer milliseconds since the Unix epoch (how timestamps are stored).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_creates_with_rwc() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/x.db");
+        let url = sqlite_url(&format!("sqlite://{}", p.display())).unwrap();
+        assert!(url.ends_with("?mode=rwc"), "{url}");
+        assert!(p.parent().unwrap().is_dir());
+        assert_eq!(
+            sqlite_url("sqlite::memory:").unwrap(),
+            "sqlite://:memory:?mode=rwc"
+        );
+    }
+}
