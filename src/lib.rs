@@ -7,6 +7,7 @@
 pub mod api;
 pub mod collect;
 pub mod config;
+pub mod events;
 pub mod metrics;
 pub mod store;
 pub mod supervisor;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::AppState;
 use crate::collect::{CollectLoop, HostCollector};
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
 use crate::supervisor::Supervisor;
@@ -101,12 +103,15 @@ impl App {
 
         let shutdown = CancellationToken::new();
         let mut supervisor = Supervisor::new(shutdown.clone());
+        let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
+            events: EventBus::default(),
+            collect: collect_handle,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");

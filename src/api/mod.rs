@@ -16,7 +16,9 @@ use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::collect::CollectLoop;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::metrics::http::HttpMetricsLayer;
 use crate::store::Db;
@@ -34,6 +36,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Database.
     pub db: Db,
+    /// Alert events for live subscribers.
+    pub events: EventBus,
+    /// The collection loop (tick notifications for live samples).
+    pub collect: CollectLoop,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what the tests need when it is
+# missing, starts a throwaway PostgreSQL cluster on a free loopback port, runs fmt, clippy
+# and every test against SQLite and PostgreSQL, and stops the cluster again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- packages -----------------------------------------------------------------------------
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian starts some of these as services on install; tests run their own on free ports.
+for svc in postgresql prometheus prometheus-alertmanager; do
+  as_root service "$svc" stop >/dev/null 2>&1 || true
+done
+if [ -d dashboard ]; then
+  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+fi
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# --- throwaway PostgreSQL -----------------------------------------------------------------
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PG_DIR=$(mktemp -d /tmp/watchpost-pg.XXXXXX)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PG_PORT=$(free_port)
+run_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
+cleanup() {
+  run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+}
+trap cleanup EXIT
+log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+run_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w start \
+  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" >/dev/null
+
+export CI="${CI:-true}"
+export WATCHPOST_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+export WATCHPOST_TEST_PG_BIN="$PG_BIN"
+
+# --- checks and tests ---------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+log "cargo test (SQLite and PostgreSQL)"
+cargo test -- "$@"
+if [ -f tests/e2e/package.json ]; then
+  log "browser end-to-end tests"
+  (cd tests/e2e && npm ci --no-audit --no-fund --silent && node run.mjs)
+fi
+log "all tests passed"
