@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 mod health;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,11 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.alerts.max_body_bytes;
     let http_metrics = HttpMetricsLayer::new(state.metrics.http.clone());
+    let samples: Arc<dyn stream::SampleSource> =
+        Arc::new(stream::RegistrySource::new(state.metrics.registry.clone()));
     Router::new()
+        .merge(crate::web::router())
+        .merge(stream::router(&state, samples))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -1,0 +1,1 @@
+//! The UI (wasm32 only).
