@@ -11,6 +11,7 @@ pub mod model;
 pub mod panels;
 pub mod promql;
 pub mod protocol;
+pub mod route;
 pub mod series;
 pub mod stats;
 pub mod time;

@@ -695,6 +695,85 @@ impl NewSilence {
     }
 }
 
+/// A rule group of `GET /api/v1/rules` (Prometheus' shape).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleGroup {
+    /// Group name.
+    pub name: String,
+    /// Rule file.
+    #[serde(default)]
+    pub file: String,
+    /// Evaluation interval in seconds.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub interval: f64,
+    /// RFC 3339.
+    #[serde(default)]
+    pub last_evaluation: Option<String>,
+    /// Seconds.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub evaluation_time: f64,
+    /// Rules.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// One alerting or recording rule.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Alert name or recorded metric.
+    pub name: String,
+    /// PromQL.
+    #[serde(default)]
+    pub query: String,
+    /// alerting or recording.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// firing, pending, inactive (alerting rules).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// ok, err, unknown.
+    #[serde(default)]
+    pub health: String,
+    /// Last evaluation error.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    #[serde(default)]
+    pub last_evaluation: Option<String>,
+    /// Seconds.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub evaluation_time: f64,
+    /// `for` in seconds.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub duration: f64,
+    /// Labels.
+    #[serde(default, deserialize_with = "lenient_labels")]
+    pub labels: Labels,
+    /// Active alerts of the rule.
+    #[serde(default)]
+    pub alerts: Vec<Value>,
+}
+
+/// Reads rule groups from `{"status":"success","data":{"groups":[…]}}` (or a bare
+/// `{"groups":[…]}`).
+pub fn parse_rules(v: &Value) -> Result<Vec<RuleGroup>, String> {
+    if v.get("status").and_then(Value::as_str) == Some("error") {
+        return Err(v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_string());
+    }
+    let groups = v
+        .get("data")
+        .and_then(|d| d.get("groups"))
+        .or_else(|| v.get("groups"))
+        .ok_or("expected data.groups")?;
+    serde_json::from_value(groups.clone()).map_err(|e| format!("rules: {e}"))
+}
+
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass).
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -939,6 +1018,25 @@ mod tests {
             is_equal: true,
         }];
         assert!(s.validate().unwrap_err().contains("every alert"));
+    }
+
+    #[test]
+    fn prometheus_rules_shape() {
+        let v = json!({"status": "success", "data": {"groups": [{
+        "name": "host", "file": "alerts/host.yml", "interval": 5, "lastEvaluation": "2026-01-01T00:00:00Z",
+        "evaluationTime": 0.0012, "rules": [
+            {"name": "HighCPU", "query": "x > 1", "type": "alerting", "state": "firing", "health": "ok",
+             "duration": 60, "labels": {"severity": "warning"}, "alerts": [{}], "lastError": "",
+             "lastEvaluation": "2026-01-01T00:00:00Z", "evaluationTime": 0.001},
+            {"name": "job:x:rate", "query": "rate(x[1m])", "type": "recording", "health": "err", "lastError": "boom"}
+        ]}]}});
+        let g = parse_rules(&v).unwrap();
+        assert_eq!(g[0].rules.len(), 2);
+        assert_eq!(g[0].interval, 5.0);
+        assert_eq!(g[0].rules[0].state.as_deref(), Some("firing"));
+        assert_eq!(g[0].rules[1].last_error.as_deref(), Some("boom"));
+        assert!(parse_rules(&json!({"status": "error", "error": "x"})).is_err());
+        assert!(parse_rules(&json!({"groups": []})).unwrap().is_empty());
     }
 
     #[test]
