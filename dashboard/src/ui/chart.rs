@@ -401,6 +401,8 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
     let size = RwSignal::new((0.0f64, 0.0f64));
     let frame = RwSignal::new(Frame::default());
     let legend = RwSignal::new(Vec::<LegendItem>::new());
+    // Latest value per series key, separate from the items so values update in place.
+    let values = RwSignal::new(std::collections::HashMap::<String, String>::new());
     let last = RwSignal::new(None::<(i64, f64)>);
     let points = RwSignal::new(0usize);
     let error = RwSignal::new(None::<String>);
@@ -442,8 +444,22 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
         let to = live::latest_time();
         if let Some(d) = draw_base(&canvas, w, h, panel, interval_ms, window_ms, to, &th) {
             frame.set(d.frame);
-            if legend.with_untracked(|l| *l != d.legend) {
-                legend.set(d.legend);
+            values.set(
+                d.legend
+                    .iter()
+                    .map(|i| (i.key.clone(), i.latest.clone()))
+                    .collect(),
+            );
+            let items: Vec<LegendItem> = d
+                .legend
+                .into_iter()
+                .map(|i| LegendItem {
+                    latest: String::new(),
+                    ..i
+                })
+                .collect();
+            if legend.with_untracked(|l| *l != items) {
+                legend.set(items);
             }
             last.set(d.last);
             points.set(d.points);
@@ -525,9 +541,9 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
 
     let header_value = move || {
         if panel.queries.len() == 1 {
-            legend.with(|l| {
-                if l.len() == 1 {
-                    l[0].latest.clone()
+            values.with(|v| {
+                if v.len() == 1 {
+                    v.values().next().cloned().unwrap_or_default()
                 } else {
                     String::new()
                 }
@@ -537,19 +553,23 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
         }
     };
     let aria = move || {
-        let values: Vec<String> = legend.with(|l| {
-            l.iter()
-                .take(6)
-                .map(|i| format!("{} {}", i.name, i.latest))
-                .collect()
+        let latest: Vec<String> = legend.with(|l| {
+            values.with(|v| {
+                l.iter()
+                    .take(6)
+                    .map(|i| format!("{} {}", i.name, v.get(&i.key).cloned().unwrap_or_default()))
+                    .collect()
+            })
         });
-        format!("{} chart. Latest: {}", panel.title, values.join(", "))
+        format!("{} chart. Latest: {}", panel.title, latest.join(", "))
     };
     let overlay_text = move || {
         if let Some(e) = error.get() {
             return Some(format!("cannot show this chart: {e}"));
         }
-        if points.get() == 0 {
+        // Say "waiting" only after a few ticks, so a chart that is about to get data
+        // does not flash (and move) a message first.
+        if points.get() == 0 && ctx.redraw.get() > 3 {
             return Some(if legend.with(|l| l.is_empty()) {
                 "waiting for data…".to_string()
             } else {
@@ -569,20 +589,25 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
                 <span class="latest">{header_value}</span>
             </header>
             <div class="legend">
-                <For each=move || legend.get() key=|i| (i.key.clone(), i.latest.clone()) let:item>
-                    <span title=item.name.clone()>
-                        <i class:dashed=item.dashed style=format!("background: var(--c{})", item.color)></i>
-                        {item.name.clone()}
-                        " "
-                        <b>{item.latest.clone()}</b>
-                    </span>
+                <For each=move || legend.get() key=|i| (i.key.clone(), i.name.clone(), i.color, i.dashed) let:item>
+                    {
+                        let key = item.key.clone();
+                        view! {
+                            <span title=item.name.clone()>
+                                <i class:dashed=item.dashed style=format!("background: var(--c{})", item.color)></i>
+                                {item.name.clone()}
+                                " "
+                                <b>{move || values.with(|v| v.get(&key).cloned().unwrap_or_default())}</b>
+                            </span>
+                        }
+                    }
                 </For>
             </div>
             <div class="plot" node_ref=plot_ref tabindex="0" role="img" aria-label=aria
                 on:mousemove=on_move on:mouseleave=on_leave on:keydown=on_key on:focus=on_focus on:blur=move |_| ctx.hover.set(None)>
                 <canvas node_ref=base_ref></canvas>
                 <canvas node_ref=overlay_ref></canvas>
-                {move || overlay_text().map(|t| view! { <div class="overlay">{t}</div> })}
+                {move || overlay_text().map(|t| view! { <div class="overlay"><span>{t}</span></div> })}
                 {move || {
                     let (id, t, x) = ctx.hover.get().filter(|h| h.0 == panel.id)?;
                     let f = frame.get_untracked();

@@ -290,13 +290,15 @@ fn App() -> impl IntoView {
 
 const LOGO: &str = r##"<svg viewBox="0 0 32 32" aria-hidden="true"><rect width="32" height="32" rx="7" fill="#f59e0b"/><path d="M6 20l6-8 5 6 4-5 5 7" stroke="#111" stroke-width="3" fill="none" stroke-linecap="round" stroke-linejoin="round"/></svg>"##;
 
+const KEY_ICON: &str = r##"<svg class="icon" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><circle cx="8" cy="15" r="4"/><path d="M10.8 12.2 20 3m-4 4 3 3m-6-1 2 2"/></svg>"##;
+
 #[component]
 fn TopBar() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let section = Memo::new(move |_| ctx.page().section());
     let link = move |href: &'static str, name: &'static str, label: &'static str| {
         view! {
-            <a href=href aria-current=move || (section.get() == name).then_some("page")>
+            <a href=href style="position:relative" aria-current=move || (section.get() == name).then_some("page")>
                 {label}
                 {(name == "alerts").then(|| view! {
                     <span class="count" aria-label="firing alerts needing attention"
@@ -322,10 +324,11 @@ fn TopBar() -> impl IntoView {
             </nav>
             <div class="spacer"></div>
             <ConnStatus/>
-            <button class="ghost" title="Access token"
+            <button class="ghost tokenbtn" title="Access token" data-set=move || ctx.has_token.get().to_string()
                 aria-label=move || if ctx.has_token.get() { "Access token (set)" } else { "Access token (read-only)" }
                 on:click=move |_| ctx.token_dialog.set(true)>
-                {move || if ctx.has_token.get() { "🔑 token" } else { "🔒 read-only" }}
+                <span inner_html=KEY_ICON style="display:contents"></span>
+                <span class="label">{move || if ctx.has_token.get() { "token set" } else { "read-only" }}</span>
             </button>
         </header>
     }
@@ -470,6 +473,9 @@ pub fn SeverityStrip() -> impl IntoView {
             {pill("critical")}
             {pill("warning")}
             {pill("info")}
+            {move || ctx.alerts_error.get().map(|e| view! {
+                <span class="pill unavailable" role="alert" title=e.clone()>"⚠ alerts unavailable"</span>
+            })}
         </div>
     }
 }

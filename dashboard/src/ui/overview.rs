@@ -45,9 +45,6 @@ pub fn Overview() -> impl IntoView {
             <div class="spacer"></div>
             <SeverityStrip/>
         </div>
-        {move || ctx.alerts_error.get().map(|e| view! {
-            <div class="error-box">"Alerts unavailable: " {e}</div>
-        })}
         <div class="grid">
             {OVERVIEW.iter().map(|p| view! { <Chart panel=p/> }).collect_view()}
         </div>
