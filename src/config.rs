@@ -604,6 +604,12 @@ fn describe_figment_error(e: &figment::Error) -> String {
         .metadata
         .as_ref()
         .map(|m| match &m.source {
+            _ if m.name.contains("environment") && !e.path.is_empty() => {
+                format!(
+                    " (from environment variable WATCHPOST_{})",
+                    e.path.join("__").to_uppercase()
+                )
+            }
             Some(src) => format!(" (in {} {src})", m.name),
             None => format!(" (in {})", m.name),
         })

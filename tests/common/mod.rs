@@ -103,9 +103,11 @@ fn rand_suffix() -> u32 {
 
 /// A config for tests: a free port, the given database, fast collection, no rule files.
 pub fn test_config(db_url: &str) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".into();
-    c.database_url = Secret(db_url.into());
+    let mut c = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: Secret(db_url.into()),
+        ..Config::default()
+    };
     c.collect.interval = Duration::from_millis(200);
     c.database.connect_timeout = Duration::from_secs(5);
     c.rules.files = vec![];
@@ -259,6 +261,7 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("watchpost did not start; output:\n{}", seen.join("\n"));
                 }
             }
