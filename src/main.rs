@@ -1,6 +1,6 @@
 //! The `watchpost` command line. Exit codes: 0 ok, 1 invalid input, 2 runtime failure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => runtime(|| migrate(config)),
-        Command::Serve => runtime(|| serve(config, cli.config.as_deref())),
+        Command::Serve => runtime(|| serve(config)),
     }
 }
 
@@ -99,8 +99,17 @@ async fn migrate(config: Config) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
+async fn serve(config: Config) -> ExitCode {
     telemetry::init(&config.log);
+    // Listen for signals before anything can announce readiness, so a signal sent right
+    // after `listening on` is never handled by the default (killing) disposition.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("watchpost: cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let app = match App::start(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -111,7 +120,7 @@ async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
     };
     let token = app.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.shutdown_requested().await;
         tracing::info!("signal received; shutting down");
         token.cancel();
     });
@@ -119,28 +128,36 @@ async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM listeners, registered up front.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    async fn shutdown_requested(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
