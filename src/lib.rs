@@ -9,6 +9,7 @@ pub mod collect;
 pub mod config;
 pub mod events;
 pub mod metrics;
+pub mod rules;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
