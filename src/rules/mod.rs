@@ -23,6 +23,8 @@ pub mod group;
 pub mod manager;
 pub mod recording;
 pub mod template;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
