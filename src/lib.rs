@@ -9,10 +9,12 @@ pub mod collect;
 pub mod config;
 pub mod events;
 pub mod metrics;
+pub mod promql;
 pub mod rules;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tsdb;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +29,11 @@ use crate::collect::{CollectLoop, HostCollector};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::promql::Engine;
 use crate::store::{Db, StoreError};
 use crate::supervisor::Supervisor;
+use crate::tsdb::Tsdb;
+use crate::tsdb::scrape::SelfScraper;
 
 /// Why the service could not start. [`StartError::exit_code`] maps it to the contract.
 #[derive(Debug, thiserror::Error)]
@@ -107,12 +112,23 @@ impl App {
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
+        let tsdb = Tsdb::new(config.tsdb.retention);
+        let engine = Engine::new(tsdb.clone());
+        {
+            let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
+            supervisor.spawn("tsdb-self-scrape", move |token| {
+                SelfScraper::new(tsdb.clone()).run(metrics.clone(), collect.clone(), token)
+            });
+        }
+
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
             events: EventBus::default(),
             collect: collect_handle,
+            tsdb,
+            engine,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");

@@ -21,7 +21,9 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::metrics::http::HttpMetricsLayer;
+use crate::promql::Engine;
 use crate::store::Db;
+use crate::tsdb::Tsdb;
 pub use error::{ApiError, Json};
 
 /// Longest a request may take before it is answered 408.
@@ -40,6 +42,10 @@ pub struct AppState {
     pub events: EventBus,
     /// The collection loop (tick notifications for live samples).
     pub collect: CollectLoop,
+    /// The in-memory time-series store (self-scraped metrics, rule results).
+    pub tsdb: Tsdb,
+    /// PromQL over `tsdb`.
+    pub engine: Engine,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
