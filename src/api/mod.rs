@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 mod health;
+mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub tsdb: Tsdb,
     /// PromQL over `tsdb`.
     pub engine: Engine,
+    /// Rule groups (`/api/v1/rules`, `/-/reload`).
+    pub rules: crate::rules::RuleManager,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -56,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/-/reload", axum::routing::post(rules::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -662,7 +662,13 @@ impl Checker<'_> {
         let line = line_of(node);
         match promql_parser::parser::parse(&source) {
             Ok(e) => match e.value_type() {
-                ValueType::Vector | ValueType::Scalar => Some((source, Arc::new(e))),
+                ValueType::Vector | ValueType::Scalar => {
+                    if let Err(unsupported) = crate::promql::check_supported(&e) {
+                        self.problem(line, format!("{at}: {unsupported}"));
+                        return None;
+                    }
+                    Some((source, Arc::new(e)))
+                }
                 other => {
                     let what = match other {
                         ValueType::Matrix => "range vector",

@@ -17,6 +17,7 @@
 pub mod alerting;
 pub mod api;
 pub mod duration;
+pub mod engine;
 pub mod file;
 pub mod gofmt;
 pub mod group;
@@ -37,6 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::AlertingMetrics;
 
+pub use engine::{EngineQuerier, TsdbSink};
 pub use file::{Problem, Problems, RuleFile, load_file, load_globs, parse_rule_file};
 pub use manager::{ReloadOutcome, RuleManager};
 
@@ -47,7 +49,10 @@ pub type LabelSet = BTreeMap<String, String>;
 pub const DEFAULT_RESEND_DELAY: Duration = Duration::from_secs(60);
 
 /// Prometheus' stale marker: a NaN with this bit pattern ends a series.
-pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
+pub const STALE_NAN: f64 = crate::tsdb::STALE_NAN;
+
+/// Capacity of the rule alert channel; beyond it alerts are dropped with a warning.
+pub const ALERT_QUEUE_CAPACITY: usize = 10_000;
 
 /// One element of an instant query result.
 #[derive(Debug, Clone, PartialEq)]
