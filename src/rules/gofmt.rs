@@ -393,7 +393,7 @@ mod tests {
             (999.99, "1000"),
             (99999.0, "1e+05"),
             (42.0, "42"),
-            (3.14159, "3.142"),
+            (3.14259, "3.143"),
         ];
         for (v, want) in cases {
             assert_eq!(format_g(v, 4), want, "{v}");
@@ -407,14 +407,14 @@ mod tests {
             prec: Some(2),
             ..Default::default()
         };
-        assert_eq!(fmt_float(3.14159, FloatVerb::F, &f), "    3.14");
+        assert_eq!(fmt_float(3.14259, FloatVerb::F, &f), "    3.14");
         let f = Flags {
             width: Some(8),
             prec: Some(2),
             zero: true,
             ..Default::default()
         };
-        assert_eq!(fmt_float(-3.14159, FloatVerb::F, &f), "-0003.14");
+        assert_eq!(fmt_float(-3.14259, FloatVerb::F, &f), "-0003.14");
         let f = Flags {
             minus: true,
             width: Some(5),

@@ -805,7 +805,7 @@ mod tests {
     #[test]
     fn printf_like_go() {
         let f = |fmt: &str, args: &[Value]| sprintf(fmt, args);
-        assert_eq!(f("%.2f", &[Value::Float(3.14159)]), "3.14");
+        assert_eq!(f("%.2f", &[Value::Float(3.14259)]), "3.14");
         assert_eq!(f("%d%%", &[Value::Int(42)]), "42%");
         assert_eq!(f("%d", &[Value::Float(1.5)]), "%!d(float64=1.5)");
         assert_eq!(f("%s %s", &[Value::Str("a".into())]), "a %!s(MISSING)");
