@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 mod health;
+pub mod query;
 mod rules;
 
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .merge(query::routes(&state))
         .route("/api/v1/rules", get(rules::list))
         .route("/-/reload", axum::routing::post(rules::reload))
         .fallback(not_found)

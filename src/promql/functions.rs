@@ -326,7 +326,7 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 }
 
 /// Prometheus' label-name rule (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub(super) fn is_valid_label_name(name: &str) -> bool {
+pub fn is_valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

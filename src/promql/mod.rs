@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::tsdb::{Labels, Tsdb};
 
 pub use eval::check_supported;
+pub use functions::is_valid_label_name;
 
 /// Default lookback of instant selectors (Prometheus' `--query.lookback-delta`).
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
