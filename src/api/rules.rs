@@ -26,7 +26,9 @@ pub async fn list(State(state): State<AppState>, uri: Uri) -> Response {
         Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
     };
     let groups = state.rules.groups();
-    axum::Json(rules_response(&groups, &filter)).into_response()
+    let mut response = rules_response(&groups, &filter);
+    response.data.last_reload_error = state.rules.last_error();
+    axum::Json(response).into_response()
 }
 
 /// Re-reads the rule files (admin). A broken file changes nothing and answers 400 with

@@ -97,6 +97,10 @@ pub struct RulesResponse {
 pub struct RulesData {
     /// Rule groups.
     pub groups: Vec<GroupJson>,
+    /// Problems of the last reload when it failed (the groups above are the previous,
+    /// still running rules). Not in Prometheus' response; absent when fine.
+    #[serde(rename = "lastReloadError", skip_serializing_if = "Option::is_none")]
+    pub last_reload_error: Option<String>,
 }
 
 /// One group.
@@ -320,7 +324,10 @@ pub fn rules_response(groups: &[Arc<Group>], filter: &RulesFilter) -> RulesRespo
     }
     RulesResponse {
         status: "success",
-        data: RulesData { groups: out },
+        data: RulesData {
+            groups: out,
+            last_reload_error: None,
+        },
     }
 }
 
