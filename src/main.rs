@@ -153,6 +153,9 @@ async fn migrate(config: Config) -> ExitCode {
 
 async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
     telemetry::init(&config.log);
+    // Listen for SIGHUP before starting, so an early one cannot kill the process.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let app = match App::start(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -163,7 +166,14 @@ async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
     };
     let token = app.shutdown_token();
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(app.rules()));
+    match hup {
+        Ok(hup) => {
+            tokio::spawn(reload_on_sighup(hup, app.rules()));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload")
+        }
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received; shutting down");
@@ -175,15 +185,10 @@ async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
 
 /// Re-reads the rule files on every SIGHUP; a broken file is logged and changes nothing.
 #[cfg(unix)]
-async fn reload_on_sighup(rules: watchpost::rules::RuleManager) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
-            return;
-        }
-    };
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    rules: watchpost::rules::RuleManager,
+) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received; reloading rules");
         if let Err(problems) = rules.reload().await {
