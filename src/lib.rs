@@ -9,9 +9,12 @@ pub mod collect;
 pub mod config;
 pub mod events;
 pub mod metrics;
+pub mod promql;
+pub mod rules;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tsdb;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +29,14 @@ use crate::collect::{CollectLoop, HostCollector};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::promql::Engine;
+use crate::rules::{
+    EngineQuerier, EvalDeps, LeaderGate, Notifier, RuleAlert, RuleManager, TsdbSink,
+};
 use crate::store::{Db, StoreError};
 use crate::supervisor::Supervisor;
+use crate::tsdb::Tsdb;
+use crate::tsdb::scrape::SelfScraper;
 
 /// Why the service could not start. [`StartError::exit_code`] maps it to the contract.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +75,8 @@ pub struct App {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    rules: RuleManager,
+    rule_alerts: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<RuleAlert>>>,
 }
 
 impl App {
@@ -106,12 +117,53 @@ impl App {
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
+        let tsdb = Tsdb::new(config.tsdb.retention);
+        let engine = Engine::new(tsdb.clone());
+        {
+            let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
+            supervisor.spawn("tsdb-self-scrape", move |token| {
+                SelfScraper::new(tsdb.clone()).run(metrics.clone(), collect.clone(), token)
+            });
+        }
+
+        // Rules: evaluated behind the leader gate; transitions leave on one channel.
+        let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(rules::ALERT_QUEUE_CAPACITY);
+        let external_url = config
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let rule_manager = RuleManager::new(
+            EvalDeps {
+                querier: Arc::new(EngineQuerier(engine.clone())),
+                sink: Arc::new(TsdbSink(tsdb.clone())),
+                notifier: Notifier::new(rule_tx, rules::DEFAULT_RESEND_DELAY),
+                metrics: metrics.alerting.clone(),
+                external_labels: Arc::new(config.rules.external_labels.clone()),
+                external_url,
+                leader: LeaderGate::single_node(),
+            },
+            config.rules.files.clone(),
+            config.rules.evaluation_interval,
+            shutdown.clone(),
+        );
+        if let Err(problems) = rule_manager.reload().await {
+            shutdown.cancel();
+            return Err(StartError::Config(format!(
+                "invalid rule files:\n{problems}"
+            )));
+        }
+
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
             events: EventBus::default(),
             collect: collect_handle,
+            tsdb,
+            engine,
+            rules: rule_manager.clone(),
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -129,12 +181,28 @@ impl App {
             addr,
             shutdown,
             task,
+            rules: rule_manager,
+            rule_alerts: std::sync::Mutex::new(Some(rule_rx)),
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The rule manager (reload, groups).
+    pub fn rules(&self) -> RuleManager {
+        self.rules.clone()
+    }
+
+    /// The receiving end of the rule alert channel (firing and resolved transitions),
+    /// for the alert pipeline; `None` once taken.
+    pub fn take_rule_alerts(&self) -> Option<tokio::sync::mpsc::Receiver<RuleAlert>> {
+        self.rule_alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Cancelling this token starts a graceful shutdown.

@@ -29,10 +29,20 @@ enum Command {
     CheckConfig,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check Prometheus rule files: YAML, expressions, templates. Exit 1 with
+    /// `file:line: message` per problem.
+    CheckRules {
+        /// Rule files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::CheckRules { files }) = &cli.command {
+        return check_rules(files);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -47,7 +57,49 @@ fn main() -> ExitCode {
         }
         Command::Migrate => runtime(|| migrate(config)),
         Command::Serve => runtime(|| serve(config)),
+        Command::CheckRules { .. } => unreachable!("handled before loading the configuration"),
     }
+}
+
+/// `check-rules`: every problem of every file on stderr, a summary on stdout.
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    let mut problems = 0usize;
+    let (mut groups, mut alerting, mut recording) = (0usize, 0usize, 0usize);
+    for path in files {
+        match watchpost::rules::load_file(path) {
+            Ok(file) => {
+                groups += file.groups.len();
+                for rule in file.groups.iter().flat_map(|g| &g.rules) {
+                    match rule.kind {
+                        watchpost::rules::file::RuleKind::Alerting => alerting += 1,
+                        watchpost::rules::file::RuleKind::Recording => recording += 1,
+                    }
+                }
+                println!(
+                    "{}: {} groups, {} rules",
+                    path.display(),
+                    file.groups.len(),
+                    file.rule_count()
+                );
+            }
+            Err(found) => {
+                for p in &found.0 {
+                    eprintln!("{p}");
+                }
+                problems += found.0.len();
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!("FAILED: {problems} problem(s)");
+        return ExitCode::from(1);
+    }
+    println!(
+        "SUCCESS: {} files, {groups} groups, {} rules ({alerting} alerting, {recording} recording)",
+        files.len(),
+        alerting + recording
+    );
+    ExitCode::SUCCESS
 }
 
 /// Runs `f` on a multi-threaded tokio runtime.
@@ -110,6 +162,8 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let app = match App::start(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -119,6 +173,15 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let token = app.shutdown_token();
+    #[cfg(unix)]
+    match hup {
+        Ok(hup) => {
+            tokio::spawn(reload_on_sighup(hup, app.rules()));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload")
+        }
+    }
     tokio::spawn(async move {
         signals.shutdown_requested().await;
         tracing::info!("signal received; shutting down");
@@ -126,6 +189,20 @@ async fn serve(config: Config) -> ExitCode {
     });
     app.wait().await;
     ExitCode::SUCCESS
+}
+
+/// Re-reads the rule files on every SIGHUP; a broken file is logged and changes nothing.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    rules: watchpost::rules::RuleManager,
+) {
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading rules");
+        if let Err(problems) = rules.reload().await {
+            tracing::error!(problems = %problems, "rule reload failed; the previous rules keep running");
+        }
+    }
 }
 
 /// SIGINT and SIGTERM listeners, registered up front.

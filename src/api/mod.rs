@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod error;
 mod health;
+pub mod query;
+mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,9 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::metrics::http::HttpMetricsLayer;
+use crate::promql::Engine;
 use crate::store::Db;
+use crate::tsdb::Tsdb;
 pub use error::{ApiError, Json};
 
 /// Longest a request may take before it is answered 408.
@@ -40,6 +44,12 @@ pub struct AppState {
     pub events: EventBus,
     /// The collection loop (tick notifications for live samples).
     pub collect: CollectLoop,
+    /// The in-memory time-series store (self-scraped metrics, rule results).
+    pub tsdb: Tsdb,
+    /// PromQL over `tsdb`.
+    pub engine: Engine,
+    /// Rule groups (`/api/v1/rules`, `/-/reload`).
+    pub rules: crate::rules::RuleManager,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -50,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .merge(query::routes(&state))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/-/reload", axum::routing::post(rules::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
