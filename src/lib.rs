@@ -121,8 +121,11 @@ impl App {
         let engine = Engine::new(tsdb.clone());
         {
             let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
+            let interval = config.collect.interval;
             supervisor.spawn("tsdb-self-scrape", move |token| {
-                SelfScraper::new(tsdb.clone()).run(metrics.clone(), collect.clone(), token)
+                SelfScraper::new(tsdb.clone())
+                    .with_interval(interval)
+                    .run(metrics.clone(), collect.clone(), token)
             });
         }
 

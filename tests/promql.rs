@@ -593,3 +593,37 @@ fn range_query_limits() {
             .contains("same labelset")
     );
 }
+
+#[test]
+fn a_series_dropped_from_the_self_scrape_disappears_from_instant_queries() {
+    use watchpost::metrics::Metrics;
+    use watchpost::tsdb::scrape::SelfScraper;
+
+    let metrics = Metrics::new().unwrap();
+    let db = Tsdb::new(Duration::from_secs(3600));
+    let engine = Engine::new(db.clone());
+    let mut scraper = SelfScraper::new(db);
+    let queue = |name: &str| metrics.batch.depth.with_label_values(&[name]);
+    queue("alerts").set(3);
+    queue("outbox").set(4);
+    scraper.scrape(&metrics.gather(), 10 * S);
+    let q = "watchpost_batch_queue_depth";
+    assert_eq!(vector(&engine, q, 11 * S).len(), 2);
+    metrics
+        .batch
+        .depth
+        .remove_label_values(&["outbox"])
+        .unwrap();
+    scraper.scrape(&metrics.gather(), 20 * S);
+    // The next scrape wrote a stale marker: the series is gone at once, not after 5 m.
+    let v = vector(&engine, q, 21 * S);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].labels.get("queue"), Some("alerts"));
+    assert_eq!(v[0].value, 3.0);
+    // Before the marker it still answers.
+    assert_eq!(vector(&engine, q, 19 * S).len(), 2);
+    // And it comes back when it reappears.
+    queue("outbox").set(1);
+    scraper.scrape(&metrics.gather(), 30 * S);
+    assert_eq!(vector(&engine, q, 31 * S).len(), 2);
+}
