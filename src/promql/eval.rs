@@ -41,7 +41,25 @@ impl StepValue {
 /// Samples of one series loaded for all steps of a query.
 pub(super) struct Loaded {
     labels: Labels,
+    /// `labels` without `__name__`, computed once for all steps.
+    no_name: Labels,
     points: Vec<(i64, f64)>,
+}
+
+/// The labels of a range-vector element, with its name-less variant when known.
+pub(super) struct RangeLabels<'a> {
+    pub labels: &'a Labels,
+    no_name: Option<&'a Labels>,
+}
+
+impl RangeLabels<'_> {
+    /// The labels without `__name__`.
+    pub fn without_name(&self) -> Labels {
+        match self.no_name {
+            Some(l) => l.clone(),
+            None => self.labels.without_metric_name(),
+        }
+    }
 }
 
 /// The window a range function looks at: samples in `(start, end]`.
@@ -220,6 +238,7 @@ impl<'a> Evaluator<'a> {
             if !points.is_empty() {
                 loaded.push(Loaded {
                     labels: s.labels().clone(),
+                    no_name: s.labels().without_metric_name(),
                     points,
                 });
             }
@@ -278,7 +297,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         expr: &Expr,
         t: i64,
-        mut f: impl FnMut(&Labels, &[(i64, f64)], &Window),
+        mut f: impl FnMut(&RangeLabels, &[(i64, f64)], &Window),
     ) -> Result<(), EvalError> {
         match expr {
             Expr::Paren(p) => self.for_each_range(&p.expr, t, f),
@@ -292,7 +311,11 @@ impl<'a> Evaluator<'a> {
                     range_secs: sq.range.as_secs_f64(),
                 };
                 for s in self.subquery(sq, t)? {
-                    f(&s.labels, &s.points, &window);
+                    let labels = RangeLabels {
+                        labels: &s.labels,
+                        no_name: None,
+                    };
+                    f(&labels, &s.points, &window);
                 }
                 Ok(())
             }
@@ -307,7 +330,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         ms: &MatrixSelector,
         t: i64,
-        mut f: impl FnMut(&Labels, &[(i64, f64)], &Window),
+        mut f: impl FnMut(&RangeLabels, &[(i64, f64)], &Window),
     ) -> Result<(), EvalError> {
         let rt = self.ref_time(&ms.vs.at, &ms.vs.offset, t);
         let range = duration_ms(&ms.range);
@@ -321,7 +344,11 @@ impl<'a> Evaluator<'a> {
                 let lo = l.points.partition_point(|p| p.0 <= window.start);
                 let hi = l.points.partition_point(|p| p.0 <= rt);
                 if lo < hi {
-                    f(&l.labels, &l.points[lo..hi], &window);
+                    let labels = RangeLabels {
+                        labels: &l.labels,
+                        no_name: Some(&l.no_name),
+                    };
+                    f(&labels, &l.points[lo..hi], &window);
                 }
             }
             return Ok(());
@@ -334,7 +361,11 @@ impl<'a> Evaluator<'a> {
             buf.retain(|p| !is_stale_nan(p.1));
             self.count_samples(buf.len())?;
             if !buf.is_empty() {
-                f(s.labels(), &buf, &window);
+                let labels = RangeLabels {
+                    labels: s.labels(),
+                    no_name: None,
+                };
+                f(&labels, &buf, &window);
             }
         }
         Ok(())
@@ -427,7 +458,7 @@ impl<'a> Evaluator<'a> {
                 let mut out = Vec::new();
                 self.for_each_range(expr, t, |labels, points, _| {
                     out.push(Series {
-                        labels: labels.clone(),
+                        labels: labels.labels.clone(),
                         points: points.to_vec(),
                     })
                 })?;

@@ -217,9 +217,9 @@ fn over_range(
         if let Some(value) = f(points, window) {
             out.push(Sample {
                 labels: if keep_name {
-                    labels.clone()
+                    labels.labels.clone()
                 } else {
-                    labels.without_metric_name()
+                    labels.without_name()
                 },
                 value,
             });

@@ -46,39 +46,89 @@ impl BitWriter {
     }
 }
 
-/// Reads bits written by [`BitWriter`].
+/// Reads bits written by [`BitWriter`] through a 64-bit window refilled a byte at a time.
 struct BitReader<'a> {
     buf: &'a [u8],
-    /// Position in bits.
-    pos: usize,
+    /// Next byte to load into the window.
+    next: usize,
+    /// Unread bits, left-aligned; bits past `avail` are zero.
+    window: u64,
+    avail: u32,
 }
 
 impl<'a> BitReader<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self {
+            buf,
+            next: 0,
+            window: 0,
+            avail: 0,
+        }
     }
 
+    #[inline]
+    fn refill(&mut self) {
+        while self.avail <= 56 {
+            let Some(&byte) = self.buf.get(self.next) else {
+                return;
+            };
+            self.window |= u64::from(byte) << (56 - self.avail);
+            self.avail += 8;
+            self.next += 1;
+        }
+    }
+
+    /// Reads `n` bits (n ≤ 56) as the low bits of the result.
+    #[inline]
+    fn read_short(&mut self, n: u32) -> Option<u64> {
+        debug_assert!(n <= 56);
+        if n == 0 {
+            return Some(0);
+        }
+        if self.avail < n {
+            self.refill();
+            if self.avail < n {
+                return None;
+            }
+        }
+        let v = self.window >> (64 - n);
+        self.window <<= n;
+        self.avail -= n;
+        Some(v)
+    }
+
+    #[inline]
     fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.buf.get(self.pos >> 3)?;
-        let bit = (byte >> (7 - (self.pos & 7))) & 1;
-        self.pos += 1;
-        Some(bit == 1)
+        self.read_short(1).map(|b| b == 1)
     }
 
     /// Reads `n` bits (n ≤ 64) as the low bits of the result.
-    fn read_bits(&mut self, mut n: u8) -> Option<u64> {
-        let mut out = 0u64;
-        while n > 0 {
-            let byte = *self.buf.get(self.pos >> 3)?;
-            let used = (self.pos & 7) as u8;
-            let avail = 8 - used;
-            let take = avail.min(n);
-            let bits = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            out = (out << take) | u64::from(bits);
-            self.pos += usize::from(take);
-            n -= take;
+    #[inline]
+    fn read_bits(&mut self, n: u8) -> Option<u64> {
+        let n = u32::from(n);
+        if n <= 56 {
+            return self.read_short(n);
         }
-        Some(out)
+        let high = self.read_short(n - 32)?;
+        let low = self.read_short(32)?;
+        Some((high << 32) | low)
+    }
+
+    /// Counts up to `max` leading one bits and consumes them plus the terminating zero
+    /// (if fewer than `max` ones).
+    #[inline]
+    fn read_unary(&mut self, max: u32) -> Option<u32> {
+        if self.avail < max {
+            self.refill();
+        }
+        let ones = (!self.window).leading_zeros().min(max);
+        let used = if ones < max { ones + 1 } else { max };
+        if used > self.avail {
+            return None;
+        }
+        self.window <<= used;
+        self.avail -= used;
+        Some(ones)
     }
 }
 
@@ -107,13 +157,10 @@ fn write_dod(w: &mut BitWriter, dod: i64) {
 }
 
 fn read_dod(r: &mut BitReader) -> Option<i64> {
-    let mut ones = 0u8;
-    while ones < 4 && r.read_bit()? {
-        ones += 1;
-    }
+    let ones = r.read_unary(4)?;
     let bits = match ones {
         0 => return Some(0),
-        1..=3 => DOD_BUCKETS[usize::from(ones) - 1].2,
+        1..=3 => DOD_BUCKETS[ones as usize - 1].2,
         _ => return r.read_bits(64).map(|b| b as i64),
     };
     let raw = r.read_bits(bits)? as i64;
