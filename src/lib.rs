@@ -4,11 +4,15 @@
 //! [`App::start`] wires the parts together and returns a running service; `main.rs` is
 //! only the command line around it.
 
+pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod collect;
 pub mod config;
 pub mod events;
+pub mod inhibit;
 pub mod metrics;
+pub mod silence;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -93,7 +93,7 @@ impl HostCollector {
     }
 
     fn collect_disks(&mut self) {
-        let relist = self.ticks % DISK_RELIST_EVERY == 0;
+        let relist = self.ticks.is_multiple_of(DISK_RELIST_EVERY);
         self.disks
             .refresh_specifics(relist, DiskRefreshKind::nothing().with_storage());
         let mut seen = HashSet::with_capacity(self.mounts.len());

@@ -140,7 +140,6 @@ fn sample(
     if !labels.is_empty() || extra.is_some() {
         out.push('{');
         let mut first = true;
-        let extra = extra.map(|(n, v)| (n, v));
         for (n, v) in labels.iter().map(|l| (l.name(), l.value())).chain(extra) {
             if !first {
                 out.push(',');

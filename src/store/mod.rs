@@ -214,15 +214,13 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     if path.is_empty() {
         return Err(StoreError::BadUrl("empty SQLite path".into()));
     }
-    if path != ":memory:" {
-        if let Some(parent) = Path::new(path)
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path)
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::BadUrl(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::BadUrl(format!("cannot create {}: {e}", parent.display())))?;
     }
     let query = if query.contains("mode=") {
         query.to_string()
