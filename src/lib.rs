@@ -110,12 +110,27 @@ impl App {
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
+        let events = EventBus::default();
+        let (alert_changes, alert_changes_rx) = alerts::change::channel();
+        let (alert_service, alert_pipeline) = alerts::AlertService::start(
+            &config,
+            db.clone(),
+            metrics.clone(),
+            events.clone(),
+            alert_changes,
+        )
+        .await
+        .map_err(StartError::Config)?;
+        // The notifier takes `alert_changes_rx` over; until it does, drain it.
+        tokio::spawn(drain_alert_changes(alert_changes_rx));
+
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
-            events: EventBus::default(),
+            events,
             collect: collect_handle,
+            alerts: alert_service,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -125,6 +140,8 @@ impl App {
         let task = tokio::spawn(async move {
             serve(listener, router, token.clone(), shutdown_timeout).await;
             token.cancel();
+            // In-flight requests are answered; let the alert writer commit the rest.
+            alert_pipeline.shutdown(Duration::from_secs(10)).await;
             supervisor.join(Duration::from_secs(5)).await;
             db.close().await;
             tracing::info!("stopped");
@@ -158,6 +175,11 @@ impl App {
         self.shutdown.cancel();
         self.wait().await;
     }
+}
+
+/// Consumes alert changes while no notifier is wired, so the channel never fills.
+async fn drain_alert_changes(mut rx: alerts::ChangeReceiver) {
+    while rx.recv().await.is_some() {}
 }
 
 /// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`.

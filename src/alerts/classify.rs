@@ -7,9 +7,9 @@
 //!   `page`, `error`, `warn`, `notice`); else keywords of the message and alert name
 //!   ([`CRITICAL_WORDS`], then [`WARNING_WORDS`]); else `info`.
 //! * **Type**: an explicit hint (ntopng's alert category) wins; else a `type`,
-//!   `category` or `alert_type` label naming a known type; else the first of
-//!   security, database, network, system, application whose keywords occur in the
-//!   alert name, message and `job`/`service`/`component` labels; else `other`.
+//!   `category` or `alert_type` label naming a known type; else the type with the most
+//!   keywords occurring in the alert name, message and `job`/`service`/`component`
+//!   labels (ties: security, database, network, system, application); else `other`.
 //! * **Risk score** (0–100): severity base (critical 60, warning 35, info 10) + type
 //!   weight (security 20, database 12, network 10, system 8, application 5, other 0) +
 //!   a repeat bonus `min(20, round(6 · ln r))`, where `r` is the number of receipts in
@@ -382,11 +382,15 @@ pub fn alert_type(hint: Option<&str>, labels: &LabelSet, words: &Words) -> &'sta
             return t;
         }
     }
-    TYPES
-        .iter()
-        .find(|t| words.any(words_of(t)))
-        .copied()
-        .unwrap_or(OTHER)
+    // The type with the most matching keywords; ties go to the earlier type.
+    let mut best = (0, OTHER);
+    for t in TYPES {
+        let n = words_of(t).iter().filter(|w| words.has(w)).count();
+        if n > best.0 {
+            best = (n, t);
+        }
+    }
+    best.1
 }
 
 /// The words classification looks at: alert name, message, and the `job`, `service`,
@@ -505,6 +509,8 @@ mod tests {
         assert_eq!(t("HighCpuUsage on web-1"), "system");
         assert_eq!(t("HTTP 5xx error rate above 5%"), "application");
         assert_eq!(t("something odd"), "other");
+        assert_eq!(t("Disk full on db-1"), "system");
+        assert_eq!(t("Database disk usage high"), "database");
         assert_eq!(
             alert_type(Some("Security"), &none, &Words::of(["cpu"])),
             "security"

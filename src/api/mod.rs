@@ -2,9 +2,14 @@
 //!
 //! Handlers are thin: they parse, check permissions, and call the service layer.
 
+pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod ingest;
+pub mod reports;
+pub mod silences;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +45,8 @@ pub struct AppState {
     pub events: EventBus,
     /// The collection loop (tick notifications for live samples).
     pub collect: CollectLoop,
+    /// The alert pipeline: ingest, queries, acks, silences, stats, reports.
+    pub alerts: crate::alerts::AlertService,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -50,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .merge(alerts::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
