@@ -201,7 +201,11 @@ fn convert_one(a: &Value, i: usize, now_ms: i64) -> Result<RawAlert, IngestError
         message: Some(truncate_chars(&message, super::MAX_MESSAGE_CHARS)),
         severity,
         type_hint,
-        type_fallback: if is_flow { Some("network") } else { None },
+        type_fallback: match entity.as_str() {
+            "flow" | "interface" | "network" | "snmp_device" | "asn" | "l7" => Some("network"),
+            "system" | "am_host" => Some("system"),
+            _ => None,
+        },
         source_score: score,
         labels,
         annotations,
