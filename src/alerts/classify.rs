@@ -17,6 +17,9 @@
 //!   receipt). A source's own score (ntopng's, 0–250+) can raise it to
 //!   `min(100, score · 100 / 250)`.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use super::model::{LabelSet, Severity};
 
 /// The known alert types, in keyword-matching order.
@@ -269,46 +272,119 @@ const APPLICATION_WORDS: &[&str] = &[
     "target",
 ];
 
-fn words_of(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "security" => SECURITY_WORDS,
-        "database" => DATABASE_WORDS,
-        "network" => NETWORK_WORDS,
-        "system" => SYSTEM_WORDS,
-        _ => APPLICATION_WORDS,
-    }
+const CRITICAL: u8 = 1;
+const WARNING: u8 = 2;
+/// Bit of type `i` of [`TYPES`].
+const fn type_bit(i: usize) -> u8 {
+    4 << i
+}
+
+/// Keyword lookup: single words in a hash map, phrases scanned.
+struct Index {
+    words: HashMap<&'static str, u8>,
+    phrases: Vec<(&'static str, u8)>,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut idx = Index {
+            words: HashMap::new(),
+            phrases: Vec::new(),
+        };
+        let lists: [(&[&'static str], u8); 7] = [
+            (CRITICAL_WORDS, CRITICAL),
+            (WARNING_WORDS, WARNING),
+            (SECURITY_WORDS, type_bit(0)),
+            (DATABASE_WORDS, type_bit(1)),
+            (NETWORK_WORDS, type_bit(2)),
+            (SYSTEM_WORDS, type_bit(3)),
+            (APPLICATION_WORDS, type_bit(4)),
+        ];
+        for (list, bit) in lists {
+            for w in list {
+                if w.contains(' ') {
+                    match idx.phrases.iter_mut().find(|(p, _)| p == w) {
+                        Some((_, b)) => *b |= bit,
+                        None => idx.phrases.push((w, bit)),
+                    }
+                } else {
+                    *idx.words.entry(w).or_default() |= bit;
+                }
+            }
+        }
+        idx
+    })
 }
 
 /// Text split into lowercase words, camelCase and snake_case included
-/// (`NodeFilesystemAlmostFull` → `node filesystem almost full`), with a space on each
-/// side so that `contains(" word ")` matches whole words and phrases.
+/// (`NodeFilesystemAlmostFull` → `node filesystem almost full`), and which keyword
+/// lists it hits (each distinct keyword counts once).
 #[derive(Debug, Default)]
-pub struct Words(String);
+pub struct Words {
+    text: String,
+    critical: bool,
+    warning: bool,
+    types: [usize; 5],
+}
 
 impl Words {
     /// Words of all `texts`.
     pub fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Words {
-        let mut out = String::from(" ");
-        for text in texts {
-            push_words(text, &mut out);
+        let mut text = String::from(" ");
+        for t in texts {
+            push_words(t, &mut text);
         }
-        Words(out)
+        let idx = index();
+        let mut flags: Vec<u8> = Vec::new();
+        let mut seen: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for w in seen {
+            if let Some(f) = idx.words.get(w) {
+                flags.push(*f);
+            }
+        }
+        for (p, f) in &idx.phrases {
+            if contains_word(&text, p) {
+                flags.push(*f);
+            }
+        }
+        let mut out = Words {
+            text,
+            ..Default::default()
+        };
+        for f in flags {
+            out.critical |= f & CRITICAL != 0;
+            out.warning |= f & WARNING != 0;
+            for (i, n) in out.types.iter_mut().enumerate() {
+                if f & type_bit(i) != 0 {
+                    *n += 1;
+                }
+            }
+        }
+        out
     }
 
     /// Whether the word or phrase occurs.
     pub fn has(&self, word: &str) -> bool {
-        let bytes = self.0.as_bytes();
-        let w = word.as_bytes();
-        // " word " without allocating.
-        self.0.match_indices(word).any(|(i, _)| {
-            i > 0 && bytes[i - 1] == b' ' && bytes.get(i + w.len()).is_some_and(|b| *b == b' ')
-        })
+        contains_word(&self.text, word)
     }
 
     /// Whether any of `words` occurs.
     pub fn any(&self, words: &[&str]) -> bool {
         words.iter().any(|w| self.has(w))
     }
+}
+
+/// `text` (words between single spaces, with a space at each end) contains `word` as
+/// whole words.
+fn contains_word(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    let w = word.len();
+    text.match_indices(word).any(|(i, _)| {
+        i > 0 && bytes[i - 1] == b' ' && bytes.get(i + w).is_some_and(|b| *b == b' ')
+    })
 }
 
 fn push_words(text: &str, out: &mut String) {
@@ -350,9 +426,9 @@ pub fn severity(explicit: Option<Severity>, labels: &LabelSet, words: &Words) ->
     {
         return s;
     }
-    if words.any(CRITICAL_WORDS) {
+    if words.critical {
         Severity::Critical
-    } else if words.any(WARNING_WORDS) {
+    } else if words.warning {
         Severity::Warning
     } else {
         Severity::Info
@@ -384,10 +460,9 @@ pub fn alert_type(hint: Option<&str>, labels: &LabelSet, words: &Words) -> &'sta
     }
     // The type with the most matching keywords; ties go to the earlier type.
     let mut best = (0, OTHER);
-    for t in TYPES {
-        let n = words_of(t).iter().filter(|w| words.has(w)).count();
-        if n > best.0 {
-            best = (n, t);
+    for (i, t) in TYPES.iter().enumerate() {
+        if words.types[i] > best.0 {
+            best = (words.types[i], t);
         }
     }
     best.1
@@ -463,7 +538,7 @@ mod tests {
             "eth0",
         ]);
         assert_eq!(
-            w.0,
+            w.text,
             " node filesystem almost out of space http requests total eth0 "
         );
         assert!(w.has("filesystem"));

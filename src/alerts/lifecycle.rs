@@ -169,7 +169,7 @@ pub fn apply(prev: Option<&Alert>, inc: &Incoming, now_ms: i64, silences: &Silen
         } else {
             Vec::new()
         };
-        let now_muting = silences.muting(&alert.match_labels(), now_ms);
+        let now_muting = silences.muting(&alert.match_view(), now_ms);
         silence_transition(&before, &now_muting, &mut events, &mut changes);
         alert.silenced_by = now_muting;
     }

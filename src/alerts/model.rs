@@ -188,6 +188,15 @@ impl Alert {
         match_labels(&self.labels, self.severity, &self.source)
     }
 
+    /// [`Alert::match_labels`] without copying.
+    pub fn match_view(&self) -> MatchLabels<'_> {
+        MatchLabels {
+            labels: &self.labels,
+            severity: self.severity,
+            source: &self.source,
+        }
+    }
+
     /// The contract's alert object.
     pub fn view(&self) -> AlertView<'_> {
         AlertView { a: self }
@@ -196,6 +205,39 @@ impl Alert {
     /// The contract's alert object as a JSON value.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self.view()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Something matchers can look labels up in.
+pub trait Labels {
+    /// The value of label `name`, if present.
+    fn label(&self, name: &str) -> Option<&str>;
+}
+
+impl Labels for LabelSet {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// An alert's labels plus `severity` and `source` when absent, without copying.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchLabels<'a> {
+    labels: &'a LabelSet,
+    severity: Severity,
+    source: &'a str,
+}
+
+impl Labels for MatchLabels<'_> {
+    fn label(&self, name: &str) -> Option<&str> {
+        match self.labels.get(name) {
+            Some(v) => Some(v),
+            None => match name {
+                "severity" => Some(self.severity.as_str()),
+                "source" => Some(self.source),
+                _ => None,
+            },
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::change::{AlertChange, ChangeKind, ChangeSender};
 use super::ingest::Incoming;
 use super::lifecycle::{self, Event, silence_transition};
-use super::model::{Ack, Alert, AlertState, EventKind, Severity};
+use super::model::{Ack, Alert, AlertState, EventKind, Labels, Severity};
 use super::repo::{self, NewEvent};
 use crate::audit::{self, AuditRecord};
 use crate::events::{AlertEvent, AlertEventKind, EventBus};
@@ -531,7 +531,7 @@ impl Writer {
         let firing = repo::firing(&w.p.db).await?;
         let mut plan = Plan::new(now);
         for a in firing {
-            w.inhibitor.update(&a.fingerprint, Some(&a.match_labels()));
+            w.inhibitor.update(&a.fingerprint, Some(&a.match_view()));
             *w.active.entry(a.severity).or_default() += 1;
             plan.add_stored(a);
         }
@@ -672,16 +672,20 @@ impl Writer {
         match result {
             Ok((ids, plan)) => {
                 self.qm.committed.inc_by(n as u64);
+                let mut per_source: HashMap<&str, u64> = HashMap::new();
                 for job in &jobs {
                     for a in &job.alerts {
-                        let label = self.source_label(&a.source);
-                        self.p
-                            .metrics
-                            .alerting
-                            .alerts_received
-                            .with_label_values(&[label.as_str()])
-                            .inc();
+                        *per_source.entry(a.source.as_str()).or_default() += 1;
                     }
+                }
+                for (source, count) in per_source {
+                    let label = self.source_label(source);
+                    self.p
+                        .metrics
+                        .alerting
+                        .alerts_received
+                        .with_label_values(&[label.as_str()])
+                        .inc_by(count);
                 }
                 for (job, ids) in jobs.into_iter().zip(ids) {
                     let _ = job.reply.send(Ok(ids));
@@ -731,8 +735,9 @@ impl Writer {
         let touched: Vec<String> = plan.order.clone();
         for fp in &touched {
             let a = &plan.alerts[fp];
-            let labels = (a.state == AlertState::Firing).then(|| a.match_labels());
-            affected.extend(self.inhibitor.update(fp, labels.as_ref()));
+            let view = a.match_view();
+            let labels = (a.state == AlertState::Firing).then_some(&view as &dyn Labels);
+            affected.extend(self.inhibitor.update(fp, labels));
         }
         self.load_into(&mut plan, &affected).await?;
         self.reinhibit(&mut plan, affected);
@@ -835,7 +840,7 @@ impl Writer {
             if a.state != AlertState::Firing {
                 continue;
             }
-            let muting = self.silences.muting(&a.match_labels(), now);
+            let muting = self.silences.muting(&a.match_view(), now);
             if muting == a.silenced_by {
                 continue;
             }
@@ -1005,7 +1010,7 @@ impl Writer {
                 self.active.clear();
                 for a in firing {
                     self.inhibitor
-                        .update(&a.fingerprint, Some(&a.match_labels()));
+                        .update(&a.fingerprint, Some(&a.match_view()));
                     *self.active.entry(a.severity).or_default() += 1;
                 }
                 self.publish_active();

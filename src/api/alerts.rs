@@ -333,7 +333,7 @@ pub async fn v2_alerts(
     let out: Vec<serde_json::Value> = alerts
         .iter()
         .filter(|a| {
-            let labels = a.match_labels();
+            let labels = a.match_view();
             matchers.iter().all(|m| m.matches(&labels))
                 && if a.is_silenced() {
                     silenced

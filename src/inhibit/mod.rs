@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::alerts::model::LabelSet;
+use crate::alerts::model::Labels;
 use crate::config::InhibitRule as InhibitRuleConfig;
 use crate::silence::matcher::{Matcher, all_match};
 
@@ -99,7 +99,7 @@ impl Inhibitor {
     /// Records that alert `fp` fires with `labels` (`Some`) or does not (`None`).
     /// Returns the fingerprints whose inhibition may have changed: `fp` itself and the
     /// targets of any source set that changed.
-    pub fn update(&mut self, fp: &str, labels: Option<&LabelSet>) -> Vec<String> {
+    pub fn update(&mut self, fp: &str, labels: Option<&dyn Labels>) -> Vec<String> {
         let new = labels.map(|l| self.membership(l)).unwrap_or_default();
         let old = self.members.get(fp).cloned().unwrap_or_default();
         if old == new {
@@ -171,7 +171,7 @@ impl Inhibitor {
         self.members.is_empty()
     }
 
-    fn membership(&self, labels: &LabelSet) -> Membership {
+    fn membership(&self, labels: &dyn Labels) -> Membership {
         let mut m = Membership::default();
         for (r, rule) in self.rules.iter().enumerate() {
             let is_source = all_match(&rule.source, labels);
@@ -182,7 +182,7 @@ impl Inhibitor {
             let key: Key = rule
                 .equal
                 .iter()
-                .map(|l| labels.get(l).cloned().unwrap_or_default())
+                .map(|l| labels.label(l).unwrap_or_default().to_string())
                 .collect();
             if is_source {
                 m.source.push((r, key.clone()));
@@ -198,6 +198,7 @@ impl Inhibitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::model::LabelSet;
 
     fn labels(pairs: &[(&str, &str)]) -> LabelSet {
         pairs
@@ -224,17 +225,17 @@ mod tests {
             ("instance", "a"),
             ("severity", "critical"),
         ]);
-        i.update("w", Some(&warn));
-        i.update("o", Some(&other));
+        i.update("w", Some(&warn as &dyn Labels));
+        i.update("o", Some(&other as &dyn Labels));
         assert_eq!(i.inhibitor_of("w"), None);
-        let affected = i.update("c", Some(&crit));
+        let affected = i.update("c", Some(&crit as &dyn Labels));
         assert!(affected.contains(&"w".to_string()), "{affected:?}");
         assert!(!affected.contains(&"o".to_string()));
         assert_eq!(i.inhibitor_of("w"), Some("c".into()));
         assert_eq!(i.inhibitor_of("o"), None, "different instance");
         assert_eq!(i.inhibitor_of("c"), None, "sources are not targets");
         // Repeating the source changes nothing.
-        assert_eq!(i.update("c", Some(&crit)), vec!["c".to_string()]);
+        assert_eq!(i.update("c", Some(&crit as &dyn Labels)), vec!["c".to_string()]);
         let affected = i.update("c", None);
         assert!(affected.contains(&"w".to_string()));
         assert_eq!(i.inhibitor_of("w"), None);
@@ -254,8 +255,8 @@ mod tests {
         let mut i = Inhibitor::new(rules);
         let down = labels(&[("alertname", "NodeDown"), ("instance", "a")]);
         let cpu = labels(&[("alertname", "Cpu"), ("instance", "a")]);
-        i.update("cpu", Some(&cpu));
-        i.update("down", Some(&down));
+        i.update("cpu", Some(&cpu as &dyn Labels));
+        i.update("down", Some(&down as &dyn Labels));
         assert_eq!(i.inhibitor_of("cpu"), Some("down".into()));
         assert_eq!(i.inhibitor_of("down"), None, "never inhibits itself");
         let bad = vec![InhibitRuleConfig {

@@ -8,7 +8,7 @@ use std::fmt;
 
 use regex::{Regex, RegexBuilder};
 
-use crate::alerts::model::LabelSet;
+use crate::alerts::model::Labels;
 
 /// Largest compiled regex a matcher may use (bytes), against pathological patterns.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -148,8 +148,8 @@ impl Matcher {
     }
 
     /// Whether `labels` satisfy this matcher (a missing label is the empty string).
-    pub fn matches(&self, labels: &LabelSet) -> bool {
-        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+    pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+        let v = labels.label(&self.name).unwrap_or("");
         self.matches_value(v)
     }
 
@@ -172,7 +172,7 @@ impl fmt::Display for Matcher {
 }
 
 /// Whether every matcher matches.
-pub fn all_match(matchers: &[Matcher], labels: &LabelSet) -> bool {
+pub fn all_match<L: Labels + ?Sized>(matchers: &[Matcher], labels: &L) -> bool {
     matchers.iter().all(|m| m.matches(labels))
 }
 
@@ -224,6 +224,7 @@ fn unquote(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::model::LabelSet;
 
     fn labels(pairs: &[(&str, &str)]) -> LabelSet {
         pairs

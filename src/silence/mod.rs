@@ -16,7 +16,7 @@ use sqlx::Row;
 
 pub use matcher::{MatchOp, Matcher, MatcherError, all_match};
 
-use crate::alerts::model::{LabelSet, rfc3339};
+use crate::alerts::model::{Labels, rfc3339};
 use crate::store::{Db, StoreError};
 
 /// A silence's state at a given time.
@@ -148,7 +148,7 @@ impl Silence {
     }
 
     /// Whether all matchers match `labels` (regardless of time).
-    pub fn matches(&self, labels: &LabelSet) -> bool {
+    pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         all_match(&self.matchers, labels)
     }
 
@@ -255,7 +255,10 @@ impl SilenceSet {
     }
 
     /// Ids of the silences active at `now_ms` that match `labels`, sorted.
-    pub fn muting(&self, labels: &LabelSet, now_ms: i64) -> Vec<String> {
+    pub fn muting<L: Labels + ?Sized>(&self, labels: &L, now_ms: i64) -> Vec<String> {
+        if self.silences.is_empty() {
+            return Vec::new();
+        }
         let mut ids: Vec<String> = self
             .silences
             .iter()
@@ -395,6 +398,7 @@ pub async fn delete_ended_before(db: &Db, cutoff_ms: i64) -> Result<u64, StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::model::LabelSet;
 
     fn postable(matchers: serde_json::Value, ends: &str) -> PostableSilence {
         serde_json::from_value(serde_json::json!({
