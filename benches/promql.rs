@@ -50,7 +50,11 @@ fn threshold_fixture() -> (Engine, i64, Vec<promql_parser::parser::Expr>) {
                 ("job", "node".to_string()),
             ]);
             for s in 0..5 {
-                db.append(&l, T0 + s * 1000, ((k * 7 + inst * 13 + s as usize) % 100) as f64);
+                db.append(
+                    &l,
+                    T0 + s * 1000,
+                    ((k * 7 + inst * 13 + s as usize) % 100) as f64,
+                );
             }
         }
     }
@@ -117,12 +121,15 @@ fn bench(c: &mut Criterion) {
 
     let (engine, t) = counters(1_000, 65 * 60);
     let panel = promql::parse("sum by (instance) (rate(http_requests_total[5m]))").unwrap();
-    group.bench_function("range sum by (instance) (rate(x[5m])) 1k series, 1h, 15s step", |b| {
-        b.iter(|| match engine.range(&panel, t - 3_600_000, t, 15_000) {
-            Ok(Value::Matrix(m)) => assert_eq!(m.len(), 100),
-            other => panic!("{other:?}"),
-        })
-    });
+    group.bench_function(
+        "range sum by (instance) (rate(x[5m])) 1k series, 1h, 15s step",
+        |b| {
+            b.iter(|| match engine.range(&panel, t - 3_600_000, t, 15_000) {
+                Ok(Value::Matrix(m)) => assert_eq!(m.len(), 100),
+                other => panic!("{other:?}"),
+            })
+        },
+    );
     drop(engine);
 
     let (engine, t, exprs) = threshold_fixture();

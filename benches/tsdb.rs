@@ -157,7 +157,10 @@ fn steady_state(kind: impl Fn(usize) -> Kind) -> Report {
 fn memory_report() {
     println!("== tsdb steady state: {SERIES} series, 1 s interval, 1 h retention ==");
     let cases: [(&str, fn(usize) -> Kind); 4] = [
-        ("watchpost /metrics mix (60% slow counters, 25% fast counters, 10% int gauges, 5% float gauges)", kind_of),
+        (
+            "watchpost /metrics mix (60% slow counters, 25% fast counters, 10% int gauges, 5% float gauges)",
+            kind_of,
+        ),
         ("all fast counters", |_| Kind::FastCounter),
         ("all integer gauges (random walk)", |_| Kind::IntGauge),
         ("all random floats (worst case)", |_| Kind::FloatGauge),

@@ -4,13 +4,17 @@
 //! [`App::start`] wires the parts together and returns a running service; `main.rs` is
 //! only the command line around it.
 
+pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod collect;
 pub mod config;
 pub mod events;
+pub mod inhibit;
 pub mod metrics;
 pub mod promql;
 pub mod rules;
+pub mod silence;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
@@ -30,9 +34,7 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::promql::Engine;
-use crate::rules::{
-    EngineQuerier, EvalDeps, LeaderGate, Notifier, RuleAlert, RuleManager, TsdbSink,
-};
+use crate::rules::{EngineQuerier, EvalDeps, LeaderGate, Notifier, RuleManager, TsdbSink};
 use crate::store::{Db, StoreError};
 use crate::supervisor::Supervisor;
 use crate::tsdb::Tsdb;
@@ -76,7 +78,6 @@ pub struct App {
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     rules: RuleManager,
-    rule_alerts: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<RuleAlert>>>,
 }
 
 impl App {
@@ -117,15 +118,29 @@ impl App {
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
+        let events = EventBus::default();
+        let (alert_changes, alert_changes_rx) = alerts::change::channel();
+        let (alert_service, alert_pipeline) = alerts::AlertService::start(
+            &config,
+            db.clone(),
+            metrics.clone(),
+            events.clone(),
+            alert_changes,
+        )
+        .await
+        .map_err(StartError::Config)?;
+
         let tsdb = Tsdb::new(config.tsdb.retention);
         let engine = Engine::new(tsdb.clone());
         {
             let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
             let interval = config.collect.interval;
             supervisor.spawn("tsdb-self-scrape", move |token| {
-                SelfScraper::new(tsdb.clone())
-                    .with_interval(interval)
-                    .run(metrics.clone(), collect.clone(), token)
+                SelfScraper::new(tsdb.clone()).with_interval(interval).run(
+                    metrics.clone(),
+                    collect.clone(),
+                    token,
+                )
             });
         }
 
@@ -157,16 +172,24 @@ impl App {
                 "invalid rule files:\n{problems}"
             )));
         }
+        // Rule transitions enter the same pipeline as ingested alerts.
+        {
+            let service = alert_service.clone();
+            tokio::spawn(alerts::rules::forward(rule_rx, service, shutdown.clone()));
+        }
+        // The notifier takes `alert_changes_rx` over; until it does, drain it.
+        tokio::spawn(drain_alert_changes(alert_changes_rx));
 
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
-            events: EventBus::default(),
+            events,
             collect: collect_handle,
             tsdb,
             engine,
             rules: rule_manager.clone(),
+            alerts: alert_service,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -176,6 +199,8 @@ impl App {
         let task = tokio::spawn(async move {
             serve(listener, router, token.clone(), shutdown_timeout).await;
             token.cancel();
+            // In-flight requests are answered; let the alert writer commit the rest.
+            alert_pipeline.shutdown(Duration::from_secs(10)).await;
             supervisor.join(Duration::from_secs(5)).await;
             db.close().await;
             tracing::info!("stopped");
@@ -185,7 +210,6 @@ impl App {
             shutdown,
             task,
             rules: rule_manager,
-            rule_alerts: std::sync::Mutex::new(Some(rule_rx)),
         })
     }
 
@@ -197,15 +221,6 @@ impl App {
     /// The rule manager (reload, groups).
     pub fn rules(&self) -> RuleManager {
         self.rules.clone()
-    }
-
-    /// The receiving end of the rule alert channel (firing and resolved transitions),
-    /// for the alert pipeline; `None` once taken.
-    pub fn take_rule_alerts(&self) -> Option<tokio::sync::mpsc::Receiver<RuleAlert>> {
-        self.rule_alerts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
     }
 
     /// Cancelling this token starts a graceful shutdown.
@@ -225,6 +240,11 @@ impl App {
         self.shutdown.cancel();
         self.wait().await;
     }
+}
+
+/// Consumes alert changes while no notifier is wired, so the channel never fills.
+async fn drain_alert_changes(mut rx: alerts::ChangeReceiver) {
+    while rx.recv().await.is_some() {}
 }
 
 /// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`.

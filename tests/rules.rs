@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::{TestApp, eventually, sqlite_db, test_config};
 use serde_json::Value;
-use watchpost::rules::{RuleAlert, RuleAlertState};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -126,21 +125,27 @@ async fn reload(app: &TestApp) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn next_alert(
-    rx: &mut tokio::sync::mpsc::Receiver<RuleAlert>,
-    name: &str,
-    state: RuleAlertState,
-) -> RuleAlert {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Some(a)) if a.alertname == name && a.state == state => return a,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("rule alert channel closed"),
-            Err(_) => panic!("no {state:?} alert for {name} within {WAIT:?}"),
-        }
-    }
+/// The alert the pipeline stored for rule `name` (source `watchpost`), once in `state`.
+async fn stored_alert(app: &TestApp, name: &str, state: &str) -> Value {
+    let path = format!("/api/v1/alerts?source=watchpost&label=alertname%3D{name}&limit=10");
+    eventually(WAIT, || async {
+        let (status, body) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{body}");
+        body["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["state"] == state)
+            .cloned()
+    })
+    .await
+    .unwrap_or_else(|| panic!("no {state} alert for {name} within {WAIT:?}"))
+}
+
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|| panic!("not a time: {v}"))
 }
 
 #[tokio::test]
@@ -150,7 +155,6 @@ async fn alert_goes_pending_firing_and_resolves() {
     dir.write("switch.yml", &switch_file(5.0));
     dir.write("alert.yml", ALERT_FILE);
     let app = start(&dir, &db.url).await;
-    let mut rx = app.app.take_rule_alerts().expect("rule alert receiver");
     let started = chrono::Utc::now();
 
     // Pending, with rendered templates.
@@ -189,18 +193,23 @@ async fn alert_goes_pending_firing_and_resolves() {
     assert_eq!(firing["alerts"][0]["state"], "firing");
     assert_eq!(firing["alerts"][0]["activeAt"], active_at.as_str());
 
-    // Sent once on the transition, after at least `for` of pending.
-    let sent = next_alert(&mut rx, "SwitchOn", RuleAlertState::Firing).await;
+    // Stored by the alert pipeline on the transition, after at least `for` of pending.
+    let sent = stored_alert(&app, "SwitchOn", "firing").await;
     assert_eq!(
-        sent.labels["cluster"], "eu1",
+        sent["labels"]["cluster"], "eu1",
         "external labels on sent alerts"
     );
-    assert_eq!(sent.labels["severity"], "warning");
-    assert_eq!(sent.annotations["summary"], "switch at 5 from test in eu1");
-    let fired_at = sent.fired_at.expect("fired_at");
-    assert!(fired_at - sent.active_at >= chrono::Duration::seconds(2));
+    assert_eq!(sent["severity"], "warning");
+    assert_eq!(sent["message"], "switch at 5 from test in eu1");
+    assert_eq!(sent["count"], 1, "sent once: {sent}");
     assert!(
-        sent.generator_url
+        time(&sent["starts_at"]) - time(&Value::from(active_at.clone()))
+            >= chrono::Duration::seconds(2)
+    );
+    assert!(
+        sent["generator_url"]
+            .as_str()
+            .unwrap()
             .contains("/graph?g0.expr=test%3Aswitch+%3E+1")
     );
 
@@ -245,9 +254,9 @@ async fn alert_goes_pending_firing_and_resolves() {
     })
     .await
     .expect("SwitchOn resolved");
-    let resolved = next_alert(&mut rx, "SwitchOn", RuleAlertState::Resolved).await;
-    assert!(resolved.resolved_at.is_some());
-    assert_eq!(resolved.active_at, sent.active_at);
+    let resolved = stored_alert(&app, "SwitchOn", "resolved").await;
+    assert_eq!(resolved["id"], sent["id"]);
+    assert!(time(&resolved["ends_at"]) <= chrono::Utc::now());
     eventually(WAIT, || async {
         query(&app, r#"ALERTS{alertname="SwitchOn"}"#)
             .await
@@ -274,9 +283,7 @@ async fn keep_firing_for_holds_the_alert() {
     dir.write("switch.yml", &switch_file(5.0));
     dir.write("alert.yml", ALERT_FILE);
     let app = start(&dir, &db.url).await;
-    let mut rx = app.app.take_rule_alerts().expect("rule alert receiver");
-
-    let fired = next_alert(&mut rx, "Held", RuleAlertState::Firing).await;
+    let fired = stored_alert(&app, "Held", "firing").await;
     let cleared_at = chrono::Utc::now();
     dir.write("switch.yml", &switch_file(0.0));
     assert_eq!(reload(&app).await.0, 200);
@@ -291,14 +298,14 @@ async fn keep_firing_for_holds_the_alert() {
     .expect("Held shows keepFiringSince");
     assert_eq!(held["state"], "firing");
 
-    let resolved = next_alert(&mut rx, "Held", RuleAlertState::Resolved).await;
-    let resolved_at = resolved.resolved_at.expect("resolved_at");
+    let resolved = stored_alert(&app, "Held", "resolved").await;
+    let resolved_at = time(&resolved["ends_at"]);
     assert!(
         resolved_at - cleared_at >= chrono::Duration::seconds(3),
         "resolved {resolved_at} only {} after the condition cleared at {cleared_at}",
         resolved_at - cleared_at
     );
-    assert_eq!(resolved.active_at, fired.active_at);
+    assert_eq!(resolved["id"], fired["id"]);
     assert_eq!(rule(&app, "Held").await["state"], "inactive");
     app.stop().await;
 }

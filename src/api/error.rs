@@ -56,9 +56,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
         let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(v) = self
-            .retry_after
-            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }

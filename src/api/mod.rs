@@ -2,11 +2,16 @@
 //!
 //! Handlers are thin: they parse, check permissions, and call the service layer.
 
+pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod ingest;
 pub mod query;
+pub mod reports;
 mod rules;
+pub mod silences;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +55,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Rule groups (`/api/v1/rules`, `/-/reload`).
     pub rules: crate::rules::RuleManager,
+    /// The alert pipeline: ingest, queries, acks, silences, stats, reports.
+    pub alerts: crate::alerts::AlertService,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -63,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(query::routes(&state))
         .route("/api/v1/rules", get(rules::list))
         .route("/-/reload", axum::routing::post(rules::reload))
+        .merge(alerts::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -214,10 +214,11 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     if path.is_empty() {
         return Err(StoreError::BadUrl("empty SQLite path".into()));
     }
-    let parent = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty());
-    if let Some(parent) = parent.filter(|_| path != ":memory:") {
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent)
             .map_err(|e| StoreError::BadUrl(format!("cannot create {}: {e}", parent.display())))?;
     }

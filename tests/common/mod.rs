@@ -1,7 +1,11 @@
 //! Shared test set-up: real databases (SQLite always, PostgreSQL from
 //! `WATCHPOST_TEST_DATABASE_URL`), the app in-process on 127.0.0.1:0, the real binary,
 //! and throwaway PostgreSQL clusters for tests that stop their database.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::field_reassign_with_default,
+    clippy::zombie_processes
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
