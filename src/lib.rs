@@ -5,10 +5,13 @@
 //! only the command line around it.
 
 pub mod api;
+pub mod bot;
 pub mod collect;
 pub mod config;
+pub mod dispatch;
 pub mod events;
 pub mod metrics;
+pub mod notify;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
@@ -66,6 +69,8 @@ pub struct App {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    alert_notices: tokio::sync::mpsc::Sender<dispatch::AlertNotice>,
+    notify: notify::NotifyHandle,
 }
 
 impl App {
@@ -106,12 +111,24 @@ impl App {
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
+        let notifications = notify::Notifications::new(
+            &config,
+            db.clone(),
+            metrics.alerting.clone(),
+            None,
+            notify::NotifyOptions::default(),
+        )
+        .map_err(StartError::Config)?;
+        notifications.spawn(&config, &mut supervisor, Arc::new(bot::UnavailableBackend));
+        let alert_notices = notifications.dispatcher.sender();
+
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
             events: EventBus::default(),
             collect: collect_handle,
+            notify: notifications.handle.clone(),
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -129,12 +146,24 @@ impl App {
             addr,
             shutdown,
             task,
+            alert_notices,
+            notify: notifications.handle,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where alert changes go to be routed, grouped and notified.
+    pub fn alert_notices(&self) -> tokio::sync::mpsc::Sender<dispatch::AlertNotice> {
+        self.alert_notices.clone()
+    }
+
+    /// Outbox, queue depths and delivery reports.
+    pub fn notifications(&self) -> &notify::NotifyHandle {
+        &self.notify
     }
 
     /// Cancelling this token starts a graceful shutdown.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod groups;
 mod health;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub events: EventBus,
     /// The collection loop (tick notifications for live samples).
     pub collect: CollectLoop,
+    /// Notification groups, outbox and delivery reports.
+    pub notify: crate::notify::NotifyHandle,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -50,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .merge(groups::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
