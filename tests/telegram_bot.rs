@@ -30,12 +30,15 @@ const ALLOWED: i64 = -1001;
 const OTHER: i64 = 555;
 const USER: i64 = 7;
 
+/// (matchers, duration, actor, comment) of a silence request.
+type SilenceCall = (Vec<String>, Duration, Actor, Option<String>);
+
 #[derive(Default)]
 struct TestBackend {
     list_calls: Mutex<Vec<Option<String>>>,
     gets: Mutex<Vec<i64>>,
     acks: Mutex<Vec<(i64, Actor, Option<String>)>>,
-    silences: Mutex<Vec<(Vec<String>, Duration, Actor, Option<String>)>>,
+    silences: Mutex<Vec<SilenceCall>>,
     unsilences: Mutex<Vec<(String, Actor)>>,
     reports: Mutex<Vec<Duration>>,
 }
