@@ -488,3 +488,75 @@ async fn notifications_paginate_with_a_cursor() {
     assert!(page2["next_cursor"].is_null());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn receivers_route_by_severity_with_topic_and_silent_options() {
+    let db = common::sqlite_db();
+    let fake = FakeTelegram::start(TOKEN).await;
+    let mut c = Config::from_toml(&format!(
+        r#"
+[telegram]
+bot_token = "{TOKEN}"
+api_url = "{}"
+chat_ids = [{CHAT}]
+[route]
+receiver = "telegram"
+group_wait = "200ms"
+group_interval = "500ms"
+[[route.routes]]
+matchers = ["severity=\"warning\""]
+receiver = "quiet"
+[[route.routes]]
+matchers = ["severity=\"critical\""]
+receiver = "oncall"
+continue = true
+[[route.routes]]
+matchers = ["team=\"db\""]
+receiver = "dba"
+[[receivers]]
+name = "quiet"
+telegram = {{ chat_ids = [-100200], message_thread_id = 12, disable_notification = true }}
+[[receivers]]
+name = "oncall"
+telegram = {{ chat_ids = [300] }}
+[[receivers]]
+name = "dba"
+telegram = {{ chat_ids = [400] }}
+"#,
+        fake.url
+    ))
+    .unwrap();
+    let base = test_config(&db.url);
+    c.listen = base.listen;
+    c.database_url = Secret(db.url.clone());
+    c.rules = base.rules;
+    let app = TestApp::start(c).await;
+    let tx = app.app.alert_notices();
+    let mut w = notice(1, "Warn");
+    w.severity = "warning".into();
+    tx.send(w).await.unwrap();
+    let mut crit = notice(2, "Crit");
+    crit.labels.insert("team".into(), "db".into());
+    tx.send(crit).await.unwrap();
+    let sent = fake.wait_delivered(3, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        fake.delivered().len(),
+        3,
+        "warning → quiet; critical → oncall and (continue) dba"
+    );
+    let by_chat = |chat: i64| sent.iter().find(|c| c.chat_id() == Some(chat)).cloned();
+    let quiet = by_chat(-100200).expect("warning to the quiet topic");
+    assert_eq!(quiet.params["message_thread_id"], 12);
+    assert_eq!(quiet.params["disable_notification"], true);
+    assert!(quiet.text().contains("<b>Warn</b>"));
+    assert!(by_chat(300).expect("oncall").text().contains("<b>Crit</b>"));
+    assert!(
+        by_chat(400)
+            .expect("dba via continue")
+            .text()
+            .contains("<b>Crit</b>")
+    );
+    assert!(by_chat(CHAT).is_none(), "nothing fell through to the root");
+    app.stop().await;
+}

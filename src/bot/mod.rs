@@ -64,6 +64,16 @@ impl Actor {
         format!("telegram chat {}", self.chat_id)
     }
 
+    /// The caller as the REST API's service functions see it (operator role; the name
+    /// carries the Telegram user and chat for the audit log).
+    pub fn principal(&self) -> crate::api::auth::Principal {
+        crate::api::auth::Principal {
+            name: format!("{} in {}", self.audit_name(), self.origin()),
+            role: crate::config::Role::Operator,
+            remote_addr: None,
+        }
+    }
+
     fn display(&self) -> String {
         match &self.username {
             Some(u) => format!("@{u}"),
