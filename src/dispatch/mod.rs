@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use group::{AggregationGroup, GroupAlert, Notification, NotifyLogEntry};
+pub use group::{AggregationGroup, FlushPlan, GroupAlert, Notification, NotifyLogEntry};
 pub use matcher::{MatchOp, Matcher, MatcherError, MatcherJson, Matchers};
 pub use route::{GroupBy, Route, RouteOpts};
 
@@ -33,6 +33,8 @@ use crate::config::Config;
 pub const CHANNEL_CAPACITY: usize = 10_000;
 /// Retry delay of a flush whose notification could not be enqueued.
 const ENQUEUE_RETRY: Duration = Duration::from_secs(5);
+/// Most groups whose notifications are enqueued in one transaction.
+const FLUSH_BATCH: usize = 256;
 
 /// Firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,6 +159,13 @@ pub trait NotificationSink: Send + Sync + 'static {
     async fn load_log(&self) -> anyhow::Result<Vec<(String, String, NotifyLogEntry)>>;
     /// Durably enqueues `n` and records `entry` for its group and receiver, atomically.
     async fn notify(&self, n: &Notification, entry: &NotifyLogEntry) -> anyhow::Result<()>;
+    /// Enqueues several notifications, all or none (default: one by one).
+    async fn notify_batch(&self, batch: &[(Notification, NotifyLogEntry)]) -> anyhow::Result<()> {
+        for (n, e) in batch {
+            self.notify(n, e).await?;
+        }
+        Ok(())
+    }
     /// Records `entry` without a notification.
     async fn save_log(
         &self,
@@ -407,97 +416,122 @@ impl Dispatcher {
         }
     }
 
-    /// Flushes every group whose timer expired.
+    /// Flushes every group whose timer expired; their notifications are enqueued in
+    /// batches (one transaction each), so a burst of groups costs few commits.
     async fn flush_due(&self) {
         let now = Instant::now();
         let due: Vec<String> = {
-            let st = self.lock();
-            st.groups
-                .values()
-                .filter(|g| g.next_flush <= now)
-                .map(|g| g.key.clone())
-                .collect()
+            let mut st = self.lock();
+            let mut due = Vec::new();
+            let mut seen = HashSet::new();
+            while st.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                let Some(Reverse((at, key))) = st.timers.pop() else {
+                    break;
+                };
+                // Stale entries (rescheduled or removed groups) are skipped.
+                if st.groups.get(&key).is_some_and(|g| g.next_flush == at)
+                    && seen.insert(key.clone())
+                {
+                    due.push(key);
+                }
+            }
+            due
         };
-        for key in due {
-            self.flush(&key).await;
+        for chunk in due.chunks(FLUSH_BATCH) {
+            self.flush(chunk).await;
         }
     }
 
-    async fn flush(&self, key: &str) {
+    async fn flush(&self, keys: &[String]) {
         let now_ms = self.clock.now_ms();
-        let Some(plan) = self.lock().groups.get(key).map(|g| g.plan(now_ms)) else {
-            return;
+        let plans: Vec<(String, String, FlushPlan)> = {
+            let st = self.lock();
+            keys.iter()
+                .filter_map(|k| {
+                    st.groups
+                        .get(k)
+                        .map(|g| (k.clone(), g.opts.receiver.clone(), g.plan(now_ms)))
+                })
+                .collect()
         };
-        let receiver = plan
-            .notify
-            .as_ref()
-            .map(|(n, _)| n.receiver.clone())
-            .or_else(|| self.lock().groups.get(key).map(|g| g.opts.receiver.clone()))
-            .unwrap_or_default();
+        let batch: Vec<(Notification, NotifyLogEntry)> = plans
+            .iter()
+            .filter_map(|(_, _, p)| p.notify.clone())
+            .collect();
         let mut ok = true;
-        if let Some((n, entry)) = &plan.notify {
-            match self.sink.notify(n, entry).await {
-                Ok(()) => tracing::info!(
-                    group = %key,
-                    receiver = %n.receiver,
-                    status = n.status.as_str(),
-                    firing = n.firing.len(),
-                    resolved = n.resolved.len(),
-                    seq = n.seq,
-                    "notification enqueued"
-                ),
+        if !batch.is_empty() {
+            match self.sink.notify_batch(&batch).await {
+                Ok(()) => {
+                    for (n, _) in &batch {
+                        tracing::info!(
+                            group = %n.group_key,
+                            receiver = %n.receiver,
+                            status = n.status.as_str(),
+                            firing = n.firing.len(),
+                            resolved = n.resolved.len(),
+                            seq = n.seq,
+                            "notification enqueued"
+                        );
+                    }
+                }
                 Err(e) => {
                     ok = false;
-                    tracing::error!(group = %key, receiver = %n.receiver, error = %format!("{e:#}"), "cannot enqueue notification; will retry");
+                    tracing::error!(groups = batch.len(), error = %format!("{e:#}"), "cannot enqueue notifications; will retry");
                 }
             }
-        } else if let Some(pruned) = &plan.pruned_log
-            && let Err(e) = self.sink.save_log(key, &receiver, pruned).await
-        {
-            tracing::warn!(group = %key, error = %format!("{e:#}"), "cannot save the notification log");
         }
-
-        let emptied = {
+        for (key, receiver, plan) in &plans {
+            if plan.notify.is_none()
+                && let Some(pruned) = &plan.pruned_log
+                && let Err(e) = self.sink.save_log(key, receiver, pruned).await
+            {
+                tracing::warn!(group = %key, error = %format!("{e:#}"), "cannot save the notification log");
+            }
+        }
+        let mut emptied = Vec::new();
+        {
             let mut st = self.lock();
             let st = &mut *st;
-            let Some(g) = st.groups.get_mut(key) else {
-                return;
-            };
-            if ok {
-                if let Some((_, entry)) = plan.notify {
-                    g.log = Some(entry);
-                } else if let Some(pruned) = plan.pruned_log {
-                    g.log = Some(pruned);
-                }
-                for fp in &plan.drop {
-                    // Only drop what the plan saw resolved; a newer firing notice stays.
-                    if g.alerts.get(fp).is_some_and(|a| !a.is_firing(now_ms)) {
-                        g.alerts.remove(fp);
-                        if let Some(keys) = st.index.get_mut(fp) {
-                            keys.remove(key);
-                            if keys.is_empty() {
-                                st.index.remove(fp);
+            for (key, receiver, plan) in plans {
+                let Some(g) = st.groups.get_mut(&key) else {
+                    continue;
+                };
+                // A failed batch only matters to groups that had something to send.
+                if ok || plan.notify.is_none() {
+                    if let Some((_, entry)) = plan.notify {
+                        g.log = Some(entry);
+                    } else if let Some(pruned) = plan.pruned_log {
+                        g.log = Some(pruned);
+                    }
+                    for fp in &plan.drop {
+                        // Only drop what the plan saw resolved; a newer firing notice stays.
+                        if g.alerts.get(fp).is_some_and(|a| !a.is_firing(now_ms)) {
+                            g.alerts.remove(fp);
+                            if let Some(keys) = st.index.get_mut(fp) {
+                                keys.remove(&key);
+                                if keys.is_empty() {
+                                    st.index.remove(fp);
+                                }
                             }
                         }
                     }
+                    g.has_flushed = true;
+                    g.next_flush = Instant::now() + g.opts.group_interval;
+                } else {
+                    g.next_flush = Instant::now() + g.opts.group_interval.min(ENQUEUE_RETRY);
                 }
-                g.has_flushed = true;
-                g.next_flush = Instant::now() + g.opts.group_interval;
-            } else {
-                g.next_flush = Instant::now() + g.opts.group_interval.min(ENQUEUE_RETRY);
+                if g.alerts.is_empty() {
+                    st.groups.remove(&key);
+                    emptied.push((key, receiver));
+                } else {
+                    let at = g.next_flush;
+                    st.timers.push(Reverse((at, key)));
+                }
             }
-            if g.alerts.is_empty() {
-                st.groups.remove(key);
-                true
-            } else {
-                let at = g.next_flush;
-                st.timers.push(Reverse((at, key.to_string())));
-                false
-            }
-        };
-        if emptied {
+        }
+        for (key, receiver) in emptied {
             tracing::debug!(group = %key, "aggregation group removed");
-            if let Err(e) = self.sink.forget(key, &receiver).await {
+            if let Err(e) = self.sink.forget(&key, &receiver).await {
                 tracing::warn!(group = %key, error = %format!("{e:#}"), "cannot forget the notification log");
             }
         }

@@ -323,6 +323,24 @@ impl NotificationSink for Notifier {
         Ok(())
     }
 
+    async fn notify_batch(&self, batch: &[(Notification, NotifyLogEntry)]) -> anyhow::Result<()> {
+        let mut rows = Vec::new();
+        let mut logs = Vec::with_capacity(batch.len());
+        for (n, entry) in batch {
+            rows.extend(self.rows_for(n).map_err(anyhow::Error::msg)?);
+            logs.push((n.group_key.as_str(), n.receiver.as_str(), entry));
+        }
+        let inserted = self.outbox.enqueue_many(&rows, &logs).await?;
+        tracing::debug!(
+            notifications = batch.len(),
+            rows = rows.len(),
+            inserted,
+            "outbox rows written"
+        );
+        self.wake.notify_one();
+        Ok(())
+    }
+
     async fn save_log(&self, g: &str, r: &str, e: &NotifyLogEntry) -> anyhow::Result<()> {
         Ok(self.outbox.save_log(g, r, e).await?)
     }

@@ -156,6 +156,16 @@ impl Outbox {
         rows: &[NewOutboxRow],
         log: Option<(&str, &str, &NotifyLogEntry)>,
     ) -> Result<u64, StoreError> {
+        let logs: Vec<(&str, &str, &NotifyLogEntry)> = log.into_iter().collect();
+        self.enqueue_many(rows, &logs).await
+    }
+
+    /// Like [`Outbox::enqueue`] with any number of log entries, in one transaction.
+    pub async fn enqueue_many(
+        &self,
+        rows: &[NewOutboxRow],
+        logs: &[(&str, &str, &NotifyLogEntry)],
+    ) -> Result<u64, StoreError> {
         let now = now_ms();
         self.db
             .timed("notify.outbox_enqueue", async {
@@ -185,7 +195,7 @@ impl Outbox {
                     .await?;
                     inserted += res.rows_affected();
                 }
-                if let Some((group_key, receiver, entry)) = log {
+                for (group_key, receiver, entry) in logs {
                     upsert_log(&mut tx, group_key, receiver, entry, now).await?;
                 }
                 tx.commit().await?;

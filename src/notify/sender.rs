@@ -119,6 +119,20 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
 }
 
+/// Marks a target as having a worker; unmarks it when dropped.
+struct ActiveTarget {
+    set: Arc<Mutex<HashSet<String>>>,
+    target: String,
+}
+
+impl Drop for ActiveTarget {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.set.lock() {
+            a.remove(&self.target);
+        }
+    }
+}
+
 /// The outbox sender.
 #[derive(Clone)]
 pub struct OutboxSender {
@@ -130,6 +144,7 @@ pub struct OutboxSender {
     reports: broadcast::Sender<DeliveryReport>,
     receivers: Arc<Vec<String>>,
     active: Arc<Mutex<HashSet<String>>>,
+    depth_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl OutboxSender {
@@ -152,6 +167,7 @@ impl OutboxSender {
             reports,
             receivers: Arc::new(receivers),
             active: Arc::new(Mutex::new(HashSet::new())),
+            depth_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         }
     }
 
@@ -177,10 +193,12 @@ impl OutboxSender {
                             let me = self.clone();
                             let token = shutdown.clone();
                             workers.spawn(async move {
+                                // Frees the target even if the worker panics.
+                                let _active = ActiveTarget {
+                                    set: me.active.clone(),
+                                    target: target.clone(),
+                                };
                                 me.worker(&target, token).await;
-                                if let Ok(mut a) = me.active.lock() {
-                                    a.remove(&target);
-                                }
                             });
                         }
                     }
@@ -221,6 +239,23 @@ impl OutboxSender {
         self.wake.notify_one();
     }
 
+    /// Whether the queue-depth gauges are due for a refresh (at most every 250 ms, so
+    /// a large backlog is not counted once per message).
+    fn depth_due(&self) -> bool {
+        let now = now_ms();
+        let last = self.depth_at.load(std::sync::atomic::Ordering::Relaxed);
+        now - last >= 250
+            && self
+                .depth_at
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
     async fn update_depth(&self) {
         match self.outbox.depth_by_receiver().await {
             Ok(depths) => {
@@ -244,7 +279,10 @@ impl OutboxSender {
             }
             let row = match self.outbox.next_for_target(target).await {
                 Ok(Some(row)) => row,
-                Ok(None) => return,
+                Ok(None) => {
+                    self.update_depth().await;
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(target = %target, error = %e, "cannot read the outbox");
                     tokio::select! {
@@ -261,7 +299,9 @@ impl OutboxSender {
                 }
             }
             self.attempt(&row).await;
-            self.update_depth().await;
+            if self.depth_due() {
+                self.update_depth().await;
+            }
         }
     }
 

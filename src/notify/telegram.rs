@@ -107,6 +107,12 @@ fn classify_api(api: &ApiError) -> Attempt {
     }
 }
 
+/// Whether a raw Bot API answer is `{"ok": true, …}`.
+fn answered_ok(raw: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(raw)
+        .is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)))
+}
+
 /// Sends Telegram rows.
 pub struct TelegramTransport {
     bot: Bot,
@@ -209,6 +215,11 @@ impl OutboxTransport for TelegramTransport {
                         "chat migrated to a supergroup; sending there (update chat_ids)"
                     );
                     chat = new.0;
+                }
+                // Telegram said ok but the message did not parse: it was sent; sending
+                // it again would double it.
+                Err(RequestError::InvalidJson { raw, .. }) if answered_ok(&raw) => {
+                    return Attempt::Delivered(Some("ok (unparsed answer)".into()));
                 }
                 Err(e) => return classify(&e),
             }
