@@ -154,9 +154,12 @@ fn steady_state(kind: impl Fn(usize) -> Kind) -> Report {
     }
 }
 
+/// A named series mix.
+type Case = (&'static str, fn(usize) -> Kind);
+
 fn memory_report() {
     println!("== tsdb steady state: {SERIES} series, 1 s interval, 1 h retention ==");
-    let cases: [(&str, fn(usize) -> Kind); 4] = [
+    let cases: [Case; 4] = [
         (
             "watchpost /metrics mix (60% slow counters, 25% fast counters, 10% int gauges, 5% float gauges)",
             kind_of,

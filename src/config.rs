@@ -565,6 +565,8 @@ impl Config {
                 self.telegram.api_url
             ));
         }
+        problems.extend(crate::dispatch::validate(self));
+        problems.extend(crate::notify::validate(self));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -709,6 +711,9 @@ mod tests {
     fn route_tree_parses() {
         let c = Config::from_toml(
             r#"
+[telegram]
+bot_token = "1:x"
+chat_ids = [1]
 [route]
 receiver = "telegram"
 group_by = ["alertname", "instance"]

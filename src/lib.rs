@@ -7,11 +7,14 @@
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod bot;
 pub mod collect;
 pub mod config;
+pub mod dispatch;
 pub mod events;
 pub mod inhibit;
 pub mod metrics;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod silence;
@@ -78,6 +81,8 @@ pub struct App {
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     rules: RuleManager,
+    alert_notices: tokio::sync::mpsc::Sender<dispatch::AlertNotice>,
+    notify: notify::NotifyHandle,
 }
 
 impl App {
@@ -177,8 +182,32 @@ impl App {
             let service = alert_service.clone();
             tokio::spawn(alerts::rules::forward(rule_rx, service, shutdown.clone()));
         }
-        // The notifier takes `alert_changes_rx` over; until it does, drain it.
-        tokio::spawn(drain_alert_changes(alert_changes_rx));
+        // Changes of alerts: routed, grouped and delivered; deliveries back into the
+        // alerts' event log.
+        let notifications = notify::Notifications::new(
+            &config,
+            db.clone(),
+            metrics.alerting.clone(),
+            None,
+            notify::NotifyOptions::default(),
+        )
+        .map_err(StartError::Config)?;
+        let backend = Arc::new(bot::backend::ServiceBackend::new(
+            alert_service.clone(),
+            rule_manager.clone(),
+        ));
+        notifications.spawn(&config, &mut supervisor, backend);
+        let alert_notices = notifications.dispatcher.sender();
+        tokio::spawn(dispatch::changes::forward(
+            alert_changes_rx,
+            alert_notices.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(notify::events::record_deliveries(
+            notifications.handle.subscribe(),
+            db.clone(),
+            shutdown.clone(),
+        ));
 
         let state = AppState {
             config: config.clone(),
@@ -190,6 +219,7 @@ impl App {
             engine,
             rules: rule_manager.clone(),
             alerts: alert_service,
+            notify: notifications.handle.clone(),
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -210,6 +240,8 @@ impl App {
             shutdown,
             task,
             rules: rule_manager,
+            alert_notices,
+            notify: notifications.handle,
         })
     }
 
@@ -221,6 +253,16 @@ impl App {
     /// The rule manager (reload, groups).
     pub fn rules(&self) -> RuleManager {
         self.rules.clone()
+    }
+
+    /// Where alert changes go to be routed, grouped and notified.
+    pub fn alert_notices(&self) -> tokio::sync::mpsc::Sender<dispatch::AlertNotice> {
+        self.alert_notices.clone()
+    }
+
+    /// Outbox, queue depths and delivery reports.
+    pub fn notifications(&self) -> &notify::NotifyHandle {
+        &self.notify
     }
 
     /// Cancelling this token starts a graceful shutdown.
@@ -240,11 +282,6 @@ impl App {
         self.shutdown.cancel();
         self.wait().await;
     }
-}
-
-/// Consumes alert changes while no notifier is wired, so the channel never fills.
-async fn drain_alert_changes(mut rx: alerts::ChangeReceiver) {
-    while rx.recv().await.is_some() {}
 }
 
 /// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`.

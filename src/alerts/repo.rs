@@ -361,7 +361,10 @@ pub async fn record_event(
 ) -> Result<(), StoreError> {
     db.timed("alert_events.record", async {
         sqlx::query(
-            "INSERT INTO alert_events (alert_id, kind, at_ms, detail) VALUES ($1, $2, $3, $4)",
+            // An alert deleted by retention meanwhile gets no event (and no error).
+            "INSERT INTO alert_events (alert_id, kind, at_ms, detail) \
+             SELECT CAST($1 AS BIGINT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS TEXT) \
+             WHERE EXISTS (SELECT 1 FROM alerts WHERE id = CAST($1 AS BIGINT))",
         )
         .bind(alert_id)
         .bind(kind)

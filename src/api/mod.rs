@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod groups;
 mod health;
 pub mod ingest;
 pub mod query;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub rules: crate::rules::RuleManager,
     /// The alert pipeline: ingest, queries, acks, silences, stats, reports.
     pub alerts: crate::alerts::AlertService,
+    /// Notification groups, outbox and delivery reports.
+    pub notify: crate::notify::NotifyHandle,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -71,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules", get(rules::list))
         .route("/-/reload", axum::routing::post(rules::reload))
         .merge(alerts::routes())
+        .merge(groups::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

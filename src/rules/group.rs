@@ -30,6 +30,14 @@ impl Rule {
         }
     }
 
+    /// The outcome of the last evaluation.
+    pub fn status(&self) -> EvalStatus {
+        match self {
+            Rule::Alerting(r) => r.snapshot().status,
+            Rule::Recording(r) => r.status(),
+        }
+    }
+
     fn set_status(&self, status: EvalStatus) {
         match self {
             Rule::Alerting(r) => r.set_status(status),
