@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use watchpost::promql::Engine;
 use watchpost::rules::group::Group;
-use watchpost::rules::{
-    EngineQuerier, EvalDeps, LeaderGate, Notifier, TsdbSink, parse_rule_file,
-};
+use watchpost::rules::{EngineQuerier, EvalDeps, LeaderGate, Notifier, TsdbSink, parse_rule_file};
 use watchpost::tsdb::{Labels, Tsdb};
 
 const RULES: usize = 10_000;
@@ -53,14 +51,16 @@ fn store() -> Tsdb {
     tsdb
 }
 
-fn rule_file() -> String {
+/// The rules; `selector` is the series selector of rule `i` (`{i}` replaced).
+fn rule_file(prefix: &str, selector: &str) -> String {
     let mut y = String::from("groups:\n");
     for g in 0..GROUPS {
-        y.push_str(&format!("- name: bench-{g}\n  rules:\n"));
+        y.push_str(&format!("- name: {prefix}-{g}\n  rules:\n"));
         for r in 0..RULES / GROUPS {
             let i = g * (RULES / GROUPS) + r;
+            let sel = selector.replace("{i}", &i.to_string());
             y.push_str(&format!(
-                "  - alert: BenchHigh{i}\n    expr: bench_metric_{i}{{job=\"bench\"}} > 0.9\n    for: 5m\n    labels:\n      severity: warning\n    annotations:\n      summary: \"{{{{ $labels.instance }}}} at {{{{ $value | humanizePercentage }}}}\"\n"
+                "  - alert: {prefix}{i}\n    expr: {sel} > 0.9\n    for: 5m\n    labels:\n      severity: warning\n    annotations:\n      summary: \"{{{{ $labels.instance }}}} at {{{{ $value | humanizePercentage }}}}\"\n"
             ));
         }
     }
@@ -75,21 +75,8 @@ fn bench(c: &mut Criterion) {
         tsdb.series_count(),
         built.elapsed()
     );
-    let text = rule_file();
-    let parsed = Instant::now();
-    let file = parse_rule_file("bench.yml", &text).expect("valid bench rules");
-    eprintln!(
-        "rule file: {} rules parsed and checked in {:?}",
-        file.rule_count(),
-        parsed.elapsed()
-    );
-    let groups: Vec<Group> = file
-        .groups
-        .into_iter()
-        .map(|g| Group::new(g, "bench.yml", Duration::from_secs(5)))
-        .collect();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
     let metrics = watchpost::metrics::Metrics::new().expect("metrics");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
     let deps = EvalDeps {
         querier: Arc::new(EngineQuerier(Engine::new(tsdb.clone()))),
         sink: Arc::new(TsdbSink(tsdb.clone())),
@@ -99,32 +86,61 @@ fn bench(c: &mut Criterion) {
         external_url: "http://127.0.0.1:8080".into(),
         leader: LeaderGate::single_node(),
     };
-    let mut ts = T0;
-    let mut cycle = || {
-        ts += 1;
-        for g in &groups {
-            g.eval(&deps, ts);
-        }
-        while rx.try_recv().is_ok() {}
-    };
-    let first = Instant::now();
-    cycle();
-    eprintln!("first cycle (alerts created): {:?}", first.elapsed());
-    let alerts: usize = groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .map(|r| match r {
-            watchpost::rules::group::Rule::Alerting(a) => a.snapshot().alerts.len(),
-            _ => 0,
-        })
-        .sum();
-    eprintln!("pending alerts: {alerts}");
-    assert_eq!(metrics.alerting.rule_evaluation_failures.get(), 0);
-
+    let variants = [
+        (
+            "eval_cycle_10k_rules_100k_series",
+            "BenchHigh",
+            "bench_metric_{i}",
+        ),
+        (
+            "eval_cycle_10k_rules_100k_series_name_and_label_matcher",
+            "BenchJob",
+            "bench_metric_{i}{job=\"bench\"}",
+        ),
+    ];
     let mut g = c.benchmark_group("rules");
-    g.sample_size(20);
-    g.measurement_time(Duration::from_secs(20));
-    g.bench_function("eval_cycle_10k_rules_100k_series", |b| b.iter(&mut cycle));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    for (bench_name, prefix, selector) in variants {
+        let text = rule_file(prefix, selector);
+        let parsed = Instant::now();
+        let file = parse_rule_file("bench.yml", &text).expect("valid bench rules");
+        eprintln!(
+            "{bench_name}: {} rules parsed and checked in {:?}",
+            file.rule_count(),
+            parsed.elapsed()
+        );
+        let groups: Vec<Group> = file
+            .groups
+            .into_iter()
+            .map(|g| Group::new(g, "bench.yml", Duration::from_secs(5)))
+            .collect();
+        let mut ts = T0;
+        let mut cycle = || {
+            ts += 1;
+            for g in &groups {
+                g.eval(&deps, ts);
+            }
+            while rx.try_recv().is_ok() {}
+        };
+        let first = Instant::now();
+        cycle();
+        eprintln!(
+            "{bench_name}: first cycle (alerts created): {:?}",
+            first.elapsed()
+        );
+        let alerts: usize = groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .map(|r| match r {
+                watchpost::rules::group::Rule::Alerting(a) => a.snapshot().alerts.len(),
+                _ => 0,
+            })
+            .sum();
+        eprintln!("{bench_name}: pending alerts: {alerts}");
+        assert_eq!(metrics.alerting.rule_evaluation_failures.get(), 0);
+        g.bench_function(bench_name, |b| b.iter(&mut cycle));
+    }
     g.finish();
 }
 
