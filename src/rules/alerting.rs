@@ -5,7 +5,9 @@
 //! unless `keep_firing_for` holds it. Resolved alerts are kept a while (as Prometheus
 //! does) and a returning series starts a fresh alert.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -61,13 +63,68 @@ pub struct Alert {
     pub last_sent_ms: Option<i64>,
     /// Since when `keep_firing_for` holds it.
     pub keep_firing_since_ms: Option<i64>,
+    /// The evaluation that last returned this series.
+    seen: u64,
+    /// `ALERTS` labels for `state` and `ALERTS_FOR_STATE` labels, built once per state.
+    series: Option<(AlertState, Arc<LabelSet>, Arc<LabelSet>)>,
+}
+
+impl Alert {
+    fn new(labels: LabelSet, annotations: LabelSet, value: f64, ts_ms: i64, seen: u64) -> Self {
+        Alert {
+            labels,
+            annotations,
+            state: AlertState::Pending,
+            value,
+            active_at_ms: ts_ms,
+            fired_at_ms: None,
+            resolved_at_ms: None,
+            last_sent_ms: None,
+            keep_firing_since_ms: None,
+            seen,
+            series: None,
+        }
+    }
+
+    /// The `ALERTS` and `ALERTS_FOR_STATE` samples of this alert.
+    fn samples(&mut self, out: &mut Vec<(Arc<LabelSet>, f64)>) {
+        let fresh = matches!(&self.series, Some((s, _, _)) if *s == self.state);
+        if !fresh {
+            let mut alerts = self.labels.clone();
+            alerts.insert("__name__".into(), "ALERTS".into());
+            alerts.insert("alertstate".into(), self.state.as_str().into());
+            let for_state = match self.series.take() {
+                Some((_, _, f)) => f,
+                None => {
+                    let mut f = self.labels.clone();
+                    f.insert("__name__".into(), "ALERTS_FOR_STATE".into());
+                    Arc::new(f)
+                }
+            };
+            self.series = Some((self.state, Arc::new(alerts), for_state));
+        }
+        if let Some((_, alerts, for_state)) = &self.series {
+            out.push((alerts.clone(), 1.0));
+            out.push((
+                for_state.clone(),
+                (self.active_at_ms.div_euclid(1000)) as f64,
+            ));
+        }
+    }
+}
+
+/// Prometheus keys alerts by a hash of their labels.
+fn fingerprint(labels: &LabelSet) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
 }
 
 /// What one evaluation produced.
 #[derive(Debug, Default)]
 pub struct Output {
     /// `ALERTS` and `ALERTS_FOR_STATE` samples.
-    pub samples: Vec<(LabelSet, f64)>,
+    pub samples: Vec<(Arc<LabelSet>, f64)>,
     /// A problem that did not stop the evaluation (a template that failed to expand).
     pub warning: Option<String>,
 }
@@ -85,8 +142,9 @@ pub struct AlertingRule {
 
 #[derive(Default)]
 struct Inner {
-    active: HashMap<LabelSet, Alert>,
+    active: HashMap<u64, Alert>,
     status: EvalStatus,
+    seq: u64,
 }
 
 /// A consistent view of an alerting rule for the API.
@@ -142,18 +200,27 @@ impl AlertingRule {
             query: Some(&query_fn),
         };
         let mut warning = None;
-        let mut current: HashMap<LabelSet, Alert> = HashMap::with_capacity(result.len());
+        let templated = self
+            .def
+            .labels
+            .iter()
+            .chain(&self.def.annotations)
+            .any(|(_, t)| !t.is_literal());
+        let mut fresh: Vec<(u64, Alert)> = Vec::with_capacity(result.len());
+        let mut fps: HashMap<u64, usize> = HashMap::with_capacity(result.len());
         for sample in result {
-            let data = Arc::new(TemplateData {
-                labels: Arc::new(sample.labels.clone()),
-                external_labels: deps.external_labels.clone(),
-                external_url: deps.external_url.clone(),
-                value: sample.value,
+            let data = templated.then(|| {
+                Arc::new(TemplateData {
+                    labels: Arc::new(sample.labels.clone()),
+                    external_labels: deps.external_labels.clone(),
+                    external_url: deps.external_url.clone(),
+                    value: sample.value,
+                })
             });
             let mut expand = |what: &str, name: &str, t: &template::Template| -> String {
-                if t.is_literal() {
+                let Some(data) = data.as_ref().filter(|_| !t.is_literal()) else {
                     return t.source().to_string();
-                }
+                };
                 match t.execute(&ctx, data.clone()) {
                     Ok(s) => s,
                     Err(e) => {
@@ -176,38 +243,36 @@ impl AlertingRule {
                 .iter()
                 .map(|(k, t)| (k.clone(), expand("annotation", k, t)))
                 .collect();
-            if current.contains_key(&labels) {
+            let fp = fingerprint(&labels);
+            if let Some(&i) = fps.get(&fp)
+                && fresh[i].1.labels == labels
+            {
                 return Err(
                     "vector contains metrics with the same labelset after applying alert labels"
                         .into(),
                 );
             }
-            current.insert(
-                labels.clone(),
-                Alert {
-                    labels,
-                    annotations,
-                    state: AlertState::Pending,
-                    value: sample.value,
-                    active_at_ms: ts_ms,
-                    fired_at_ms: None,
-                    resolved_at_ms: None,
-                    last_sent_ms: None,
-                    keep_firing_since_ms: None,
-                },
-            );
+            fps.insert(fp, fresh.len());
+            fresh.push((fp, Alert::new(labels, annotations, sample.value, ts_ms, 0)));
         }
 
         let mut inner = self.lock();
-        let present: HashSet<LabelSet> = current.keys().cloned().collect();
-        for (fp, alert) in current {
-            match inner.active.get_mut(&fp) {
-                Some(existing) if existing.state != AlertState::Inactive => {
+        inner.seq += 1;
+        let seq = inner.seq;
+        for (fp, mut alert) in fresh {
+            alert.seen = seq;
+            match inner.active.entry(fp) {
+                Entry::Occupied(mut e) if e.get().state != AlertState::Inactive => {
+                    let existing = e.get_mut();
                     existing.value = alert.value;
                     existing.annotations = alert.annotations;
+                    existing.seen = seq;
                 }
-                _ => {
-                    inner.active.insert(fp, alert);
+                Entry::Occupied(mut e) => {
+                    e.insert(alert);
+                }
+                Entry::Vacant(e) => {
+                    e.insert(alert);
                 }
             }
         }
@@ -215,8 +280,8 @@ impl AlertingRule {
         let keep_ms = self.def.keep_firing_for.as_millis() as i64;
         let mut samples = Vec::new();
         let mut num_active = 0usize;
-        inner.active.retain(|fp, a| {
-            if !present.contains(fp) {
+        inner.active.retain(|_, a| {
+            if a.seen != seq {
                 let mut keep_firing = false;
                 if a.state == AlertState::Firing && keep_ms > 0 {
                     let since = *a.keep_firing_since_ms.get_or_insert(ts_ms);
@@ -243,8 +308,7 @@ impl AlertingRule {
                 a.state = AlertState::Firing;
                 a.fired_at_ms = Some(ts_ms);
             }
-            samples.push(series(a, "ALERTS", Some(a.state)));
-            samples.push(series(a, "ALERTS_FOR_STATE", None));
+            a.samples(&mut samples);
             true
         });
         if limit > 0 && num_active > limit {
@@ -350,17 +414,5 @@ impl AlertingRule {
         let mut dst = self.lock();
         dst.active = src.active.clone();
         dst.status = src.status.clone();
-    }
-}
-
-fn series(a: &Alert, name: &str, state: Option<AlertState>) -> (LabelSet, f64) {
-    let mut labels = a.labels.clone();
-    labels.insert("__name__".into(), name.into());
-    match state {
-        Some(s) => {
-            labels.insert("alertstate".into(), s.as_str().into());
-            (labels, 1.0)
-        }
-        None => (labels, (a.active_at_ms / 1000) as f64),
     }
 }

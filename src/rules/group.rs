@@ -74,7 +74,7 @@ pub struct Group {
 struct GroupState {
     status: EvalStatus,
     /// Per rule: the series written by its last successful evaluation.
-    series: Vec<HashSet<LabelSet>>,
+    series: Vec<HashSet<Arc<LabelSet>>>,
 }
 
 impl Group {
@@ -173,11 +173,11 @@ impl Group {
     }
 
     /// Appends a rule's output and stale markers for its series that disappeared.
-    fn write(&self, deps: &EvalDeps, rule: usize, samples: Vec<(LabelSet, f64)>, ts_ms: i64) {
+    fn write(&self, deps: &EvalDeps, rule: usize, samples: Vec<(Arc<LabelSet>, f64)>, ts_ms: i64) {
         for (labels, value) in &samples {
             deps.sink.append(labels, ts_ms, *value);
         }
-        let current: HashSet<LabelSet> = samples.into_iter().map(|(l, _)| l).collect();
+        let current: HashSet<Arc<LabelSet>> = samples.into_iter().map(|(l, _)| l).collect();
         let mut state = self.lock();
         if let Some(prev) = state.series.get(rule) {
             for gone in prev.difference(&current) {

@@ -42,7 +42,7 @@ impl RecordingRule {
         deps: &EvalDeps,
         query_ts_ms: i64,
         limit: usize,
-    ) -> Result<Vec<(LabelSet, f64)>, String> {
+    ) -> Result<Vec<(Arc<LabelSet>, f64)>, String> {
         let result = deps.querier.query(&self.def.expr, query_ts_ms)?;
         let mut seen = HashSet::with_capacity(result.len());
         let mut out = Vec::with_capacity(result.len());
@@ -62,7 +62,7 @@ impl RecordingRule {
                         .into(),
                 );
             }
-            out.push((labels, sample.value));
+            out.push((Arc::new(labels), sample.value));
         }
         if limit > 0 && out.len() > limit {
             return Err(format!(

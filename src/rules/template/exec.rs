@@ -1,5 +1,6 @@
 //! Executes parsed templates over Prometheus' alert template data.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -207,7 +208,7 @@ enum Flow {
 /// One execution.
 pub struct Exec<'a> {
     ctx: &'a Context<'a>,
-    vars: Vec<(String, Value)>,
+    vars: Vec<(Cow<'static, str>, Value)>,
     out: String,
 }
 
@@ -216,17 +217,17 @@ impl<'a> Exec<'a> {
     pub fn new(ctx: &'a Context<'a>, data: Arc<TemplateData>) -> Self {
         let root = Value::Data(data.clone());
         let vars = vec![
-            ("$".to_string(), root),
-            ("$labels".to_string(), Value::Labels(data.labels.clone())),
+            (Cow::Borrowed("$"), root),
+            (Cow::Borrowed("$labels"), Value::Labels(data.labels.clone())),
             (
-                "$externalLabels".to_string(),
+                Cow::Borrowed("$externalLabels"),
                 Value::Labels(data.external_labels.clone()),
             ),
             (
-                "$externalURL".to_string(),
+                Cow::Borrowed("$externalURL"),
                 Value::Str(data.external_url.clone()),
             ),
-            ("$value".to_string(), Value::Float(data.value)),
+            (Cow::Borrowed("$value"), Value::Float(data.value)),
         ];
         Exec {
             ctx,
@@ -350,7 +351,7 @@ impl<'a> Exec<'a> {
             slot.1 = value;
             return;
         }
-        self.vars.push((name.to_string(), value));
+        self.vars.push((Cow::Owned(name.to_string()), value));
     }
 
     fn var(&self, name: &str, line: usize) -> Result<Value, TemplateError> {
