@@ -459,10 +459,10 @@ mod human_duration {
     /// `d`, `h`, `m`, `s` or `ms`, whichever divides the duration exactly.
     pub fn format(d: &Duration) -> String {
         let ms = d.as_millis() as u64;
-        if d.subsec_nanos() % 1_000_000 != 0 {
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
             return humantime::format_duration(*d).to_string();
         }
-        match UNITS.iter().find(|(unit, _)| ms > 0 && ms % unit == 0) {
+        match UNITS.iter().find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit)) {
             Some((unit, name)) => format!("{}{name}", ms / unit),
             None => format!("{ms}ms"),
         }
