@@ -389,6 +389,14 @@ impl Metrics {
         for state in ["idle", "active"] {
             db.pool.with_label_values(&[state]).set(0);
         }
+        // Known children start at zero, so the very first scrape lists them.
+        for route in ["/health", "/ready", "/metrics"] {
+            http.requests.with_label_values(&["GET", route, "200"]);
+            http.duration.with_label_values(&["GET", route]);
+        }
+        for source in ["api", "prometheus", "alertmanager", "ntopng", "watchpost"] {
+            alerting.alerts_received.with_label_values(&[source]);
+        }
         let build = b.int_gauge_vec(
             "watchpost_build_info",
             "Always 1; labels carry the version.",
