@@ -462,7 +462,10 @@ mod human_duration {
         if !d.subsec_nanos().is_multiple_of(1_000_000) {
             return humantime::format_duration(*d).to_string();
         }
-        match UNITS.iter().find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit)) {
+        match UNITS
+            .iter()
+            .find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit))
+        {
             Some((unit, name)) => format!("{}{name}", ms / unit),
             None => format!("{ms}ms"),
         }

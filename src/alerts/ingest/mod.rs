@@ -174,13 +174,7 @@ pub fn check_labels(labels: &mut LabelSet, field: &str) -> Result<(), IngestErro
 
 /// Maps a `serde_path_to_error` failure to an [`IngestError`] naming the path.
 pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> IngestError {
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    if path.is_empty() || path == "." {
-        IngestError(format!("invalid JSON: {inner}"))
-    } else {
-        IngestError(format!("invalid JSON at `{path}`: {inner}"))
-    }
+    IngestError(crate::api::error::json_error_message(e))
 }
 
 /// Deserializes `bytes` with errors naming the path.
