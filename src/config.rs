@@ -37,7 +37,7 @@ pub struct Config {
     /// Base URL used in links of notifications; defaults to `http://<listen>`.
     pub external_url: Option<String>,
     /// How long in-flight requests may take to finish after SIGTERM.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub shutdown_timeout: Duration,
     /// Connection pool and query instrumentation.
     pub database: DatabaseConfig,
@@ -93,10 +93,10 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// Queries slower than this are counted and logged.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub slow_query_threshold: Duration,
     /// How long to keep retrying an unreachable database at start.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub connect_timeout: Duration,
     /// Maximum pool size.
     pub max_connections: u32,
@@ -117,7 +117,7 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CollectConfig {
     /// How often host and self metrics are sampled.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub interval: Duration,
 }
 
@@ -137,7 +137,7 @@ pub struct RulesConfig {
     #[serde(deserialize_with = "one_or_many")]
     pub files: Vec<String>,
     /// Default interval of groups that do not set their own.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub evaluation_interval: Duration,
     /// Labels added to every alert and exposed as `$externalLabels`.
     pub external_labels: std::collections::BTreeMap<String, String>,
@@ -158,7 +158,7 @@ impl Default for RulesConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TsdbConfig {
     /// How long samples are kept in memory at full resolution.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub retention: Duration,
 }
 
@@ -185,7 +185,7 @@ pub struct TelegramConfig {
     #[serde(deserialize_with = "one_or_many")]
     pub admin_user_ids: Vec<i64>,
     /// Give up retrying a notification after this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub max_retry: Duration,
 }
 
@@ -259,7 +259,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// How long resolved alerts and their events are kept.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub retention: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
@@ -268,7 +268,7 @@ pub struct AlertsConfig {
     /// Batch writer: most alerts in one transaction.
     pub batch_max_size: usize,
     /// Batch writer: longest wait before a partial batch is committed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub batch_max_delay: Duration,
     /// Batch writer: queue capacity in alerts; beyond it ingest answers 503.
     pub queue_capacity: usize,
@@ -310,13 +310,13 @@ pub struct RouteConfig {
     #[serde(default)]
     pub group_by: Option<Vec<String>>,
     /// Wait before the first notification of a new group.
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(default, with = "human_duration::option")]
     pub group_wait: Option<Duration>,
     /// Wait between notifications of a changed group.
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(default, with = "human_duration::option")]
     pub group_interval: Option<Duration>,
     /// Wait before repeating an unchanged notification.
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(default, with = "human_duration::option")]
     pub repeat_interval: Option<Duration>,
     /// Keep matching siblings after this route matched.
     #[serde(default, rename = "continue")]
@@ -385,7 +385,7 @@ pub struct ReportsConfig {
     /// Cron expression for the Telegram report; unset = off.
     pub telegram_schedule: Option<String>,
     /// Window of the scheduled report.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "human_duration")]
     pub window: Duration,
 }
 
@@ -439,6 +439,61 @@ pub fn redact_url(s: &str) -> String {
             }
         }
         None => "<redacted>".into(),
+    }
+}
+
+/// Durations in the config: read as humantime strings (`90s`, `1h 30m`, `7d`), written
+/// in the largest whole unit (`90d`, not `2months 29days 2h 52m 48s`).
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
+
+    /// `d`, `h`, `m`, `s` or `ms`, whichever divides the duration exactly.
+    pub fn format(d: &Duration) -> String {
+        let ms = d.as_millis() as u64;
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            return humantime::format_duration(*d).to_string();
+        }
+        match UNITS
+            .iter()
+            .find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit))
+        {
+            Some((unit, name)) => format!("{}{name}", ms / unit),
+            None => format!("{ms}ms"),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        humantime_serde::deserialize(d)
+    }
+
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&super::format(d)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            humantime_serde::option::deserialize(d)
+        }
     }
 }
 
@@ -565,6 +620,8 @@ impl Config {
                 self.telegram.api_url
             ));
         }
+        problems.extend(crate::dispatch::validate(self));
+        problems.extend(crate::notify::validate(self));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -604,6 +661,12 @@ fn describe_figment_error(e: &figment::Error) -> String {
         .metadata
         .as_ref()
         .map(|m| match &m.source {
+            _ if m.name.contains("environment") && !e.path.is_empty() => {
+                format!(
+                    " (from environment variable WATCHPOST_{})",
+                    e.path.join("__").to_uppercase()
+                )
+            }
             Some(src) => format!(" (in {} {src})", m.name),
             None => format!(" (in {})", m.name),
         })
@@ -631,6 +694,16 @@ fn describe_kind(kind: &figment::error::Kind) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_print_in_their_largest_whole_unit() {
+        use super::human_duration::format;
+        assert_eq!(format(&Duration::from_secs(90 * 86400)), "90d");
+        assert_eq!(format(&Duration::from_secs(5400)), "90m");
+        assert_eq!(format(&Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format(&Duration::from_secs(5)), "5s");
+        assert_eq!(format(&Duration::ZERO), "0ms");
+    }
+
     use super::*;
 
     #[test]
@@ -703,6 +776,9 @@ mod tests {
     fn route_tree_parses() {
         let c = Config::from_toml(
             r#"
+[telegram]
+bot_token = "1:x"
+chat_ids = [1]
 [route]
 receiver = "telegram"
 group_by = ["alertname", "instance"]

@@ -56,6 +56,11 @@ impl EventBus {
         let _ = self.alerts.send(event);
     }
 
+    /// How many subscribers alert events have (publishers skip building events for none).
+    pub fn alert_subscribers(&self) -> usize {
+        self.alerts.receiver_count()
+    }
+
     /// Subscribes to alert events from now on.
     pub fn subscribe_alerts(&self) -> broadcast::Receiver<AlertEvent> {
         self.alerts.subscribe()

@@ -4,14 +4,24 @@
 //! [`App::start`] wires the parts together and returns a running service; `main.rs` is
 //! only the command line around it.
 
+pub mod alerts;
 pub mod api;
+pub mod audit;
+pub mod bot;
 pub mod collect;
 pub mod config;
+pub mod dispatch;
 pub mod events;
+pub mod inhibit;
 pub mod metrics;
+pub mod notify;
+pub mod promql;
+pub mod rules;
+pub mod silence;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tsdb;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -27,8 +37,12 @@ use crate::collect::{CollectLoop, HostCollector};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::promql::Engine;
+use crate::rules::{EngineQuerier, EvalDeps, LeaderGate, Notifier, RuleManager, TsdbSink};
 use crate::store::{Db, StoreError};
 use crate::supervisor::Supervisor;
+use crate::tsdb::Tsdb;
+use crate::tsdb::scrape::SelfScraper;
 
 /// Why the service could not start. [`StartError::exit_code`] maps it to the contract.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +81,9 @@ pub struct App {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    rules: RuleManager,
+    alert_notices: tokio::sync::mpsc::Sender<dispatch::AlertNotice>,
+    notify: notify::NotifyHandle,
 }
 
 impl App {
@@ -107,12 +124,104 @@ impl App {
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
+        let events = EventBus::default();
+        let (alert_changes, alert_changes_rx) = alerts::change::channel();
+        let (alert_service, alert_pipeline) = alerts::AlertService::start(
+            &config,
+            db.clone(),
+            metrics.clone(),
+            events.clone(),
+            alert_changes,
+        )
+        .await
+        .map_err(StartError::Config)?;
+
+        let tsdb = Tsdb::new(config.tsdb.retention);
+        let engine = Engine::new(tsdb.clone());
+        let (scraped_tx, scraped) = tokio::sync::watch::channel(0i64);
+        {
+            let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
+            let interval = config.collect.interval;
+            supervisor.spawn("tsdb-self-scrape", move |token| {
+                SelfScraper::new(tsdb.clone())
+                    .with_interval(interval)
+                    .with_scraped(scraped_tx.clone())
+                    .run(metrics.clone(), collect.clone(), token)
+            });
+        }
+
+        // Rules: evaluated behind the leader gate; transitions leave on one channel.
+        let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(rules::ALERT_QUEUE_CAPACITY);
+        let external_url = config
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let rule_manager = RuleManager::new(
+            EvalDeps {
+                querier: Arc::new(EngineQuerier(engine.clone())),
+                sink: Arc::new(TsdbSink(tsdb.clone())),
+                notifier: Notifier::new(rule_tx, rules::DEFAULT_RESEND_DELAY),
+                metrics: metrics.alerting.clone(),
+                external_labels: Arc::new(config.rules.external_labels.clone()),
+                external_url,
+                leader: LeaderGate::single_node(),
+            },
+            config.rules.files.clone(),
+            config.rules.evaluation_interval,
+            shutdown.clone(),
+        );
+        if let Err(problems) = rule_manager.reload().await {
+            shutdown.cancel();
+            return Err(StartError::Config(format!(
+                "invalid rule files:\n{problems}"
+            )));
+        }
+        // Rule transitions enter the same pipeline as ingested alerts.
+        {
+            let service = alert_service.clone();
+            tokio::spawn(alerts::rules::forward(rule_rx, service, shutdown.clone()));
+        }
+        // Changes of alerts: routed, grouped and delivered; deliveries back into the
+        // alerts' event log.
+        let notifications = notify::Notifications::new(
+            &config,
+            db.clone(),
+            metrics.alerting.clone(),
+            None,
+            notify::NotifyOptions::default(),
+        )
+        .map_err(StartError::Config)?;
+        let backend = Arc::new(bot::backend::ServiceBackend::new(
+            alert_service.clone(),
+            rule_manager.clone(),
+        ));
+        notifications.spawn(&config, &mut supervisor, backend);
+        let alert_notices = notifications.dispatcher.sender();
+        tokio::spawn(dispatch::changes::forward(
+            alert_changes_rx,
+            alert_notices.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(notify::events::record_deliveries(
+            notifications.handle.subscribe(),
+            db.clone(),
+            shutdown.clone(),
+        ));
+
         let state = AppState {
             config: config.clone(),
             metrics,
             db: db.clone(),
-            events: EventBus::default(),
+            events,
             collect: collect_handle,
+            tsdb,
+            engine,
+            scraped,
+            rules: rule_manager.clone(),
+            alerts: alert_service,
+            notify: notifications.handle.clone(),
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -122,6 +231,8 @@ impl App {
         let task = tokio::spawn(async move {
             serve(listener, router, token.clone(), shutdown_timeout).await;
             token.cancel();
+            // In-flight requests are answered; let the alert writer commit the rest.
+            alert_pipeline.shutdown(Duration::from_secs(10)).await;
             supervisor.join(Duration::from_secs(5)).await;
             db.close().await;
             tracing::info!("stopped");
@@ -130,12 +241,30 @@ impl App {
             addr,
             shutdown,
             task,
+            rules: rule_manager,
+            alert_notices,
+            notify: notifications.handle,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The rule manager (reload, groups).
+    pub fn rules(&self) -> RuleManager {
+        self.rules.clone()
+    }
+
+    /// Where alert changes go to be routed, grouped and notified.
+    pub fn alert_notices(&self) -> tokio::sync::mpsc::Sender<dispatch::AlertNotice> {
+        self.alert_notices.clone()
+    }
+
+    /// Outbox, queue depths and delivery reports.
+    pub fn notifications(&self) -> &notify::NotifyHandle {
+        &self.notify
     }
 
     /// Cancelling this token starts a graceful shutdown.

@@ -1,6 +1,6 @@
 //! The `watchpost` command line. Exit codes: 0 ok, 1 invalid input, 2 runtime failure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -29,10 +29,20 @@ enum Command {
     CheckConfig,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check Prometheus rule files: YAML, expressions, templates. Exit 1 with
+    /// `file:line: message` per problem.
+    CheckRules {
+        /// Rule files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::CheckRules { files }) = &cli.command {
+        return check_rules(files);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -46,8 +56,50 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => runtime(|| migrate(config)),
-        Command::Serve => runtime(|| serve(config, cli.config.as_deref())),
+        Command::Serve => runtime(|| serve(config)),
+        Command::CheckRules { .. } => unreachable!("handled before loading the configuration"),
     }
+}
+
+/// `check-rules`: every problem of every file on stderr, a summary on stdout.
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    let mut problems = 0usize;
+    let (mut groups, mut alerting, mut recording) = (0usize, 0usize, 0usize);
+    for path in files {
+        match watchpost::rules::load_file(path) {
+            Ok(file) => {
+                groups += file.groups.len();
+                for rule in file.groups.iter().flat_map(|g| &g.rules) {
+                    match rule.kind {
+                        watchpost::rules::file::RuleKind::Alerting => alerting += 1,
+                        watchpost::rules::file::RuleKind::Recording => recording += 1,
+                    }
+                }
+                println!(
+                    "{}: {} groups, {} rules",
+                    path.display(),
+                    file.groups.len(),
+                    file.rule_count()
+                );
+            }
+            Err(found) => {
+                for p in &found.0 {
+                    eprintln!("{p}");
+                }
+                problems += found.0.len();
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!("FAILED: {problems} problem(s)");
+        return ExitCode::from(1);
+    }
+    println!(
+        "SUCCESS: {} files, {groups} groups, {} rules ({alerting} alerting, {recording} recording)",
+        files.len(),
+        alerting + recording
+    );
+    ExitCode::SUCCESS
 }
 
 /// Runs `f` on a multi-threaded tokio runtime.
@@ -99,8 +151,19 @@ async fn migrate(config: Config) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
+async fn serve(config: Config) -> ExitCode {
     telemetry::init(&config.log);
+    // Listen for signals before anything can announce readiness, so a signal sent right
+    // after `listening on` is never handled by the default (killing) disposition.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("watchpost: cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let app = match App::start(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -110,8 +173,17 @@ async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
         }
     };
     let token = app.shutdown_token();
+    #[cfg(unix)]
+    match hup {
+        Ok(hup) => {
+            tokio::spawn(reload_on_sighup(hup, app.rules()));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload")
+        }
+    }
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.shutdown_requested().await;
         tracing::info!("signal received; shutting down");
         token.cancel();
     });
@@ -119,28 +191,50 @@ async fn serve(config: Config, _config_path: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Re-reads the rule files on every SIGHUP; a broken file is logged and changes nothing.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    rules: watchpost::rules::RuleManager,
+) {
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading rules");
+        if let Err(problems) = rules.reload().await {
+            tracing::error!(problems = %problems, "rule reload failed; the previous rules keep running");
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// SIGINT and SIGTERM listeners, registered up front.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    async fn shutdown_requested(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -83,6 +83,46 @@ async fn stream_sends_hello_samples_and_ticks() {
 }
 
 #[tokio::test]
+async fn stream_evaluates_promql_like_the_query_api() {
+    let db = sqlite_db();
+    let app = TestApp::start(test_config(&db.url)).await;
+    let mut ws = connect(&app).await;
+    let _hello = next_json(&mut ws).await;
+    let expr = "sum by (route) (rate(watchpost_http_requests_total[5s]))";
+    subscribe(
+        &mut ws,
+        &[expr, "system_memory_used_bytes / system_memory_total_bytes"],
+    )
+    .await;
+    // Requests to /health give the rate something to count.
+    for _ in 0..5 {
+        app.get_text("/health").await;
+    }
+    let mut routes = std::collections::BTreeSet::new();
+    let mut ratio = None;
+    for _ in 0..200 {
+        let m = next_json(&mut ws).await;
+        if m["type"] != "sample" {
+            assert_ne!(m["type"], "error", "{m}");
+            continue;
+        }
+        if m["series"] == expr {
+            assert!(m["labels"].get("__name__").is_none(), "{m}");
+            routes.insert(m["labels"]["route"].as_str().unwrap().to_string());
+        } else {
+            ratio = m["v"].as_f64();
+        }
+        if routes.contains("/health") && ratio.is_some() {
+            break;
+        }
+    }
+    assert!(routes.contains("/health"), "{routes:?}");
+    let ratio = ratio.expect("memory ratio");
+    assert!(ratio > 0.0 && ratio <= 1.0, "{ratio}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn stream_reports_bad_subscriptions_and_messages() {
     let db = sqlite_db();
     let app = TestApp::start(test_config(&db.url)).await;

@@ -114,15 +114,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            ApiError::bad_request(format!("invalid JSON: {inner}"))
-        } else {
-            ApiError::bad_request(format!("invalid JSON at `{path}`: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| ApiError::bad_request(json_error_message(e)))
+}
+
+/// What is wrong with a JSON body, naming the path of the offending field when known
+/// (`invalid JSON at `[3].labels`: …`); syntax errors give line and column instead.
+pub fn json_error_message(e: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() || path.is_empty() || path == "." || path == "?" {
+        format!("invalid JSON: {inner}")
+    } else {
+        format!("invalid JSON at `{path}`: {inner}")
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,17 @@
 //!
 //! Handlers are thin: they parse, check permissions, and call the service layer.
 
+pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod groups;
 mod health;
+pub mod ingest;
+pub mod query;
+pub mod reports;
+mod rules;
+pub mod silences;
 pub mod stream;
 
 use std::sync::Arc;
@@ -22,7 +30,9 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::metrics::http::HttpMetricsLayer;
+use crate::promql::Engine;
 use crate::store::Db;
+use crate::tsdb::Tsdb;
 pub use error::{ApiError, Json};
 
 /// Longest a request may take before it is answered 408.
@@ -41,6 +51,18 @@ pub struct AppState {
     pub events: EventBus,
     /// The collection loop (tick notifications for live samples).
     pub collect: CollectLoop,
+    /// The in-memory time-series store (self-scraped metrics, rule results).
+    pub tsdb: Tsdb,
+    /// PromQL over `tsdb`.
+    pub engine: Engine,
+    /// Timestamp (Unix ms) of the latest self-scrape into `tsdb`: the stream's ticks.
+    pub scraped: tokio::sync::watch::Receiver<i64>,
+    /// Rule groups (`/api/v1/rules`, `/-/reload`).
+    pub rules: crate::rules::RuleManager,
+    /// The alert pipeline: ingest, queries, acks, silences, stats, reports.
+    pub alerts: crate::alerts::AlertService,
+    /// Notification groups, outbox and delivery reports.
+    pub notify: crate::notify::NotifyHandle,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -48,13 +70,18 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.alerts.max_body_bytes;
     let http_metrics = HttpMetricsLayer::new(state.metrics.http.clone());
     let samples: Arc<dyn stream::SampleSource> =
-        Arc::new(stream::RegistrySource::new(state.metrics.registry.clone()));
+        Arc::new(stream::EngineSource::new(state.engine.clone()));
     Router::new()
         .merge(crate::web::router())
         .merge(stream::router(&state, samples))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .merge(query::routes(&state))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/-/reload", axum::routing::post(rules::reload))
+        .merge(alerts::routes())
+        .merge(groups::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -5,7 +5,7 @@
 //! - client → server: `{"type":"subscribe","series":["system_cpu_usage_ratio", "rate(x[1m])"]}`
 //!   replaces the client's set of PromQL expressions (at most [`MAX_SERIES`]).
 //! - server → client: `{"type":"hello","interval_ms":…,"server_time":…,"version":…}` once;
-//!   then at every collection tick one `{"type":"sample","series":EXPR,"labels":{…},"t":MS,"v":X}`
+//!   then after every self-scrape (each `collect.interval`) one `{"type":"sample","series":EXPR,"labels":{…},"t":MS,"v":X}`
 //!   per result series of each subscribed expression followed by `{"type":"tick","t":MS}`;
 //!   `{"type":"alert","kind":…,"alert":{…}}` for every alert event; `{"type":"error",
 //!   "series":EXPR,"error":…}` when an expression cannot be evaluated (once per change);
@@ -35,6 +35,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::AppState;
 use crate::events::AlertEvent;
 use crate::metrics::Metrics;
+use crate::promql::{Engine, Value};
 
 /// Most expressions one client may subscribe to.
 pub const MAX_SERIES: usize = 200;
@@ -54,79 +55,70 @@ const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
 /// The labels and value of one series at one instant.
 pub type Sample = (BTreeMap<String, String>, f64);
 
-/// Evaluates subscribed expressions at a collection tick.
+/// Evaluates subscribed expressions at a scrape of the tsdb.
 pub trait SampleSource: Send + Sync + 'static {
     /// The series of `expr` at `t_ms` (Unix ms), or why it cannot be evaluated.
     fn eval(&self, expr: &str, t_ms: i64) -> Result<Vec<Sample>, String>;
-
-    /// Called once per tick before any `eval`, e.g. to snapshot shared state.
-    fn begin_tick(&self, _t_ms: i64) {}
 }
 
-/// Reads plain metric names (`system_load1`) straight from the metric registry: the
-/// fallback when no PromQL engine is wired in. Anything else is reported as an error.
-pub struct RegistrySource {
-    registry: prometheus::Registry,
-    snapshot: Mutex<HashMap<String, Vec<Sample>>>,
+/// Evaluates subscriptions with the PromQL engine over the tsdb, which the self-scrape
+/// fills at the same ticks: `rate()`, `histogram_quantile()`, binary operators… all work.
+pub struct EngineSource {
+    engine: Engine,
+    parsed: Mutex<HashMap<String, Result<Arc<promql_parser::parser::Expr>, String>>>,
 }
 
-impl RegistrySource {
-    /// A source over `registry`.
-    pub fn new(registry: prometheus::Registry) -> Self {
+/// Parsed expressions kept; subscriptions beyond this are parsed per tick.
+const PARSE_CACHE: usize = 1024;
+
+impl EngineSource {
+    /// A source over `engine`.
+    pub fn new(engine: Engine) -> Self {
         Self {
-            registry,
-            snapshot: Mutex::new(HashMap::new()),
+            engine,
+            parsed: Mutex::new(HashMap::new()),
         }
     }
 
-    fn gather(&self) -> HashMap<String, Vec<Sample>> {
-        use prometheus::proto::MetricType;
-        let mut out: HashMap<String, Vec<Sample>> = HashMap::new();
-        for fam in self.registry.gather() {
-            let name = fam.name().to_string();
-            for m in fam.get_metric() {
-                let value = match fam.get_field_type() {
-                    MetricType::COUNTER => m.get_counter().get_value(),
-                    MetricType::GAUGE => m.get_gauge().get_value(),
-                    _ => continue,
-                };
-                let mut labels: BTreeMap<String, String> = m
-                    .get_label()
-                    .iter()
-                    .map(|l| (l.name().to_string(), l.value().to_string()))
-                    .collect();
-                labels.insert("__name__".into(), name.clone());
-                out.entry(name.clone()).or_default().push((labels, value));
-            }
+    fn parse(&self, expr: &str) -> Result<Arc<promql_parser::parser::Expr>, String> {
+        let mut cache = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(expr) {
+            return p.clone();
         }
-        out
+        let parsed = crate::promql::parse(expr).map(Arc::new);
+        if cache.len() >= PARSE_CACHE {
+            cache.clear();
+        }
+        cache.insert(expr.to_string(), parsed.clone());
+        parsed
     }
 }
 
-impl SampleSource for RegistrySource {
-    fn begin_tick(&self, _t_ms: i64) {
-        let snap = self.gather();
-        if let Ok(mut s) = self.snapshot.lock() {
-            *s = snap;
-        }
-    }
-
-    fn eval(&self, expr: &str, _t_ms: i64) -> Result<Vec<Sample>, String> {
-        let name = expr.trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+impl SampleSource for EngineSource {
+    fn eval(&self, expr: &str, t_ms: i64) -> Result<Vec<Sample>, String> {
+        let parsed = self.parse(expr)?;
+        match self
+            .engine
+            .instant(&parsed, t_ms)
+            .map_err(|e| e.to_string())?
         {
-            return Err(format!(
-                "only plain metric names can be streamed without the PromQL engine: {expr}"
-            ));
+            Value::Vector(samples) => Ok(samples
+                .into_iter()
+                .map(|s| {
+                    let labels = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    (labels, s.value)
+                })
+                .collect()),
+            Value::Scalar(v) => Ok(vec![(BTreeMap::new(), v)]),
+            Value::Matrix(_) => Err(
+                "a range vector cannot be streamed; wrap it in a function such as rate()".into(),
+            ),
+            Value::String(_) => Err("a string cannot be streamed".into()),
         }
-        let snap = self
-            .snapshot
-            .lock()
-            .map_err(|_| "registry snapshot poisoned".to_string())?;
-        Ok(snap.get(name).cloned().unwrap_or_default())
     }
 }
 
@@ -301,7 +293,10 @@ async fn pump(
                 }
                 let t = *ticks.borrow_and_update();
                 let Some(hub) = hub.upgrade() else { break };
-                on_tick(&hub, t);
+                // Evaluation is CPU work: keep it off the async workers.
+                if let Err(e) = tokio::task::spawn_blocking(move || on_tick(&hub, t)).await {
+                    tracing::error!(error = %e, "stream tick failed");
+                }
             }
             event = alerts.recv(), if alerts_open => {
                 let Some(hub) = hub.upgrade() else { break };
@@ -341,9 +336,6 @@ fn on_tick(hub: &Hub, t: i64) {
             .collect();
         set.into_iter().collect()
     };
-    if !wanted.is_empty() {
-        hub.source.begin_tick(t);
-    }
     // Evaluate outside the lock: expressions may take a while.
     let mut frames: HashMap<Arc<str>, Vec<Utf8Bytes>> = HashMap::with_capacity(wanted.len());
     let mut errors: HashMap<Arc<str>, String> = HashMap::new();
@@ -373,6 +365,9 @@ fn on_tick(hub: &Hub, t: i64) {
     c.errors = errors;
     let mut slow = Vec::new();
     for (id, client) in &c.map {
+        if client.series.is_empty() {
+            continue; // nothing subscribed yet: no samples, no ticks
+        }
         let mut batch: Vec<Utf8Bytes> = Vec::new();
         for e in &client.series {
             if let Some(f) = frames.get(e) {
@@ -454,7 +449,7 @@ fn validate(series: Vec<String>) -> Result<Vec<Arc<str>>, String> {
 pub fn router(state: &AppState, source: Arc<dyn SampleSource>) -> Router<AppState> {
     let hub = Hub::start(
         source,
-        state.collect.subscribe(),
+        state.scraped.clone(),
         state.events.subscribe_alerts(),
         state.config.collect.interval,
         &state.metrics,
@@ -520,7 +515,11 @@ async fn connection(socket: WebSocket, hub: Arc<Hub>) {
                 last_heard = tokio::time::Instant::now();
                 match msg {
                     Some(Ok(Message::Text(text))) => {
-                        let reply = on_client_text(&hub, id, text.as_str());
+                        // Subscribing evaluates at once: CPU work, off the async workers.
+                        let h = hub.clone();
+                        let reply = tokio::task::spawn_blocking(move || on_client_text(&h, id, text.as_str()))
+                            .await
+                            .unwrap_or_default();
                         if send_all(&mut sink, reply).await.is_err() {
                             end = End::WriteFailed;
                             break;
@@ -588,7 +587,6 @@ fn on_client_text(hub: &Hub, id: u64, text: &str) -> Vec<Utf8Bytes> {
                 if t == 0 || series.is_empty() {
                     return Vec::new();
                 }
-                hub.source.begin_tick(t);
                 let mut frames = hub.frames_for(&series, t);
                 frames.push(tick_frame(t));
                 frames
@@ -647,17 +645,33 @@ mod tests {
     }
 
     #[test]
-    fn registry_source_reads_plain_names_only() {
-        let m = Metrics::new().unwrap();
-        m.system.load1.set(1.5);
-        m.system.cpu_core_usage.with_label_values(&["0"]).set(0.5);
-        let s = RegistrySource::new(m.registry.clone());
-        s.begin_tick(1);
-        assert_eq!(s.eval("system_load1", 1).unwrap()[0].1, 1.5);
-        let cores = s.eval("system_cpu_core_usage_ratio", 1).unwrap();
+    fn engine_source_evaluates_promql_at_the_tick() {
+        use crate::tsdb::{Labels, Tsdb};
+        let tsdb = Tsdb::new(Duration::from_secs(3600));
+        for (core, v) in [("0", 0.25), ("1", 0.75)] {
+            let l = Labels::new([("__name__", "system_cpu_core_usage_ratio"), ("core", core)]);
+            tsdb.append(&l, 1_000, v);
+        }
+        let c = Labels::new([("__name__", "requests_total")]);
+        for i in 0..=10 {
+            tsdb.append(&c, i * 1000, (i * 5) as f64);
+        }
+        let s = EngineSource::new(Engine::new(tsdb));
+        let cores = s.eval("system_cpu_core_usage_ratio", 1_000).unwrap();
+        assert_eq!(cores.len(), 2);
         assert_eq!(cores[0].0["core"], "0");
-        assert!(s.eval("no_such_metric", 1).unwrap().is_empty());
-        assert!(s.eval("rate(x[1m])", 1).unwrap_err().contains("PromQL"));
+        assert_eq!(cores[0].0["__name__"], "system_cpu_core_usage_ratio");
+        let avg = s.eval("avg(system_cpu_core_usage_ratio)", 1_000).unwrap();
+        assert_eq!(avg[0].1, 0.5);
+        let rate = s.eval("rate(requests_total[5s])", 10_000).unwrap();
+        assert!((rate[0].1 - 5.0).abs() < 1e-9, "{rate:?}");
+        assert_eq!(s.eval("1 + 1", 0).unwrap()[0].1, 2.0);
+        assert!(s.eval("sum(", 0).is_err());
+        assert!(
+            s.eval("requests_total[1m]", 10_000)
+                .unwrap_err()
+                .contains("range vector")
+        );
     }
 }
 

@@ -7,7 +7,6 @@
 //! cached, so the hot path is two read-locked map lookups, two atomic adds and a bucket
 //! search.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -17,6 +16,7 @@ use std::time::Instant;
 use axum::extract::MatchedPath;
 use axum::http::{Method, Request, Response, StatusCode};
 use prometheus::{Histogram, IntCounter};
+use rustc_hash::FxHashMap as HashMap;
 use tower::{Layer, Service};
 
 use super::HttpMetrics;
@@ -77,7 +77,7 @@ impl Children {
         let entry = Arc::new(RouteChildren {
             route: route.into(),
             metrics: self.metrics.clone(),
-            by_method_status: RwLock::new(HashMap::new()),
+            by_method_status: RwLock::new(HashMap::default()),
         });
         if let Ok(mut m) = self.routes.write() {
             return m.entry(route.into()).or_insert(entry).clone();
@@ -99,7 +99,7 @@ impl HttpMetricsLayer {
         Self {
             children: Arc::new(Children {
                 metrics,
-                routes: RwLock::new(HashMap::new()),
+                routes: RwLock::new(HashMap::default()),
             }),
         }
     }

@@ -143,6 +143,10 @@ pub struct AlertingMetrics {
     pub rule_evaluation_failures: IntCounter,
     /// `watchpost_rule_evaluation_duration_seconds`.
     pub rule_evaluation_duration: Histogram,
+    /// `watchpost_rules_last_reload_success` (1 or 0).
+    pub rules_last_reload_success: IntGauge,
+    /// `watchpost_rules_last_reload_success_timestamp_seconds`.
+    pub rules_last_reload_success_timestamp: Gauge,
     /// `watchpost_notifications_total{receiver,outcome}`.
     pub notifications: IntCounterVec,
     /// `watchpost_notification_queue_depth{receiver}`.
@@ -363,6 +367,14 @@ impl Metrics {
                 "Time to evaluate one rule.",
                 DB_BUCKETS,
             )?,
+            rules_last_reload_success: b.int_gauge(
+                "watchpost_rules_last_reload_success",
+                "Whether the last rule reload succeeded (1) or failed (0).",
+            )?,
+            rules_last_reload_success_timestamp: b.gauge(
+                "watchpost_rules_last_reload_success_timestamp_seconds",
+                "Time of the last successful rule reload, Unix seconds.",
+            )?,
             notifications: b.counter_vec(
                 "watchpost_notifications_total",
                 "Notification attempts by receiver and outcome (sent, retry, failed).",
@@ -376,6 +388,14 @@ impl Metrics {
         };
         for state in ["idle", "active"] {
             db.pool.with_label_values(&[state]).set(0);
+        }
+        // Known children start at zero, so the very first scrape lists them.
+        for route in ["/health", "/ready", "/metrics"] {
+            http.requests.with_label_values(&["GET", route, "200"]);
+            http.duration.with_label_values(&["GET", route]);
+        }
+        for source in ["api", "prometheus", "alertmanager", "ntopng", "watchpost"] {
+            alerting.alerts_received.with_label_values(&[source]);
         }
         let build = b.int_gauge_vec(
             "watchpost_build_info",

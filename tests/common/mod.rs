@@ -1,7 +1,11 @@
 //! Shared test set-up: real databases (SQLite always, PostgreSQL from
 //! `WATCHPOST_TEST_DATABASE_URL`), the app in-process on 127.0.0.1:0, the real binary,
 //! and throwaway PostgreSQL clusters for tests that stop their database.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::field_reassign_with_default,
+    clippy::zombie_processes
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -104,9 +108,11 @@ fn rand_suffix() -> u32 {
 /// A config for tests: a free port, the given database, fast collection, no rule files.
 #[allow(clippy::field_reassign_with_default)]
 pub fn test_config(db_url: &str) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".into();
-    c.database_url = Secret(db_url.into());
+    let mut c = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: Secret(db_url.into()),
+        ..Config::default()
+    };
     c.collect.interval = Duration::from_millis(200);
     c.database.connect_timeout = Duration::from_secs(5);
     c.rules.files = vec![];
@@ -261,6 +267,7 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("watchpost did not start; output:\n{}", seen.join("\n"));
                 }
             }

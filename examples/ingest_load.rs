@@ -1,0 +1,192 @@
+//! Load generator for alert ingest: N concurrent clients POST batches of Alertmanager
+//! v2 postable alerts (what Prometheus sends) to `/api/v2/alerts` for a fixed time and
+//! report accepted alerts per second and request latency percentiles as one JSON line.
+//!
+//! ```text
+//! cargo run --release --example ingest_load -- --url http://127.0.0.1:8080 \
+//!     --clients 64 --batch 100 --seconds 20 --distinct 20000 [--name watchpost-sqlite]
+//! ```
+//!
+//! Alerts cycle through `--distinct` label sets (like Prometheus resending its firing
+//! alerts), so a run exercises both first receipts and repeats.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+struct Args {
+    url: String,
+    name: String,
+    clients: usize,
+    batch: usize,
+    seconds: u64,
+    warmup: u64,
+    distinct: usize,
+    token: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        url: "http://127.0.0.1:8080".into(),
+        name: "target".into(),
+        clients: 64,
+        batch: 100,
+        seconds: 20,
+        warmup: 3,
+        distinct: 20_000,
+        token: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = val(),
+            "--name" => a.name = val(),
+            "--clients" => a.clients = val().parse().expect("--clients"),
+            "--batch" => a.batch = val().parse().expect("--batch"),
+            "--seconds" => a.seconds = val().parse().expect("--seconds"),
+            "--warmup" => a.warmup = val().parse().expect("--warmup"),
+            "--distinct" => a.distinct = val().parse().expect("--distinct"),
+            "--token" => a.token = Some(val()),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// Pre-built request bodies, so the generator spends its CPU on sending.
+fn bodies(a: &Args) -> Vec<bytes::Bytes> {
+    let now = chrono::Utc::now();
+    let starts = (now - chrono::Duration::minutes(1)).to_rfc3339();
+    let ends = (now + chrono::Duration::hours(2)).to_rfc3339();
+    let per_body = a.batch.max(1);
+    let n_bodies = a.distinct.div_ceil(per_body).max(1);
+    (0..n_bodies)
+        .map(|b| {
+            let alerts: Vec<_> = (0..per_body)
+                .map(|i| {
+                    let n = (b * per_body + i) % a.distinct.max(1);
+                    let severity = ["warning", "critical", "info"][n % 3];
+                    json!({
+                        "labels": {
+                            "alertname": format!("BenchAlert{}", n % 50),
+                            "instance": format!("host-{n}:9100"),
+                            "job": "bench",
+                            "severity": severity,
+                        },
+                        "annotations": {
+                            "summary": format!("bench alert {n} fired"),
+                            "description": "synthetic load from examples/ingest_load.rs",
+                        },
+                        "startsAt": starts,
+                        "endsAt": ends,
+                        "generatorURL": "http://prometheus:9090/graph?g0.expr=bench",
+                    })
+                })
+                .collect();
+            bytes::Bytes::from(serde_json::to_vec(&alerts).expect("json"))
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let bodies = Arc::new(bodies(&a));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(a.clients * 2)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let url = format!("{}/api/v2/alerts", a.url.trim_end_matches('/'));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..a.clients {
+        let (client, url, bodies, measuring, stop, errors) = (
+            client.clone(),
+            url.clone(),
+            bodies.clone(),
+            measuring.clone(),
+            stop.clone(),
+            errors.clone(),
+        );
+        let token = a.token.clone();
+        let batch = a.batch as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 14);
+            let mut ok_alerts = 0u64;
+            let mut i = c * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                let body = bodies[i % bodies.len()].clone();
+                i += 1;
+                let mut req = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body);
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let t0 = Instant::now();
+                let res = req.send().await;
+                let ok = match res {
+                    Ok(r) => {
+                        let good = r.status().is_success();
+                        let _ = r.bytes().await;
+                        good
+                    }
+                    Err(_) => false,
+                };
+                let us = t0.elapsed().as_micros() as u64;
+                if measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                    if ok {
+                        ok_alerts += batch;
+                        lat.push(us);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            (ok_alerts, lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    measuring.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    stop.store(true, Ordering::SeqCst);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let mut total = 0u64;
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (n, l) = t.await.expect("client task");
+        total += n;
+        lat.extend(l);
+    }
+    lat.sort_unstable();
+    let out = json!({
+        "target": a.name,
+        "clients": a.clients,
+        "batch": a.batch,
+        "seconds": (elapsed * 100.0).round() / 100.0,
+        "requests": lat.len(),
+        "errors": errors.load(Ordering::Relaxed),
+        "alerts_per_sec": (total as f64 / elapsed).round(),
+        "p50_ms": percentile(&lat, 0.50),
+        "p99_ms": percentile(&lat, 0.99),
+        "max_ms": percentile(&lat, 1.0),
+    });
+    println!("{out}");
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Durable alert ingest benchmark, same load, same run, side by side:
+#   watchpost on SQLite, watchpost on PostgreSQL, Debian's prometheus-alertmanager.
+# N clients (default 64) POST batches (default 100) of Alertmanager v2 alerts to
+# /api/v2/alerts for SECONDS_RUN seconds each (examples/ingest_load.rs); prints
+# alerts/s and latency percentiles per target.
+#
+#   scripts/bench-ingest.sh            # defaults: 64 clients, batches of 100, 20 s
+#   CLIENTS=32 BATCH=500 SECONDS_RUN=30 scripts/bench-ingest.sh
+#
+# watchpost answers only after the batch holding the alerts has committed (SQLite WAL
+# with synchronous=FULL; PostgreSQL with its defaults fsync=on, synchronous_commit=on).
+# Alertmanager keeps alerts in memory only. The ingest rate limit is switched off for
+# the run (all clients come from one address).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLIENTS=${CLIENTS:-64}
+BATCH=${BATCH:-100}
+SECONDS_RUN=${SECONDS_RUN:-20}
+WARMUP=${WARMUP:-3}
+DISTINCT=${DISTINCT:-20000}
+TARGETS=${TARGETS:-"sqlite postgres alertmanager"}
+
+log() { printf '==> %s\n' "$*" >&2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "timed out waiting for $1" >&2; return 1
+}
+
+log "building (release)"
+cargo build --release --quiet --bin watchpost --example ingest_load
+BIN=$PWD/target/release/watchpost
+LOAD=$PWD/target/release/examples/ingest_load
+
+WORK=$(mktemp -d /tmp/wp-bench.XXXXXX)
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+PG_DIR=$WORK/pg
+PIDS=()
+run_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -d "$PG_DIR/data" ] && run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+load() { # name url
+  "$LOAD" --url "$2" --name "$1" --clients "$CLIENTS" --batch "$BATCH" \
+    --seconds "$SECONDS_RUN" --warmup "$WARMUP" --distinct "$DISTINCT" | tee -a "$WORK/results.jsonl"
+}
+
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+run_watchpost() { # name database_url
+  local port pid
+  port=$(free_port)
+  WATCHPOST_LISTEN=127.0.0.1:$port WATCHPOST_DATABASE_URL=$2 WATCHPOST_RULES__FILES= \
+    WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 WATCHPOST_LOG__FORMAT=json WATCHPOST_LOG__LEVEL=warn \
+    "$BIN" serve >"$WORK/$1.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$port/ready"
+  log "$1: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
+  load "$1" "http://127.0.0.1:$port"
+  stop_pid "$pid"
+}
+
+for t in $TARGETS; do
+  case $t in
+    sqlite)
+      run_watchpost watchpost-sqlite "sqlite://$WORK/sqlite/watchpost.db"
+      ;;
+    postgres)
+      [ -n "$PG_BIN" ] || { log "no PostgreSQL binaries; skipping"; continue; }
+      mkdir -p "$PG_DIR"; [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
+      PG_PORT=$(free_port)
+      run_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+      run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w start \
+        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null
+      run_watchpost watchpost-postgres "postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+      run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null
+      ;;
+    alertmanager)
+      command -v prometheus-alertmanager >/dev/null || { log "prometheus-alertmanager missing; skipping"; continue; }
+      mkdir -p "$WORK/am"
+      cat >"$WORK/am/alertmanager.yml" <<'YML'
+route:
+  receiver: blackhole
+receivers:
+  - name: blackhole
+YML
+      port=$(free_port)
+      prometheus-alertmanager --config.file="$WORK/am/alertmanager.yml" --storage.path="$WORK/am/data" \
+        --web.listen-address="127.0.0.1:$port" --cluster.listen-address= >"$WORK/am.log" 2>&1 &
+      pid=$!; PIDS+=("$pid")
+      wait_http "http://127.0.0.1:$port/-/ready"
+      log "alertmanager: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
+      load alertmanager "http://127.0.0.1:$port"
+      stop_pid "$pid"
+      ;;
+    *) log "unknown target $t"; exit 1 ;;
+  esac
+done
+
+python3 - "$WORK/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+am = next((r["alerts_per_sec"] for r in rows if r["target"] == "alertmanager"), None)
+print()
+print("| target | alerts/s | p50 ms | p99 ms | requests | errors | vs alertmanager |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    ratio = f'{r["alerts_per_sec"] / am:.2f}x' if am else "-"
+    print(f'| {r["target"]} | {r["alerts_per_sec"]:.0f} | {r["p50_ms"]:.1f} | {r["p99_ms"]:.1f} | {r["requests"]} | {r["errors"]} | {ratio} |')
+PY

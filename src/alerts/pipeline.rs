@@ -1,0 +1,1172 @@
+//! The alert pipeline: a bounded queue in front of one writer task that owns every
+//! write to `alerts` and `alert_events`.
+//!
+//! * **Admission**: a request takes one permit per alert from a semaphore of
+//!   `alerts.queue_capacity`; when there are not enough, it is answered 503 at once.
+//!   Permits are returned when the batch holding the request has committed, so
+//!   memory is bounded by the capacity.
+//! * **Group commit**: the writer takes whole requests from the queue until it holds
+//!   `alerts.batch_max_size` alerts or `alerts.batch_max_delay` has passed since the
+//!   first, then applies the lifecycle in memory and commits the batch in one
+//!   transaction (one bulk upsert, one bulk event insert, the audit records). Every
+//!   request of the batch is answered only after the commit; a transient database
+//!   error is retried with exponential backoff and jitter.
+//! * **One writer** means the lifecycle decisions (repeat or refire, silence and
+//!   inhibition flags, acknowledgements) never race. Acks, silence changes, expiry of
+//!   `ends_at`, and retention go through the same task.
+//! * After each commit the changes go to the notifier channel ([`AlertChange`]) and to
+//!   the dashboard's event bus.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use prometheus::{Histogram, IntCounter, IntGauge};
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::change::{AlertChange, ChangeKind, ChangeSender};
+use super::ingest::Incoming;
+use super::lifecycle::{self, Event, silence_transition};
+use super::model::{Ack, Alert, AlertState, EventKind, Labels, Severity};
+use super::repo::{self, NewEvent};
+use crate::audit::{self, AuditRecord};
+use crate::events::{AlertEvent, AlertEventKind, EventBus};
+use crate::inhibit::{InhibitRule, Inhibitor};
+use crate::metrics::Metrics;
+use crate::silence::{self, SilenceSet};
+use crate::store::{Db, StoreError, now_ms};
+
+/// The `queue` label of this pipeline's `watchpost_batch_*` metrics.
+pub const QUEUE: &str = "alerts";
+/// How often expiry and silence transitions are checked.
+const TICK: Duration = Duration::from_secs(1);
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Most alerts deleted by retention in one transaction.
+const RETENTION_CHUNK: i64 = 5_000;
+/// Most expired alerts resolved per tick.
+const EXPIRE_CHUNK: i64 = 2_000;
+/// Attempts of a commit before giving up.
+const MAX_ATTEMPTS: u32 = 6;
+/// Distinct `source` label values of `watchpost_alerts_received_total` (then `other`).
+const MAX_SOURCE_LABELS: usize = 64;
+
+/// Batching and retention settings (from `[alerts]`).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Most alerts in one transaction.
+    pub batch_max_size: usize,
+    /// Longest wait for more requests before committing a partial batch.
+    pub batch_max_delay: Duration,
+    /// Queue capacity in alerts.
+    pub queue_capacity: usize,
+    /// How long resolved alerts and old events are kept.
+    pub retention: Duration,
+}
+
+/// Why the pipeline did not take or commit something.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PipelineError {
+    /// The queue has no room (answer 503 + `Retry-After`).
+    #[error("alert queue is full ({capacity} alerts queued); retry later")]
+    Full {
+        /// The queue capacity.
+        capacity: usize,
+    },
+    /// The database failed, after retries for transient errors.
+    #[error("could not store alerts: {message}")]
+    Store {
+        /// What failed.
+        message: String,
+        /// Whether retrying later may help (503) or not (500).
+        transient: bool,
+    },
+    /// The pipeline is stopping.
+    #[error("the alert pipeline is shutting down")]
+    Stopped,
+}
+
+impl PipelineError {
+    fn store(e: &StoreError) -> Self {
+        PipelineError::Store {
+            message: e.to_string(),
+            transient: is_transient(e),
+        }
+    }
+}
+
+struct IngestJob {
+    alerts: Vec<Incoming>,
+    audit: Option<AuditRecord>,
+    _permit: OwnedSemaphorePermit,
+    reply: oneshot::Sender<Result<Vec<i64>, PipelineError>>,
+}
+
+struct AckJob {
+    id: i64,
+    by: String,
+    comment: String,
+    audit: AuditRecord,
+    reply: oneshot::Sender<Result<Option<Alert>, PipelineError>>,
+}
+
+enum Command {
+    Ingest(IngestJob),
+    Ack(AckJob),
+    SilencesChanged(oneshot::Sender<Result<(), PipelineError>>),
+    Retention(oneshot::Sender<Result<(u64, u64), PipelineError>>),
+}
+
+/// The `watchpost_batch_*{queue="alerts"}` children.
+#[derive(Clone)]
+struct QueueMetrics {
+    depth: IntGauge,
+    flush: Histogram,
+    committed: IntCounter,
+    failed: IntCounter,
+    rejected: IntCounter,
+    retries: IntCounter,
+}
+
+impl QueueMetrics {
+    fn new(m: &Metrics, capacity: usize) -> Self {
+        m.batch
+            .capacity
+            .with_label_values(&[QUEUE])
+            .set(capacity as i64);
+        QueueMetrics {
+            depth: m.batch.depth.with_label_values(&[QUEUE]),
+            flush: m.batch.flush_duration.with_label_values(&[QUEUE]),
+            committed: m.batch.items.with_label_values(&[QUEUE, "committed"]),
+            failed: m.batch.items.with_label_values(&[QUEUE, "failed"]),
+            rejected: m.batch.items.with_label_values(&[QUEUE, "rejected"]),
+            retries: m.batch.retries.with_label_values(&[QUEUE]),
+        }
+    }
+}
+
+/// Handle to the pipeline: submit alerts, acknowledge, announce silence changes.
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::UnboundedSender<Command>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    metrics: QueueMetrics,
+}
+
+impl Pipeline {
+    /// Queues `alerts` (and the audit record of the request) and waits until the batch
+    /// holding them has committed; returns their ids in order.
+    pub async fn submit(
+        &self,
+        alerts: Vec<Incoming>,
+        audit: Option<AuditRecord>,
+    ) -> Result<Vec<i64>, PipelineError> {
+        if alerts.is_empty() && audit.is_none() {
+            return Ok(Vec::new());
+        }
+        let want = alerts.len().clamp(1, self.capacity) as u32;
+        let permit = match self.permits.clone().try_acquire_many_owned(want) {
+            Ok(p) => p,
+            Err(_) => {
+                self.metrics.rejected.inc_by(alerts.len() as u64);
+                return Err(PipelineError::Full {
+                    capacity: self.capacity,
+                });
+            }
+        };
+        self.update_depth();
+        let (reply, rx) = oneshot::channel();
+        let job = IngestJob {
+            alerts,
+            audit,
+            _permit: permit,
+            reply,
+        };
+        self.tx
+            .send(Command::Ingest(job))
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.unwrap_or_else(|_| {
+            Err(PipelineError::Store {
+                message: "the alert writer restarted while storing this batch".into(),
+                transient: true,
+            })
+        })
+    }
+
+    /// Acknowledges alert `id`; `None` when there is no such alert.
+    pub async fn ack(
+        &self,
+        id: i64,
+        by: String,
+        comment: String,
+        audit: AuditRecord,
+    ) -> Result<Option<Alert>, PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Ack(AckJob {
+                id,
+                by,
+                comment,
+                audit,
+                reply,
+            }))
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.unwrap_or(Err(PipelineError::Stopped))
+    }
+
+    /// Re-reads the silences and re-applies them to every firing alert; returns when
+    /// the flags are committed.
+    pub async fn silences_changed(&self) -> Result<(), PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SilencesChanged(reply))
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.unwrap_or(Err(PipelineError::Stopped))
+    }
+
+    /// Runs retention now; returns `(alerts, events)` deleted.
+    pub async fn run_retention(&self) -> Result<(u64, u64), PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Retention(reply))
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.unwrap_or(Err(PipelineError::Stopped))
+    }
+
+    /// Alerts queued or being written.
+    pub fn queued(&self) -> usize {
+        self.capacity - self.permits.available_permits().min(self.capacity)
+    }
+
+    fn update_depth(&self) {
+        self.metrics.depth.set(self.queued() as i64);
+    }
+}
+
+/// Everything a writer incarnation needs; cloned on restart.
+#[derive(Clone)]
+pub(crate) struct WriterParts {
+    pub db: Db,
+    pub cfg: PipelineConfig,
+    pub rules: Vec<InhibitRule>,
+    pub changes: ChangeSender,
+    pub events: EventBus,
+    pub metrics: Metrics,
+    pub generation: Arc<AtomicU64>,
+}
+
+/// The running writer task; stop it after the HTTP server has drained.
+pub struct PipelineTask {
+    token: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl PipelineTask {
+    /// Lets the writer commit what is queued, then waits for it (at most `timeout`).
+    pub async fn shutdown(self, timeout: Duration) {
+        self.token.cancel();
+        let abort = self.handle.abort_handle();
+        if tokio::time::timeout(timeout, self.handle).await.is_err() {
+            tracing::warn!("alert writer did not stop in time; aborting it");
+            abort.abort();
+        }
+    }
+}
+
+/// Starts the writer; returns the handle and the task.
+pub(crate) fn start(parts: WriterParts) -> (Pipeline, PipelineTask) {
+    let capacity = parts.cfg.queue_capacity.max(1);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(capacity));
+    let metrics = QueueMetrics::new(&parts.metrics, capacity);
+    metrics.depth.set(0);
+    let pipeline = Pipeline {
+        tx,
+        permits,
+        capacity,
+        metrics: metrics.clone(),
+    };
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(supervise(
+        parts,
+        metrics,
+        pipeline.clone(),
+        rx,
+        token.clone(),
+    ));
+    (pipeline, PipelineTask { token, handle })
+}
+
+/// Runs writer incarnations until stopped, restarting after an error or a panic.
+async fn supervise(
+    parts: WriterParts,
+    qm: QueueMetrics,
+    handle: Pipeline,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    token: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let run = async {
+            let mut w = Writer::init(parts.clone(), qm.clone(), handle.clone()).await?;
+            w.run(&mut rx, &token).await
+        };
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "alert writer failed; restarting")
+            }
+            Err(_) => tracing::error!(retry_in = ?backoff, "alert writer panicked; restarting"),
+        }
+        if token.is_cancelled() {
+            rx.close();
+            while let Ok(cmd) = rx.try_recv() {
+                reject(cmd, PipelineError::Stopped);
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = token.cancelled() => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn reject(cmd: Command, e: PipelineError) {
+    match cmd {
+        Command::Ingest(j) => {
+            let _ = j.reply.send(Err(e));
+        }
+        Command::Ack(j) => {
+            let _ = j.reply.send(Err(e));
+        }
+        Command::SilencesChanged(r) => {
+            let _ = r.send(Err(e));
+        }
+        Command::Retention(r) => {
+            let _ = r.send(Err(e));
+        }
+    }
+}
+
+/// Whether retrying may help: connection trouble, pool exhaustion, lock contention,
+/// serialization failures.
+pub fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Query(e) = e else {
+        return matches!(e, StoreError::Unreachable { .. });
+    };
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            matches!(
+                code.as_str(),
+                // SQLite: BUSY, LOCKED, BUSY_RECOVERY, BUSY_SNAPSHOT, IOERR.
+                "5" | "6" | "261" | "517" | "10"
+                // PostgreSQL: serialization, deadlock, shutdown, connection, resources.
+                | "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08000" | "08003"
+                | "08006" | "08001" | "08004" | "53300" | "53400"
+            ) || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
+/// What a batch will write, and what to announce after the commit.
+#[derive(Default)]
+struct Plan {
+    now: i64,
+    order: Vec<String>,
+    alerts: HashMap<String, Alert>,
+    before: HashMap<String, Option<(AlertState, Severity)>>,
+    dirty: HashSet<String>,
+    events: Vec<(String, Event)>,
+    changes: Vec<(String, ChangeKind)>,
+    audit: Vec<AuditRecord>,
+}
+
+impl Plan {
+    fn new(now: i64) -> Self {
+        Plan {
+            now,
+            ..Default::default()
+        }
+    }
+
+    fn current<'a>(&'a self, fp: &str, stored: &'a HashMap<String, Alert>) -> Option<&'a Alert> {
+        self.alerts.get(fp).or_else(|| stored.get(fp))
+    }
+
+    /// Adds an alert as it is stored (not dirty unless changed later).
+    fn add_stored(&mut self, a: Alert) {
+        if self.alerts.contains_key(&a.fingerprint) {
+            return;
+        }
+        self.before
+            .insert(a.fingerprint.clone(), Some((a.state, a.severity)));
+        self.order.push(a.fingerprint.clone());
+        self.alerts.insert(a.fingerprint.clone(), a);
+    }
+
+    fn record(
+        &mut self,
+        prev: Option<(AlertState, Severity)>,
+        fp: &str,
+        applied: lifecycle::Applied,
+    ) {
+        if !self.alerts.contains_key(fp) {
+            self.before.insert(fp.to_string(), prev);
+            self.order.push(fp.to_string());
+        }
+        for e in applied.events {
+            self.events.push((fp.to_string(), e));
+        }
+        for c in applied.changes {
+            self.changes.push((fp.to_string(), c));
+        }
+        if applied.dirty {
+            self.dirty.insert(fp.to_string());
+        }
+        self.alerts.insert(fp.to_string(), applied.alert);
+    }
+
+    fn event(&mut self, fp: &str, e: Event, change: Option<ChangeKind>) {
+        self.events.push((fp.to_string(), e));
+        if let Some(c) = change {
+            self.changes.push((fp.to_string(), c));
+        }
+        self.dirty.insert(fp.to_string());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.audit.is_empty()
+    }
+
+    /// The changes to announce: per alert, its distinct kinds in order; an alert that
+    /// ends the batch resolved announces only that.
+    fn announcements(&self) -> Vec<(&Alert, ChangeKind)> {
+        let mut per: HashMap<&str, Vec<ChangeKind>> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        for (fp, kind) in &self.changes {
+            let list = per.entry(fp.as_str()).or_insert_with(|| {
+                order.push(fp.as_str());
+                Vec::new()
+            });
+            if !list.contains(kind) {
+                list.push(*kind);
+            }
+        }
+        let mut out = Vec::new();
+        for fp in order {
+            let Some(alert) = self.alerts.get(fp) else {
+                continue;
+            };
+            let kinds = &per[fp];
+            if alert.state == AlertState::Resolved {
+                if kinds.contains(&ChangeKind::Resolved) {
+                    out.push((alert, ChangeKind::Resolved));
+                }
+                if kinds.contains(&ChangeKind::Acked) {
+                    out.push((alert, ChangeKind::Acked));
+                }
+                continue;
+            }
+            for k in kinds {
+                if *k != ChangeKind::Resolved {
+                    out.push((alert, *k));
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Writer {
+    p: WriterParts,
+    qm: QueueMetrics,
+    handle: Pipeline,
+    silences: SilenceSet,
+    active_silences: BTreeSet<String>,
+    inhibitor: Inhibitor,
+    active: HashMap<Severity, i64>,
+    sources: HashSet<String>,
+    last_retention: Instant,
+}
+
+impl Writer {
+    /// Loads silences and firing alerts, rebuilds the inhibition index, and fixes
+    /// flags that config or silence changes made stale while stopped.
+    async fn init(
+        p: WriterParts,
+        qm: QueueMetrics,
+        handle: Pipeline,
+    ) -> Result<Writer, StoreError> {
+        let now = now_ms();
+        let silences = SilenceSet::new(silence::unexpired(&p.db, now).await?);
+        let mut w = Writer {
+            inhibitor: Inhibitor::new(p.rules.clone()),
+            active_silences: silences.active_ids(now),
+            silences,
+            p,
+            qm,
+            handle,
+            active: HashMap::new(),
+            sources: HashSet::new(),
+            // First retention shortly after start.
+            last_retention: Instant::now() - RETENTION_INTERVAL + Duration::from_secs(60),
+        };
+        let firing = repo::firing(&w.p.db).await?;
+        let mut plan = Plan::new(now);
+        for a in firing {
+            w.inhibitor.update(&a.fingerprint, Some(&a.match_view()));
+            *w.active.entry(a.severity).or_default() += 1;
+            plan.add_stored(a);
+        }
+        let all: Vec<String> = plan.order.clone();
+        w.resilence(&mut plan, &all, now);
+        w.reinhibit(&mut plan, all.into_iter().collect());
+        w.publish_active();
+        if !plan.is_empty() {
+            w.commit(&mut plan).await?;
+            w.announce(&plan).await;
+        }
+        tracing::info!(
+            firing = w.active.values().sum::<i64>(),
+            silences = w.active_silences.len(),
+            "alert pipeline started"
+        );
+        Ok(w)
+    }
+
+    async fn run(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+        token: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut deferred: Option<Command> = None;
+        loop {
+            let cmd = match deferred.take() {
+                Some(c) => c,
+                None => tokio::select! {
+                    biased;
+                    _ = tick.tick() => {
+                        self.housekeeping().await;
+                        continue;
+                    }
+                    c = rx.recv() => match c {
+                        Some(c) => c,
+                        None => return Ok(()),
+                    },
+                    _ = token.cancelled() => {
+                        self.drain(rx).await;
+                        return Ok(());
+                    }
+                },
+            };
+            deferred = self.handle_command(cmd, rx).await;
+        }
+    }
+
+    /// Processes everything still queued, then stops.
+    async fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
+        rx.close();
+        let mut deferred = None;
+        loop {
+            let cmd = match deferred.take() {
+                Some(c) => c,
+                None => match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            deferred = self.handle_command(cmd, rx).await;
+        }
+        tracing::info!("alert pipeline drained");
+    }
+
+    async fn handle_command(
+        &mut self,
+        cmd: Command,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Command> {
+        match cmd {
+            Command::Ingest(job) => {
+                let (jobs, next) = self.gather(job, rx).await;
+                self.ingest(jobs).await;
+                next
+            }
+            Command::Ack(job) => {
+                let r = self.ack(&job).await;
+                let _ = job.reply.send(r);
+                None
+            }
+            Command::SilencesChanged(reply) => {
+                let r = self.reevaluate_silences(true).await;
+                let _ = reply.send(r.map_err(|e| PipelineError::store(&e)));
+                None
+            }
+            Command::Retention(reply) => {
+                let r = self.retention().await;
+                let _ = reply.send(r.map_err(|e| PipelineError::store(&e)));
+                None
+            }
+        }
+    }
+
+    /// Takes more ingest jobs until the batch is full or the delay has passed.
+    async fn gather(
+        &self,
+        first: IngestJob,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> (Vec<IngestJob>, Option<Command>) {
+        let max = self.p.cfg.batch_max_size.max(1);
+        let deadline = Instant::now() + self.p.cfg.batch_max_delay;
+        let mut n = first.alerts.len();
+        let mut jobs = vec![first];
+        while n < max {
+            let next = match rx.try_recv() {
+                Ok(c) => Some(c),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(c)) => Some(c),
+                        _ => None,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            match next {
+                Some(Command::Ingest(j)) => {
+                    if n + j.alerts.len() > max {
+                        return (jobs, Some(Command::Ingest(j)));
+                    }
+                    n += j.alerts.len();
+                    jobs.push(j);
+                }
+                Some(other) => return (jobs, Some(other)),
+                None => break,
+            }
+        }
+        (jobs, None)
+    }
+
+    async fn ingest(&mut self, jobs: Vec<IngestJob>) {
+        let started = std::time::Instant::now();
+        let n: usize = jobs.iter().map(|j| j.alerts.len()).sum();
+        let result = self.ingest_batch(&jobs).await;
+        self.qm.flush.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok((ids, plan)) => {
+                self.qm.committed.inc_by(n as u64);
+                let mut per_source: HashMap<&str, u64> = HashMap::new();
+                for job in &jobs {
+                    for a in &job.alerts {
+                        *per_source.entry(a.source.as_str()).or_default() += 1;
+                    }
+                }
+                for (source, count) in per_source {
+                    let label = self.source_label(source);
+                    self.p
+                        .metrics
+                        .alerting
+                        .alerts_received
+                        .with_label_values(&[label.as_str()])
+                        .inc_by(count);
+                }
+                for (job, ids) in jobs.into_iter().zip(ids) {
+                    let _ = job.reply.send(Ok(ids));
+                }
+                self.handle.update_depth();
+                self.announce(&plan).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, alerts = n, "alert batch failed");
+                self.qm.failed.inc_by(n as u64);
+                let err = PipelineError::store(&e);
+                for job in jobs {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+                self.handle.update_depth();
+                self.rebuild().await;
+            }
+        }
+    }
+
+    /// Applies a batch in memory and commits it.
+    async fn ingest_batch(
+        &mut self,
+        jobs: &[IngestJob],
+    ) -> Result<(Vec<Vec<i64>>, Plan), StoreError> {
+        let now = now_ms();
+        let mut fps: Vec<&str> = jobs
+            .iter()
+            .flat_map(|j| j.alerts.iter().map(|a| a.fingerprint.as_str()))
+            .collect();
+        fps.sort_unstable();
+        fps.dedup();
+        let stored = self.load(&fps).await?;
+        let mut plan = Plan::new(now);
+        for job in jobs {
+            for inc in &job.alerts {
+                let prev = plan.current(&inc.fingerprint, &stored);
+                let applied = lifecycle::apply(prev, inc, now, &self.silences);
+                let before = stored.get(&inc.fingerprint).map(|a| (a.state, a.severity));
+                plan.record(before, &inc.fingerprint, applied);
+            }
+            if let Some(a) = &job.audit {
+                plan.audit.push(a.clone());
+            }
+        }
+        let mut affected = BTreeSet::new();
+        let touched: Vec<String> = plan.order.clone();
+        for fp in &touched {
+            let a = &plan.alerts[fp];
+            let view = a.match_view();
+            let labels = (a.state == AlertState::Firing).then_some(&view as &dyn Labels);
+            affected.extend(self.inhibitor.update(fp, labels));
+        }
+        self.load_into(&mut plan, &affected).await?;
+        self.reinhibit(&mut plan, affected);
+        self.commit(&mut plan).await?;
+        let ids = jobs
+            .iter()
+            .map(|j| {
+                j.alerts
+                    .iter()
+                    .map(|a| plan.alerts.get(&a.fingerprint).map(|x| x.id).unwrap_or(0))
+                    .collect()
+            })
+            .collect();
+        self.account(&plan);
+        Ok((ids, plan))
+    }
+
+    /// Stored alerts by fingerprint (with retries).
+    async fn load(&self, fps: &[&str]) -> Result<HashMap<String, Alert>, StoreError> {
+        let db = self.p.db.clone();
+        let list = self
+            .retrying(|| {
+                let db = db.clone();
+                async move {
+                    let mut conn = db.pool().acquire().await?;
+                    repo::by_fingerprints(&db, &mut conn, fps).await
+                }
+            })
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|a| (a.fingerprint.clone(), a))
+            .collect())
+    }
+
+    /// Adds the stored alerts among `fps` that the plan does not hold yet.
+    async fn load_into(&self, plan: &mut Plan, fps: &BTreeSet<String>) -> Result<(), StoreError> {
+        let missing: Vec<&str> = fps
+            .iter()
+            .filter(|f| !plan.alerts.contains_key(*f))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for (_, a) in self.load(&missing).await? {
+            plan.add_stored(a);
+        }
+        Ok(())
+    }
+
+    /// Re-derives the inhibition flag of the firing alerts among `fps`.
+    fn reinhibit(&self, plan: &mut Plan, fps: BTreeSet<String>) {
+        for fp in fps {
+            let Some(a) = plan.alerts.get_mut(&fp) else {
+                continue;
+            };
+            if a.state != AlertState::Firing {
+                continue;
+            }
+            let now = self.inhibitor.inhibitor_of(&fp);
+            if now == a.inhibited_by {
+                continue;
+            }
+            let was = a.inhibited_by.take();
+            a.inhibited_by = now.clone();
+            let (event, change) = match (&was, &now) {
+                (None, Some(by)) => (
+                    Event::new(
+                        EventKind::Silenced,
+                        json!({"reason": "inhibited", "by": by}),
+                    ),
+                    Some(ChangeKind::Silenced),
+                ),
+                (Some(by), None) => (
+                    Event::new(
+                        EventKind::Unsilenced,
+                        json!({"reason": "inhibition ended", "by": by}),
+                    ),
+                    Some(ChangeKind::Unsilenced),
+                ),
+                (_, by) => (
+                    Event::new(
+                        EventKind::Silenced,
+                        json!({"reason": "inhibited", "by": by}),
+                    ),
+                    None,
+                ),
+            };
+            plan.event(&fp, event, change);
+        }
+    }
+
+    /// Re-applies the silences to the firing alerts among `fps`.
+    fn resilence(&self, plan: &mut Plan, fps: &[String], now: i64) {
+        for fp in fps {
+            let Some(a) = plan.alerts.get_mut(fp) else {
+                continue;
+            };
+            if a.state != AlertState::Firing {
+                continue;
+            }
+            let muting = self.silences.muting(&a.match_view(), now);
+            if muting == a.silenced_by {
+                continue;
+            }
+            let mut events = Vec::new();
+            let mut changes = Vec::new();
+            silence_transition(&a.silenced_by, &muting, &mut events, &mut changes);
+            a.silenced_by = muting;
+            plan.dirty.insert(fp.clone());
+            for e in events {
+                plan.events.push((fp.clone(), e));
+            }
+            for c in changes {
+                plan.changes.push((fp.clone(), c));
+            }
+        }
+    }
+
+    /// Writes a plan in one transaction (with retries) and fills in new ids.
+    async fn commit(&mut self, plan: &mut Plan) -> Result<(), StoreError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let db = self.p.db.clone();
+        let rows: Vec<&Alert> = plan
+            .order
+            .iter()
+            .filter(|fp| plan.dirty.contains(*fp))
+            .map(|fp| &plan.alerts[fp])
+            .collect();
+        let plan_ref = &*plan;
+        let ids: Vec<(i64, String)> = self
+            .retrying(|| {
+                let db = db.clone();
+                let rows = &rows;
+                async move {
+                    let mut tx = db.pool().begin().await?;
+                    let ids = repo::upsert(&db, &mut tx, rows).await?;
+                    let by_fp: HashMap<&str, i64> =
+                        ids.iter().map(|(id, fp)| (fp.as_str(), *id)).collect();
+                    let events: Vec<NewEvent> = plan_ref
+                        .events
+                        .iter()
+                        .filter_map(|(fp, e)| {
+                            let id = by_fp
+                                .get(fp.as_str())
+                                .copied()
+                                .or_else(|| plan_ref.alerts.get(fp).map(|a| a.id))
+                                .filter(|id| *id > 0)?;
+                            Some(NewEvent {
+                                alert_id: id,
+                                kind: e.kind.as_str(),
+                                at_ms: e.at_ms.unwrap_or(plan_ref.now),
+                                detail: e.detail.to_string(),
+                            })
+                        })
+                        .collect();
+                    repo::insert_events(&db, &mut tx, &events).await?;
+                    audit::insert_many(&db, &mut tx, &plan_ref.audit).await?;
+                    tx.commit().await?;
+                    Ok(ids)
+                }
+            })
+            .await?;
+        drop(rows);
+        for (id, fp) in ids {
+            if let Some(a) = plan.alerts.get_mut(&fp) {
+                a.id = id;
+            }
+        }
+        self.p.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `f` until it succeeds, retrying transient errors with exponential backoff
+    /// and jitter.
+    async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = Duration::from_millis(25);
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
+                    self.qm.retries.inc();
+                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
+                    let wait = delay + Duration::from_millis(jitter);
+                    tracing::warn!(error = %e, attempt, retry_in = ?wait, "transient database error; retrying");
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Updates `watchpost_alerts_active` from the plan's before/after states.
+    fn account(&mut self, plan: &Plan) {
+        let mut changed = false;
+        for fp in &plan.order {
+            let before = plan.before.get(fp).copied().flatten();
+            let after = plan.alerts.get(fp).map(|a| (a.state, a.severity));
+            if before == after {
+                continue;
+            }
+            if let Some((AlertState::Firing, s)) = before {
+                *self.active.entry(s).or_default() -= 1;
+                changed = true;
+            }
+            if let Some((AlertState::Firing, s)) = after {
+                *self.active.entry(s).or_default() += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            self.publish_active();
+        }
+    }
+
+    fn publish_active(&self) {
+        for s in Severity::ALL {
+            self.p
+                .metrics
+                .alerting
+                .alerts_active
+                .with_label_values(&[s.as_str()])
+                .set(self.active.get(&s).copied().unwrap_or(0).max(0));
+        }
+    }
+
+    /// Sends the plan's changes to the notifier and the event bus.
+    async fn announce(&self, plan: &Plan) {
+        let list = plan.announcements();
+        if list.is_empty() {
+            return;
+        }
+        let to_stream = self.p.events.alert_subscribers() > 0;
+        for (alert, kind) in list {
+            if to_stream {
+                self.p.events.publish_alert(AlertEvent {
+                    kind: stream_kind(kind),
+                    alert: alert.to_json(),
+                });
+            }
+            if self
+                .p
+                .changes
+                .send(AlertChange::new(kind, alert))
+                .await
+                .is_err()
+            {
+                tracing::debug!("no notifier listening for alert changes");
+            }
+        }
+    }
+
+    /// After a failed batch: the in-memory index may hold uncommitted changes, so
+    /// reload it from the database.
+    async fn rebuild(&mut self) {
+        let now = now_ms();
+        match repo::firing(&self.p.db).await {
+            Ok(firing) => {
+                self.inhibitor.clear();
+                self.active.clear();
+                for a in firing {
+                    self.inhibitor.update(&a.fingerprint, Some(&a.match_view()));
+                    *self.active.entry(a.severity).or_default() += 1;
+                }
+                self.publish_active();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reload firing alerts; will retry"),
+        }
+        if let Ok(s) = silence::unexpired(&self.p.db, now).await {
+            self.silences = SilenceSet::new(s);
+        }
+    }
+
+    async fn ack(&mut self, job: &AckJob) -> Result<Option<Alert>, PipelineError> {
+        let now = now_ms();
+        let db = self.p.db.clone();
+        let stored = self
+            .retrying(|| repo::get(&db, job.id))
+            .await
+            .map_err(|e| PipelineError::store(&e))?;
+        let Some(mut alert) = stored else {
+            return Ok(None);
+        };
+        alert.ack = Some(Ack {
+            by: job.by.clone(),
+            at_ms: now,
+            comment: job.comment.clone(),
+        });
+        let fp = alert.fingerprint.clone();
+        let mut plan = Plan::new(now);
+        plan.add_stored(alert);
+        plan.event(
+            &fp,
+            Event::new(
+                EventKind::Acknowledged,
+                json!({"by": job.by, "comment": job.comment}),
+            ),
+            Some(ChangeKind::Acked),
+        );
+        plan.audit.push(job.audit.clone());
+        self.commit(&mut plan)
+            .await
+            .map_err(|e| PipelineError::store(&e))?;
+        self.announce(&plan).await;
+        Ok(plan.alerts.remove(&fp))
+    }
+
+    /// Reloads (when `reload`) and re-applies silences to every firing alert.
+    async fn reevaluate_silences(&mut self, reload: bool) -> Result<(), StoreError> {
+        let now = now_ms();
+        if reload {
+            self.silences = SilenceSet::new(silence::unexpired(&self.p.db, now).await?);
+        }
+        self.active_silences = self.silences.active_ids(now);
+        let firing = repo::firing(&self.p.db).await?;
+        let mut plan = Plan::new(now);
+        for a in firing {
+            plan.add_stored(a);
+        }
+        let all = plan.order.clone();
+        self.resilence(&mut plan, &all, now);
+        self.commit(&mut plan).await?;
+        self.announce(&plan).await;
+        Ok(())
+    }
+
+    /// Expiry of `ends_at`, silence transitions, retention.
+    async fn housekeeping(&mut self) {
+        let now = now_ms();
+        if self.silences.active_ids(now) != self.active_silences
+            && let Err(e) = self.reevaluate_silences(true).await
+        {
+            tracing::warn!(error = %e, "re-applying silences failed; will retry");
+        }
+        if let Err(e) = self.expire(now).await {
+            tracing::warn!(error = %e, "resolving expired alerts failed; will retry");
+            self.rebuild().await;
+        }
+        if self.last_retention.elapsed() >= RETENTION_INTERVAL {
+            self.last_retention = Instant::now();
+            match self.retention().await {
+                Ok((0, 0)) => {}
+                Ok((alerts, events)) => {
+                    tracing::info!(alerts, events, "retention deleted old alerts and events")
+                }
+                Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+            }
+        }
+    }
+
+    /// Resolves firing alerts whose `ends_at` has passed (Alertmanager's timeout).
+    async fn expire(&mut self, now: i64) -> Result<(), StoreError> {
+        let due = repo::firing_expired(&self.p.db, now, EXPIRE_CHUNK).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut plan = Plan::new(now);
+        let mut affected = BTreeSet::new();
+        for mut a in due {
+            let fp = a.fingerprint.clone();
+            let before = Some((a.state, a.severity));
+            a.state = AlertState::Resolved;
+            let at = a.ends_at_ms.unwrap_or(now);
+            plan.before.insert(fp.clone(), before);
+            plan.order.push(fp.clone());
+            plan.alerts.insert(fp.clone(), a);
+            plan.event(
+                &fp,
+                Event::new(EventKind::Resolved, json!({"reason": "ends_at passed"})).at(at),
+                Some(ChangeKind::Resolved),
+            );
+            affected.extend(self.inhibitor.update(&fp, None));
+        }
+        self.load_into(&mut plan, &affected).await?;
+        self.reinhibit(&mut plan, affected);
+        self.commit(&mut plan).await?;
+        self.account(&plan);
+        self.announce(&plan).await;
+        Ok(())
+    }
+
+    /// Deletes resolved alerts and events older than the retention, in chunks.
+    async fn retention(&mut self) -> Result<(u64, u64), StoreError> {
+        let cutoff = now_ms() - self.p.cfg.retention.as_millis() as i64;
+        let (mut alerts, mut events) = (0, 0);
+        loop {
+            let (a, e) = repo::delete_older_than(&self.p.db, cutoff, RETENTION_CHUNK).await?;
+            alerts += a;
+            events += e;
+            if (a as i64) < RETENTION_CHUNK {
+                break;
+            }
+        }
+        silence::delete_ended_before(&self.p.db, cutoff).await?;
+        if alerts + events > 0 {
+            self.p.generation.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((alerts, events))
+    }
+
+    fn source_label(&mut self, source: &str) -> String {
+        if self.sources.contains(source) {
+            return source.to_string();
+        }
+        if self.sources.len() < MAX_SOURCE_LABELS {
+            self.sources.insert(source.to_string());
+            return source.to_string();
+        }
+        "other".into()
+    }
+}
+
+fn stream_kind(k: ChangeKind) -> AlertEventKind {
+    match k {
+        ChangeKind::Fired => AlertEventKind::Fired,
+        ChangeKind::Repeated | ChangeKind::SeverityRaised => AlertEventKind::Repeated,
+        ChangeKind::Resolved => AlertEventKind::Resolved,
+        ChangeKind::Acked => AlertEventKind::Acked,
+        ChangeKind::Silenced => AlertEventKind::Silenced,
+        ChangeKind::Unsilenced => AlertEventKind::Unsilenced,
+    }
+}

@@ -1,0 +1,547 @@
+//! SQL for alerts and their events. Bulk writes pass all rows as one JSON text
+//! parameter (`json_each` on SQLite, `json_to_recordset` on PostgreSQL), so a batch of
+//! any size is one fixed, prepared statement: one round trip, no parameter limits.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use super::model::{Ack, Alert, AlertState, LabelSet, Severity, StoredEvent};
+use crate::store::{Backend, Db, StoreError};
+
+/// Every column of `alerts`, in [`from_row`]'s order.
+pub const COLUMNS: &str = "id, fingerprint, source, alertname, message, severity, type, risk_score, \
+    state, silenced_by, inhibited_by, labels, annotations, generator_url, starts_at_ms, ends_at_ms, \
+    first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment";
+
+/// An alert from a row selected with [`COLUMNS`].
+pub fn from_row(row: &AnyRow) -> Result<Alert, StoreError> {
+    let severity: String = row.try_get("severity")?;
+    let state: String = row.try_get("state")?;
+    let silenced_by: String = row.try_get("silenced_by")?;
+    let labels: String = row.try_get("labels")?;
+    let annotations: String = row.try_get("annotations")?;
+    let ack_by: Option<String> = row.try_get("ack_by")?;
+    let ack_at: Option<i64> = row.try_get("ack_at_ms")?;
+    let ack_comment: Option<String> = row.try_get("ack_comment")?;
+    Ok(Alert {
+        id: row.try_get("id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        source: row.try_get("source")?,
+        alertname: row.try_get("alertname")?,
+        message: row.try_get("message")?,
+        severity: Severity::parse_strict(&severity).unwrap_or(Severity::Info),
+        alert_type: row.try_get("type")?,
+        risk_score: row.try_get("risk_score")?,
+        state: AlertState::parse(&state).unwrap_or(AlertState::Firing),
+        silenced_by: serde_json::from_str(&silenced_by).unwrap_or_default(),
+        inhibited_by: row.try_get("inhibited_by")?,
+        labels: serde_json::from_str::<LabelSet>(&labels).unwrap_or_default(),
+        annotations: serde_json::from_str::<LabelSet>(&annotations).unwrap_or_default(),
+        generator_url: row.try_get("generator_url")?,
+        starts_at_ms: row.try_get("starts_at_ms")?,
+        ends_at_ms: row.try_get("ends_at_ms")?,
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        count: row.try_get("count")?,
+        recent_rate: row.try_get("recent_rate")?,
+        ack: match (ack_by, ack_at) {
+            (Some(by), Some(at_ms)) => Some(Ack {
+                by,
+                at_ms,
+                comment: ack_comment.unwrap_or_default(),
+            }),
+            _ => None,
+        },
+    })
+}
+
+/// A JSON array of strings, the bulk parameter for `IN` lists.
+fn json_list<T: Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// The alerts with these fingerprints.
+pub async fn by_fingerprints(
+    db: &Db,
+    conn: &mut AnyConnection,
+    fingerprints: &[&str],
+) -> Result<Vec<Alert>, StoreError> {
+    if fingerprints.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = match db.backend() {
+        Backend::Sqlite => format!(
+            "SELECT {COLUMNS} FROM alerts WHERE fingerprint IN (SELECT value FROM json_each($1))"
+        ),
+        Backend::Postgres => format!(
+            "SELECT {COLUMNS} FROM alerts WHERE fingerprint IN (SELECT json_array_elements_text($1::json))"
+        ),
+    };
+    let rows = db
+        .timed("alerts.by_fingerprints", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(json_list(fingerprints))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The alerts with these ids.
+pub async fn by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Alert>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            format!("SELECT {COLUMNS} FROM alerts WHERE id IN (SELECT value FROM json_each($1))")
+        }
+        Backend::Postgres => format!(
+            "SELECT {COLUMNS} FROM alerts WHERE id IN (SELECT CAST(json_array_elements_text($1::json) AS BIGINT))"
+        ),
+    };
+    let rows = db
+        .timed("alerts.by_ids", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(json_list(ids))
+                .fetch_all(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One alert.
+pub async fn get(db: &Db, id: i64) -> Result<Option<Alert>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM alerts WHERE id = $1");
+    let row = db
+        .timed("alerts.get", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every firing alert (start-up, silence and inhibition re-evaluation).
+pub async fn firing(db: &Db) -> Result<Vec<Alert>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY id");
+    let rows = db
+        .timed("alerts.firing", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Firing alerts whose `ends_at` has passed (they resolve), at most `limit`.
+pub async fn firing_expired(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<Alert>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts WHERE state = 'firing' AND ends_at_ms IS NOT NULL \
+         AND ends_at_ms <= $1 ORDER BY ends_at_ms LIMIT $2"
+    );
+    let rows = db
+        .timed("alerts.firing_expired", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Firing alerts by severity.
+pub async fn firing_counts(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = db
+        .timed("alerts.firing_counts", async {
+            sqlx::query(
+                "SELECT severity, count(*) AS n FROM alerts WHERE state = 'firing' GROUP BY severity",
+            )
+            .fetch_all(db.pool())
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("severity")?, r.try_get("n")?)))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct RowJson<'a> {
+    f: &'a str,
+    s: &'a str,
+    n: Option<&'a str>,
+    m: &'a str,
+    sv: &'a str,
+    t: &'a str,
+    r: i64,
+    st: &'a str,
+    sb: String,
+    ib: Option<&'a str>,
+    l: String,
+    a: String,
+    g: Option<&'a str>,
+    sa: i64,
+    ea: Option<i64>,
+    fs: i64,
+    ls: i64,
+    c: i64,
+    rr: f64,
+    kb: Option<&'a str>,
+    ka: Option<i64>,
+    kc: Option<&'a str>,
+}
+
+impl<'a> RowJson<'a> {
+    fn of(a: &'a Alert) -> Self {
+        RowJson {
+            f: &a.fingerprint,
+            s: &a.source,
+            n: a.alertname.as_deref(),
+            m: &a.message,
+            sv: a.severity.as_str(),
+            t: &a.alert_type,
+            r: a.risk_score,
+            st: a.state.as_str(),
+            sb: json_list(&a.silenced_by),
+            ib: a.inhibited_by.as_deref(),
+            l: serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into()),
+            a: serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into()),
+            g: a.generator_url.as_deref(),
+            sa: a.starts_at_ms,
+            ea: a.ends_at_ms,
+            fs: a.first_seen_ms,
+            ls: a.last_seen_ms,
+            c: a.count,
+            rr: if a.recent_rate.is_finite() {
+                a.recent_rate
+            } else {
+                0.0
+            },
+            kb: a.ack.as_ref().map(|k| k.by.as_str()),
+            ka: a.ack.as_ref().map(|k| k.at_ms),
+            kc: a.ack.as_ref().map(|k| k.comment.as_str()),
+        }
+    }
+}
+
+const UPSERT_TAIL: &str = " ON CONFLICT (fingerprint) DO UPDATE SET source = excluded.source, \
+    alertname = excluded.alertname, message = excluded.message, severity = excluded.severity, \
+    type = excluded.type, risk_score = excluded.risk_score, state = excluded.state, \
+    silenced_by = excluded.silenced_by, inhibited_by = excluded.inhibited_by, labels = excluded.labels, \
+    annotations = excluded.annotations, generator_url = excluded.generator_url, \
+    starts_at_ms = excluded.starts_at_ms, ends_at_ms = excluded.ends_at_ms, \
+    first_seen_ms = excluded.first_seen_ms, last_seen_ms = excluded.last_seen_ms, count = excluded.count, \
+    recent_rate = excluded.recent_rate, ack_by = excluded.ack_by, ack_at_ms = excluded.ack_at_ms, \
+    ack_comment = excluded.ack_comment \
+    RETURNING id, fingerprint";
+
+const INSERT_HEAD: &str = "INSERT INTO alerts (fingerprint, source, alertname, message, severity, type, \
+    risk_score, state, silenced_by, inhibited_by, labels, annotations, generator_url, starts_at_ms, \
+    ends_at_ms, first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment) ";
+
+fn upsert_sql(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let cols = [
+                "f", "s", "n", "m", "sv", "t", "r", "st", "sb", "ib", "l", "a", "g", "sa", "ea",
+                "fs", "ls", "c", "rr", "kb", "ka", "kc",
+            ]
+            .iter()
+            .map(|k| format!("json_extract(value, '$.{k}')"))
+            .collect::<Vec<_>>()
+            .join(", ");
+            format!("{INSERT_HEAD}SELECT {cols} FROM json_each($1) WHERE true{UPSERT_TAIL}")
+        }
+        Backend::Postgres => format!(
+            "{INSERT_HEAD}SELECT f, s, n, m, sv, t, r, st, sb, ib, l, a, g, sa, ea, fs, ls, c, rr, kb, ka, kc \
+             FROM json_to_recordset($1::json) AS x(f text, s text, n text, m text, sv text, t text, \
+             r bigint, st text, sb text, ib text, l text, a text, g text, sa bigint, ea bigint, fs bigint, \
+             ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text){UPSERT_TAIL}"
+        ),
+    }
+}
+
+/// Inserts or updates `alerts` by fingerprint; returns `(id, fingerprint)` of each.
+pub async fn upsert(
+    db: &Db,
+    conn: &mut AnyConnection,
+    alerts: &[&Alert],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<RowJson<'_>> = alerts.iter().map(|a| RowJson::of(a)).collect();
+    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    let sql = upsert_sql(db.backend());
+    let rows = db
+        .timed("alerts.upsert", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(payload)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("fingerprint")?)))
+        .collect()
+}
+
+/// An event to insert.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewEvent {
+    /// Alert id.
+    #[serde(rename = "i")]
+    pub alert_id: i64,
+    /// Kind name.
+    #[serde(rename = "k")]
+    pub kind: &'static str,
+    /// When (Unix ms).
+    #[serde(rename = "t")]
+    pub at_ms: i64,
+    /// Detail JSON text.
+    #[serde(rename = "d")]
+    pub detail: String,
+}
+
+/// Appends events.
+pub async fn insert_events(
+    db: &Db,
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "INSERT INTO alert_events (alert_id, kind, at_ms, detail) \
+            SELECT json_extract(value, '$.i'), json_extract(value, '$.k'), json_extract(value, '$.t'), \
+            json_extract(value, '$.d') FROM json_each($1)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO alert_events (alert_id, kind, at_ms, detail) \
+            SELECT i, k, t, d FROM json_to_recordset($1::json) AS x(i bigint, k text, t bigint, d text)"
+        }
+    };
+    let payload = serde_json::to_string(events).unwrap_or_else(|_| "[]".into());
+    db.timed("alert_events.insert", async {
+        sqlx::query(sql)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Appends one event outside the pipeline (e.g. `notified`, written by a notifier).
+pub async fn record_event(
+    db: &Db,
+    alert_id: i64,
+    kind: &'static str,
+    at_ms: i64,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
+    db.timed("alert_events.record", async {
+        sqlx::query(
+            // An alert deleted by retention meanwhile gets no event (and no error).
+            "INSERT INTO alert_events (alert_id, kind, at_ms, detail) \
+             SELECT CAST($1 AS BIGINT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS TEXT) \
+             WHERE EXISTS (SELECT 1 FROM alerts WHERE id = CAST($1 AS BIGINT))",
+        )
+        .bind(alert_id)
+        .bind(kind)
+        .bind(at_ms)
+        .bind(detail.to_string())
+        .execute(db.pool())
+        .await
+        .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
+}
+
+/// The latest `limit` events of an alert, oldest first.
+pub async fn events(db: &Db, alert_id: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = db
+        .timed("alert_events.list", async {
+            sqlx::query(
+                "SELECT id, kind, at_ms, detail FROM alert_events WHERE alert_id = $1 \
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(alert_id)
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            let detail: String = r.try_get("detail")?;
+            Ok(StoredEvent {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                at_ms: r.try_get("at_ms")?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// What `GET /api/v1/alerts` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// `firing` / `resolved`.
+    pub state: Option<AlertState>,
+    /// Only acknowledged alerts.
+    pub acknowledged: bool,
+    /// Only silenced (or inhibited) alerts.
+    pub silenced: bool,
+    /// Severity.
+    pub severity: Option<Severity>,
+    /// Source.
+    pub source: Option<String>,
+    /// Started at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// `label=value` pairs, all required.
+    pub labels: Vec<(String, String)>,
+    /// Ids below this (the cursor).
+    pub before_id: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// Alerts matching `f`, newest (highest id) first.
+pub async fn list(db: &Db, f: &ListFilter) -> Result<Vec<Alert>, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM alerts WHERE 1 = 1");
+    let mut args: Vec<Arg> = Vec::new();
+    let mut push = |sql: &mut String, clause: &str, a: Arg| {
+        args.push(a);
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(s) = f.state {
+        push(&mut sql, " AND state = ?", Arg::Text(s.as_str().into()));
+    }
+    if f.acknowledged {
+        sql.push_str(" AND ack_at_ms IS NOT NULL");
+    }
+    if f.silenced {
+        sql.push_str(" AND (silenced_by <> '[]' OR inhibited_by IS NOT NULL)");
+    }
+    if let Some(s) = f.severity {
+        push(&mut sql, " AND severity = ?", Arg::Text(s.as_str().into()));
+    }
+    if let Some(s) = &f.source {
+        push(&mut sql, " AND source = ?", Arg::Text(s.clone()));
+    }
+    if let Some(t) = f.since_ms {
+        push(&mut sql, " AND starts_at_ms >= ?", Arg::Int(t));
+    }
+    for (name, value) in &f.labels {
+        match db.backend() {
+            Backend::Sqlite => {
+                push(
+                    &mut sql,
+                    " AND json_extract(labels, ?)",
+                    Arg::Text(format!("$.\"{name}\"")),
+                );
+            }
+            Backend::Postgres => {
+                push(
+                    &mut sql,
+                    " AND (labels::jsonb ->> ?)",
+                    Arg::Text(name.clone()),
+                );
+            }
+        }
+        push(&mut sql, " = ?", Arg::Text(value.clone()));
+    }
+    if let Some(id) = f.before_id {
+        push(&mut sql, " AND id < ?", Arg::Int(id));
+    }
+    push(&mut sql, " ORDER BY id DESC LIMIT ?", Arg::Int(f.limit));
+    let rows = db
+        .timed("alerts.list", async {
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for a in args {
+                q = match a {
+                    Arg::Text(s) => q.bind(s),
+                    Arg::Int(i) => q.bind(i),
+                };
+            }
+            q.fetch_all(db.pool()).await.map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// A bind argument of a dynamically built query.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Text.
+    Text(String),
+    /// Integer.
+    Int(i64),
+}
+
+/// Retention: deletes resolved alerts last seen before `cutoff_ms` (with their events)
+/// and events older than `cutoff_ms`, at most `limit` alerts per call. Returns
+/// `(alerts, events)` deleted.
+pub async fn delete_older_than(
+    db: &Db,
+    cutoff_ms: i64,
+    limit: i64,
+) -> Result<(u64, u64), StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let events = db
+        .timed("alert_events.retention", async {
+            sqlx::query(
+                "DELETE FROM alert_events WHERE alert_id IN (SELECT id FROM alerts WHERE state = 'resolved' \
+                 AND last_seen_ms < $1 ORDER BY id LIMIT $2) OR at_ms < $1",
+            )
+            .bind(cutoff_ms)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?
+        .rows_affected();
+    let alerts = db
+        .timed("alerts.retention", async {
+            sqlx::query(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE state = 'resolved' \
+                 AND last_seen_ms < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(cutoff_ms)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok((alerts, events))
+}

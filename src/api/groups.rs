@@ -1,0 +1,195 @@
+//! `GET /api/v1/alerts/groups` — the dispatcher's aggregation groups (pending and
+//! active), shaped like Alertmanager's `/api/v2/alerts/groups` — and
+//! `GET /api/v1/notifications` — the outbox with each notification's delivery state.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use chrono::DateTime;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::auth::Viewer;
+use super::{ApiError, AppState};
+use crate::dispatch::{GroupFilter, Matchers};
+use crate::notify::{OutboxFilter, OutboxRow};
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alerts/groups", get(groups))
+        .route("/api/v1/notifications", get(notifications))
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "{key}: expected true or false, got {v:?}"
+        ))),
+    }
+}
+
+/// Query: `filter` (matchers, repeatable), `receiver` (regex), `active`, `silenced`,
+/// `inhibited` (booleans, default true).
+async fn groups(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut filter = GroupFilter::all();
+    for (k, v) in &params {
+        match k.as_str() {
+            "filter" => {
+                let m = Matchers::parse(v)
+                    .map_err(|e| ApiError::bad_request(format!("filter: {e}")))?;
+                filter.matchers.0.extend(m.0);
+            }
+            "receiver" => {
+                let re = regex::Regex::new(&format!("^(?:{v})$"))
+                    .map_err(|e| ApiError::bad_request(format!("receiver: invalid regex: {e}")))?;
+                filter.receiver = Some(re);
+            }
+            "active" => filter.active = parse_bool(k, v)?,
+            "silenced" => filter.silenced = parse_bool(k, v)?,
+            "inhibited" => filter.inhibited = parse_bool(k, v)?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?}; expected filter, receiver, active, silenced, inhibited"
+                )));
+            }
+        }
+    }
+    let groups = match state.notify.dispatch() {
+        Some(d) => d.groups(&filter),
+        None => Vec::new(),
+    };
+    Ok(axum::Json(
+        serde_json::to_value(groups).unwrap_or(Value::Array(vec![])),
+    ))
+}
+
+/// One outbox row as the API shows it.
+#[derive(Serialize)]
+struct NotificationView {
+    id: i64,
+    receiver: String,
+    kind: String,
+    target: String,
+    group_key: String,
+    status: String,
+    part: i64,
+    parts: i64,
+    alert_ids: Vec<i64>,
+    state: String,
+    attempts: i64,
+    idempotency_key: String,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    next_attempt_at: Option<String>,
+    delivered_at: Option<String>,
+    last_error: Option<String>,
+    response: Option<String>,
+}
+
+fn rfc(ms: i64) -> Option<String> {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+impl From<OutboxRow> for NotificationView {
+    fn from(r: OutboxRow) -> Self {
+        let pending = r.state == "pending";
+        NotificationView {
+            id: r.id,
+            receiver: r.receiver,
+            kind: r.kind,
+            target: r.target,
+            group_key: r.group_key,
+            status: r.status,
+            part: r.part,
+            parts: r.parts,
+            alert_ids: r.alert_ids,
+            state: r.state,
+            attempts: r.attempts,
+            idempotency_key: r.idempotency_key,
+            created_at: rfc(r.created_ms),
+            updated_at: rfc(r.updated_ms),
+            next_attempt_at: if pending {
+                rfc(r.next_attempt_ms)
+            } else {
+                None
+            },
+            delivered_at: r.delivered_ms.and_then(rfc),
+            last_error: r.last_error,
+            response: r.response,
+        }
+    }
+}
+
+/// Query: `state` (pending, delivered, failed), `receiver`, `alert_id`, `limit`
+/// (default 100, max 1000), `cursor` → `{"notifications": […], "next_cursor": …}`.
+async fn notifications(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut f = OutboxFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    for (k, v) in &params {
+        match k.as_str() {
+            "state" => {
+                if !["pending", "delivered", "failed"].contains(&v.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "state: expected pending, delivered or failed, got {v:?}"
+                    )));
+                }
+                f.state = Some(v.clone());
+            }
+            "receiver" => f.receiver = Some(v.clone()),
+            "alert_id" => {
+                f.alert_id = Some(v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("alert_id: not an integer: {v:?}"))
+                })?)
+            }
+            "limit" => {
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("limit: not an integer: {v:?}")))?;
+                if !(1..=1000).contains(&n) {
+                    return Err(ApiError::bad_request("limit: must be between 1 and 1000"));
+                }
+                f.limit = n;
+            }
+            "cursor" => {
+                f.before_id =
+                    Some(v.parse().map_err(|_| {
+                        ApiError::bad_request(format!("cursor: invalid cursor {v:?}"))
+                    })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?}; expected state, receiver, alert_id, limit, cursor"
+                )));
+            }
+        }
+    }
+    let limit = f.limit;
+    // One more than asked tells whether there is a next page.
+    f.limit = limit + 1;
+    let mut rows = state.notify.list(&f).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    let views: Vec<NotificationView> = rows.into_iter().map(NotificationView::from).collect();
+    Ok(axum::Json(json!({
+        "notifications": views,
+        "next_cursor": next_cursor,
+    })))
+}

@@ -1,0 +1,280 @@
+//! Ingest endpoints: the generic API, Alertmanager's webhook and v2 alert API, and
+//! ntopng's webhook. Every one authenticates (operator), rate-limits per caller, reads
+//! the body within `alerts.max_body_bytes` (413), parses it with errors naming the
+//! field (400, nothing stored), and answers only after the batch holding the alerts
+//! has committed.
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::auth::{Principal, authenticate, require};
+use super::error::ApiError;
+use crate::alerts::PipelineError;
+use crate::alerts::ingest::{IngestError, RawAlert, alertmanager, generic, ntopng};
+use crate::audit::AuditRecord;
+use crate::config::Role;
+use crate::store::now_ms;
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        ApiError::bad_request(e.0)
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match &e {
+            PipelineError::Full { .. } => ApiError::unavailable(e.to_string(), 1),
+            PipelineError::Store {
+                transient: true, ..
+            }
+            | PipelineError::Stopped => ApiError::unavailable(e.to_string(), 5),
+            PipelineError::Store { .. } => ApiError::internal("storing alerts", &e),
+        }
+    }
+}
+
+/// The request body as bytes, 413 naming `alerts.max_body_bytes` when too large.
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.alerts.max_body_bytes;
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                let status = rejection.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        format!(
+                            "request body is larger than {limit} bytes (alerts.max_body_bytes)"
+                        ),
+                    )
+                } else {
+                    ApiError::new(status, rejection.body_text())
+                }
+            })
+    }
+}
+
+/// The rate-limit key of a request: its bearer token (hashed) or its address.
+fn rate_key(parts_headers: &HeaderMap, principal: &Principal) -> String {
+    if let Some(auth) = parts_headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let digest = Sha256::digest(auth.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        return format!("token:{hex}");
+    }
+    match principal.remote_addr {
+        Some(a) => format!("ip:{}", a.ip()),
+        None => "ip:unknown".into(),
+    }
+}
+
+/// 429 with `Retry-After` when the caller is over `alerts.rate_limit_per_second`.
+fn check_rate(
+    state: &AppState,
+    headers: &HeaderMap,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    let key = rate_key(headers, principal);
+    state.alerts.limiter().check(&key).map_err(|wait| {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "rate limit exceeded: at most {} ingest requests per second (alerts.rate_limit_per_second, burst alerts.rate_limit_burst); retry in {secs}s",
+                    state.config.alerts.rate_limit_per_second
+                ),
+            )
+        }
+    })
+}
+
+/// An operator allowed to ingest now (authenticated, within the rate limit).
+pub struct IngestCaller(pub Principal);
+
+impl FromRequestParts<AppState> for IngestCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let p = authenticate(&state.config.auth, parts)?;
+        require(&p, Role::Operator)?;
+        check_rate(state, &parts.headers, &p)?;
+        Ok(IngestCaller(p))
+    }
+}
+
+/// Stores parsed alerts; returns their ids.
+async fn store(
+    state: &AppState,
+    who: &Principal,
+    endpoint: &str,
+    alerts: Vec<RawAlert>,
+) -> Result<Vec<i64>, ApiError> {
+    let n = alerts.len();
+    let audit = AuditRecord::new(who, "alerts.ingest", endpoint, json!({"alerts": n}));
+    Ok(state.alerts.ingest(alerts, Some(audit)).await?)
+}
+
+fn accepted(ids: Vec<i64>) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"accepted": ids.len(), "ids": ids})),
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/alerts`: one generic alert or an array.
+pub async fn generic_alerts(
+    State(state): State<AppState>,
+    IngestCaller(who): IngestCaller,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let alerts = generic::parse(&body, state.config.alerts.max_alerts_per_request)?;
+    let ids = store(&state, &who, "/api/v1/alerts", alerts).await?;
+    Ok(accepted(ids))
+}
+
+/// `POST /api/v1/webhooks/alertmanager`: Alertmanager's webhook payload (version 4).
+pub async fn alertmanager_webhook(
+    State(state): State<AppState>,
+    IngestCaller(who): IngestCaller,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let alerts =
+        alertmanager::parse_webhook(&body, state.config.alerts.max_alerts_per_request, now_ms())?;
+    let ids = store(&state, &who, "/api/v1/webhooks/alertmanager", alerts).await?;
+    Ok(accepted(ids))
+}
+
+/// `POST /api/v2/alerts`: Alertmanager's alert API (what Prometheus sends); 200 with an
+/// empty body like Alertmanager.
+pub async fn alertmanager_v2(
+    State(state): State<AppState>,
+    IngestCaller(who): IngestCaller,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let alerts =
+        alertmanager::parse_v2(&body, state.config.alerts.max_alerts_per_request, now_ms())?;
+    store(&state, &who, "/api/v2/alerts", alerts).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// How an ntopng request authenticates: with `alerts.ntopng_shared_secret` set, a
+/// matching `sharedsecret` in the body (ntopng cannot send bearer tokens; a wrong one is
+/// 401); otherwise the usual token rules, with HTTP basic auth's password accepted as
+/// the token.
+pub struct NtopngCaller(Option<Principal>, Option<std::net::SocketAddr>);
+
+impl FromRequestParts<AppState> for NtopngCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        if state.config.alerts.ntopng_shared_secret.is_some() {
+            return Ok(NtopngCaller(None, addr));
+        }
+        let p = authenticate_basic_or_bearer(state, parts)?;
+        require(&p, Role::Operator)?;
+        check_rate(state, &parts.headers, &p)?;
+        Ok(NtopngCaller(Some(p), addr))
+    }
+}
+
+/// `POST /api/v1/webhooks/ntopng`: ntopng's webhook; an empty `alerts` list (the test
+/// button) stores nothing.
+pub async fn ntopng_webhook(
+    State(state): State<AppState>,
+    NtopngCaller(caller, addr): NtopngCaller,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let payload = ntopng::parse_envelope(&body)?;
+    let who = match (caller, &state.config.alerts.ntopng_shared_secret) {
+        (Some(p), _) => p,
+        (None, secret) => {
+            let expected = secret.as_ref().map(|s| s.expose()).unwrap_or("");
+            let given = payload.sharedsecret.as_deref().unwrap_or("");
+            if expected.is_empty() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "sharedsecret does not match alerts.ntopng_shared_secret",
+                ));
+            }
+            let p = Principal {
+                name: "ntopng".into(),
+                role: Role::Operator,
+                remote_addr: addr,
+            };
+            check_rate(&state, &HeaderMap::new(), &p)?;
+            p
+        }
+    };
+    if payload.alerts.is_empty() {
+        return Ok(accepted(Vec::new()));
+    }
+    let alerts = ntopng::convert(
+        &payload,
+        state.config.alerts.max_alerts_per_request,
+        now_ms(),
+    )?;
+    let ids = store(&state, &who, "/api/v1/webhooks/ntopng", alerts).await?;
+    Ok(accepted(ids))
+}
+
+/// Bearer tokens, or HTTP basic auth whose password is a token.
+fn authenticate_basic_or_bearer(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> {
+    let basic = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| s.split_once(':').map(|(_, pass)| pass.to_string()));
+    let Some(token) = basic else {
+        return authenticate(&state.config.auth, parts);
+    };
+    let mut req = axum::http::Request::builder();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        req = req.header(header::AUTHORIZATION, v);
+    }
+    let mut p = req
+        .body(())
+        .map_err(|_| ApiError::bad_request("bad Authorization header"))?
+        .into_parts()
+        .0;
+    if let Some(ci) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        p.extensions.insert(*ci);
+    }
+    authenticate(&state.config.auth, &p)
+}

@@ -1,0 +1,298 @@
+//! Parsing bot commands: `/name[@bot] args…`.
+
+use std::time::Duration;
+
+use crate::dispatch::{Matcher, Matchers};
+
+/// A command the bot understands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `/alerts [severity]`: firing alerts.
+    Alerts {
+        /// Only this severity.
+        severity: Option<String>,
+    },
+    /// `/alert ID`: one alert with its events.
+    Alert {
+        /// Alert id.
+        id: i64,
+    },
+    /// `/ack ID [comment]`.
+    Ack {
+        /// Alert id.
+        id: i64,
+        /// Comment.
+        comment: Option<String>,
+    },
+    /// `/silence MATCHERS DURATION [comment]`.
+    Silence {
+        /// Matchers.
+        matchers: Vec<Matcher>,
+        /// How long.
+        duration: Duration,
+        /// Comment.
+        comment: Option<String>,
+    },
+    /// `/unsilence ID`.
+    Unsilence {
+        /// Silence id.
+        id: String,
+    },
+    /// `/report [window]`.
+    Report {
+        /// Window; the configured default when absent.
+        window: Option<Duration>,
+    },
+    /// `/status`.
+    Status,
+    /// `/help` (and `/start`).
+    Help,
+}
+
+/// The `/help` text (HTML).
+pub const HELP: &str = "<b>watchpost bot</b>\n\
+/alerts [critical|warning|info] — firing alerts\n\
+/alert ID — one alert with its history\n\
+/ack ID [comment] — acknowledge (no re-notification until it resolves or escalates)\n\
+/silence MATCHERS DURATION [comment] — e.g. <code>/silence alertname=\"HighCpu\" instance=~\"web-.*\" 2h deploy</code>\n\
+/unsilence ID — expire a silence\n\
+/report [window] — summary of e.g. 24h, 7d\n\
+/status — health, database, rules, notification queues\n\
+/help — this text";
+
+/// Splits a message into `(command, addressed bot, args)`; `None` if it is no command.
+pub fn split_command(text: &str) -> Option<(String, Option<String>, String)> {
+    let text = text.trim_start();
+    let rest = text.strip_prefix('/')?;
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let (head, args) = rest.split_at(end);
+    let (name, bot) = match head.split_once('@') {
+        Some((n, b)) => (n, Some(b.to_string())),
+        None => (head, None),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some((name.to_ascii_lowercase(), bot, args.trim().to_string()))
+}
+
+/// Parses a command's arguments; the error is the reply explaining the usage.
+pub fn parse(name: &str, args: &str) -> Result<Command, String> {
+    match name {
+        "alerts" => {
+            let severity = match args.trim() {
+                "" => None,
+                s => {
+                    let s = s.to_ascii_lowercase();
+                    if !["critical", "warning", "info"].contains(&s.as_str()) {
+                        return Err(format!(
+                            "unknown severity {s:?}; use critical, warning or info"
+                        ));
+                    }
+                    Some(s)
+                }
+            };
+            Ok(Command::Alerts { severity })
+        }
+        "alert" => Ok(Command::Alert {
+            id: parse_id(args, "/alert ID")?,
+        }),
+        "ack" => {
+            let (id, comment) = first_word(args);
+            Ok(Command::Ack {
+                id: parse_id(id, "/ack ID [comment]")?,
+                comment,
+            })
+        }
+        "silence" => parse_silence(args),
+        "unsilence" => {
+            let id = args.trim();
+            if id.is_empty() || id.contains(char::is_whitespace) {
+                return Err("usage: /unsilence ID".into());
+            }
+            Ok(Command::Unsilence { id: id.to_string() })
+        }
+        "report" => {
+            let window = match args.trim() {
+                "" => None,
+                w => Some(parse_duration(w).map_err(|e| format!("bad window {w:?}: {e}"))?),
+            };
+            Ok(Command::Report { window })
+        }
+        "status" => Ok(Command::Status),
+        "help" | "start" => Ok(Command::Help),
+        other => Err(format!("unknown command /{other}; see /help")),
+    }
+}
+
+fn parse_id(s: &str, usage: &str) -> Result<i64, String> {
+    let s = s.trim().trim_start_matches('#');
+    s.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("usage: {usage} (ID is the alert number)"))
+}
+
+fn first_word(s: &str) -> (&str, Option<String>) {
+    let s = s.trim();
+    match s.split_once(char::is_whitespace) {
+        Some((w, rest)) => {
+            let rest = rest.trim();
+            (w, (!rest.is_empty()).then(|| rest.to_string()))
+        }
+        None => (s, None),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be greater than 0".into());
+    }
+    Ok(d)
+}
+
+/// Byte ranges of whitespace-separated tokens, quotes kept together.
+fn tokens(s: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if start.is_none() {
+            if c.is_whitespace() {
+                continue;
+            }
+            start = Some(i);
+        }
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && in_quote {
+            escaped = true;
+        } else if c == '"' {
+            in_quote = !in_quote;
+        } else if c.is_whitespace() && !in_quote {
+            out.push((start.take().unwrap_or(i), i));
+        }
+    }
+    if let Some(st) = start {
+        out.push((st, s.len()));
+    }
+    out
+}
+
+fn parse_silence(args: &str) -> Result<Command, String> {
+    const USAGE: &str =
+        "usage: /silence MATCHERS DURATION [comment], e.g. /silence alertname=\"HighCpu\" 2h";
+    // The duration is the first token (after at least one) that is not a matcher.
+    let toks = tokens(args);
+    let at = toks
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, (a, b))| {
+            let t = &args[*a..*b];
+            !t.contains(['=', '~', '"', '{', '}']) && humantime::parse_duration(t).is_ok()
+        })
+        .map(|(i, _)| i)
+        .ok_or_else(|| USAGE.to_string())?;
+    let (dstart, dend) = toks[at];
+    let matchers = Matchers::parse(args[..dstart].trim()).map_err(|e| format!("{e}\n{USAGE}"))?;
+    if matchers.0.iter().all(|m| m.matches_value("")) {
+        return Err("at least one matcher must not match the empty string (this silence would match every alert)".into());
+    }
+    let duration =
+        parse_duration(&args[dstart..dend]).map_err(|e| format!("bad duration: {e}\n{USAGE}"))?;
+    let comment = args[dend..].trim();
+    Ok(Command::Silence {
+        matchers: matchers.0,
+        duration,
+        comment: (!comment.is_empty()).then(|| comment.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_commands() {
+        assert_eq!(
+            split_command("/ack@watch_bot 12 on it"),
+            Some(("ack".into(), Some("watch_bot".into()), "12 on it".into()))
+        );
+        assert_eq!(
+            split_command("/Status"),
+            Some(("status".into(), None, "".into()))
+        );
+        assert_eq!(split_command("hello"), None);
+        assert_eq!(split_command("/"), None);
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(
+            parse("ack", "#12 looking into it").unwrap(),
+            Command::Ack {
+                id: 12,
+                comment: Some("looking into it".into())
+            }
+        );
+        assert!(parse("ack", "x").unwrap_err().contains("usage"));
+        assert_eq!(
+            parse("alerts", "CRITICAL").unwrap(),
+            Command::Alerts {
+                severity: Some("critical".into())
+            }
+        );
+        assert!(parse("alerts", "loud").is_err());
+        assert_eq!(
+            parse("report", "7d").unwrap(),
+            Command::Report {
+                window: Some(Duration::from_secs(7 * 86400))
+            }
+        );
+        assert!(parse("report", "soon").is_err());
+        assert!(parse("frobnicate", "").unwrap_err().contains("/help"));
+    }
+
+    #[test]
+    fn parses_silences() {
+        let Command::Silence {
+            matchers,
+            duration,
+            comment,
+        } = parse(
+            "silence",
+            r#"alertname="High CPU" instance=~"web-.*" 2h30m deploy of v2"#,
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(matchers.len(), 2);
+        assert_eq!(matchers[0].value, "High CPU");
+        assert_eq!(duration, Duration::from_secs(9000));
+        assert_eq!(comment.as_deref(), Some("deploy of v2"));
+
+        let Command::Silence { matchers, .. } =
+            parse("silence", r#"{job="node", severity!="info"} 1h"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(matchers.len(), 2);
+
+        assert!(parse("silence", "2h").is_err(), "no matchers");
+        assert!(parse("silence", r#"alertname="x""#).is_err(), "no duration");
+        assert!(
+            parse("silence", r#"alertname=~".*" 1h"#)
+                .unwrap_err()
+                .contains("every alert")
+        );
+        assert!(
+            parse("silence", r#"alertname=~"(" 1h"#)
+                .unwrap_err()
+                .contains("regex")
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Bot replies as Telegram HTML.
+
+use std::fmt::Write;
+
+use chrono::Utc;
+
+use super::{AlertDetailInfo, AlertInfo, ReportInfo, SilenceInfo, StatusInfo};
+use crate::notify::message::{RESOLVED_MARKER, escape, human_duration, severity_marker, timestamp};
+
+fn name_of(a: &AlertInfo) -> String {
+    a.alertname.clone().unwrap_or_else(|| {
+        let m: String = a.message.chars().take(60).collect();
+        if m.is_empty() { "alert".into() } else { m }
+    })
+}
+
+fn marker(a: &AlertInfo) -> &'static str {
+    if a.state == "resolved" {
+        RESOLVED_MARKER
+    } else {
+        severity_marker(&a.severity)
+    }
+}
+
+/// `/alerts`.
+pub fn alert_list(alerts: &[AlertInfo], severity: Option<&str>, external_url: &str) -> String {
+    let scope = severity.map(|s| format!(" ({s})")).unwrap_or_default();
+    if alerts.is_empty() {
+        return format!("{RESOLVED_MARKER} No firing alerts{}.", escape(&scope));
+    }
+    let mut out = format!(
+        "<b>{} firing alert(s){}</b>\n",
+        alerts.len(),
+        escape(&scope)
+    );
+    for a in alerts {
+        let _ = write!(
+            out,
+            "\n{} <a href=\"{}/alerts/{}\">#{}</a> <b>{}</b>",
+            marker(a),
+            escape(external_url),
+            a.id,
+            a.id,
+            escape(&name_of(a))
+        );
+        if let Some(inst) = a.labels.get("instance") {
+            let _ = write!(out, " · <code>{}</code>", escape(inst));
+        }
+        let _ = write!(out, " · {}", human_duration(Utc::now() - a.starts_at));
+        if a.acknowledged_by.is_some() {
+            out.push_str(" · ✔ acked");
+        }
+        if a.silenced {
+            out.push_str(" · 🔕");
+        }
+        out.push('\n');
+        if !a.message.is_empty() && a.alertname.is_some() {
+            let _ = writeln!(out, "{}", escape(&a.message));
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// `/alert ID`.
+pub fn alert_detail(d: &AlertDetailInfo, external_url: &str) -> String {
+    let a = &d.alert;
+    let mut out = format!(
+        "{} <b>#{} {}</b> — {}\n",
+        marker(a),
+        a.id,
+        escape(&name_of(a)),
+        escape(&a.state)
+    );
+    if !a.message.is_empty() {
+        let _ = writeln!(out, "{}", escape(&a.message));
+    }
+    let _ = writeln!(out, "\n<b>Severity:</b> {}", escape(&a.severity));
+    for (k, v) in &a.labels {
+        if k != "alertname" {
+            let _ = writeln!(out, "{}=<code>{}</code>", escape(k), escape(v));
+        }
+    }
+    for (k, v) in &a.annotations {
+        let _ = writeln!(out, "<i>{}</i>: {}", escape(k), escape(v));
+    }
+    let _ = writeln!(
+        out,
+        "<b>Since:</b> {} · seen {} time(s)",
+        timestamp(a.starts_at),
+        a.count
+    );
+    if let Some(end) = a.ends_at {
+        let _ = writeln!(out, "<b>Resolved:</b> {}", timestamp(end));
+    }
+    if let Some(by) = &a.acknowledged_by {
+        let _ = writeln!(out, "<b>Acknowledged by</b> {}", escape(by));
+    }
+    if a.silenced {
+        out.push_str("🔕 silenced\n");
+    }
+    if !d.events.is_empty() {
+        out.push_str("\n<b>Events</b>\n");
+        for e in d.events.iter().rev().take(15).rev() {
+            let _ = write!(out, "{} · {}", timestamp(e.at), escape(&e.kind));
+            if let Some(detail) = &e.detail {
+                let _ = write!(out, " · {}", escape(detail));
+            }
+            out.push('\n');
+        }
+    }
+    let _ = write!(
+        out,
+        "<a href=\"{}/alerts/{}\">Open in the dashboard</a>",
+        escape(external_url),
+        a.id
+    );
+    out
+}
+
+/// The answer to `/ack`.
+pub fn acked(a: &AlertInfo, by: &str) -> String {
+    format!(
+        "✔ Acknowledged <b>#{} {}</b> by {} — no re-notification until it resolves or escalates.",
+        a.id,
+        escape(&name_of(a)),
+        escape(by)
+    )
+}
+
+/// The answer to `/silence`.
+pub fn silenced(s: &SilenceInfo) -> String {
+    let matchers: Vec<String> = s
+        .matchers
+        .iter()
+        .map(|m| {
+            let op = match (m.is_regex, m.is_equal) {
+                (false, true) => "=",
+                (false, false) => "!=",
+                (true, true) => "=~",
+                (true, false) => "!~",
+            };
+            format!(
+                "{}{}{}",
+                m.name,
+                op,
+                crate::dispatch::matcher::quote(&m.value)
+            )
+        })
+        .collect();
+    let mut out = format!(
+        "🔕 Silence <code>{}</code> until {}\n<code>{{{}}}</code>",
+        escape(&s.id),
+        timestamp(s.ends_at),
+        escape(&matchers.join(", "))
+    );
+    if let Some(c) = &s.comment {
+        let _ = write!(out, "\n{}", escape(c));
+    }
+    let _ = write!(out, "\nby {}", escape(&s.created_by));
+    out
+}
+
+/// `/report`.
+pub fn report(r: &ReportInfo) -> String {
+    let mut out = format!(
+        "📊 <b>Report of the last {}</b>\n\n<b>{}</b> alerts · {} firing · {} resolved\n",
+        humantime::format_duration(r.window),
+        r.total,
+        r.firing,
+        r.resolved
+    );
+    if let Some(m) = r.mean_time_to_resolve {
+        let _ = writeln!(
+            out,
+            "Mean time to resolve: {}",
+            human_duration(chrono::Duration::from_std(m).unwrap_or_default())
+        );
+    }
+    let section = |out: &mut String, title: &str, items: &[(String, u64)]| {
+        if items.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\n<b>{title}</b>");
+        for (k, n) in items.iter().take(10) {
+            let _ = writeln!(out, "{n} × {}", escape(k));
+        }
+    };
+    section(&mut out, "By severity", &r.by_severity);
+    section(&mut out, "Top alerts", &r.top_alerts);
+    section(&mut out, "Noisiest sources", &r.noisiest_sources);
+    out.trim_end().to_string()
+}
+
+/// `/status`.
+pub fn status(s: &StatusInfo, depths: &[(String, i64)], groups: usize) -> String {
+    let ok = |b: bool| if b { "✅" } else { "❌" };
+    let mut out = format!(
+        "<b>watchpost {}</b>\n{} service\n{} database\n",
+        escape(&s.version),
+        ok(s.healthy),
+        ok(s.database)
+    );
+    let _ = writeln!(
+        out,
+        "{} rules: {} loaded, {} failing",
+        ok(s.rules_failing == 0),
+        s.rules_loaded,
+        s.rules_failing
+    );
+    let _ = writeln!(out, "🔔 firing alerts: {}", s.firing_alerts);
+    let _ = writeln!(out, "🗂 notification groups: {groups}");
+    let pending: i64 = depths.iter().map(|(_, n)| n).sum();
+    let _ = write!(out, "📮 notification queue: {pending}");
+    for (r, n) in depths {
+        let _ = write!(out, "\n  {}: {n}", escape(r));
+    }
+    out
+}

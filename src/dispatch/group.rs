@@ -1,0 +1,447 @@
+//! Aggregation groups: the alerts of one route and one set of group labels, and the
+//! decision whether a flush notifies (Alertmanager's dedup stage, plus acknowledgement).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::route::RouteOpts;
+use super::{AlertNotice, AlertState, severity_rank};
+
+/// What a receiver was last told about a group (Alertmanager's notification log entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyLogEntry {
+    /// Number of notifications sent for this group and receiver.
+    pub seq: u64,
+    /// When the last notification was enqueued (unix ms).
+    pub at_ms: i64,
+    /// Alerts the receiver believes are firing: fingerprint → severity rank announced.
+    pub firing: BTreeMap<String, u8>,
+    /// Alerts announced resolved by the last notification.
+    pub resolved: BTreeSet<String>,
+}
+
+/// One notification of a group to its receiver.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// `route_id:{group labels}`.
+    pub group_key: String,
+    /// Receiver name.
+    pub receiver: String,
+    /// The group labels.
+    pub group_labels: BTreeMap<String, String>,
+    /// `firing` if any alert fires, else `resolved`.
+    pub status: AlertState,
+    /// Firing alerts (not silenced, inhibited or acknowledged).
+    pub firing: Vec<AlertNotice>,
+    /// Alerts resolved since they were announced firing.
+    pub resolved: Vec<AlertNotice>,
+    /// Sequence number of this notification for the group and receiver (from 1).
+    pub seq: u64,
+    /// When the notification was made (unix ms).
+    pub at_ms: i64,
+}
+
+impl Notification {
+    /// Ids of every alert in the notification.
+    pub fn alert_ids(&self) -> Vec<i64> {
+        self.firing
+            .iter()
+            .chain(&self.resolved)
+            .map(|a| a.id)
+            .collect()
+    }
+
+    /// Labels common to every alert of the notification.
+    pub fn common_labels(&self) -> BTreeMap<String, String> {
+        common(self.firing.iter().chain(&self.resolved).map(|a| &a.labels))
+    }
+
+    /// Annotations common to every alert of the notification.
+    pub fn common_annotations(&self) -> BTreeMap<String, String> {
+        common(
+            self.firing
+                .iter()
+                .chain(&self.resolved)
+                .map(|a| &a.annotations),
+        )
+    }
+}
+
+fn common<'a>(
+    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
+    let mut out = first.clone();
+    for m in maps {
+        out.retain(|k, v| m.get(k) == Some(v));
+    }
+    out
+}
+
+/// An alert inside a group.
+#[derive(Debug, Clone)]
+pub struct GroupAlert {
+    /// The latest notice.
+    pub notice: AlertNotice,
+    /// When it was last updated (unix ms).
+    pub updated_ms: i64,
+}
+
+impl GroupAlert {
+    /// Firing, and not past its `ends_at`.
+    pub fn is_firing(&self, now_ms: i64) -> bool {
+        self.notice.state == AlertState::Firing
+            && self
+                .notice
+                .ends_at
+                .is_none_or(|t| t.timestamp_millis() > now_ms)
+    }
+
+    /// Silenced or inhibited.
+    pub fn is_suppressed(&self) -> bool {
+        self.notice.silenced || self.notice.inhibited
+    }
+
+    /// Acknowledged and not escalated since.
+    pub fn is_acked(&self) -> bool {
+        self.notice.acknowledged && !self.notice.severity_raised
+    }
+}
+
+/// One aggregation group.
+#[derive(Debug, Clone)]
+pub struct AggregationGroup {
+    /// `route_id:{group labels}`.
+    pub key: String,
+    /// The route's id.
+    pub route_id: String,
+    /// The route's effective options.
+    pub opts: RouteOpts,
+    /// Group labels.
+    pub labels: BTreeMap<String, String>,
+    /// Alerts by fingerprint.
+    pub alerts: BTreeMap<String, GroupAlert>,
+    /// When the group was created (unix ms).
+    pub created_ms: i64,
+    /// When the group flushes next.
+    pub next_flush: Instant,
+    /// Whether the first flush (after `group_wait`) happened.
+    pub has_flushed: bool,
+    /// What the receiver was last told.
+    pub log: Option<NotifyLogEntry>,
+}
+
+/// The result of evaluating a group at flush time.
+#[derive(Debug, Clone)]
+pub struct FlushPlan {
+    /// The notification to send, with the log entry to record once it is enqueued.
+    pub notify: Option<(Notification, NotifyLogEntry)>,
+    /// The log entry to keep when nothing is sent (pruned of alerts that left); `None`
+    /// when it did not change.
+    pub pruned_log: Option<NotifyLogEntry>,
+    /// Resolved alerts to drop from the group after the flush.
+    pub drop: Vec<String>,
+}
+
+impl AggregationGroup {
+    /// Decides what a flush at `now_ms` does. Pure: the caller applies the plan.
+    pub fn plan(&self, now_ms: i64) -> FlushPlan {
+        let old = self.log.clone().unwrap_or_default();
+        let mut firing = Vec::new();
+        let mut resolved = Vec::new();
+        let mut drop = Vec::new();
+        let mut carried = BTreeMap::new();
+        for (fp, a) in &self.alerts {
+            if a.is_firing(now_ms) {
+                if a.is_suppressed() {
+                    continue;
+                }
+                if a.is_acked() {
+                    // Not re-notified, but the receiver still believes it fires: keep it
+                    // in the log so that its resolution is announced.
+                    if let Some(rank) = old.firing.get(fp) {
+                        carried.insert(fp.clone(), *rank);
+                    }
+                    continue;
+                }
+                firing.push(a);
+            } else {
+                drop.push(fp.clone());
+                if !a.is_suppressed() && old.firing.contains_key(fp) {
+                    resolved.push(a);
+                }
+            }
+        }
+        let changed_firing = firing.iter().any(|a| {
+            old.firing
+                .get(&a.notice.fingerprint)
+                .is_none_or(|r| severity_rank(&a.notice.severity) > *r)
+        });
+        let repeat_due = !firing.is_empty()
+            && (self.log.is_none()
+                || now_ms.saturating_sub(old.at_ms)
+                    >= self.opts.repeat_interval.as_millis() as i64);
+        let needs_update = changed_firing || !resolved.is_empty() || repeat_due;
+
+        if needs_update {
+            let mut entry = NotifyLogEntry {
+                seq: old.seq + 1,
+                at_ms: now_ms,
+                firing: carried,
+                resolved: resolved
+                    .iter()
+                    .map(|a| a.notice.fingerprint.clone())
+                    .collect(),
+            };
+            for a in &firing {
+                entry.firing.insert(
+                    a.notice.fingerprint.clone(),
+                    severity_rank(&a.notice.severity),
+                );
+            }
+            let status = if firing.is_empty() {
+                AlertState::Resolved
+            } else {
+                AlertState::Firing
+            };
+            let n = Notification {
+                group_key: self.key.clone(),
+                receiver: self.opts.receiver.clone(),
+                group_labels: self.labels.clone(),
+                status,
+                firing: firing
+                    .iter()
+                    .map(|a| resolved_copy(a, now_ms, false))
+                    .collect(),
+                resolved: resolved
+                    .iter()
+                    .map(|a| resolved_copy(a, now_ms, true))
+                    .collect(),
+                seq: entry.seq,
+                at_ms: now_ms,
+            };
+            return FlushPlan {
+                notify: Some((n, entry)),
+                pruned_log: None,
+                drop,
+            };
+        }
+
+        // Nothing to send: forget alerts that left, resolved or are now suppressed, so
+        // that a return (or the end of a silence) is announced again.
+        let pruned_log = self.log.as_ref().and_then(|log| {
+            let mut pruned = log.clone();
+            pruned.firing.retain(|fp, _| {
+                self.alerts
+                    .get(fp)
+                    .is_some_and(|a| a.is_firing(now_ms) && !a.is_suppressed())
+            });
+            (pruned != *log).then_some(pruned)
+        });
+        FlushPlan {
+            notify: None,
+            pruned_log,
+            drop,
+        }
+    }
+}
+
+/// The notice as it goes out; alerts past their `ends_at` are reported resolved.
+fn resolved_copy(a: &GroupAlert, now_ms: i64, resolved: bool) -> AlertNotice {
+    let mut n = a.notice.clone();
+    if resolved && n.state == AlertState::Firing {
+        n.state = AlertState::Resolved;
+        if n.ends_at.is_none() {
+            n.ends_at = chrono::DateTime::from_timestamp_millis(now_ms);
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::route::GroupBy;
+    use std::time::Duration;
+
+    fn notice(fp: &str, state: AlertState) -> AlertNotice {
+        let mut n = AlertNotice::test(fp.len() as i64, fp, "A");
+        n.state = state;
+        n
+    }
+
+    fn group(alerts: Vec<AlertNotice>, log: Option<NotifyLogEntry>) -> AggregationGroup {
+        AggregationGroup {
+            key: "{}:{alertname=\"A\"}".into(),
+            route_id: "{}".into(),
+            opts: RouteOpts {
+                receiver: "r".into(),
+                group_by: GroupBy::Labels(vec!["alertname".into()]),
+                group_wait: Duration::from_secs(1),
+                group_interval: Duration::from_secs(5),
+                repeat_interval: Duration::from_secs(60),
+            },
+            labels: BTreeMap::new(),
+            alerts: alerts
+                .into_iter()
+                .map(|n| {
+                    (
+                        n.fingerprint.clone(),
+                        GroupAlert {
+                            notice: n,
+                            updated_ms: 0,
+                        },
+                    )
+                })
+                .collect(),
+            created_ms: 0,
+            next_flush: Instant::now(),
+            has_flushed: true,
+            log,
+        }
+    }
+
+    fn log_of(fps: &[&str], at_ms: i64) -> NotifyLogEntry {
+        NotifyLogEntry {
+            seq: 1,
+            at_ms,
+            firing: fps.iter().map(|f| (f.to_string(), 1)).collect(),
+            resolved: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn new_firing_notifies_and_unchanged_waits_for_repeat() {
+        let g = group(vec![notice("a", AlertState::Firing)], None);
+        let (n, entry) = g.plan(1000).notify.expect("first notification");
+        assert_eq!(n.firing.len(), 1);
+        assert_eq!(n.status, AlertState::Firing);
+        assert_eq!(entry.seq, 1);
+
+        let g = group(vec![notice("a", AlertState::Firing)], Some(entry.clone()));
+        assert!(
+            g.plan(2000).notify.is_none(),
+            "unchanged before repeat_interval"
+        );
+        let (n, e2) = g.plan(1000 + 60_000).notify.expect("repeat");
+        assert_eq!(n.seq, 2);
+        assert_eq!(e2.seq, 2);
+    }
+
+    #[test]
+    fn resolved_is_sent_once_then_dropped() {
+        let g = group(
+            vec![notice("a", AlertState::Resolved)],
+            Some(log_of(&["a"], 0)),
+        );
+        let plan = g.plan(1000);
+        let (n, entry) = plan.notify.expect("resolved notification");
+        assert_eq!(n.status, AlertState::Resolved);
+        assert_eq!(n.resolved.len(), 1);
+        assert!(entry.firing.is_empty());
+        assert_eq!(plan.drop, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn resolved_never_announced_is_dropped_silently() {
+        let g = group(vec![notice("a", AlertState::Resolved)], None);
+        let plan = g.plan(1000);
+        assert!(plan.notify.is_none());
+        assert_eq!(plan.drop, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn silenced_and_inhibited_are_not_notified() {
+        let mut s = notice("a", AlertState::Firing);
+        s.silenced = true;
+        let mut i = notice("b", AlertState::Firing);
+        i.inhibited = true;
+        let g = group(vec![s, i], None);
+        assert!(g.plan(1000).notify.is_none());
+    }
+
+    #[test]
+    fn silence_prunes_the_log_so_its_end_renotifies() {
+        let mut s = notice("a", AlertState::Firing);
+        s.silenced = true;
+        let g = group(vec![s.clone()], Some(log_of(&["a"], 0)));
+        let plan = g.plan(1000);
+        assert!(plan.notify.is_none());
+        let pruned = plan.pruned_log.expect("log pruned");
+        assert!(pruned.firing.is_empty());
+        s.silenced = false;
+        let g = group(vec![s], Some(pruned));
+        assert!(
+            g.plan(2000).notify.is_some(),
+            "silence over: announced again"
+        );
+    }
+
+    #[test]
+    fn ack_stops_repeats_until_resolution_or_escalation() {
+        let mut a = notice("a", AlertState::Firing);
+        a.acknowledged = true;
+        let g = group(vec![a.clone()], Some(log_of(&["a"], 0)));
+        assert!(g.plan(120_000).notify.is_none(), "no repeat while acked");
+
+        // Another alert in the group repeats; the acked one stays known as firing.
+        let b = notice("bb", AlertState::Firing);
+        let g = group(vec![a.clone(), b], Some(log_of(&["a", "bb"], 0)));
+        let (n, entry) = g.plan(120_000).notify.expect("repeat for b");
+        assert_eq!(n.firing.len(), 1);
+        assert_eq!(n.firing[0].fingerprint, "bb");
+        assert!(entry.firing.contains_key("a"), "acked alert carried");
+
+        // Resolution of the acked alert is announced.
+        let mut r = a.clone();
+        r.state = AlertState::Resolved;
+        let g = group(vec![r], Some(entry));
+        let (n, _) = g.plan(130_000).notify.expect("resolved announced");
+        assert_eq!(n.resolved[0].fingerprint, "a");
+
+        // Escalation lifts the ack.
+        let mut up = a.clone();
+        up.severity = "critical".into();
+        up.severity_raised = true;
+        let g = group(vec![up], Some(log_of(&["a"], 100_000)));
+        let (n, entry) = g.plan(101_000).notify.expect("escalation notified");
+        assert_eq!(n.firing[0].severity, "critical");
+        assert_eq!(entry.firing["a"], severity_rank("critical"));
+    }
+
+    #[test]
+    fn severity_rise_is_a_change() {
+        let mut a = notice("a", AlertState::Firing);
+        a.severity = "critical".into();
+        let g = group(vec![a], Some(log_of(&["a"], 1000)));
+        assert!(g.plan(2000).notify.is_some());
+    }
+
+    #[test]
+    fn ends_at_in_the_past_resolves() {
+        let mut a = notice("a", AlertState::Firing);
+        a.ends_at = chrono::DateTime::from_timestamp_millis(500);
+        let g = group(vec![a], Some(log_of(&["a"], 0)));
+        let plan = g.plan(1000);
+        let (n, _) = plan.notify.unwrap();
+        assert_eq!(n.status, AlertState::Resolved);
+        assert_eq!(n.resolved[0].state, AlertState::Resolved);
+    }
+
+    #[test]
+    fn common_labels() {
+        let mut a = notice("a", AlertState::Firing);
+        a.labels.insert("job".into(), "x".into());
+        let mut b = notice("bb", AlertState::Firing);
+        b.labels.insert("job".into(), "y".into());
+        let g = group(vec![a, b], None);
+        let (n, _) = g.plan(0).notify.unwrap();
+        let common = n.common_labels();
+        assert_eq!(common.get("alertname").map(String::as_str), Some("A"));
+        assert!(!common.contains_key("job"));
+    }
+}

@@ -1,0 +1,778 @@
+//! Dispatch: alert changes in, notifications out.
+//!
+//! The alert pipeline sends every change of an alert as an [`AlertNotice`] on the channel
+//! from [`DispatchHandle::sender`]. The dispatcher routes it through the routing tree
+//! ([`route`]) into aggregation groups ([`group`]) and runs Alertmanager's timers:
+//! a new group waits `group_wait`, then flushes every `group_interval`; a flush notifies
+//! when the group changed, or repeats after `repeat_interval`. Notifications go to a
+//! [`NotificationSink`] (the outbox), which also persists what each receiver was told
+//! so that a restart does not notify again.
+
+pub mod changes;
+pub mod group;
+pub mod matcher;
+pub mod route;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use group::{AggregationGroup, FlushPlan, GroupAlert, Notification, NotifyLogEntry};
+pub use matcher::{MatchOp, Matcher, MatcherError, MatcherJson, Matchers};
+pub use route::{GroupBy, Route, RouteOpts};
+
+use crate::config::Config;
+
+/// How many notices may wait for the dispatcher before senders block.
+pub const CHANNEL_CAPACITY: usize = 10_000;
+/// Retry delay of a flush whose notification could not be enqueued.
+const ENQUEUE_RETRY: Duration = Duration::from_secs(5);
+/// Most groups whose notifications are enqueued in one transaction.
+const FLUSH_BATCH: usize = 256;
+
+/// Firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Firing.
+    Firing,
+    /// Resolved.
+    Resolved,
+}
+
+impl AlertState {
+    /// `firing` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One change of one alert, as the alert pipeline reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertNotice {
+    /// The alert's id in the store (links, bot commands, event log).
+    pub id: i64,
+    /// Identity: source + sorted labels.
+    pub fingerprint: String,
+    /// Where it came from (`rules`, `alertmanager`, `ntopng`, …).
+    #[serde(default)]
+    pub source: String,
+    /// The alert's message (generic alerts) or summary.
+    #[serde(default)]
+    pub message: String,
+    /// Labels (routing matches these plus `severity`).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (`summary`, `description`, `runbook_url`, `value`, …).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// `critical`, `warning` or `info`.
+    pub severity: String,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// When it started firing.
+    pub starts_at: DateTime<Utc>,
+    /// When it resolved (or will, for alerts sent with a future `endsAt`).
+    pub ends_at: Option<DateTime<Utc>>,
+    /// The value that triggered it, when known (rules' `$value`).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Link to the source (Prometheus' `generatorURL`).
+    #[serde(default)]
+    pub generator_url: Option<String>,
+    /// Matched by an active silence.
+    #[serde(default)]
+    pub silenced: bool,
+    /// Inhibited by another firing alert.
+    #[serde(default)]
+    pub inhibited: bool,
+    /// Acknowledged by an operator.
+    #[serde(default)]
+    pub acknowledged: bool,
+    /// Severity rose since the acknowledgement (lifts it).
+    #[serde(default)]
+    pub severity_raised: bool,
+}
+
+impl AlertNotice {
+    /// Labels the routing tree and group keys see: the labels plus `severity` (when the
+    /// alert carries severity as a field only).
+    pub fn routing_labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.labels.clone();
+        if !self.severity.is_empty() {
+            l.entry("severity".into())
+                .or_insert_with(|| self.severity.clone());
+        }
+        l
+    }
+
+    /// `alertname` label, if any.
+    pub fn alertname(&self) -> Option<&str> {
+        self.labels.get("alertname").map(String::as_str)
+    }
+
+    /// A firing notice for tests and examples.
+    pub fn test(id: i64, fingerprint: &str, alertname: &str) -> AlertNotice {
+        AlertNotice {
+            id,
+            fingerprint: fingerprint.into(),
+            source: "test".into(),
+            message: format!("{alertname} fired"),
+            labels: BTreeMap::from([("alertname".to_string(), alertname.to_string())]),
+            annotations: BTreeMap::new(),
+            severity: "warning".into(),
+            state: AlertState::Firing,
+            starts_at: Utc::now(),
+            ends_at: None,
+            value: None,
+            generator_url: None,
+            silenced: false,
+            inhibited: false,
+            acknowledged: false,
+            severity_raised: false,
+        }
+    }
+}
+
+/// Orders severities: critical > warning > info > anything else.
+pub fn severity_rank(s: &str) -> u8 {
+    match s.to_ascii_lowercase().as_str() {
+        "critical" | "error" | "page" | "high" => 3,
+        "warning" | "warn" | "medium" => 2,
+        "info" | "low" | "notice" => 1,
+        _ => 0,
+    }
+}
+
+/// Where flushed groups go (the outbox), and where the notification log lives.
+#[async_trait::async_trait]
+pub trait NotificationSink: Send + Sync + 'static {
+    /// The persisted notification log: `(group_key, receiver, entry)`.
+    async fn load_log(&self) -> anyhow::Result<Vec<(String, String, NotifyLogEntry)>>;
+    /// Durably enqueues `n` and records `entry` for its group and receiver, atomically.
+    async fn notify(&self, n: &Notification, entry: &NotifyLogEntry) -> anyhow::Result<()>;
+    /// Enqueues several notifications, all or none (default: one by one).
+    async fn notify_batch(&self, batch: &[(Notification, NotifyLogEntry)]) -> anyhow::Result<()> {
+        for (n, e) in batch {
+            self.notify(n, e).await?;
+        }
+        Ok(())
+    }
+    /// Records `entry` without a notification.
+    async fn save_log(
+        &self,
+        group_key: &str,
+        receiver: &str,
+        entry: &NotifyLogEntry,
+    ) -> anyhow::Result<()>;
+    /// Forgets the log of a group that no longer exists.
+    async fn forget(&self, group_key: &str, receiver: &str) -> anyhow::Result<()>;
+}
+
+/// Wall-clock milliseconds that advance with tokio's clock (so paused-time tests work).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base_ms: i64,
+    base: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            base_ms: Utc::now().timestamp_millis(),
+            base: Instant::now(),
+        }
+    }
+    fn now_ms(&self) -> i64 {
+        self.base_ms + self.base.elapsed().as_millis() as i64
+    }
+    fn ms_at(self, at: Instant) -> i64 {
+        let now = Instant::now();
+        let now_ms = self.now_ms();
+        if at >= now {
+            now_ms + (at - now).as_millis() as i64
+        } else {
+            now_ms - (now - at).as_millis() as i64
+        }
+    }
+}
+
+/// Everything the dispatcher knows; shared with the API for `/api/v1/alerts/groups`.
+struct State {
+    groups: HashMap<String, AggregationGroup>,
+    /// Fingerprint → keys of the groups holding it.
+    index: HashMap<String, HashSet<String>>,
+    /// Notification log loaded at start for groups not recreated yet.
+    restored: HashMap<(String, String), NotifyLogEntry>,
+    timers: BinaryHeap<Reverse<(Instant, String)>>,
+    loaded: bool,
+}
+
+/// The dispatcher: owns the channel's receiving end and the groups.
+#[derive(Clone)]
+pub struct Dispatcher {
+    route: Option<Arc<Route>>,
+    sink: Arc<dyn NotificationSink>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AlertNotice>>>,
+    handle: DispatchHandle,
+    clock: Clock,
+}
+
+/// The handle the pipeline and the API hold. Cheap to clone.
+#[derive(Clone)]
+pub struct DispatchHandle {
+    tx: mpsc::Sender<AlertNotice>,
+    state: Arc<Mutex<State>>,
+    clock: Clock,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the routing tree `route` (`None`: notices are dropped).
+    pub fn new(route: Option<Route>, sink: Arc<dyn NotificationSink>) -> Dispatcher {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let clock = Clock::new();
+        let state = Arc::new(Mutex::new(State {
+            groups: HashMap::new(),
+            index: HashMap::new(),
+            restored: HashMap::new(),
+            timers: BinaryHeap::new(),
+            loaded: false,
+        }));
+        Dispatcher {
+            route: route.map(Arc::new),
+            sink,
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            handle: DispatchHandle { tx, state, clock },
+            clock,
+        }
+    }
+
+    /// Builds the routing tree from `config` (see [`route::build`]).
+    pub fn from_config(
+        config: &Config,
+        sink: Arc<dyn NotificationSink>,
+    ) -> Result<Dispatcher, String> {
+        let route = route::build(config).map_err(|p| p.join("\n"))?;
+        Ok(Dispatcher::new(route, sink))
+    }
+
+    /// The handle for the pipeline (`sender()`) and the API (`groups()`).
+    pub fn handle(&self) -> DispatchHandle {
+        self.handle.clone()
+    }
+
+    /// Where the alert pipeline sends each alert change.
+    pub fn sender(&self) -> mpsc::Sender<AlertNotice> {
+        self.handle.tx.clone()
+    }
+
+    /// Runs until `shutdown`: receives notices and flushes due groups.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.load_log(&shutdown).await;
+        let mut rx = self.rx.lock().await;
+        loop {
+            let next = self.next_timer();
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                notice = rx.recv() => match notice {
+                    Some(n) => {
+                        self.insert(n);
+                        // Take whatever else is queued before flushing.
+                        while let Ok(n) = rx.try_recv() {
+                            self.insert(n);
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                _ = sleep => {}
+            }
+            self.flush_due().await;
+        }
+    }
+
+    async fn load_log(&self, shutdown: &CancellationToken) {
+        if self.lock().loaded {
+            return;
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.sink.load_log().await {
+                Ok(entries) => {
+                    let mut st = self.lock();
+                    for (gk, rcv, e) in entries {
+                        st.restored.insert((gk, rcv), e);
+                    }
+                    st.loaded = true;
+                    tracing::debug!(entries = st.restored.len(), "notification log loaded");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "cannot load the notification log");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.handle
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let mut st = self.lock();
+        // Drop stale timer entries (groups gone or rescheduled).
+        while let Some(Reverse((at, key))) = st.timers.peek() {
+            match st.groups.get(key) {
+                Some(g) if g.next_flush == *at => return Some(*at),
+                _ => {
+                    st.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Routes a notice into its groups (creating them), removing it from groups it no
+    /// longer belongs to.
+    fn insert(&self, notice: AlertNotice) {
+        let Some(route) = &self.route else {
+            tracing::trace!(id = notice.id, "no route configured; notice dropped");
+            return;
+        };
+        let labels = notice.routing_labels();
+        let now_ms = self.clock.now_ms();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut keys = HashSet::new();
+        for r in route.match_labels(&labels) {
+            let group_labels = r.opts.group_by.group_labels(&labels);
+            let key = format!("{}:{}", r.id, labels_key(&group_labels));
+            keys.insert(key.clone());
+            let group = st.groups.entry(key.clone()).or_insert_with(|| {
+                let log = st.restored.remove(&(key.clone(), r.opts.receiver.clone()));
+                let next_flush = Instant::now() + r.opts.group_wait;
+                st.timers.push(Reverse((next_flush, key.clone())));
+                tracing::debug!(group = %key, receiver = %r.opts.receiver, "new aggregation group");
+                AggregationGroup {
+                    key: key.clone(),
+                    route_id: r.id.clone(),
+                    opts: r.opts.clone(),
+                    labels: group_labels,
+                    alerts: BTreeMap::new(),
+                    created_ms: now_ms,
+                    next_flush,
+                    has_flushed: false,
+                    log,
+                }
+            });
+            // An alert older than group_wait need not wait (Alertmanager does the same).
+            if !group.has_flushed
+                && notice.state == AlertState::Firing
+                && notice.starts_at.timestamp_millis() + (group.opts.group_wait.as_millis() as i64)
+                    < now_ms
+                && group.next_flush > Instant::now()
+            {
+                group.next_flush = Instant::now();
+                st.timers.push(Reverse((group.next_flush, key.clone())));
+            }
+            group.alerts.insert(
+                notice.fingerprint.clone(),
+                GroupAlert {
+                    notice: notice.clone(),
+                    updated_ms: now_ms,
+                },
+            );
+        }
+        // Groups the alert was in but no longer routes to (e.g. its severity changed).
+        let old = st
+            .index
+            .insert(notice.fingerprint.clone(), keys.clone())
+            .unwrap_or_default();
+        for key in old.difference(&keys) {
+            if let Some(g) = st.groups.get_mut(key) {
+                g.alerts.remove(&notice.fingerprint);
+            }
+        }
+    }
+
+    /// Flushes every group whose timer expired; their notifications are enqueued in
+    /// batches (one transaction each), so a burst of groups costs few commits.
+    async fn flush_due(&self) {
+        let now = Instant::now();
+        let due: Vec<String> = {
+            let mut st = self.lock();
+            let mut due = Vec::new();
+            let mut seen = HashSet::new();
+            while st.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                let Some(Reverse((at, key))) = st.timers.pop() else {
+                    break;
+                };
+                // Stale entries (rescheduled or removed groups) are skipped.
+                if st.groups.get(&key).is_some_and(|g| g.next_flush == at)
+                    && seen.insert(key.clone())
+                {
+                    due.push(key);
+                }
+            }
+            due
+        };
+        for chunk in due.chunks(FLUSH_BATCH) {
+            self.flush(chunk).await;
+        }
+    }
+
+    async fn flush(&self, keys: &[String]) {
+        let now_ms = self.clock.now_ms();
+        let plans: Vec<(String, String, FlushPlan)> = {
+            let st = self.lock();
+            keys.iter()
+                .filter_map(|k| {
+                    st.groups
+                        .get(k)
+                        .map(|g| (k.clone(), g.opts.receiver.clone(), g.plan(now_ms)))
+                })
+                .collect()
+        };
+        let batch: Vec<(Notification, NotifyLogEntry)> = plans
+            .iter()
+            .filter_map(|(_, _, p)| p.notify.clone())
+            .collect();
+        let mut ok = true;
+        if !batch.is_empty() {
+            match self.sink.notify_batch(&batch).await {
+                Ok(()) => {
+                    for (n, _) in &batch {
+                        tracing::info!(
+                            group = %n.group_key,
+                            receiver = %n.receiver,
+                            status = n.status.as_str(),
+                            firing = n.firing.len(),
+                            resolved = n.resolved.len(),
+                            seq = n.seq,
+                            "notification enqueued"
+                        );
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(groups = batch.len(), error = %format!("{e:#}"), "cannot enqueue notifications; will retry");
+                }
+            }
+        }
+        for (key, receiver, plan) in &plans {
+            if plan.notify.is_none()
+                && let Some(pruned) = &plan.pruned_log
+                && let Err(e) = self.sink.save_log(key, receiver, pruned).await
+            {
+                tracing::warn!(group = %key, error = %format!("{e:#}"), "cannot save the notification log");
+            }
+        }
+        let mut emptied = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            for (key, receiver, plan) in plans {
+                let Some(g) = st.groups.get_mut(&key) else {
+                    continue;
+                };
+                // A failed batch only matters to groups that had something to send.
+                if ok || plan.notify.is_none() {
+                    if let Some((_, entry)) = plan.notify {
+                        g.log = Some(entry);
+                    } else if let Some(pruned) = plan.pruned_log {
+                        g.log = Some(pruned);
+                    }
+                    for fp in &plan.drop {
+                        // Only drop what the plan saw resolved; a newer firing notice stays.
+                        if g.alerts.get(fp).is_some_and(|a| !a.is_firing(now_ms)) {
+                            g.alerts.remove(fp);
+                            if let Some(keys) = st.index.get_mut(fp) {
+                                keys.remove(&key);
+                                if keys.is_empty() {
+                                    st.index.remove(fp);
+                                }
+                            }
+                        }
+                    }
+                    g.has_flushed = true;
+                    g.next_flush = Instant::now() + g.opts.group_interval;
+                } else {
+                    g.next_flush = Instant::now() + g.opts.group_interval.min(ENQUEUE_RETRY);
+                }
+                if g.alerts.is_empty() {
+                    st.groups.remove(&key);
+                    emptied.push((key, receiver));
+                } else {
+                    let at = g.next_flush;
+                    st.timers.push(Reverse((at, key)));
+                }
+            }
+        }
+        for (key, receiver) in emptied {
+            tracing::debug!(group = %key, "aggregation group removed");
+            if let Err(e) = self.sink.forget(&key, &receiver).await {
+                tracing::warn!(group = %key, error = %format!("{e:#}"), "cannot forget the notification log");
+            }
+        }
+    }
+}
+
+/// `{a="1",b="2"}` — the group-key rendering of labels.
+pub fn labels_key(labels: &BTreeMap<String, String>) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(&matcher::quote(v));
+    }
+    s.push('}');
+    s
+}
+
+/// Filters for [`DispatchHandle::groups`] (Alertmanager's `/api/v2/alerts/groups`).
+#[derive(Debug, Clone, Default)]
+pub struct GroupFilter {
+    /// Only alerts matching all of these.
+    pub matchers: Matchers,
+    /// Receiver name regex (anchored).
+    pub receiver: Option<regex::Regex>,
+    /// Include active (not suppressed) alerts.
+    pub active: bool,
+    /// Include silenced alerts.
+    pub silenced: bool,
+    /// Include inhibited alerts.
+    pub inhibited: bool,
+}
+
+impl GroupFilter {
+    /// Everything.
+    pub fn all() -> GroupFilter {
+        GroupFilter {
+            matchers: Matchers::default(),
+            receiver: None,
+            active: true,
+            silenced: true,
+            inhibited: true,
+        }
+    }
+}
+
+/// One group as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    /// Group labels.
+    pub labels: BTreeMap<String, String>,
+    /// `{"name": receiver}`.
+    pub receiver: ReceiverRef,
+    /// The alerts.
+    pub alerts: Vec<GroupAlertView>,
+    /// The group key.
+    pub group_key: String,
+    /// The route's id.
+    pub route: String,
+    /// `pending` before the first flush, then `active`.
+    pub state: &'static str,
+    /// When the group was created.
+    pub created_at: DateTime<Utc>,
+    /// When the group flushes next.
+    pub next_flush_at: DateTime<Utc>,
+    /// When the receiver was last notified.
+    pub last_notified_at: Option<DateTime<Utc>>,
+    /// Notifications sent so far.
+    pub notifications: u64,
+    /// `group_wait`, `group_interval`, `repeat_interval` as humantime strings.
+    pub timers: TimersView,
+}
+
+/// `{"name": "…"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverRef {
+    /// Receiver name.
+    pub name: String,
+}
+
+/// The group's timer settings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimersView {
+    /// `group_wait`.
+    pub group_wait: String,
+    /// `group_interval`.
+    pub group_interval: String,
+    /// `repeat_interval`.
+    pub repeat_interval: String,
+}
+
+/// An alert in a group (Alertmanager's gettable alert, plus the watchpost id).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupAlertView {
+    /// Alert id.
+    pub id: i64,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Severity.
+    pub severity: String,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End, if resolved.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+    /// Source link.
+    #[serde(rename = "generatorURL")]
+    pub generator_url: Option<String>,
+    /// Receivers.
+    pub receivers: Vec<ReceiverRef>,
+    /// `{"state": active|suppressed|resolved, "silenced", "inhibited", "acknowledged"}`.
+    pub status: AlertStatusView,
+}
+
+/// Status of an alert in a group.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertStatusView {
+    /// `active`, `suppressed` or `resolved`.
+    pub state: &'static str,
+    /// Silenced.
+    pub silenced: bool,
+    /// Inhibited.
+    pub inhibited: bool,
+    /// Acknowledged (not re-notified).
+    pub acknowledged: bool,
+}
+
+impl DispatchHandle {
+    /// Where the alert pipeline sends each alert change.
+    pub fn sender(&self) -> mpsc::Sender<AlertNotice> {
+        self.tx.clone()
+    }
+
+    /// The current aggregation groups, filtered, sorted by group key.
+    pub fn groups(&self, filter: &GroupFilter) -> Vec<GroupView> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ms = self.clock.now_ms();
+        let ms = |v: i64| DateTime::from_timestamp_millis(v).unwrap_or_default();
+        let mut out: Vec<GroupView> = st
+            .groups
+            .values()
+            .filter(|g| {
+                filter
+                    .receiver
+                    .as_ref()
+                    .is_none_or(|re| re.is_match(&g.opts.receiver))
+            })
+            .filter_map(|g| {
+                let alerts: Vec<GroupAlertView> = g
+                    .alerts
+                    .values()
+                    .filter(|a| {
+                        let suppressed = a.is_suppressed();
+                        filter.matchers.matches(&a.notice.routing_labels())
+                            && (!suppressed && filter.active
+                                || a.notice.silenced && filter.silenced
+                                || a.notice.inhibited && filter.inhibited)
+                    })
+                    .map(|a| GroupAlertView {
+                        id: a.notice.id,
+                        fingerprint: a.notice.fingerprint.clone(),
+                        labels: a.notice.labels.clone(),
+                        annotations: a.notice.annotations.clone(),
+                        severity: a.notice.severity.clone(),
+                        starts_at: a.notice.starts_at,
+                        ends_at: a.notice.ends_at,
+                        updated_at: ms(a.updated_ms),
+                        generator_url: a.notice.generator_url.clone(),
+                        receivers: vec![ReceiverRef {
+                            name: g.opts.receiver.clone(),
+                        }],
+                        status: AlertStatusView {
+                            state: if !a.is_firing(now_ms) {
+                                "resolved"
+                            } else if a.is_suppressed() {
+                                "suppressed"
+                            } else {
+                                "active"
+                            },
+                            silenced: a.notice.silenced,
+                            inhibited: a.notice.inhibited,
+                            acknowledged: a.notice.acknowledged,
+                        },
+                    })
+                    .collect();
+                if alerts.is_empty() {
+                    return None;
+                }
+                Some(GroupView {
+                    labels: g.labels.clone(),
+                    receiver: ReceiverRef {
+                        name: g.opts.receiver.clone(),
+                    },
+                    alerts,
+                    group_key: g.key.clone(),
+                    route: g.route_id.clone(),
+                    state: if g.has_flushed { "active" } else { "pending" },
+                    created_at: ms(g.created_ms),
+                    next_flush_at: ms(self.clock.ms_at(g.next_flush)),
+                    last_notified_at: g.log.as_ref().map(|l| ms(l.at_ms)),
+                    notifications: g.log.as_ref().map_or(0, |l| l.seq),
+                    timers: TimersView {
+                        group_wait: humantime::format_duration(g.opts.group_wait).to_string(),
+                        group_interval: humantime::format_duration(g.opts.group_interval)
+                            .to_string(),
+                        repeat_interval: humantime::format_duration(g.opts.repeat_interval)
+                            .to_string(),
+                    },
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_key.cmp(&b.group_key));
+        out
+    }
+
+    /// Number of groups (for `/status`).
+    pub fn group_count(&self) -> usize {
+        self.state.lock().map(|s| s.groups.len()).unwrap_or(0)
+    }
+}
+
+/// Config problems of the routing tree, for [`Config::validate`].
+pub fn validate(config: &Config) -> Vec<String> {
+    match route::build(config) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,608 @@
+//! Notification delivery: receivers (Telegram, webhook), messages, the outbox and its
+//! sender.
+//!
+//! [`Notifier`] is the dispatcher's [`NotificationSink`]: it renders a flushed group for
+//! its receiver and writes the messages to the outbox together with the notification
+//! log, in one transaction; [`OutboxSender`] then delivers them. [`Notifications`]
+//! assembles everything from the config.
+
+pub mod events;
+pub mod message;
+pub mod outbox;
+pub mod ratelimit;
+pub mod sender;
+pub mod split;
+pub mod telegram;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, broadcast};
+
+use crate::config::Config;
+use crate::dispatch::{
+    AlertState, DispatchHandle, Dispatcher, Notification, NotificationSink, NotifyLogEntry,
+};
+use crate::metrics::AlertingMetrics;
+use crate::store::{Db, StoreError};
+use crate::supervisor::Supervisor;
+pub use message::{MessageBuilder, TemplateEngine};
+pub use outbox::{NewOutboxRow, Outbox, OutboxFilter, OutboxRow};
+pub use ratelimit::{Limits, RateLimiter};
+pub use sender::{Attempt, DeliveryOutcome, DeliveryReport, OutboxSender, SenderOptions};
+pub use telegram::TelegramPayload;
+
+/// Notification-log entries unused this long are deleted at start.
+const LOG_MAX_AGE: Duration = Duration::from_secs(5 * 86400);
+
+/// A Telegram destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelegramTarget {
+    /// Chats.
+    pub chat_ids: Vec<i64>,
+    /// Forum topic.
+    pub message_thread_id: Option<i32>,
+    /// Silent messages.
+    pub disable_notification: bool,
+    /// User template.
+    pub template: Option<String>,
+}
+
+/// A receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Receiver {
+    /// Telegram chats.
+    Telegram(TelegramTarget),
+    /// A webhook URL (Alertmanager payload).
+    Webhook {
+        /// Where to POST.
+        url: String,
+    },
+}
+
+/// The receivers of the config: `[[receivers]]`, plus an implicit `telegram` receiver
+/// (the default chats) when `telegram.bot_token` is set and none is declared.
+pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<String>> {
+    let mut out = HashMap::new();
+    let mut problems = Vec::new();
+    let telegram_on = config.telegram.bot_token.is_some();
+    for (i, r) in config.receivers.iter().enumerate() {
+        let key = format!("receivers[{i}]");
+        if r.name.is_empty() {
+            problems.push(format!("{key}.name: must not be empty"));
+        }
+        if out.contains_key(&r.name) {
+            problems.push(format!("{key}.name: duplicate receiver {:?}", r.name));
+        }
+        let receiver = match (&r.telegram, &r.webhook) {
+            (Some(t), None) => {
+                if !telegram_on {
+                    problems.push(format!(
+                        "{key}.telegram: needs telegram.bot_token (WATCHPOST_TELEGRAM__BOT_TOKEN)"
+                    ));
+                }
+                let chat_ids = if t.chat_ids.is_empty() {
+                    config.telegram.chat_ids.clone()
+                } else {
+                    t.chat_ids.clone()
+                };
+                if chat_ids.is_empty() {
+                    problems.push(format!(
+                        "{key}.telegram.chat_ids: no chats (set it or telegram.chat_ids)"
+                    ));
+                }
+                let thread = match t.message_thread_id.map(i32::try_from) {
+                    None => None,
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(_)) => {
+                        problems.push(format!("{key}.telegram.message_thread_id: out of range"));
+                        None
+                    }
+                };
+                Receiver::Telegram(TelegramTarget {
+                    chat_ids,
+                    message_thread_id: thread,
+                    disable_notification: t.disable_notification,
+                    template: t.template.clone(),
+                })
+            }
+            (None, Some(w)) => {
+                if reqwest::Url::parse(&w.url).is_err()
+                    || !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+                {
+                    problems.push(format!(
+                        "{key}.webhook.url: not an http(s) URL: {:?}",
+                        w.url
+                    ));
+                }
+                Receiver::Webhook { url: w.url.clone() }
+            }
+            _ => {
+                problems.push(format!("{key}: set exactly one of `telegram` or `webhook`"));
+                continue;
+            }
+        };
+        out.insert(r.name.clone(), receiver);
+    }
+    if telegram_on && !out.contains_key(crate::dispatch::route::DEFAULT_RECEIVER) {
+        out.insert(
+            crate::dispatch::route::DEFAULT_RECEIVER.to_string(),
+            Receiver::Telegram(TelegramTarget {
+                chat_ids: config.telegram.chat_ids.clone(),
+                message_thread_id: None,
+                disable_notification: false,
+                template: None,
+            }),
+        );
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Config problems of receivers, routes' receiver names and the report schedule.
+pub fn validate(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let receivers = match receivers(config) {
+        Ok(r) => r,
+        Err(p) => {
+            problems.extend(p);
+            HashMap::new()
+        }
+    };
+    if let Ok(Some(route)) = crate::dispatch::route::build(config) {
+        for r in route.walk() {
+            let name = &r.opts.receiver;
+            if !name.is_empty() && !receivers.contains_key(name) && problems.is_empty() {
+                problems.push(format!(
+                    "route: unknown receiver {name:?} (declare it in [[receivers]]{})",
+                    if name == crate::dispatch::route::DEFAULT_RECEIVER {
+                        " or set telegram.bot_token"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+    }
+    if let Some(cron) = &config.reports.telegram_schedule {
+        if let Err(e) = crate::bot::schedule::parse_cron(cron) {
+            problems.push(format!("reports.telegram_schedule: {e}"));
+        }
+        if config.telegram.bot_token.is_none() {
+            problems.push("reports.telegram_schedule: needs telegram.bot_token".into());
+        }
+    }
+    if config.reports.window.is_zero() {
+        problems.push("reports.window: must be greater than 0".into());
+    }
+    problems.dedup();
+    problems
+}
+
+fn short_hash(s: &str) -> String {
+    let d = Sha256::digest(s.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Renders flushed groups into outbox rows; the dispatcher's sink.
+pub struct Notifier {
+    outbox: Outbox,
+    receivers: HashMap<String, Receiver>,
+    builder: MessageBuilder,
+    external_url: String,
+    wake: Arc<Notify>,
+}
+
+impl Notifier {
+    /// A notifier writing to `outbox` and waking the sender through `wake`.
+    pub fn new(
+        outbox: Outbox,
+        receivers: HashMap<String, Receiver>,
+        builder: MessageBuilder,
+        external_url: String,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Notifier {
+            outbox,
+            receivers,
+            builder,
+            external_url,
+            wake,
+        }
+    }
+
+    /// The outbox rows of `n` (one per chat and part, or one webhook call).
+    pub fn rows_for(&self, n: &Notification) -> Result<Vec<NewOutboxRow>, String> {
+        let receiver = self
+            .receivers
+            .get(&n.receiver)
+            .ok_or_else(|| format!("unknown receiver {:?}", n.receiver))?;
+        let group = short_hash(&n.group_key);
+        let alert_ids = n.alert_ids();
+        let base = |kind: &str,
+                    target: String,
+                    content: &str,
+                    part: usize,
+                    parts: usize,
+                    payload: String| NewOutboxRow {
+            idempotency_key: format!(
+                "{}|{group}|{}|{}|{target}|{part}/{parts}",
+                n.receiver,
+                n.seq,
+                short_hash(content)
+            ),
+            receiver: n.receiver.clone(),
+            kind: kind.into(),
+            target,
+            group_key: n.group_key.clone(),
+            status: n.status.as_str().into(),
+            part: part as i64,
+            parts: parts as i64,
+            payload,
+            alert_ids: alert_ids.clone(),
+        };
+        match receiver {
+            Receiver::Webhook { url } => {
+                let body = webhook::webhook_payload(n, &self.external_url).to_string();
+                Ok(vec![base(
+                    "webhook",
+                    format!("webhook:{url}"),
+                    &body,
+                    1,
+                    1,
+                    body.clone(),
+                )])
+            }
+            Receiver::Telegram(t) => {
+                let text = self.builder.render(n, t.template.as_deref());
+                let parts = split::split_html(&text, split::TELEGRAM_LIMIT);
+                let firing_ids: Vec<i64> = n.firing.iter().map(|a| a.id).collect();
+                let silence_labels = if !n.group_labels.is_empty() {
+                    n.group_labels.clone()
+                } else {
+                    n.common_labels()
+                };
+                let mut rows = Vec::new();
+                for chat in &t.chat_ids {
+                    for (i, part) in parts.iter().enumerate() {
+                        let last = i + 1 == parts.len();
+                        let buttons =
+                            last && n.status == AlertState::Firing && !firing_ids.is_empty();
+                        let payload = TelegramPayload {
+                            chat_id: *chat,
+                            text: part.clone(),
+                            message_thread_id: t.message_thread_id,
+                            disable_notification: t.disable_notification,
+                            buttons,
+                            ack_ids: if buttons { firing_ids.clone() } else { vec![] },
+                            silence_labels: if buttons {
+                                silence_labels.clone()
+                            } else {
+                                Default::default()
+                            },
+                        };
+                        let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+                        rows.push(base(
+                            "telegram",
+                            format!("telegram:{chat}"),
+                            &text,
+                            i + 1,
+                            parts.len(),
+                            json,
+                        ));
+                    }
+                }
+                if rows.is_empty() {
+                    tracing::warn!(receiver = %n.receiver, "telegram receiver has no chats; notification dropped");
+                }
+                Ok(rows)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NotificationSink for Notifier {
+    async fn load_log(&self) -> anyhow::Result<Vec<(String, String, NotifyLogEntry)>> {
+        Ok(self.outbox.load_log(LOG_MAX_AGE.as_millis() as i64).await?)
+    }
+
+    async fn notify(&self, n: &Notification, entry: &NotifyLogEntry) -> anyhow::Result<()> {
+        let rows = self.rows_for(n).map_err(anyhow::Error::msg)?;
+        let inserted = self
+            .outbox
+            .enqueue(&rows, Some((&n.group_key, &n.receiver, entry)))
+            .await?;
+        tracing::debug!(group = %n.group_key, rows = rows.len(), inserted, "outbox rows written");
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn notify_batch(&self, batch: &[(Notification, NotifyLogEntry)]) -> anyhow::Result<()> {
+        let mut rows = Vec::new();
+        let mut logs = Vec::with_capacity(batch.len());
+        for (n, entry) in batch {
+            rows.extend(self.rows_for(n).map_err(anyhow::Error::msg)?);
+            logs.push((n.group_key.as_str(), n.receiver.as_str(), entry));
+        }
+        let inserted = self.outbox.enqueue_many(&rows, &logs).await?;
+        tracing::debug!(
+            notifications = batch.len(),
+            rows = rows.len(),
+            inserted,
+            "outbox rows written"
+        );
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn save_log(&self, g: &str, r: &str, e: &NotifyLogEntry) -> anyhow::Result<()> {
+        Ok(self.outbox.save_log(g, r, e).await?)
+    }
+
+    async fn forget(&self, g: &str, r: &str) -> anyhow::Result<()> {
+        Ok(self.outbox.delete_log(g, r).await?)
+    }
+}
+
+/// What the API and the bot need: the outbox, queue depths and delivery reports.
+#[derive(Clone)]
+pub struct NotifyHandle {
+    outbox: Outbox,
+    reports: broadcast::Sender<DeliveryReport>,
+    wake: Arc<Notify>,
+    dispatch: Option<DispatchHandle>,
+}
+
+impl NotifyHandle {
+    /// The outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Outbox rows, newest first.
+    pub async fn list(&self, f: &OutboxFilter) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox.list(f).await
+    }
+
+    /// Pending rows per receiver.
+    pub async fn queue_depths(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.outbox.depth_by_receiver().await
+    }
+
+    /// Delivered and failed notifications from now on (for `notified` alert events).
+    pub fn subscribe(&self) -> broadcast::Receiver<DeliveryReport> {
+        self.reports.subscribe()
+    }
+
+    /// Enqueues ready-made rows (scheduled reports) and wakes the sender.
+    pub async fn enqueue(&self, rows: &[NewOutboxRow]) -> Result<u64, StoreError> {
+        let n = self.outbox.enqueue(rows, None).await?;
+        self.wake.notify_one();
+        Ok(n)
+    }
+
+    /// The dispatcher (aggregation groups), when routing is configured.
+    pub fn dispatch(&self) -> Option<&DispatchHandle> {
+        self.dispatch.as_ref()
+    }
+}
+
+/// Tunables that tests shorten; the defaults are the production values.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyOptions {
+    /// Telegram's limits.
+    pub limits: Limits,
+    /// Outbox sender settings (`max_retry` is taken from `telegram.max_retry`).
+    pub sender: SenderOptions,
+    /// Long-polling timeout of the bot (`getUpdates`), seconds; 0 = default (25).
+    pub poll_timeout_secs: u32,
+}
+
+/// Everything notification-related, assembled from the config.
+pub struct Notifications {
+    /// The dispatcher (route tree, groups and timers).
+    pub dispatcher: Dispatcher,
+    /// The outbox sender.
+    pub sender: OutboxSender,
+    /// For the API and the bot.
+    pub handle: NotifyHandle,
+    /// The Telegram bot, when `telegram.bot_token` is set.
+    pub bot: Option<teloxide::Bot>,
+    /// The limiter shared by notifications and bot replies.
+    pub limiter: Arc<RateLimiter>,
+    /// Options in effect.
+    pub options: NotifyOptions,
+}
+
+impl Notifications {
+    /// Builds dispatcher, notifier and sender from `config`; problems name the key.
+    pub fn new(
+        config: &Config,
+        db: Db,
+        metrics: AlertingMetrics,
+        engine: Option<Arc<dyn TemplateEngine>>,
+        mut options: NotifyOptions,
+    ) -> Result<Notifications, String> {
+        let problems = validate(config);
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        let receivers = receivers(config).map_err(|p| p.join("\n"))?;
+        let outbox = Outbox::new(db);
+        let wake = Arc::new(Notify::new());
+        let external_url = config.external_url();
+        let builder = MessageBuilder::new(&external_url, engine);
+        for (name, r) in &receivers {
+            if let Receiver::Telegram(t) = r {
+                if t.template.is_some() && !builder.has_engine() {
+                    tracing::warn!(receiver = %name, "receiver template set but no template engine is available; the built-in message is used");
+                }
+                if t.chat_ids.is_empty() {
+                    tracing::warn!(receiver = %name, "telegram receiver without chats (set telegram.chat_ids)");
+                }
+            }
+        }
+        let receiver_names: Vec<String> = receivers.keys().cloned().collect();
+        let notifier = Notifier::new(
+            outbox.clone(),
+            receivers,
+            builder,
+            external_url,
+            wake.clone(),
+        );
+        let dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?;
+
+        let limiter = Arc::new(RateLimiter::new(options.limits));
+        let mut transports: HashMap<String, Arc<dyn sender::OutboxTransport>> = HashMap::new();
+        transports.insert("webhook".into(), Arc::new(webhook::WebhookTransport::new()));
+        let bot = match &config.telegram.bot_token {
+            Some(token) => {
+                let bot = telegram::make_bot(
+                    token.expose(),
+                    &config.telegram.api_url,
+                    Duration::from_secs(30),
+                )?;
+                transports.insert(
+                    "telegram".into(),
+                    Arc::new(telegram::TelegramTransport::new(
+                        bot.clone(),
+                        limiter.clone(),
+                    )),
+                );
+                Some(bot)
+            }
+            None => None,
+        };
+        options.sender.max_retry = config.telegram.max_retry;
+        let (reports, _) = broadcast::channel(1024);
+        let sender = OutboxSender::new(
+            outbox.clone(),
+            transports,
+            options.sender.clone(),
+            metrics,
+            wake.clone(),
+            reports.clone(),
+            receiver_names,
+        );
+        let handle = NotifyHandle {
+            outbox,
+            reports,
+            wake,
+            dispatch: Some(dispatcher.handle()),
+        };
+        Ok(Notifications {
+            dispatcher,
+            sender,
+            handle,
+            bot,
+            limiter,
+            options,
+        })
+    }
+
+    /// Starts the dispatcher, the sender, and (with a bot token) the bot and the
+    /// scheduled reports, on `supervisor`.
+    pub fn spawn(
+        &self,
+        config: &Arc<Config>,
+        supervisor: &mut Supervisor,
+        backend: Arc<dyn crate::bot::BotBackend>,
+    ) {
+        let dispatcher = self.dispatcher.clone();
+        supervisor.spawn("dispatch", move |token| dispatcher.clone().run(token));
+        let sender = self.sender.clone();
+        supervisor.spawn("notify-outbox", move |token| sender.clone().run(token));
+        if let Some(bot) = &self.bot {
+            let service = crate::bot::BotService::new(
+                bot.clone(),
+                config.clone(),
+                backend.clone(),
+                self.handle.clone(),
+                self.limiter.clone(),
+                self.options.poll_timeout_secs,
+            );
+            supervisor.spawn("telegram-bot", move |token| service.clone().run(token));
+            if config.reports.telegram_schedule.is_some() {
+                let reports = crate::bot::schedule::ReportSchedule::new(
+                    config.clone(),
+                    backend,
+                    self.handle.clone(),
+                );
+                if let Ok(reports) = reports {
+                    supervisor.spawn("telegram-reports", move |token| reports.clone().run(token));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_and_validation() {
+        let c = Config::from_toml(
+            r#"
+[telegram]
+bot_token = "1:x"
+chat_ids = [10, -20]
+[[receivers]]
+name = "ops"
+telegram = { chat_ids = [30], message_thread_id = 7, disable_notification = true }
+[[receivers]]
+name = "hook"
+webhook = { url = "http://127.0.0.1:9/x" }
+"#,
+        )
+        .unwrap();
+        let r = receivers(&c).unwrap();
+        assert_eq!(
+            r["telegram"],
+            Receiver::Telegram(TelegramTarget {
+                chat_ids: vec![10, -20],
+                message_thread_id: None,
+                disable_notification: false,
+                template: None
+            }),
+            "implicit default receiver"
+        );
+        let Receiver::Telegram(ops) = &r["ops"] else {
+            panic!()
+        };
+        assert_eq!(ops.message_thread_id, Some(7));
+        assert!(ops.disable_notification);
+
+        let err = Config::from_toml(
+            "[route]\nreceiver = \"nope\"\n[[receivers]]\nname = \"x\"\nwebhook = { url = \"ftp://x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("receivers[0].webhook.url"), "{err}");
+
+        let err = Config::from_toml("[route]\nreceiver = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown receiver \"nope\""), "{err}");
+
+        let err = Config::from_toml("[[receivers]]\nname = \"t\"\ntelegram = {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("receivers[0].telegram: needs telegram.bot_token"),
+            "{err}"
+        );
+
+        let err = Config::from_toml("[reports]\ntelegram_schedule = \"not cron\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reports.telegram_schedule"), "{err}");
+    }
+}

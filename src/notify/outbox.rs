@@ -1,0 +1,491 @@
+//! The outbox table (same database as the alerts): notifications are written here,
+//! with an idempotency key, before anything is sent; the sender drains pending rows.
+//! Also the notification log (what each receiver was last told about each group).
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::dispatch::NotifyLogEntry;
+use crate::store::{Db, StoreError, now_ms};
+
+/// Row states.
+pub mod state {
+    /// Waiting to be sent (or retried).
+    pub const PENDING: &str = "pending";
+    /// Sent successfully.
+    pub const DELIVERED: &str = "delivered";
+    /// Given up: permanent error or `max_retry` exceeded.
+    pub const FAILED: &str = "failed";
+}
+
+/// A row to insert.
+#[derive(Debug, Clone)]
+pub struct NewOutboxRow {
+    /// Unique per message: group key + receiver + content hash + sequence (+ target, part).
+    pub idempotency_key: String,
+    /// Receiver name.
+    pub receiver: String,
+    /// `telegram`, `webhook` or `report`.
+    pub kind: String,
+    /// `telegram:CHAT_ID` or `webhook:URL`: rate limits and ordering are per target.
+    pub target: String,
+    /// The aggregation group (or `report:…`).
+    pub group_key: String,
+    /// `firing` or `resolved` (or `report`).
+    pub status: String,
+    /// Part number (1-based) of a split message.
+    pub part: i64,
+    /// Number of parts.
+    pub parts: i64,
+    /// What to send (JSON).
+    pub payload: String,
+    /// Alerts in the notification.
+    pub alert_ids: Vec<i64>,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Receiver name.
+    pub receiver: String,
+    /// `telegram`, `webhook` or `report`.
+    pub kind: String,
+    /// Target (`telegram:CHAT` / `webhook:URL`).
+    pub target: String,
+    /// Group key.
+    pub group_key: String,
+    /// Notification status.
+    pub status: String,
+    /// Part number.
+    pub part: i64,
+    /// Parts.
+    pub parts: i64,
+    /// Payload JSON.
+    #[serde(skip)]
+    pub payload: String,
+    /// Alert ids.
+    pub alert_ids: Vec<i64>,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Created (unix ms).
+    pub created_ms: i64,
+    /// Next attempt not before (unix ms).
+    pub next_attempt_ms: i64,
+    /// Last change (unix ms).
+    pub updated_ms: i64,
+    /// Delivered (unix ms).
+    pub delivered_ms: Option<i64>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// What the receiver answered (e.g. Telegram message id).
+    pub response: Option<String>,
+}
+
+const COLUMNS: &str = "id, idempotency_key, receiver, kind, target, group_key, status, part, parts, \
+    payload, alert_ids, state, attempts, created_ms, next_attempt_ms, updated_ms, delivered_ms, \
+    last_error, response";
+
+fn row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
+    let ids: String = r.try_get("alert_ids")?;
+    Ok(OutboxRow {
+        id: r.try_get("id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        receiver: r.try_get("receiver")?,
+        kind: r.try_get("kind")?,
+        target: r.try_get("target")?,
+        group_key: r.try_get("group_key")?,
+        status: r.try_get("status")?,
+        part: r.try_get("part")?,
+        parts: r.try_get("parts")?,
+        payload: r.try_get("payload")?,
+        alert_ids: serde_json::from_str(&ids).unwrap_or_default(),
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        created_ms: r.try_get("created_ms")?,
+        next_attempt_ms: r.try_get("next_attempt_ms")?,
+        updated_ms: r.try_get("updated_ms")?,
+        delivered_ms: r.try_get("delivered_ms")?,
+        last_error: r.try_get("last_error")?,
+        response: r.try_get("response")?,
+    })
+}
+
+/// Filters for [`Outbox::list`].
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this receiver.
+    pub receiver: Option<String>,
+    /// Only this alert.
+    pub alert_id: Option<i64>,
+    /// Only ids below this (pagination, newest first).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The outbox repository.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Db,
+}
+
+impl Outbox {
+    /// An outbox on `db`.
+    pub fn new(db: Db) -> Self {
+        Outbox { db }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Inserts `rows` (skipping keys already present) and, in the same transaction,
+    /// records `log` for its group and receiver. Returns how many rows were new.
+    pub async fn enqueue(
+        &self,
+        rows: &[NewOutboxRow],
+        log: Option<(&str, &str, &NotifyLogEntry)>,
+    ) -> Result<u64, StoreError> {
+        let logs: Vec<(&str, &str, &NotifyLogEntry)> = log.into_iter().collect();
+        self.enqueue_many(rows, &logs).await
+    }
+
+    /// Like [`Outbox::enqueue`] with any number of log entries, in one transaction.
+    pub async fn enqueue_many(
+        &self,
+        rows: &[NewOutboxRow],
+        logs: &[(&str, &str, &NotifyLogEntry)],
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        self.db
+            .timed("notify.outbox_enqueue", async {
+                let mut tx = self.db.pool().begin().await?;
+                let mut inserted = 0;
+                for r in rows {
+                    let ids = serde_json::to_string(&r.alert_ids).unwrap_or_else(|_| "[]".into());
+                    let res = sqlx::query(
+                        "INSERT INTO notification_outbox (idempotency_key, receiver, kind, target, \
+                         group_key, status, part, parts, payload, alert_ids, state, attempts, \
+                         created_ms, next_attempt_ms, updated_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11) \
+                         ON CONFLICT (idempotency_key) DO NOTHING",
+                    )
+                    .bind(&r.idempotency_key)
+                    .bind(&r.receiver)
+                    .bind(&r.kind)
+                    .bind(&r.target)
+                    .bind(&r.group_key)
+                    .bind(&r.status)
+                    .bind(r.part)
+                    .bind(r.parts)
+                    .bind(&r.payload)
+                    .bind(ids)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    inserted += res.rows_affected();
+                }
+                for (group_key, receiver, entry) in logs {
+                    upsert_log(&mut tx, group_key, receiver, entry, now).await?;
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(inserted)
+            })
+            .await
+    }
+
+    /// Records a notification-log entry on its own.
+    pub async fn save_log(
+        &self,
+        group_key: &str,
+        receiver: &str,
+        entry: &NotifyLogEntry,
+    ) -> Result<(), StoreError> {
+        self.db
+            .timed("notify.log_save", async {
+                let mut tx = self.db.pool().begin().await?;
+                upsert_log(&mut tx, group_key, receiver, entry, now_ms()).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+    }
+
+    /// Deletes the log of a group that is gone.
+    pub async fn delete_log(&self, group_key: &str, receiver: &str) -> Result<(), StoreError> {
+        self.db
+            .timed("notify.log_delete", async {
+                sqlx::query("DELETE FROM notification_log WHERE group_key = $1 AND receiver = $2")
+                    .bind(group_key)
+                    .bind(receiver)
+                    .execute(self.db.pool())
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// The whole notification log; entries older than `max_age_ms` are deleted first.
+    pub async fn load_log(
+        &self,
+        max_age_ms: i64,
+    ) -> Result<Vec<(String, String, NotifyLogEntry)>, StoreError> {
+        let cutoff = now_ms() - max_age_ms;
+        self.db
+            .timed("notify.log_load", async {
+                sqlx::query("DELETE FROM notification_log WHERE updated_ms < $1")
+                    .bind(cutoff)
+                    .execute(self.db.pool())
+                    .await?;
+                let rows = sqlx::query("SELECT group_key, receiver, entry FROM notification_log")
+                    .fetch_all(self.db.pool())
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let entry: String = r.try_get("entry")?;
+                    match serde_json::from_str(&entry) {
+                        Ok(e) => out.push((r.try_get("group_key")?, r.try_get("receiver")?, e)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable notification log entry skipped")
+                        }
+                    }
+                }
+                Ok::<_, StoreError>(out)
+            })
+            .await
+    }
+
+    /// Targets with pending rows.
+    pub async fn pending_targets(&self) -> Result<Vec<String>, StoreError> {
+        self.db
+            .timed("notify.outbox_pending_targets", async {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT target FROM notification_outbox WHERE state = 'pending'",
+                )
+                .fetch_all(self.db.pool())
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>("target").map_err(StoreError::from))
+                    .collect()
+            })
+            .await
+    }
+
+    /// The oldest pending row of `target` (rows of a target go out in order).
+    pub async fn next_for_target(&self, target: &str) -> Result<Option<OutboxRow>, StoreError> {
+        self.db
+            .timed("notify.outbox_next", async {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM notification_outbox WHERE state = 'pending' AND target = $1 \
+                     ORDER BY id LIMIT 1"
+                );
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(target)
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                r.as_ref().map(row).transpose().map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// One row.
+    pub async fn get(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        self.db
+            .timed("notify.outbox_get", async {
+                let sql = format!("SELECT {COLUMNS} FROM notification_outbox WHERE id = $1");
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                r.as_ref().map(row).transpose().map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Marks a row delivered (only if still pending, so nothing is delivered twice).
+    pub async fn mark_delivered(&self, id: i64, response: Option<&str>) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.update(
+            "notify.outbox_delivered",
+            "UPDATE notification_outbox SET state = 'delivered', attempts = attempts + 1, \
+             delivered_ms = $2, updated_ms = $2, response = $3 WHERE id = $1 AND state = 'pending'",
+            id,
+            now,
+            response,
+        )
+        .await
+    }
+
+    /// Schedules the next attempt of a row.
+    pub async fn mark_retry(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.db
+            .timed("notify.outbox_retry", async {
+                sqlx::query(
+                    "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_ms = $2, \
+                     updated_ms = $3, last_error = $4 WHERE id = $1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(next_ms)
+                .bind(now)
+                .bind(error)
+                .execute(self.db.pool())
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Marks a row failed for good.
+    pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.update(
+            "notify.outbox_failed",
+            "UPDATE notification_outbox SET state = 'failed', attempts = attempts + 1, \
+             updated_ms = $2, last_error = $3 WHERE id = $1 AND state = 'pending'",
+            id,
+            now,
+            Some(error),
+        )
+        .await
+    }
+
+    async fn update(
+        &self,
+        name: &'static str,
+        sql: &'static str,
+        id: i64,
+        now: i64,
+        text: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .timed(name, async {
+                sqlx::query(sql)
+                    .bind(id)
+                    .bind(now)
+                    .bind(text.map(str::to_string))
+                    .execute(self.db.pool())
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Pending rows per receiver.
+    pub async fn depth_by_receiver(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.db
+            .timed("notify.outbox_depth", async {
+                let rows = sqlx::query(
+                    "SELECT receiver, COUNT(*) AS n FROM notification_outbox \
+                     WHERE state = 'pending' GROUP BY receiver",
+                )
+                .fetch_all(self.db.pool())
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("receiver")?, r.try_get("n")?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Rows, newest first.
+    pub async fn list(&self, f: &OutboxFilter) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM notification_outbox WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if f.state.is_some() {
+            sql.push_str(&format!(" AND state = {}", next()));
+        }
+        if f.receiver.is_some() {
+            sql.push_str(&format!(" AND receiver = {}", next()));
+        }
+        if f.before_id.is_some() {
+            sql.push_str(&format!(" AND id < {}", next()));
+        }
+        if f.alert_id.is_some() {
+            // alert_ids is a JSON array of integers: match the number as a whole element.
+            sql.push_str(&format!(
+                " AND (',' || REPLACE(REPLACE(REPLACE(alert_ids, '[', ''), ']', ''), ' ', '') || ',') LIKE {}",
+                next()
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
+        self.db
+            .timed("notify.outbox_list", async {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                if let Some(s) = &f.state {
+                    q = q.bind(s.clone());
+                }
+                if let Some(r) = &f.receiver {
+                    q = q.bind(r.clone());
+                }
+                if let Some(b) = f.before_id {
+                    q = q.bind(b);
+                }
+                if let Some(a) = f.alert_id {
+                    q = q.bind(format!("%,{a},%"));
+                }
+                q = q.bind(f.limit);
+                let rows = q.fetch_all(self.db.pool()).await?;
+                rows.iter()
+                    .map(row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Deletes delivered and failed rows last changed before `cutoff_ms`.
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        self.db
+            .timed("notify.outbox_prune", async {
+                sqlx::query(
+                    "DELETE FROM notification_outbox WHERE state <> 'pending' AND updated_ms < $1",
+                )
+                .bind(cutoff_ms)
+                .execute(self.db.pool())
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(StoreError::from)
+            })
+            .await
+    }
+}
+
+async fn upsert_log(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group_key: &str,
+    receiver: &str,
+    entry: &NotifyLogEntry,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let json = serde_json::to_string(entry).unwrap_or_else(|_| "{}".into());
+    sqlx::query(
+        "INSERT INTO notification_log (group_key, receiver, entry, updated_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (group_key, receiver) DO UPDATE SET entry = excluded.entry, updated_ms = excluded.updated_ms",
+    )
+    .bind(group_key)
+    .bind(receiver)
+    .bind(json)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,251 @@
+//! Aggregation operators with `by`/`without` grouping.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier, token};
+
+use super::eval::{Evaluator, StepValue};
+use super::functions::{is_valid_label_name, kahan_inc};
+use super::quantile::quantile;
+use super::{EvalError, Sample, format_float};
+use crate::tsdb::{Labels, LabelsBuilder, METRIC_NAME, Prehashed};
+
+/// How samples are grouped.
+struct Grouping<'a> {
+    /// `by (...)` (true) or `without (...)` (false).
+    by: bool,
+    names: &'a [String],
+}
+
+impl Grouping<'_> {
+    /// Hash identifying the group of `labels`.
+    fn key(&self, labels: &Labels) -> u64 {
+        if self.by {
+            labels.hash_for_labels(self.names)
+        } else {
+            labels.hash_without_labels(self.names)
+        }
+    }
+
+    /// The labels of the group's output.
+    fn labels(&self, labels: &Labels) -> Labels {
+        if self.by {
+            let mut b = LabelsBuilder::default();
+            for n in self.names {
+                if let Some(v) = labels.get(n) {
+                    b.set(n, v);
+                }
+            }
+            b.build()
+        } else {
+            let mut b = labels.to_builder();
+            b.del(METRIC_NAME);
+            for n in self.names {
+                b.del(n);
+            }
+            b.build()
+        }
+    }
+}
+
+/// Running state of one group.
+struct Group {
+    labels: Labels,
+    value: f64,
+    comp: f64,
+    count: f64,
+    mean: f64,
+    values: Vec<f64>,
+}
+
+pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<StepValue, EvalError> {
+    let op = a.op.id();
+    let param = a.param.as_deref();
+    let (by, names): (bool, &[String]) = match &a.modifier {
+        None => (true, &[]),
+        Some(LabelModifier::Include(l)) => (true, &l.labels),
+        Some(LabelModifier::Exclude(l)) => (false, &l.labels),
+    };
+    let grouping = Grouping { by, names };
+    let need_param =
+        || param.ok_or_else(|| EvalError::Execution(format!("{}: missing parameter", a.op)));
+    match op {
+        token::T_TOPK | token::T_BOTTOMK => {
+            let k = ev.scalar_arg(need_param()?, t)?;
+            let input = ev.vector_arg(&a.expr, t)?;
+            Ok(StepValue::Vector(top_k(
+                &grouping,
+                input,
+                k,
+                op == token::T_TOPK,
+            )?))
+        }
+        token::T_COUNT_VALUES => {
+            let label = ev.string_arg(need_param()?, t)?;
+            if !is_valid_label_name(&label) {
+                return Err(EvalError::Execution(format!(
+                    "invalid label name {label:?}"
+                )));
+            }
+            let input = ev.vector_arg(&a.expr, t)?;
+            Ok(StepValue::Vector(count_values(&grouping, input, &label)))
+        }
+        _ => {
+            let q = match op {
+                token::T_QUANTILE => Some(ev.scalar_arg(need_param()?, t)?),
+                _ => None,
+            };
+            let input = ev.vector_arg(&a.expr, t)?;
+            Ok(StepValue::Vector(aggregate(&grouping, op, input, q)?))
+        }
+    }
+}
+
+fn aggregate(
+    g: &Grouping,
+    op: u16,
+    input: Vec<Sample>,
+    q: Option<f64>,
+) -> Result<Vec<Sample>, EvalError> {
+    let mut order: Vec<u64> = Vec::new();
+    let mut groups: HashMap<u64, Group, Prehashed> = HashMap::default();
+    for s in input {
+        let key = g.key(&s.labels);
+        let group = groups.entry(key).or_insert_with(|| {
+            order.push(key);
+            Group {
+                labels: g.labels(&s.labels),
+                value: s.value,
+                comp: 0.0,
+                count: 0.0,
+                mean: 0.0,
+                values: Vec::new(),
+            }
+        });
+        let first = group.count == 0.0;
+        group.count += 1.0;
+        let v = s.value;
+        match op {
+            token::T_SUM | token::T_AVG => {
+                if !first {
+                    (group.value, group.comp) = kahan_inc(v, group.value, group.comp);
+                }
+            }
+            token::T_MIN => {
+                if v < group.value || group.value.is_nan() {
+                    group.value = v;
+                }
+            }
+            token::T_MAX => {
+                if v > group.value || group.value.is_nan() {
+                    group.value = v;
+                }
+            }
+            token::T_STDDEV | token::T_STDVAR => {
+                if first {
+                    group.value = 0.0;
+                }
+                let delta = v - group.mean;
+                group.mean += delta / group.count;
+                group.value += delta * (v - group.mean);
+            }
+            token::T_QUANTILE => group.values.push(v),
+            token::T_COUNT | token::T_GROUP => {}
+            _ => {
+                return Err(EvalError::Unsupported(format!(
+                    "aggregation {}",
+                    promql_parser::parser::token::TokenType::new(op)
+                )));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(order.len());
+    for key in order {
+        let Some(mut group) = groups.remove(&key) else {
+            continue;
+        };
+        let value = match op {
+            token::T_SUM => group.value + group.comp,
+            token::T_AVG => (group.value + group.comp) / group.count,
+            token::T_MIN | token::T_MAX => group.value,
+            token::T_COUNT => group.count,
+            token::T_GROUP => 1.0,
+            token::T_STDVAR => group.value / group.count,
+            token::T_STDDEV => (group.value / group.count).sqrt(),
+            token::T_QUANTILE => quantile(q.unwrap_or(f64::NAN), &mut group.values),
+            _ => f64::NAN,
+        };
+        out.push(Sample {
+            labels: group.labels,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// `topk`/`bottomk`: the k largest/smallest samples per group, original labels kept,
+/// each group sorted by value (NaN last).
+fn top_k(g: &Grouping, input: Vec<Sample>, k: f64, top: bool) -> Result<Vec<Sample>, EvalError> {
+    // i64::MAX as f64 rounds up to 2^63, which no longer fits.
+    if k.is_nan() || !(-(2f64.powi(63))..2f64.powi(63)).contains(&k) {
+        return Err(EvalError::Execution(format!(
+            "Scalar value {} overflows int64",
+            format_float(k)
+        )));
+    }
+    let k = k as i64;
+    if k < 1 {
+        return Ok(Vec::new());
+    }
+    let k = usize::try_from(k).unwrap_or(usize::MAX);
+    let mut order: Vec<u64> = Vec::new();
+    let mut groups: HashMap<u64, Vec<Sample>, Prehashed> = HashMap::default();
+    for s in input {
+        let key = g.key(&s.labels);
+        groups
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for key in order {
+        let Some(mut group) = groups.remove(&key) else {
+            continue;
+        };
+        group.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ if top => b.value.total_cmp(&a.value),
+            _ => a.value.total_cmp(&b.value),
+        });
+        group.truncate(k);
+        out.extend(group);
+    }
+    Ok(out)
+}
+
+/// `count_values("label", v)`: per group and distinct value, how many samples have it.
+fn count_values(g: &Grouping, input: Vec<Sample>, label: &str) -> Vec<Sample> {
+    let mut order: Vec<(u64, String)> = Vec::new();
+    let mut counts: HashMap<(u64, String), (Labels, f64)> = HashMap::new();
+    for s in input {
+        let value = format_float(s.value);
+        let key = (g.key(&s.labels), value.clone());
+        let entry = counts.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            let mut b = g.labels(&s.labels).to_builder();
+            b.set(label, &value);
+            (b.build(), 0.0)
+        });
+        entry.1 += 1.0;
+    }
+    order
+        .into_iter()
+        .filter_map(|k| counts.remove(&k))
+        .map(|(labels, value)| Sample { labels, value })
+        .collect()
+}

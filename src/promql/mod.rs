@@ -1,0 +1,185 @@
+//! PromQL over the in-memory store.
+//!
+//! Queries are parsed by the `promql-parser` crate; evaluation is ours and follows
+//! Prometheus 3 semantics: 5 m lookback with left-open windows, stale markers, counter
+//! resets and `extrapolatedRate` exactly as Prometheus computes them, vector matching
+//! with `on`/`ignoring`/`group_left`/`group_right`. Constructs we do not evaluate
+//! (native-histogram functions, experimental aggregations, `fill` modifiers, …) fail
+//! with [`EvalError::Unsupported`] naming the construct — never a silently wrong number.
+//!
+//! The API the rules engine uses is [`Engine::instant`] and [`Engine::range`].
+
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+mod quantile;
+
+use std::time::Duration;
+
+use promql_parser::parser::Expr;
+use serde::Serialize;
+
+use crate::tsdb::{Labels, Tsdb};
+
+pub use eval::check_supported;
+pub use functions::is_valid_label_name;
+
+/// Default lookback of instant selectors (Prometheus' `--query.lookback-delta`).
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
+/// Default step of subqueries without one (Prometheus' default evaluation interval).
+pub const DEFAULT_SUBQUERY_STEP: Duration = Duration::from_secs(60);
+/// Default limit of samples one query may load (Prometheus' `--query.max-samples`).
+pub const DEFAULT_MAX_SAMPLES: usize = 50_000_000;
+/// Most points a range query may return per series (as Prometheus).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// One element of an instant vector.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// Labels; `__name__` is kept where Prometheus keeps it.
+    pub labels: Labels,
+    /// The value.
+    pub value: f64,
+}
+
+/// One series of a range vector or of a range query result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    /// Labels.
+    pub labels: Labels,
+    /// `(timestamp in Unix ms, value)` in time order.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// The result of an evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A number.
+    Scalar(f64),
+    /// An instant vector.
+    Vector(Vec<Sample>),
+    /// A range vector (instant query of `x[5m]`) or a range query's result.
+    Matrix(Vec<Series>),
+    /// A string literal.
+    String(String),
+}
+
+impl Value {
+    /// Prometheus' name of the result type (`resultType` in the HTTP API).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "scalar",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+            Value::String(_) => "string",
+        }
+    }
+}
+
+/// Why an expression could not be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// The expression uses something this engine does not evaluate; names it.
+    #[error("{0} is not supported by watchpost")]
+    Unsupported(String),
+    /// The expression is valid but cannot be evaluated on this data (as Prometheus'
+    /// execution errors: many-to-many matching, duplicate label sets, …).
+    #[error("{0}")]
+    Execution(String),
+    /// The query parameters are invalid (range query of a string, step too small, …).
+    #[error("{0}")]
+    BadQuery(String),
+    /// The query would load more samples than allowed.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+}
+
+/// Evaluation settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Lookback of instant selectors.
+    pub lookback: Duration,
+    /// Step of subqueries that do not give one.
+    pub default_subquery_step: Duration,
+    /// Most samples one query may load.
+    pub max_samples: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback: DEFAULT_LOOKBACK,
+            default_subquery_step: DEFAULT_SUBQUERY_STEP,
+            max_samples: DEFAULT_MAX_SAMPLES,
+        }
+    }
+}
+
+/// Evaluates PromQL over a [`Tsdb`]. Cheap to clone; evaluations are independent and
+/// may run on any number of threads at once.
+#[derive(Clone)]
+pub struct Engine {
+    tsdb: Tsdb,
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine over `tsdb` with default options.
+    pub fn new(tsdb: Tsdb) -> Self {
+        Self::with_options(tsdb, EngineOptions::default())
+    }
+
+    /// An engine with explicit options.
+    pub fn with_options(tsdb: Tsdb, opts: EngineOptions) -> Self {
+        Self { tsdb, opts }
+    }
+
+    /// The store queried.
+    pub fn tsdb(&self) -> &Tsdb {
+        &self.tsdb
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `expr` at `at_ms` (Unix ms). Returns a scalar, vector, matrix (for a
+    /// range-vector expression) or string.
+    pub fn instant(&self, expr: &Expr, at_ms: i64) -> Result<Value, EvalError> {
+        eval::instant(self, expr, at_ms)
+    }
+
+    /// Evaluates `expr` at every `step_ms` from `start_ms` to `end_ms` inclusive. The
+    /// result is a matrix sorted by labels (a scalar becomes one series without labels).
+    pub fn range(
+        &self,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Value, EvalError> {
+        eval::range(self, expr, start_ms, end_ms, step_ms)
+    }
+}
+
+/// Parses a query, returning the parser's message on error (what the HTTP API puts
+/// in `bad_data` errors).
+pub fn parse(query: &str) -> Result<Expr, String> {
+    promql_parser::parser::parse(query)
+}
+
+/// Formats a float as Prometheus does in its API and in `count_values`
+/// (`strconv.FormatFloat(f, 'f', -1, 64)`, with `+Inf`, `-Inf`, `NaN`).
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        v.to_string()
+    }
+}

@@ -1,0 +1,352 @@
+//! Self-scrape: at every collection tick, every sample `/metrics` shows goes into the
+//! store under the same name and labels, timestamped at the tick — watchpost scraping
+//! itself the way Prometheus would. Series that disappear get a stale marker.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use prometheus::proto::{LabelPair, MetricFamily, MetricType};
+use tokio_util::sync::CancellationToken;
+
+use super::{Labels, LabelsBuilder, METRIC_NAME, Prehashed, Tsdb};
+use crate::collect::CollectLoop;
+use crate::metrics::Metrics;
+
+/// How often retention runs, at most.
+const RETENTION_EVERY_MS: i64 = 30_000;
+/// Largest shift applied to a tick timestamp to keep scrape spacing exact (as
+/// Prometheus' `--scrape.timestamp-tolerance`): regular spacing makes every timestamp
+/// one bit in the chunk instead of nine.
+const ALIGN_TOLERANCE_MS: i64 = 25;
+
+/// Turns registry snapshots into samples and appends them, tracking which series
+/// disappeared since the previous scrape.
+pub struct SelfScraper {
+    tsdb: Tsdb,
+    previous: HashSet<Labels, Prehashed>,
+    last_retention_ms: i64,
+    /// Expected spacing of scrapes, for timestamp alignment (0 = none).
+    interval_ms: i64,
+    last_ts: Option<i64>,
+    /// Told the stored timestamp after every scrape (the dashboard stream's ticks).
+    scraped: Option<tokio::sync::watch::Sender<i64>>,
+}
+
+impl SelfScraper {
+    /// A scraper appending to `tsdb`.
+    pub fn new(tsdb: Tsdb) -> Self {
+        Self {
+            tsdb,
+            previous: HashSet::default(),
+            last_retention_ms: i64::MIN,
+            interval_ms: 0,
+            last_ts: None,
+            scraped: None,
+        }
+    }
+
+    /// Aligns tick timestamps that are within a few ms of `interval` after the
+    /// previous scrape to exactly that spacing.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval_ms = i64::try_from(interval.as_millis()).unwrap_or(0);
+        self
+    }
+
+    /// After every scrape, sends the timestamp its samples were stored at: readers that
+    /// evaluate at that instant see the scrape complete.
+    pub fn with_scraped(mut self, scraped: tokio::sync::watch::Sender<i64>) -> Self {
+        self.scraped = Some(scraped);
+        self
+    }
+
+    /// The timestamp to store for a tick at `ts_ms`.
+    fn align(&mut self, ts_ms: i64) -> i64 {
+        let aligned = match self.last_ts {
+            Some(prev) if self.interval_ms > 0 => {
+                let expected = prev + self.interval_ms;
+                if (ts_ms - expected).abs() <= ALIGN_TOLERANCE_MS {
+                    expected
+                } else {
+                    ts_ms
+                }
+            }
+            _ => ts_ms,
+        };
+        self.last_ts = Some(aligned);
+        aligned
+    }
+
+    /// Appends every sample of `families` at `ts_ms`, stale-marks the series of the
+    /// previous scrape that are gone, and applies retention now and then. Returns the
+    /// number of samples appended.
+    pub fn scrape(&mut self, families: &[MetricFamily], ts_ms: i64) -> usize {
+        let ts_ms = self.align(ts_ms);
+        let mut current: HashSet<Labels, Prehashed> =
+            HashSet::with_capacity_and_hasher(self.previous.len(), Prehashed::default());
+        for_each_sample(families, |labels, value| {
+            self.tsdb.append(&labels, ts_ms, value);
+            current.insert(labels);
+        });
+        for gone in self.previous.difference(&current) {
+            self.tsdb.mark_stale(gone, ts_ms);
+        }
+        let appended = current.len();
+        self.previous = current;
+        if let Some(tx) = &self.scraped {
+            tx.send_replace(ts_ms);
+        }
+        if ts_ms.saturating_sub(self.last_retention_ms) >= RETENTION_EVERY_MS {
+            self.last_retention_ms = ts_ms;
+            self.tsdb.apply_retention(ts_ms);
+        }
+        appended
+    }
+
+    /// Scrapes `metrics` at every tick of `collect` until `shutdown`.
+    pub async fn run(
+        mut self,
+        metrics: Metrics,
+        collect: CollectLoop,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut ticks = collect.subscribe();
+        // The first sample may already have been taken before we subscribed.
+        ticks.mark_changed();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                changed = ticks.changed() => {
+                    if changed.is_err() {
+                        // The collect loop is gone (shutdown in progress).
+                        shutdown.cancelled().await;
+                        return Ok(());
+                    }
+                }
+            }
+            let ts = *ticks.borrow_and_update();
+            if ts <= 0 {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let families = metrics.gather();
+            let n = self.scrape(&families, ts);
+            let took = started.elapsed();
+            if took > Duration::from_millis(200) {
+                tracing::warn!(samples = n, took = ?took, "self-scrape is slow");
+            } else {
+                tracing::trace!(samples = n, took = ?took, "self-scrape");
+            }
+        }
+    }
+}
+
+/// Calls `f` with the labels and value of every sample of `families`, exactly as the
+/// text exposition names them: histograms as `_bucket{le}` (with `+Inf`), `_sum` and
+/// `_count`; summaries as `{quantile}`, `_sum` and `_count`.
+pub fn for_each_sample(families: &[MetricFamily], mut f: impl FnMut(Labels, f64)) {
+    for family in families {
+        let name = family.name();
+        for m in family.get_metric() {
+            let base = base_builder(m.get_label());
+            let mut emit = |suffix: &str, extra: Option<(&str, &str)>, value: f64| {
+                let mut b = base.clone();
+                if suffix.is_empty() {
+                    b.set(METRIC_NAME, name);
+                } else {
+                    b.set(METRIC_NAME, &format!("{name}{suffix}"));
+                }
+                if let Some((k, v)) = extra {
+                    b.set(k, v);
+                }
+                f(b.build(), value);
+            };
+            match family.get_field_type() {
+                MetricType::COUNTER => emit("", None, m.get_counter().get_value()),
+                MetricType::GAUGE => emit("", None, m.get_gauge().get_value()),
+                #[allow(deprecated)] // untyped is how the crate models `unknown`
+                MetricType::UNTYPED => emit("", None, m.get_untyped().get_value()),
+                MetricType::HISTOGRAM => {
+                    let h = m.get_histogram();
+                    let mut inf_seen = false;
+                    for b in h.get_bucket() {
+                        let ub = b.upper_bound();
+                        let le = if ub == f64::INFINITY {
+                            inf_seen = true;
+                            "+Inf".to_string()
+                        } else {
+                            ub.to_string()
+                        };
+                        emit("_bucket", Some(("le", &le)), b.cumulative_count() as f64);
+                    }
+                    if !inf_seen {
+                        emit("_bucket", Some(("le", "+Inf")), h.get_sample_count() as f64);
+                    }
+                    emit("_sum", None, h.get_sample_sum());
+                    emit("_count", None, h.get_sample_count() as f64);
+                }
+                MetricType::SUMMARY => {
+                    let s = m.get_summary();
+                    for q in s.get_quantile() {
+                        let quantile = q.quantile().to_string();
+                        emit("", Some(("quantile", &quantile)), q.value());
+                    }
+                    emit("_sum", None, s.sample_sum());
+                    emit("_count", None, s.sample_count() as f64);
+                }
+            }
+        }
+    }
+}
+
+fn base_builder(pairs: &[LabelPair]) -> LabelsBuilder {
+    let mut b = LabelsBuilder::default();
+    for p in pairs {
+        b.set(p.name(), p.value());
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::encode_text;
+
+    /// Every sample line of the text exposition, as (labels, value).
+    fn parse_text(text: &str) -> Vec<(Labels, f64)> {
+        let mut out = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, rest) = match series.split_once('{') {
+                Some((n, r)) => (n, r.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut b = LabelsBuilder::default();
+            b.set(METRIC_NAME, name);
+            for pair in rest.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap();
+                b.set(k, v.trim_matches('"'));
+            }
+            let v = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap(),
+            };
+            out.push((b.build(), v));
+        }
+        out
+    }
+
+    #[test]
+    fn samples_match_the_text_exposition() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .http
+            .requests
+            .with_label_values(&["GET", "/health", "200"])
+            .inc_by(3);
+        metrics
+            .http
+            .duration
+            .with_label_values(&["GET", "/health"])
+            .observe(0.003);
+        let families = metrics.gather();
+        let mut ours = Vec::new();
+        for_each_sample(&families, |l, v| ours.push((l, v)));
+        let mut text = parse_text(&encode_text(&families));
+        // Process metrics change between two gathers; compare names and labels only for them.
+        ours.sort_by(|a, b| a.0.cmp(&b.0));
+        text.sort_by(|a, b| a.0.cmp(&b.0));
+        let ours_labels: Vec<_> = ours.iter().map(|s| s.0.clone()).collect();
+        let text_labels: Vec<_> = text.iter().map(|s| s.0.clone()).collect();
+        assert_eq!(ours_labels, text_labels);
+        let find = |name: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![(METRIC_NAME, name)];
+            pairs.extend_from_slice(extra);
+            let want = Labels::new(pairs);
+            ours.iter().find(|s| s.0 == want).map(|s| s.1)
+        };
+        assert_eq!(
+            find(
+                "watchpost_http_requests_total",
+                &[("method", "GET"), ("route", "/health"), ("status", "200")]
+            ),
+            Some(3.0)
+        );
+        let route = [("method", "GET"), ("route", "/health")];
+        let with_le = |le| {
+            let mut v = route.to_vec();
+            v.push(("le", le));
+            v
+        };
+        assert_eq!(
+            find(
+                "watchpost_http_request_duration_seconds_bucket",
+                &with_le("0.0025")
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            find(
+                "watchpost_http_request_duration_seconds_bucket",
+                &with_le("0.005")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            find(
+                "watchpost_http_request_duration_seconds_bucket",
+                &with_le("+Inf")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            find("watchpost_http_request_duration_seconds_count", &route),
+            Some(1.0)
+        );
+        assert_eq!(
+            find("watchpost_http_request_duration_seconds_sum", &route),
+            Some(0.003)
+        );
+    }
+
+    #[test]
+    fn tick_jitter_is_aligned_within_tolerance() {
+        let tsdb = Tsdb::new(Duration::from_secs(3600));
+        let mut s = SelfScraper::new(tsdb).with_interval(Duration::from_secs(1));
+        assert_eq!(s.align(10_003), 10_003);
+        assert_eq!(s.align(11_010), 11_003);
+        assert_eq!(s.align(11_990), 12_003);
+        // A late tick (skipped or slow) keeps its own time.
+        assert_eq!(s.align(14_500), 14_500);
+        assert_eq!(s.align(15_480), 15_500);
+    }
+
+    #[test]
+    fn vanished_series_get_a_stale_marker() {
+        let metrics = Metrics::new().unwrap();
+        let tsdb = Tsdb::new(Duration::from_secs(3600));
+        let mut scraper = SelfScraper::new(tsdb.clone());
+        let child = metrics.cache.entries.with_label_values(&["query_range"]);
+        child.set(5);
+        scraper.scrape(&metrics.gather(), 1_000);
+        metrics
+            .cache
+            .entries
+            .remove_label_values(&["query_range"])
+            .unwrap();
+        scraper.scrape(&metrics.gather(), 2_000);
+        let labels = Labels::new([
+            (METRIC_NAME, "watchpost_cache_entries"),
+            ("cache", "query_range"),
+        ]);
+        let s = tsdb.get(&labels).expect("series stored");
+        assert_eq!(s.sample_at(1_500, 300_000), Some((1_000, 5.0)));
+        assert_eq!(s.sample_at(2_500, 300_000), None, "stale after it vanished");
+        let raw = s.samples(0, 10_000);
+        assert_eq!(raw.len(), 2);
+        assert!(super::super::is_stale_nan(raw[1].1));
+    }
+}

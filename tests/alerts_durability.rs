@@ -1,0 +1,118 @@
+//! Durability: every alert answered 202 survives `kill -9` of the real binary right
+//! after a burst, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Server, command, databases};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+fn spawn(dir: &std::path::Path, url: &str) -> Server {
+    let mut cmd = command(dir);
+    cmd.arg("serve")
+        .env("WATCHPOST_LISTEN", "127.0.0.1:0")
+        .env("WATCHPOST_DATABASE_URL", url)
+        .env("WATCHPOST_RULES__FILES", "")
+        .env("WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND", "0")
+        .env("WATCHPOST_LOG__LEVEL", "warn,watchpost=info");
+    Server::spawn(cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_accepted_alert_survives_kill_9() {
+    for db in databases().await {
+        let k = db.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = spawn(dir.path(), &db.url);
+        let base = server.base();
+        let client = common::client();
+        let accepted: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let answered = Arc::new(AtomicUsize::new(0));
+        // 16 clients keep posting batches of 25 distinct alerts.
+        let mut tasks = Vec::new();
+        for c in 0..16 {
+            let (client, base, accepted, answered) = (
+                client.clone(),
+                base.clone(),
+                accepted.clone(),
+                answered.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for r in 0.. {
+                    let batch: Vec<Value> = (0..25)
+                        .map(|i| json!({"message": format!("m {c} {r} {i}"),
+                                        "labels": {"client": c.to_string(), "req": r.to_string(), "i": i.to_string()}}))
+                        .collect();
+                    let Ok(resp) = client.post(format!("{base}/api/v1/alerts")).json(&batch).send().await else {
+                        return;
+                    };
+                    if resp.status().as_u16() != 202 {
+                        continue;
+                    }
+                    let Ok(body) = resp.json::<Value>().await else {
+                        return;
+                    };
+                    let ids: Vec<i64> = body["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+                    accepted.lock().await.extend(ids);
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        // Kill -9 in the middle of the burst, once plenty have been answered.
+        while answered.load(Ordering::SeqCst) < 60 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.child.kill().expect("kill -9");
+        let _ = server.child.wait();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let ids: BTreeSet<i64> = accepted.lock().await.iter().copied().collect();
+        assert!(ids.len() >= 60 * 25, "{k}: {} accepted", ids.len());
+
+        let server = spawn(dir.path(), &db.url);
+        let base = server.base();
+        let mut stored = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{base}/api/v1/alerts?limit=1000&cursor={c}"),
+                None => format!("{base}/api/v1/alerts?limit=1000"),
+            };
+            let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            for a in page["alerts"].as_array().unwrap() {
+                stored.insert(a["id"].as_i64().unwrap());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let lost: Vec<&i64> = ids.difference(&stored).collect();
+        assert!(
+            lost.is_empty(),
+            "{k}: {} of {} accepted alerts lost, e.g. {:?}",
+            lost.len(),
+            ids.len(),
+            &lost[..lost.len().min(5)]
+        );
+        let one = ids.iter().next().unwrap();
+        let a: Value = client
+            .get(format!("{base}/api/v1/alerts/{one}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            a["events"][0]["kind"], "fired",
+            "{k}: events are as durable as alerts"
+        );
+    }
+}

@@ -1,0 +1,453 @@
+//! A fake Telegram Bot API for tests: a local axum server speaking the real wire format.
+//!
+//! - `POST|GET /bot<TOKEN>/<method>`, method names case-insensitive (teloxide sends
+//!   `SendMessage`), JSON or form bodies (and query strings);
+//! - answers `{"ok":true,"result":…}` or Telegram's errors, e.g.
+//!   `{"ok":false,"error_code":429,"description":"Too Many Requests: retry after N",
+//!   "parameters":{"retry_after":N}}`;
+//! - `getUpdates` serves queued updates by offset, long-polling up to its `timeout`;
+//! - records every call with its arrival time.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+
+/// One request received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Method, lowercased (`sendmessage`).
+    pub method: String,
+    /// Parameters (JSON body, form fields or query), as JSON.
+    pub params: Value,
+    /// When it arrived.
+    pub at: Instant,
+    /// HTTP status answered.
+    pub status: u16,
+}
+
+impl Call {
+    /// `chat_id` as a number.
+    pub fn chat_id(&self) -> Option<i64> {
+        match &self.params["chat_id"] {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+    /// `text`.
+    pub fn text(&self) -> String {
+        self.params["text"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// An error the fake answers with.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// 429 with `parameters.retry_after`.
+    RetryAfter(u64),
+    /// Any status and description, e.g. `(403, "Forbidden: bot was blocked by the user")`.
+    Error(u16, String),
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    /// Faults for the next calls of a method.
+    next: VecDeque<(String, Fault)>,
+    /// Faults for every sendMessage to a chat.
+    chats: HashMap<i64, Fault>,
+    updates: Vec<Value>,
+    next_update_id: i64,
+    next_message_id: i64,
+}
+
+struct Shared {
+    token: String,
+    inner: Mutex<Inner>,
+    updates: Notify,
+    calls: Notify,
+}
+
+/// The running fake.
+pub struct FakeTelegram {
+    /// `http://127.0.0.1:PORT` — give it as `telegram.api_url`.
+    pub url: String,
+    /// The bot token it accepts.
+    pub token: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeTelegram {
+    /// Starts a fake accepting `token` on a free port.
+    pub async fn start(token: &str) -> FakeTelegram {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, token)
+    }
+
+    /// Starts a fake on a given port (for restarts of the service under test).
+    pub fn serve(listener: tokio::net::TcpListener, token: &str) -> FakeTelegram {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared {
+            token: token.to_string(),
+            inner: Mutex::new(Inner {
+                next_update_id: 1000,
+                next_message_id: 1,
+                ..Default::default()
+            }),
+            updates: Notify::new(),
+            calls: Notify::new(),
+        });
+        let app = Router::new()
+            .route("/{bot}/{method}", any(handle))
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeTelegram {
+            url,
+            token: token.to_string(),
+            shared,
+            task,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap()
+    }
+
+    /// Answers the next call of `method` with `fault`.
+    pub fn fail_next(&self, method: &str, fault: Fault) {
+        self.lock()
+            .next
+            .push_back((method.to_ascii_lowercase(), fault));
+    }
+
+    /// Answers every sendMessage to `chat` with `fault` (until cleared).
+    pub fn fail_chat(&self, chat: i64, fault: Fault) {
+        self.lock().chats.insert(chat, fault);
+    }
+
+    /// Clears the per-chat faults.
+    pub fn clear_chat_faults(&self) {
+        self.lock().chats.clear();
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Calls of one method (case-insensitive).
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        let m = method.to_ascii_lowercase();
+        self.calls().into_iter().filter(|c| c.method == m).collect()
+    }
+
+    /// sendMessage calls that succeeded.
+    pub fn delivered(&self) -> Vec<Call> {
+        self.calls_of("sendMessage")
+            .into_iter()
+            .filter(|c| c.status == 200)
+            .collect()
+    }
+
+    /// Waits until `pred(calls)` holds, at most `timeout`; returns the calls.
+    pub async fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.shared.calls.notified();
+            let calls = self.calls();
+            if pred(&calls) {
+                return calls;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "fake Telegram: condition not met within {timeout:?}; calls:\n{:#?}",
+                    calls
+                        .iter()
+                        .map(|c| (c.method.clone(), c.status, c.params.clone()))
+                        .collect::<Vec<_>>()
+                );
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+
+    /// Waits for `n` successful sendMessage calls.
+    pub async fn wait_delivered(&self, n: usize, timeout: Duration) -> Vec<Call> {
+        self.wait_until(timeout, |calls| {
+            calls
+                .iter()
+                .filter(|c| c.method == "sendmessage" && c.status == 200)
+                .count()
+                >= n
+        })
+        .await;
+        self.delivered()
+    }
+
+    fn user(user_id: i64) -> Value {
+        json!({"id": user_id, "is_bot": false, "first_name": format!("User{user_id}"), "username": format!("user{user_id}")})
+    }
+
+    fn chat(chat_id: i64) -> Value {
+        if chat_id < 0 {
+            json!({"id": chat_id, "type": "supergroup", "title": "Ops"})
+        } else {
+            json!({"id": chat_id, "type": "private", "first_name": "Ops"})
+        }
+    }
+
+    /// Queues a text message (e.g. a command) from `user` in `chat`; returns the update id.
+    pub fn push_message(&self, chat: i64, user: i64, text: &str) -> i64 {
+        let mut inner = self.lock();
+        let id = inner.next_update_id;
+        inner.next_update_id += 1;
+        let message_id = inner.next_message_id;
+        inner.next_message_id += 1;
+        let mut message = json!({
+            "message_id": message_id,
+            "date": chrono::Utc::now().timestamp(),
+            "chat": Self::chat(chat),
+            "from": Self::user(user),
+            "text": text,
+        });
+        if text.starts_with('/') {
+            let len = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .encode_utf16()
+                .count();
+            message["entities"] = json!([{"type": "bot_command", "offset": 0, "length": len}]);
+        }
+        inner
+            .updates
+            .push(json!({"update_id": id, "message": message}));
+        drop(inner);
+        self.shared.updates.notify_waiters();
+        id
+    }
+
+    /// Queues a button press (`callback_data`) by `user` on a bot message in `chat`;
+    /// returns the callback query id.
+    pub fn push_callback(&self, chat: i64, user: i64, data: &str) -> String {
+        let mut inner = self.lock();
+        let id = inner.next_update_id;
+        inner.next_update_id += 1;
+        let query_id = format!("cbq{id}");
+        let message = json!({
+            "message_id": 1,
+            "date": chrono::Utc::now().timestamp(),
+            "chat": Self::chat(chat),
+            "from": {"id": 999, "is_bot": true, "first_name": "watchpost", "username": "watchpost_bot"},
+            "text": "alert",
+        });
+        inner.updates.push(json!({
+            "update_id": id,
+            "callback_query": {
+                "id": query_id,
+                "from": Self::user(user),
+                "chat_instance": "42",
+                "message": message,
+                "data": data,
+            }
+        }));
+        drop(inner);
+        self.shared.updates.notify_waiters();
+        query_id
+    }
+}
+
+fn params(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Value {
+    let mut map = Map::new();
+    if let Some(q) = query {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            map.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+    }
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.starts_with("application/json") {
+        if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) {
+            map.extend(o);
+        }
+    } else if ctype.starts_with("application/x-www-form-urlencoded") {
+        for (k, v) in url::form_urlencoded::parse(body) {
+            // Telegram accepts JSON-serialized values in form fields.
+            let v = v.into_owned();
+            let value = serde_json::from_str::<Value>(&v)
+                .ok()
+                .filter(|j| j.is_object() || j.is_array() || j.is_number() || j.is_boolean())
+                .unwrap_or(Value::String(v));
+            map.insert(k.into_owned(), value);
+        }
+    }
+    Value::Object(map)
+}
+
+fn error(status: u16, description: &str, retry_after: Option<u64>) -> (u16, Value) {
+    let mut body = json!({"ok": false, "error_code": status, "description": description});
+    if let Some(n) = retry_after {
+        body["parameters"] = json!({"retry_after": n});
+    }
+    (status, body)
+}
+
+fn fault_response(f: &Fault) -> (u16, Value) {
+    match f {
+        Fault::RetryAfter(n) => error(
+            429,
+            &format!("Too Many Requests: retry after {n}"),
+            Some(*n),
+        ),
+        Fault::Error(status, desc) => error(*status, desc, None),
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Path((bot, method)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let method = method.to_ascii_lowercase();
+    let params = params(&headers, query, &body);
+    let (status, answer) = if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
+        error(401, "Unauthorized", None)
+    } else if method == "getupdates" {
+        get_updates(&shared, &params).await
+    } else {
+        respond(&shared, &method, &params)
+    };
+    shared.inner.lock().unwrap().calls.push(Call {
+        method,
+        params,
+        at,
+        status,
+    });
+    shared.calls.notify_waiters();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        axum::Json(answer),
+    )
+        .into_response()
+}
+
+fn respond(shared: &Shared, method: &str, params: &Value) -> (u16, Value) {
+    let mut inner = shared.inner.lock().unwrap();
+    if let Some(pos) = inner.next.iter().position(|(m, _)| m == method) {
+        let (_, f) = inner.next.remove(pos).unwrap();
+        return fault_response(&f);
+    }
+    match method {
+        "getme" => (
+            200,
+            json!({"ok": true, "result": {
+                "id": 999, "is_bot": true, "first_name": "watchpost", "username": "watchpost_bot",
+                "can_join_groups": true, "can_read_all_group_messages": false,
+                "supports_inline_queries": false, "can_connect_to_business": false,
+                "has_main_web_app": false
+            }}),
+        ),
+        "sendmessage" => {
+            let chat = match &params["chat_id"] {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            };
+            let Some(chat) = chat else {
+                return error(400, "Bad Request: chat_id is empty", None);
+            };
+            if let Some(f) = inner.chats.get(&chat) {
+                return fault_response(f);
+            }
+            let text = params["text"].as_str().unwrap_or_default();
+            if text.is_empty() {
+                return error(400, "Bad Request: message text is empty", None);
+            }
+            if text.encode_utf16().count() > 4096 {
+                return error(400, "Bad Request: message is too long", None);
+            }
+            let id = inner.next_message_id;
+            inner.next_message_id += 1;
+            (
+                200,
+                json!({"ok": true, "result": {
+                    "message_id": id,
+                    "date": chrono::Utc::now().timestamp(),
+                    "chat": FakeTelegram::chat(chat),
+                    "text": text,
+                }}),
+            )
+        }
+        "answercallbackquery" | "setmycommands" | "deletewebhook" => {
+            (200, json!({"ok": true, "result": true}))
+        }
+        _ => error(404, "Not Found: method not found", None),
+    }
+}
+
+async fn get_updates(shared: &Shared, params: &Value) -> (u16, Value) {
+    let num = |v: &Value| match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    let offset = num(&params["offset"]).unwrap_or(0);
+    let timeout = num(&params["timeout"]).unwrap_or(0).clamp(0, 10) as u64;
+    let limit = num(&params["limit"]).unwrap_or(100).clamp(1, 100) as usize;
+    {
+        let mut inner = shared.inner.lock().unwrap();
+        if let Some((_, f)) = inner
+            .next
+            .iter()
+            .position(|(m, _)| m == "getupdates")
+            .and_then(|p| inner.next.remove(p))
+        {
+            return fault_response(&f);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let notified = shared.updates.notified();
+        {
+            let mut inner = shared.inner.lock().unwrap();
+            // Updates below the offset are confirmed: forget them.
+            inner
+                .updates
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            if !inner.updates.is_empty() {
+                let batch: Vec<Value> = inner.updates.iter().take(limit).cloned().collect();
+                return (200, json!({"ok": true, "result": batch}));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (200, json!({"ok": true, "result": []}));
+        }
+        let _ = tokio::time::timeout(left, notified).await;
+    }
+}
