@@ -39,7 +39,21 @@ pub struct Asset {
 include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
 
 /// The line served at `/` when the binary was built without the dashboard.
-pub const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>watchpost</title><p>The dashboard is not built into this binary: run <code>cargo xtask run</code> (or <code>cargo xtask dashboard</code>, then rebuild). The API and <a href=\"/metrics\">/metrics</a> work without it.</p>\n";
+pub const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>watchpost</title><p>The dashboard is not built into this binary: build with <code>cargo run --release</code> (it builds the dashboard; it needs the wasm32 target: <code>rustup target add wasm32-unknown-unknown</code>), or run <code>cargo xtask dashboard</code> and rebuild. The API and <a href=\"/metrics\">/metrics</a> work without it.</p>\n";
+
+/// The page served at `/` without a built dashboard: [`NOT_BUILT`], plus the build's
+/// reason when it tried and failed.
+pub fn not_built_page() -> String {
+    let mut page = NOT_BUILT.to_string();
+    if !BUILD_NOTE.is_empty() {
+        let escaped = BUILD_NOTE
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        page.push_str(&format!("<p>The build said:</p><pre>{escaped}</pre>\n"));
+    }
+    page
+}
 
 /// Client-side routes that serve `index.html`.
 pub const CLIENT_ROUTES: &[&str] = &[
@@ -111,7 +125,7 @@ fn index(assets: &'static [Asset], headers: &HeaderMap) -> Response {
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
-            NOT_BUILT,
+            not_built_page(),
         )
             .into_response(),
     }

@@ -204,7 +204,7 @@ async fn page_routes_serve_html_and_unknown_api_paths_stay_json() {
     if watchpost::web::is_built() {
         assert!(root.contains("/assets/"), "{root}");
     } else {
-        assert!(root.contains("cargo xtask"), "{root}");
+        assert!(root.contains("cargo run --release"), "{root}");
     }
     for path in [
         "/api/v1/nothing",
