@@ -119,6 +119,30 @@ async fn stream_evaluates_promql_like_the_query_api() {
     assert!(routes.contains("/health"), "{routes:?}");
     let ratio = ratio.expect("memory ratio");
     assert!(ratio > 0.0 && ratio <= 1.0, "{ratio}");
+
+    // A streamed point is what the query API says for that instant (so backfill from
+    // /api/v1/query_range lines up with live samples).
+    subscribe(&mut ws, &["system_memory_used_bytes"]).await;
+    let (t, v) = loop {
+        let m = next_json(&mut ws).await;
+        if m["type"] == "sample" && m["series"] == "system_memory_used_bytes" {
+            break (m["t"].as_i64().unwrap(), m["v"].as_f64().unwrap());
+        }
+    };
+    let (status, body) = app
+        .get_json(&format!(
+            "/api/v1/query?query=system_memory_used_bytes&time={}.{:03}",
+            t / 1000,
+            t % 1000
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let value: f64 = body["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(value, v, "{body}");
     app.stop().await;
 }
 

@@ -39,6 +39,8 @@ use crate::promql::{Engine, Value};
 
 /// Most expressions one client may subscribe to.
 pub const MAX_SERIES: usize = 200;
+/// Most distinct expressions the stream evaluates per tick, over all clients.
+pub const MAX_DISTINCT_EXPRS: usize = 2000;
 /// Longest expression accepted.
 pub const MAX_EXPR_BYTES: usize = 2048;
 /// Batches (ticks or alert events) buffered per client before it counts as too slow.
@@ -227,10 +229,27 @@ impl Hub {
         self.metrics.clients.set(c.map.len() as i64);
     }
 
-    fn subscribe(&self, id: u64, series: Vec<Arc<str>>) {
-        if let Some(client) = self.lock().map.get_mut(&id) {
+    /// Replaces a client's subscription, unless the hub would then evaluate more than
+    /// [`MAX_DISTINCT_EXPRS`] distinct expressions per tick.
+    fn subscribe(&self, id: u64, series: Vec<Arc<str>>) -> Result<(), String> {
+        let mut c = self.lock();
+        let mut distinct: HashSet<&str> = c
+            .map
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .flat_map(|(_, cl)| cl.series.iter().map(|e| &**e))
+            .collect();
+        distinct.extend(series.iter().map(|e| &**e));
+        if distinct.len() > MAX_DISTINCT_EXPRS {
+            return Err(format!(
+                "series: the server already evaluates close to {MAX_DISTINCT_EXPRS} distinct expressions for its stream clients; subscribe to fewer"
+            ));
+        }
+        drop(distinct);
+        if let Some(client) = c.map.get_mut(&id) {
             client.series = series;
         }
+        Ok(())
     }
 
     /// Number of connected clients.
@@ -581,7 +600,9 @@ fn on_client_text(hub: &Hub, id: u64, text: &str) -> Vec<Utf8Bytes> {
     match msg {
         ClientMsg::Subscribe { series } => match validate(series) {
             Ok(series) => {
-                hub.subscribe(id, series.clone());
+                if let Err(e) = hub.subscribe(id, series.clone()) {
+                    return vec![error_frame(None, &e)];
+                }
                 // Answer at once with the latest tick, so charts need not wait for the next.
                 let t = *hub.ticks.borrow();
                 if t == 0 || series.is_empty() {
@@ -723,8 +744,9 @@ mod hub_tests {
         );
         let (a, mut rx_a) = hub.add();
         let (b, mut rx_b) = hub.add();
-        hub.subscribe(a, vec![Arc::from("x"), Arc::from("bad")]);
-        hub.subscribe(b, vec![Arc::from("y")]);
+        hub.subscribe(a, vec![Arc::from("x"), Arc::from("bad")])
+            .unwrap();
+        hub.subscribe(b, vec![Arc::from("y")]).unwrap();
         tick_tx.send_replace(1000);
         let got_a = recv(&mut rx_a).await;
         assert_eq!(got_a[0]["type"], "sample");
@@ -761,6 +783,38 @@ mod hub_tests {
     }
 
     #[tokio::test]
+    async fn distinct_expressions_are_capped_over_all_clients() {
+        let (_tick_tx, tick_rx) = watch::channel(0i64);
+        let metrics = Metrics::new().unwrap();
+        let hub = Hub::start(
+            Arc::new(Fake),
+            tick_rx,
+            EventBus::default().subscribe_alerts(),
+            Duration::from_secs(1),
+            &metrics,
+        );
+        let exprs = |client: usize| -> Vec<Arc<str>> {
+            (0..MAX_SERIES)
+                .map(|i| Arc::from(format!("e{client}_{i}")))
+                .collect()
+        };
+        let per_client = MAX_DISTINCT_EXPRS / MAX_SERIES;
+        let mut ids = Vec::new();
+        for c in 0..per_client {
+            let (id, rx) = hub.add();
+            hub.subscribe(id, exprs(c)).unwrap();
+            ids.push((id, rx));
+        }
+        let (extra, _rx) = hub.add();
+        let err = hub.subscribe(extra, exprs(per_client)).unwrap_err();
+        assert!(err.starts_with("series:"), "{err}");
+        // Shared expressions cost nothing extra, and a client may replace its own set.
+        hub.subscribe(extra, exprs(0)).unwrap();
+        hub.subscribe(extra, Vec::new()).unwrap();
+        hub.subscribe(ids[0].0, exprs(per_client)).unwrap();
+    }
+
+    #[tokio::test]
     async fn a_slow_client_is_dropped_without_blocking_others() {
         let (tick_tx, tick_rx) = watch::channel(0i64);
         let bus = EventBus::default();
@@ -774,8 +828,8 @@ mod hub_tests {
         );
         let (slow, mut rx_slow) = hub.add();
         let (fast, mut rx_fast) = hub.add();
-        hub.subscribe(slow, vec![Arc::from("x")]);
-        hub.subscribe(fast, vec![Arc::from("x")]);
+        hub.subscribe(slow, vec![Arc::from("x")]).unwrap();
+        hub.subscribe(fast, vec![Arc::from("x")]).unwrap();
         for t in 1..=(CLIENT_QUEUE as i64 + 5) {
             tick_tx.send_replace(t);
             // The fast client keeps up.
