@@ -12,8 +12,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Environment variables with the `WATCHPOST_` prefix that are not configuration keys.
-const NON_CONFIG_ENV: &[&str] = &["config", "test_database_url", "test_pg_bin"];
+/// Environment variables with the `WATCHPOST_` prefix that are not configuration keys
+/// (`WATCHPOST_DASHBOARD_BUILD` steers the build script).
+const NON_CONFIG_ENV: &[&str] = &[
+    "config",
+    "test_database_url",
+    "test_pg_bin",
+    "dashboard_build",
+];
 
 /// A configuration problem; the message names the offending key.
 #[derive(Debug, thiserror::Error)]

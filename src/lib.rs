@@ -22,6 +22,7 @@ pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tsdb;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,15 +138,15 @@ impl App {
 
         let tsdb = Tsdb::new(config.tsdb.retention);
         let engine = Engine::new(tsdb.clone());
+        let (scraped_tx, scraped) = tokio::sync::watch::channel(0i64);
         {
             let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
             let interval = config.collect.interval;
             supervisor.spawn("tsdb-self-scrape", move |token| {
-                SelfScraper::new(tsdb.clone()).with_interval(interval).run(
-                    metrics.clone(),
-                    collect.clone(),
-                    token,
-                )
+                SelfScraper::new(tsdb.clone())
+                    .with_interval(interval)
+                    .with_scraped(scraped_tx.clone())
+                    .run(metrics.clone(), collect.clone(), token)
             });
         }
 
@@ -217,6 +218,7 @@ impl App {
             collect: collect_handle,
             tsdb,
             engine,
+            scraped,
             rules: rule_manager.clone(),
             alerts: alert_service,
             notify: notifications.handle.clone(),

@@ -13,6 +13,7 @@ pub mod query;
 pub mod reports;
 mod rules;
 pub mod silences;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub tsdb: Tsdb,
     /// PromQL over `tsdb`.
     pub engine: Engine,
+    /// Timestamp (Unix ms) of the latest self-scrape into `tsdb`: the stream's ticks.
+    pub scraped: tokio::sync::watch::Receiver<i64>,
     /// Rule groups (`/api/v1/rules`, `/-/reload`).
     pub rules: crate::rules::RuleManager,
     /// The alert pipeline: ingest, queries, acks, silences, stats, reports.
@@ -66,7 +69,11 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.alerts.max_body_bytes;
     let http_metrics = HttpMetricsLayer::new(state.metrics.http.clone());
+    let samples: Arc<dyn stream::SampleSource> =
+        Arc::new(stream::EngineSource::new(state.engine.clone()));
     Router::new()
+        .merge(crate::web::router())
+        .merge(stream::router(&state, samples))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -28,6 +28,8 @@ pub struct SelfScraper {
     /// Expected spacing of scrapes, for timestamp alignment (0 = none).
     interval_ms: i64,
     last_ts: Option<i64>,
+    /// Told the stored timestamp after every scrape (the dashboard stream's ticks).
+    scraped: Option<tokio::sync::watch::Sender<i64>>,
 }
 
 impl SelfScraper {
@@ -39,6 +41,7 @@ impl SelfScraper {
             last_retention_ms: i64::MIN,
             interval_ms: 0,
             last_ts: None,
+            scraped: None,
         }
     }
 
@@ -46,6 +49,13 @@ impl SelfScraper {
     /// previous scrape to exactly that spacing.
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval_ms = i64::try_from(interval.as_millis()).unwrap_or(0);
+        self
+    }
+
+    /// After every scrape, sends the timestamp its samples were stored at: readers that
+    /// evaluate at that instant see the scrape complete.
+    pub fn with_scraped(mut self, scraped: tokio::sync::watch::Sender<i64>) -> Self {
+        self.scraped = Some(scraped);
         self
     }
 
@@ -82,6 +92,9 @@ impl SelfScraper {
         }
         let appended = current.len();
         self.previous = current;
+        if let Some(tx) = &self.scraped {
+            tx.send_replace(ts_ms);
+        }
         if ts_ms.saturating_sub(self.last_retention_ms) >= RETENTION_EVERY_MS {
             self.last_retention_ms = ts_ms;
             self.tsdb.apply_retention(ts_ms);

@@ -106,6 +106,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// A config for tests: a free port, the given database, fast collection, no rule files.
+#[allow(clippy::field_reassign_with_default)]
 pub fn test_config(db_url: &str) -> Config {
     let mut c = Config {
         listen: "127.0.0.1:0".into(),
@@ -236,6 +237,7 @@ pub struct Server {
 impl Server {
     /// Spawns `cmd serve` (with `--config`-less defaults unless set) and waits for
     /// `listening on ADDR`.
+    #[allow(clippy::zombie_processes)] // `Server`'s Drop kills and waits for the child.
     pub fn spawn(mut cmd: Command) -> Server {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn watchpost");

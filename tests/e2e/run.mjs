@@ -1,0 +1,362 @@
+// Browser end-to-end tests of the watchpost dashboard.
+//
+//   cd tests/e2e && npm ci && node run.mjs
+//
+// Builds what it needs (`cargo xtask dashboard`, then `cargo build --bin watchpost`;
+// both are no-ops when up to date) unless WATCHPOST_BIN names a binary to use, starts
+// that binary on a free loopback port with a temporary SQLite database and bearer
+// tokens, and drives Debian's /usr/bin/chromium (CHROMIUM overrides) through
+// playwright-core with a fresh profile. Never downloads a browser.
+//
+// Each check reports on its own line ("ok" / "FAIL"); the exit status is 1 if any
+// failed. Screenshots, the server log and results.json go to tests/e2e/artifacts/.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, createWriteStream, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const artifacts = join(here, 'artifacts');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TOKENS = {
+  viewer: 'e2e-viewer-token-000',
+  operator: 'e2e-operator-token-000',
+  admin: 'e2e-admin-token-0000',
+};
+const results = [];
+
+function log(msg) {
+  process.stdout.write(`${msg}\n`);
+}
+
+async function check(name, fn) {
+  const started = Date.now();
+  try {
+    const detail = await fn();
+    const ms = Date.now() - started;
+    results.push({ name, ok: true, ms, detail: detail ?? null });
+    log(`ok   - ${name} (${ms} ms)${detail ? ` — ${detail}` : ''}`);
+    return true;
+  } catch (e) {
+    const ms = Date.now() - started;
+    const message = (e && e.message ? e.message : String(e)).split('\n').slice(0, 6).join('\n       ');
+    results.push({ name, ok: false, ms, error: message });
+    log(`FAIL - ${name} (${ms} ms): ${message}`);
+    return false;
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function build() {
+  if (process.env.WATCHPOST_BIN) return resolve(process.env.WATCHPOST_BIN);
+  const cargo = process.env.CARGO || 'cargo';
+  for (const args of [['xtask', 'dashboard'], ['build', '--bin', 'watchpost']]) {
+    log(`# cargo ${args.join(' ')}`);
+    const r = spawnSync(cargo, args, { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`cargo ${args.join(' ')} failed (${r.status})`);
+  }
+  const dir = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, 'target');
+  return join(dir, 'debug', 'watchpost');
+}
+
+/** Starts the server; resolves with its base URL once it logs `listening on ADDR`. */
+function startServer(bin, dir) {
+  const config = `listen = "127.0.0.1:0"
+database_url = "sqlite://${join(dir, 'watchpost.db')}"
+
+[collect]
+interval = "500ms"
+
+[rules]
+files = []
+
+[log]
+format = "json"
+
+[[auth.tokens]]
+token = "${TOKENS.viewer}"
+role = "viewer"
+name = "e2e-viewer"
+
+[[auth.tokens]]
+token = "${TOKENS.operator}"
+role = "operator"
+name = "e2e-operator"
+
+[[auth.tokens]]
+token = "${TOKENS.admin}"
+role = "admin"
+name = "e2e-admin"
+`;
+  const configPath = join(dir, 'watchpost.toml');
+  writeFileSync(configPath, config);
+  const child = spawn(bin, ['serve', '--config', configPath], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // WATCHPOST_* variables are configuration to the server (WATCHPOST_BIN,
+    // WATCHPOST_TEST_DATABASE_URL… would be unknown keys): the file alone configures it.
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WATCHPOST_'))),
+  });
+  const logFile = createWriteStream(join(artifacts, 'server.log'));
+  child.stdout.pipe(logFile);
+  return new Promise((resolvePromise, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start in 60 s:\n${buf.slice(-2000)}`)), 60_000);
+    child.on('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${buf.slice(-2000)}`)));
+    child.stderr.on('data', (d) => {
+      logFile.write(d);
+      buf += d.toString();
+      const m = buf.match(/listening on ([0-9.]+:[0-9]+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolvePromise({ child, base: `http://${m[1]}` });
+      }
+    });
+  });
+}
+
+async function api(base, method, path, body, token = TOKENS.operator) {
+  const res = await fetch(base + path, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, json, text };
+}
+
+async function waitFor(fn, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function main() {
+  rmSync(artifacts, { recursive: true, force: true });
+  mkdirSync(artifacts, { recursive: true });
+  assert(existsSync(CHROMIUM), `${CHROMIUM} not found (apt-get install chromium)`);
+  const bin = build();
+  assert(existsSync(bin), `${bin} not found`);
+  const dir = mkdtempSync(join(tmpdir(), 'watchpost-e2e-'));
+  const profile = mkdtempSync(join(tmpdir(), 'watchpost-e2e-chromium-'));
+  let server;
+  let context;
+  try {
+    server = await startServer(bin, dir);
+    log(`# watchpost at ${server.base} (${bin})`);
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1440, height: 900 },
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    await run(server.base, context);
+  } catch (e) {
+    results.push({ name: 'setup', ok: false, error: String(e && e.stack ? e.stack : e) });
+    log(`FAIL - setup: ${e && e.stack ? e.stack : e}`);
+  } finally {
+    if (context) await context.close().catch(() => {});
+    if (server) server.child.kill('SIGTERM');
+    rmSync(profile, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+  writeFileSync(join(artifacts, 'results.json'), JSON.stringify(results, null, 2));
+  const failed = results.filter((r) => !r.ok);
+  log(`\n${results.length - failed.length} passed, ${failed.length} failed; artifacts in ${artifacts}`);
+  process.exit(failed.length ? 1 : 0);
+}
+
+async function run(base, context) {
+  const consoleErrors = [];
+  context.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`${m.text()} (${m.location()?.url || ''})`);
+  });
+  context.on('weberror', (e) => consoleErrors.push(`page error: ${e.error().message}`));
+  const page = context.pages()[0] || (await context.newPage());
+  // Layout shifts as the browser measures them (Core Web Vitals' CLS, without input).
+  await page.addInitScript(() => {
+    window.__cls = 0;
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (!e.hadRecentInput) window.__cls += e.value;
+    }).observe({ type: 'layout-shift', buffered: true });
+  });
+
+  const loaded = await check('overview loads: stream live, first chart drawn', async () => {
+    const started = Date.now();
+    await page.goto(base + '/', { waitUntil: 'load' });
+    await page.waitForSelector('#chart-cpu', { timeout: 15_000 });
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 15_000 });
+    await page.waitForFunction(() => document.querySelector('#chart-cpu')?.dataset.lastT, null, { timeout: 15_000 });
+    return `first CPU point drawn ${Date.now() - started} ms after navigation`;
+  });
+
+  await check('the page loads with no console errors', async () => {
+    await page.waitForTimeout(1000);
+    assert(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
+  });
+
+  await check('a chart\'s latest point changes within 3 s', async () => {
+    assert(loaded, 'needs the loaded overview');
+    const before = await page.$eval('#chart-cpu', (e) => e.dataset.lastT);
+    const started = Date.now();
+    await page.waitForFunction(
+      (b) => {
+        const t = document.querySelector('#chart-cpu')?.dataset.lastT;
+        return t && t !== b;
+      },
+      before,
+      { timeout: 3_000 },
+    );
+    const after = await page.$eval('#chart-cpu', (e) => e.dataset.lastT);
+    return `data-last-t ${before} → ${after} after ${Date.now() - started} ms`;
+  });
+
+  await check('no layout shift while data arrives (CLS < 0.05)', async () => {
+    await page.waitForTimeout(1500);
+    const cls = await page.evaluate(() => window.__cls);
+    assert(cls < 0.05, `cumulative layout shift ${cls.toFixed(4)}`);
+    return `CLS ${cls.toFixed(4)}`;
+  });
+
+  await check('screenshot: overview (desktop and phone width)', async () => {
+    await page.screenshot({ path: join(artifacts, 'overview.png'), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(400);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await page.screenshot({ path: join(artifacts, 'overview-phone.png'), fullPage: false });
+    await page.setViewportSize({ width: 1440, height: 900 });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.waitForTimeout(400);
+    await page.screenshot({ path: join(artifacts, 'overview-dark.png'), fullPage: false });
+    await page.emulateMedia({ colorScheme: 'light' });
+    assert(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
+  });
+
+  // Alerts: open the page through the nav (client-side routing), then ingest.
+  let alertId = null;
+  const marker = `e2e-${Date.now().toString(36)}`;
+  await check('an alert ingested through POST /api/v1/alerts appears in the table within 2 s', async () => {
+    await page.click('nav a[href="/alerts"]');
+    await page.waitForSelector('#alerts-table', { timeout: 5_000 });
+    await page.waitForFunction(() => !document.body.innerText.includes('Loading…'), null, { timeout: 5_000 });
+    const body = {
+      message: `Disk almost full on ${marker}`,
+      severity: 'critical',
+      source: 'e2e',
+      labels: { alertname: 'E2EDiskAlmostFull', instance: marker },
+      annotations: { summary: 'written by the browser test' },
+    };
+    const posted = Date.now();
+    const r = await api(base, 'POST', '/api/v1/alerts', body);
+    assert(r.status === 202, `POST /api/v1/alerts answered ${r.status}: ${r.text.slice(0, 300)}`);
+    alertId = r.json?.ids?.[0];
+    assert(alertId !== undefined && alertId !== null, `no id in ${r.text}`);
+    await page.waitForSelector(`#alerts-table tr[data-id="${alertId}"]`, { timeout: 2_000 });
+    return `row for alert ${alertId} visible ${Date.now() - posted} ms after the POST`;
+  });
+
+  await check('Ack with an operator token acknowledges it (checked through the API)', async () => {
+    assert(alertId !== null, 'needs the alert from the previous check');
+    await page.click('.topbar button[title="Access token"]');
+    await page.fill('#token-input', TOKENS.operator);
+    await page.fill('#user-input', 'e2e-browser');
+    await page.click('#token-save');
+    await page.click(`#alerts-table tr[data-id="${alertId}"] a.title`);
+    await page.waitForSelector('#alert-drawer #ack-button', { timeout: 5_000 });
+    await page.fill('#ack-comment', 'looking into it');
+    await page.click('#ack-button');
+    const acked = await waitFor(async () => {
+      const r = await api(base, 'GET', `/api/v1/alerts/${alertId}`, null, TOKENS.viewer);
+      return r.status === 200 && r.json?.acknowledged ? r.json : null;
+    }, 5_000, `GET /api/v1/alerts/${alertId} to show acknowledged`);
+    assert(acked.acknowledged.by === 'e2e-browser', `acknowledged.by = ${JSON.stringify(acked.acknowledged)}`);
+    await page.waitForSelector('#acked-by', { timeout: 5_000 });
+    await page.screenshot({ path: join(artifacts, 'alert-detail.png') });
+    return `acknowledged by ${acked.acknowledged.by}`;
+  });
+
+  await check('reload on the /alerts deep link works', async () => {
+    await page.goto(base + '/alerts?severity=critical', { waitUntil: 'load' });
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForSelector('#alerts-table', { timeout: 10_000 });
+    const sel = await page.$eval('#filter-severity', (e) => e.value);
+    assert(sel === 'critical', `severity filter after reload is ${sel}`);
+    if (alertId !== null) {
+      await page.waitForSelector(`#alerts-table tr[data-id="${alertId}"]`, { timeout: 5_000 });
+      await page.goto(`${base}/alerts/${alertId}`, { waitUntil: 'load' });
+      await page.reload({ waitUntil: 'load' });
+      await page.waitForSelector('#alert-drawer', { timeout: 10_000 });
+    }
+    await page.screenshot({ path: join(artifacts, 'alerts.png') });
+  });
+
+  for (const [name, path, selector] of [
+    ['history', '/history', '#tile-total'],
+    ['rules', '/rules', '#reload-rules'],
+    ['silences', '/silences', '#silences-table'],
+  ]) {
+    await check(`screenshot: ${name}`, async () => {
+      await page.goto(base + path, { waitUntil: 'load' });
+      await page.waitForSelector(selector, { timeout: 10_000 });
+      await page.waitForTimeout(600);
+      await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+    });
+  }
+
+  await check('a dropped stream shows "reconnecting", then recovers', async () => {
+    const p = await context.newPage();
+    let sockets = [];
+    await p.routeWebSocket('**/api/v1/stream', (ws) => {
+      const server = ws.connectToServer();
+      sockets.push({ ws, server });
+    });
+    await p.goto(base + '/', { waitUntil: 'load' });
+    await p.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    for (const s of sockets) await s.ws.close({ code: 1012, reason: 'e2e restart' });
+    await p.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 3_000 });
+    await p.screenshot({ path: join(artifacts, 'reconnecting.png') });
+    await p.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    const before = await p.$eval('#chart-cpu', (e) => e.dataset.lastT);
+    await p.waitForFunction((b) => document.querySelector('#chart-cpu')?.dataset.lastT !== b, before, { timeout: 3_000 });
+    await p.close();
+    return `reconnected after ${sockets.length - 1} new connection(s)`;
+  });
+
+  await check('no console errors during the whole run', async () => {
+    assert(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
+  });
+}
+
+main().catch((e) => {
+  log(`FAIL - runner: ${e && e.stack ? e.stack : e}`);
+  process.exit(1);
+});
