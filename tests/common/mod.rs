@@ -7,6 +7,8 @@
     clippy::zombie_processes
 )]
 
+pub mod peers;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
