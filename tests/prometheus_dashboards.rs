@@ -9,17 +9,13 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::post;
 use common::peers::{Peer, debian_binary, start_prometheus};
-use common::{TestApp, eventually, sqlite_db, test_config};
+use common::workload::{start_hook, traffic, workload_config};
+use common::{TestApp, eventually, sqlite_db};
 use serde_json::{Value, json};
-use watchpost::config::Config;
 
 /// How long Prometheus scrapes before the panel queries run.
 const SCRAPE_FOR: Duration = Duration::from_secs(30);
@@ -38,126 +34,26 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A webhook receiver answering 200 and counting requests.
-async fn start_hook() -> (String, Arc<AtomicUsize>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move || {
-            let c = c.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                StatusCode::OK
+/// `deploy/prometheus/prometheus.yml` as shipped, pointed at `target` and scraping
+/// every second.
+fn shipped_prometheus_config(target: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))
+        .expect("deploy/prometheus/prometheus.yml");
+    assert!(
+        text.contains("127.0.0.1:8080"),
+        "the shipped config targets 127.0.0.1:8080"
+    );
+    text.lines()
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let key = line.trim_start().split(':').next().unwrap_or_default();
+            match key {
+                "scrape_interval" | "evaluation_interval" => format!("{indent}{key}: 1s"),
+                _ => line.replace("127.0.0.1:8080", target),
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind hook");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, count)
-}
-
-/// watchpost with the shipped rules, an always-firing test rule and a webhook route.
-fn config(db_url: &str, rules_dir: &Path, hook: &str) -> Config {
-    std::fs::write(
-        rules_dir.join("test.yml"),
-        r#"groups:
-  - name: dashboard-test
-    interval: 1s
-    rules:
-      - alert: DashboardTestAlert
-        expr: vector(1) > 0
-        labels:
-          severity: warning
-        annotations:
-          summary: "always firing"
-"#,
-    )
-    .expect("write rule file");
-    let mut c = Config::from_toml(&format!(
-        r#"
-[route]
-receiver = "hook"
-group_wait = "100ms"
-group_interval = "1s"
-[[receivers]]
-name = "hook"
-webhook = {{ url = "{hook}" }}
-"#
-    ))
-    .expect("config");
-    let base = test_config(db_url);
-    c.listen = base.listen;
-    c.database_url = base.database_url;
-    c.database = base.database;
-    c.collect.interval = Duration::from_secs(1);
-    c.rules.files = vec![
-        repo().join("alerts/*.yml").display().to_string(),
-        rules_dir.join("test.yml").display().to_string(),
-    ];
-    c
-}
-
-/// Requests that make every route, status and metric family of the dashboards exist.
-async fn traffic(app: &TestApp) {
-    let now = chrono::Utc::now();
-    let ingest = [
-        (
-            "/api/v1/alerts",
-            json!([
-                {"message": "disk almost full", "severity": "critical", "source": "dash", "labels": {"host": "a"}},
-                {"message": "queue slow", "severity": "warning", "source": "dash", "labels": {"host": "b"}},
-                {"message": "deploy done", "severity": "info", "source": "dash", "labels": {"host": "c"}}
-            ]),
-        ),
-        (
-            "/api/v2/alerts",
-            json!([{"labels": {"alertname": "FromProm", "severity": "warning"},
-                    "annotations": {"summary": "prom"}, "startsAt": now.to_rfc3339()}]),
-        ),
-        (
-            "/api/v1/webhooks/alertmanager",
-            json!({"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "wp",
-                   "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-                   "externalURL": "http://am", "truncatedAlerts": 0,
-                   "alerts": [{"status": "firing", "labels": {"alertname": "FromAM", "severity": "critical"},
-                               "annotations": {}, "startsAt": now.to_rfc3339(),
-                               "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "x"}]}),
-        ),
-    ];
-    for (path, body) in &ingest {
-        let (status, reply) = app.post_json(path, body).await;
-        assert!(status < 300, "POST {path}: {status} {reply}");
-    }
-    let end = chrono::Utc::now().timestamp();
-    let range = format!(
-        "/api/v1/query_range?query=up&start={}&end={}&step=15",
-        end - 600,
-        end - 300
-    );
-    let gets = [
-        "/health",
-        "/ready",
-        "/metrics",
-        "/api/v1/alerts",
-        "/api/v1/alerts/stats?window=1h",
-        "/api/v1/alerts/stats?window=1h",
-        "/api/v1/rules",
-        "/api/v1/query?query=vector(1)",
-        range.as_str(),
-        range.as_str(),
-        "/no/such/page",
-    ];
-    for path in gets {
-        let (status, _) = app.get_text(path).await;
-        let want = if path == "/no/such/page" { 404 } else { 200 };
-        assert_eq!(status, want, "GET {path}");
-    }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every `expr` of every panel (rows' nested panels included) of a dashboard file.
@@ -407,18 +303,9 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
     let db = sqlite_db();
     let rules_dir = tempfile::tempdir().expect("tempdir");
     let (hook, hook_count) = start_hook().await;
-    let app = TestApp::start(config(&db.url, rules_dir.path(), &hook)).await;
+    let app = TestApp::start(workload_config(&db.url, rules_dir.path(), &hook)).await;
     let target = app.base.trim_start_matches("http://").to_string();
-    let prom_config = format!(
-        r#"global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: watchpost
-    static_configs:
-      - targets: ["{target}"]
-"#
-    );
+    let prom_config = shipped_prometheus_config(&target);
     let mut prom = start_prometheus(exe, &[("prometheus.yml", &prom_config)], &[]);
     prom.wait_ready(Duration::from_secs(60)).await;
     let started = Instant::now();

@@ -8,6 +8,7 @@
 )]
 
 pub mod peers;
+pub mod workload;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
