@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Generates grafana/dashboards/*.json (commit the output; edit this file, not the JSON).
 
+`GRAFANA_OUT=DIR` writes elsewhere (the tests compare that with the committed files).
+
 Every panel query aggregates away `job` and `instance` (`sum without (job, instance)`
 or `by (...)`), so the same query returns the same label sets whether Grafana reads
 Prometheus (which adds them on scrape) or watchpost's own PromQL API (which has none).
 """
 import json
+import os
 import pathlib
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+OUT = pathlib.Path(os.environ.get("GRAFANA_OUT") or
+                   pathlib.Path(__file__).resolve().parent.parent / "grafana" / "dashboards")
 SEL = 'instance=~"$instance"'
 RI = "$__rate_interval"
 
@@ -21,20 +25,24 @@ class Board:
     def __init__(self, uid, title, tags):
         self.uid, self.title, self.tags = uid, title, tags
         self.panels, self.y, self.next_id = [], 0, 1
+        self.x, self.line_h = 0, 0
 
     def row(self, title):
+        if self.x > 0:  # finish the partly filled line of the previous row
+            self.y += self.line_h
         self.panels.append({"type": "row", "title": title, "id": self.next_id, "collapsed": False,
                             "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": []})
         self.next_id += 1
         self.y += 1
-        self.x = 0
+        self.x, self.line_h = 0, 0
 
     def panel(self, title, targets, unit="short", kind="timeseries", w=8, h=8, thresholds=None,
-              description="", min_=None, max_=None, stack=False):
+              description="", min_=None, max_=None, stack=False, base="green"):
         if self.x + w > 24:
             self.x = 0
-            self.y += h
-        steps = [{"color": "green", "value": None}]
+            self.y += self.line_h
+            self.line_h = 0
+        steps = [{"color": base, "value": None}]
         for value, color in thresholds or []:
             steps.append({"color": color, "value": value})
         defaults = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
@@ -63,9 +71,11 @@ class Board:
         self.panels.append(panel)
         self.next_id += 1
         self.x += w
+        self.line_h = max(self.line_h, h)
         if self.x >= 24:
             self.x = 0
-            self.y += h
+            self.y += self.line_h
+            self.line_h = 0
 
     def write(self):
         board = {
@@ -134,10 +144,18 @@ def overview():
     b.panel("Rule evaluation p99", [(f"histogram_quantile(0.99, sum by (le) (rate(watchpost_rule_evaluation_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p99")], unit="s")
     b.panel("Notifications", [(f"sum by (receiver, outcome) (rate(watchpost_notifications_total{{{SEL}}}[{RI}]))", "{{receiver}} {{outcome}}"),
                               (f"sum by (receiver) (watchpost_notification_queue_depth{{{SEL}}})", "{{receiver}} queued")])
+    b.panel("Last rule reload", [(f"min without (job, instance) (watchpost_rules_last_reload_success{{{SEL}}})", "reload ok")],
+            kind="stat", w=8, h=4, thresholds=[(1, "green")], min_=0, max_=1, base="red",
+            description="1 when the last rule file (re)load succeeded; 0 means a broken file is being ignored.")
     b.row("Process")
     b.panel("Resident memory", [(f"sum without (job, instance) (process_resident_memory_bytes{{{SEL}}})", "rss")], unit="bytes")
     b.panel("CPU", [(f"sum without (job, instance) (rate(process_cpu_seconds_total{{{SEL}}}[{RI}]))", "cores")], unit="percentunit")
     b.panel("Log events", [(f"sum by (level) (rate(watchpost_log_events_total{{{SEL}}}[{RI}]))", "{{level}}")], unit="ops")
+    b.panel("Open file descriptors", [(f"sum without (job, instance) (process_open_fds{{{SEL}}})", "open"),
+                                      (f"sum without (job, instance) (process_max_fds{{{SEL}}})", "limit")])
+    b.panel("Uptime", [(f"time() - max without (job, instance) (process_start_time_seconds{{{SEL}}})", "watchpost"),
+                       (f"max without (job, instance) (system_uptime_seconds{{{SEL}}})", "host")],
+            kind="stat", unit="s")
     b.write()
 
 
