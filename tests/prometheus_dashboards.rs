@@ -34,22 +34,44 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `deploy/prometheus/prometheus.yml` as shipped, pointed at `target` and scraping
-/// every second.
+/// Where the shipped Prometheus config looks for rule files.
+const SHIPPED_RULES: &str = "/etc/prometheus/rules/*.yml";
+
+/// A Prometheus alerting rule that fires at once (delivered to watchpost by the shipped
+/// `alerting:` block).
+const PROMETHEUS_RULES: &str = r#"groups:
+  - name: dashboard-test
+    rules:
+      - alert: PrometheusSideAlert
+        expr: vector(1) > 0
+        labels:
+          severity: info
+        annotations:
+          summary: "fired by Prometheus"
+"#;
+
+/// `deploy/prometheus/prometheus.yml` as shipped, pointed at `target`, scraping and
+/// evaluating every second, its rules from `rules.yml` beside it.
 fn shipped_prometheus_config(target: &str) -> String {
     let text = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))
         .expect("deploy/prometheus/prometheus.yml");
-    assert!(
-        text.contains("127.0.0.1:8080"),
-        "the shipped config targets 127.0.0.1:8080"
-    );
+    for needle in [
+        "127.0.0.1:8080",
+        SHIPPED_RULES,
+        "alerting:",
+        "api_version: v2",
+    ] {
+        assert!(text.contains(needle), "the shipped config has {needle}");
+    }
     text.lines()
         .map(|line| {
             let indent = &line[..line.len() - line.trim_start().len()];
             let key = line.trim_start().split(':').next().unwrap_or_default();
             match key {
                 "scrape_interval" | "evaluation_interval" => format!("{indent}{key}: 1s"),
-                _ => line.replace("127.0.0.1:8080", target),
+                _ => line
+                    .replace("127.0.0.1:8080", target)
+                    .replace(SHIPPED_RULES, "rules.yml"),
             }
         })
         .collect::<Vec<_>>()
@@ -306,7 +328,16 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
     let app = TestApp::start(workload_config(&db.url, rules_dir.path(), &hook)).await;
     let target = app.base.trim_start_matches("http://").to_string();
     let prom_config = shipped_prometheus_config(&target);
-    let mut prom = start_prometheus(exe, &[("prometheus.yml", &prom_config)], &[]);
+    // Resend firing alerts every second (default 1m): Prometheus drops the first send
+    // when it comes before its Alertmanager (watchpost) was discovered.
+    let mut prom = start_prometheus(
+        exe,
+        &[
+            ("prometheus.yml", &prom_config),
+            ("rules.yml", PROMETHEUS_RULES),
+        ],
+        &["--rules.alert.resend-delay=1s"],
+    );
     prom.wait_ready(Duration::from_secs(60)).await;
     let started = Instant::now();
     traffic(&app).await;
@@ -325,6 +356,23 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
     assert!(
         up.is_some(),
         "Prometheus never scraped watchpost:\n{}",
+        prom.log()
+    );
+    // The shipped `alerting:` block delivers Prometheus' alerts to watchpost.
+    let delivered = eventually(Duration::from_secs(30), || async {
+        let (_, body) = app
+            .get_json("/api/v1/alerts?source=prometheus&state=firing")
+            .await;
+        body["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["alertname"] == "PrometheusSideAlert")
+            .cloned()
+    })
+    .await;
+    assert!(
+        delivered.is_some(),
+        "Prometheus' alert never reached watchpost:\n{}",
         prom.log()
     );
     // Traffic again, so the rate windows of both see increases after the first scrape.
