@@ -55,7 +55,7 @@ fn promtool_check_metrics(promtool: &str, text: &str) -> Output {
 async fn busy_app(db_url: &str, rules: &std::path::Path) -> TestApp {
     let (hook, count) = start_hook().await;
     let app = TestApp::start(workload_config(db_url, rules, &hook)).await;
-    traffic(&app).await;
+    traffic(&app, None).await;
     let notified = eventually(Duration::from_secs(30), || async {
         (count.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
     })
