@@ -401,9 +401,11 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
     );
     // Traffic again, so the rate windows of both see increases after the first scrape.
     traffic(&app, Some(TOKEN)).await;
-    if let Some(left) = SCRAPE_FOR.checked_sub(started.elapsed()) {
-        tokio::time::sleep(left).await;
-    }
+    // At least a few scrapes of the last new series before comparing.
+    let left = SCRAPE_FOR
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(5));
+    tokio::time::sleep(left).await;
 
     check_data_source_handshake(&client, &app.base).await;
     check_instance_variable(&client, &prom.base, &app.base, &target).await;
