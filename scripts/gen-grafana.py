@@ -37,7 +37,7 @@ class Board:
         self.x, self.line_h = 0, 0
 
     def panel(self, title, targets, unit="short", kind="timeseries", w=8, h=8, thresholds=None,
-              description="", min_=None, max_=None, stack=False, base="green"):
+              description="", min_=None, max_=None, stack=False, base="green", colors=None):
         if self.x + w > 24:
             self.x = 0
             self.y += self.line_h
@@ -59,7 +59,10 @@ class Board:
             "id": self.next_id, "type": kind, "title": title, "description": description,
             "datasource": ds(),
             "gridPos": {"h": h, "w": w, "x": self.x, "y": self.y},
-            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": [
+                {"matcher": {"id": "byName", "options": name},
+                 "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
+                for name, color in (colors or {}).items()]},
             "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                         "tooltip": {"mode": "multi", "sort": "desc"}} if kind == "timeseries" else
                        {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
@@ -159,6 +162,9 @@ def overview():
     b.write()
 
 
+SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+
+
 def alerts():
     b = Board("watchpost-alerts", "watchpost / Alerts", ["watchpost", "alerting"])
     b.row("Now")
@@ -166,9 +172,15 @@ def alerts():
         b.panel(f"Active {sev}", [(f"sum without (job, instance) (watchpost_alerts_active{{{SEL},severity=\"{sev}\"}})", sev)],
                 kind="stat", w=8, h=4, thresholds=[(1, color)])
     b.row("Rates")
-    b.panel("Alerts received by source", [(f"sum by (source) (rate(watchpost_alerts_received_total{{{SEL}}}[{RI}]))", "{{source}}")],
+    b.panel("Alerts started firing by severity", [(f"sum by (severity) (rate(watchpost_alerts_fired_total{{{SEL}}}[{RI}]))", "{{severity}}")],
+            unit="ops", w=12, stack=True, colors=SEVERITY_COLORS,
+            description="New alerts, and resolved ones firing again, per second.")
+    b.panel("Alerts started firing by source", [(f"sum by (source) (rate(watchpost_alerts_fired_total{{{SEL}}}[{RI}]))", "{{source}}")],
             unit="ops", w=12, stack=True)
-    b.panel("Active alerts by severity", [(f"sum by (severity) (watchpost_alerts_active{{{SEL}}})", "{{severity}}")], w=12)
+    b.panel("Alerts received by source", [(f"sum by (source) (rate(watchpost_alerts_received_total{{{SEL}}}[{RI}]))", "{{source}}")],
+            unit="ops", w=12, stack=True, description="Every ingested alert, repeats and resolutions included.")
+    b.panel("Active alerts by severity", [(f"sum by (severity) (watchpost_alerts_active{{{SEL}}})", "{{severity}}")], w=12,
+            colors=SEVERITY_COLORS)
     b.panel("Ingest queue", [(f"sum by (queue) (watchpost_batch_queue_depth{{{SEL}}})", "{{queue}} depth"),
                              (f"sum by (queue, outcome) (rate(watchpost_batch_items_total{{{SEL}}}[{RI}]))", "{{queue}} {{outcome}}/s")], w=12)
     b.row("Notifications")

@@ -16,6 +16,7 @@ use common::peers::{Peer, debian_binary, start_prometheus};
 use common::workload::{start_hook, traffic, workload_config};
 use common::{TestApp, eventually, sqlite_db};
 use serde_json::{Value, json};
+use watchpost::config::{Role, Secret, TokenConfig};
 
 /// How long Prometheus scrapes before the panel queries run.
 const SCRAPE_FOR: Duration = Duration::from_secs(30);
@@ -34,22 +35,60 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `deploy/prometheus/prometheus.yml` as shipped, pointed at `target` and scraping
-/// every second.
+/// The operator token watchpost requires for writes; Prometheus presents it from the
+/// shipped config's `credentials_file`, the workload sends it; scrapes and queries go
+/// without.
+const TOKEN: &str = "prometheus-operator-token";
+
+/// Where the shipped Prometheus config looks for rule files.
+const SHIPPED_RULES: &str = "/etc/prometheus/rules/*.yml";
+
+/// A Prometheus alerting rule that fires at once (delivered to watchpost by the shipped
+/// `alerting:` block).
+const PROMETHEUS_RULES: &str = r#"groups:
+  - name: dashboard-test
+    rules:
+      - alert: PrometheusSideAlert
+        expr: vector(1) > 0
+        labels:
+          severity: info
+        annotations:
+          summary: "fired by Prometheus"
+"#;
+
+/// `deploy/prometheus/prometheus.yml` as shipped, pointed at `target`, scraping and
+/// evaluating every second, its rules from `rules.yml` and its bearer token from
+/// `watchpost.token` beside it (the commented `authorization:` block enabled).
 fn shipped_prometheus_config(target: &str) -> String {
     let text = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))
         .expect("deploy/prometheus/prometheus.yml");
-    assert!(
-        text.contains("127.0.0.1:8080"),
-        "the shipped config targets 127.0.0.1:8080"
-    );
+    for needle in [
+        "127.0.0.1:8080",
+        SHIPPED_RULES,
+        "alerting:",
+        "api_version: v2",
+        "#   credentials_file:",
+    ] {
+        assert!(text.contains(needle), "the shipped config has {needle}");
+    }
     text.lines()
         .map(|line| {
             let indent = &line[..line.len() - line.trim_start().len()];
-            let key = line.trim_start().split(':').next().unwrap_or_default();
+            let body = line.trim_start();
+            let key = body.split(':').next().unwrap_or_default();
             match key {
                 "scrape_interval" | "evaluation_interval" => format!("{indent}{key}: 1s"),
-                _ => line.replace("127.0.0.1:8080", target),
+                _ if body.starts_with("#   credentials_file:") => {
+                    format!("{indent}  credentials_file: watchpost.token")
+                }
+                _ if body.starts_with("# authorization:")
+                    || body.starts_with("#   type: Bearer") =>
+                {
+                    format!("{indent}{}", &body[2..])
+                }
+                _ => line
+                    .replace("127.0.0.1:8080", target)
+                    .replace(SHIPPED_RULES, "rules.yml"),
             }
         })
         .collect::<Vec<_>>()
@@ -303,13 +342,29 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
     let db = sqlite_db();
     let rules_dir = tempfile::tempdir().expect("tempdir");
     let (hook, hook_count) = start_hook().await;
-    let app = TestApp::start(workload_config(&db.url, rules_dir.path(), &hook)).await;
+    let mut config = workload_config(&db.url, rules_dir.path(), &hook);
+    config.auth.tokens = vec![TokenConfig {
+        token: Secret(TOKEN.into()),
+        role: Role::Operator,
+        name: Some("prometheus".into()),
+    }];
+    let app = TestApp::start(config).await;
     let target = app.base.trim_start_matches("http://").to_string();
     let prom_config = shipped_prometheus_config(&target);
-    let mut prom = start_prometheus(exe, &[("prometheus.yml", &prom_config)], &[]);
+    // Resend firing alerts every second (default 1m): Prometheus drops the first send
+    // when it comes before its Alertmanager (watchpost) was discovered.
+    let mut prom = start_prometheus(
+        exe,
+        &[
+            ("prometheus.yml", &prom_config),
+            ("rules.yml", PROMETHEUS_RULES),
+            ("watchpost.token", TOKEN),
+        ],
+        &["--rules.alert.resend-delay=1s"],
+    );
     prom.wait_ready(Duration::from_secs(60)).await;
     let started = Instant::now();
-    traffic(&app).await;
+    traffic(&app, Some(TOKEN)).await;
 
     // The always-firing rule reaches the webhook receiver (notification metrics).
     let notified = eventually(Duration::from_secs(30), || async {
@@ -327,11 +382,30 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
         "Prometheus never scraped watchpost:\n{}",
         prom.log()
     );
+    // The shipped `alerting:` block delivers Prometheus' alerts to watchpost.
+    let delivered = eventually(Duration::from_secs(30), || async {
+        let (_, body) = app
+            .get_json("/api/v1/alerts?source=prometheus&state=firing")
+            .await;
+        body["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["alertname"] == "PrometheusSideAlert")
+            .cloned()
+    })
+    .await;
+    assert!(
+        delivered.is_some(),
+        "Prometheus' alert never reached watchpost:\n{}",
+        prom.log()
+    );
     // Traffic again, so the rate windows of both see increases after the first scrape.
-    traffic(&app).await;
-    if let Some(left) = SCRAPE_FOR.checked_sub(started.elapsed()) {
-        tokio::time::sleep(left).await;
-    }
+    traffic(&app, Some(TOKEN)).await;
+    // At least a few scrapes of the last new series before comparing.
+    let left = SCRAPE_FOR
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(5));
+    tokio::time::sleep(left).await;
 
     check_data_source_handshake(&client, &app.base).await;
     check_instance_variable(&client, &prom.base, &app.base, &target).await;

@@ -55,7 +55,7 @@ fn promtool_check_metrics(promtool: &str, text: &str) -> Output {
 async fn busy_app(db_url: &str, rules: &std::path::Path) -> TestApp {
     let (hook, count) = start_hook().await;
     let app = TestApp::start(workload_config(db_url, rules, &hook)).await;
-    traffic(&app).await;
+    traffic(&app, None).await;
     let notified = eventually(Duration::from_secs(30), || async {
         (count.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
     })
@@ -89,6 +89,7 @@ const FAMILIES: &[&str] = &[
     "process_cpu_seconds_total",
     "watchpost_alerts_active",
     "watchpost_alerts_received_total",
+    "watchpost_alerts_fired_total",
     "watchpost_rule_evaluations_total",
     "watchpost_rule_evaluation_failures_total",
     "watchpost_rule_evaluation_duration_seconds",
@@ -112,6 +113,12 @@ async fn promtool_finds_nothing_in_the_live_text_exposition() {
             text.contains(&format!("\n{family}")) || text.contains(&format!("\n{family}_")),
             "{family} missing from /metrics"
         );
+    }
+    // Each of the workload's three generic alerts started firing once.
+    for severity in ["critical", "warning", "info"] {
+        let line =
+            format!("watchpost_alerts_fired_total{{severity=\"{severity}\",source=\"dash\"}} 1");
+        assert!(text.contains(&line), "{line} missing from /metrics");
     }
     let out = promtool_check_metrics(promtool, &text);
     let findings = output_text(&out);

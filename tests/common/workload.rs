@@ -85,7 +85,8 @@ webhook = {{ url = "{hook}" }}
 }
 
 /// Requests that make every route, status and metric family of the dashboards exist.
-pub async fn traffic(app: &TestApp) {
+/// Writes carry `token` as a bearer token when given.
+pub async fn traffic(app: &TestApp, token: Option<&str>) {
     let now = chrono::Utc::now();
     let ingest = [
         (
@@ -112,7 +113,13 @@ pub async fn traffic(app: &TestApp) {
         ),
     ];
     for (path, body) in &ingest {
-        let (status, reply) = app.post_json(path, body).await;
+        let mut req = app.client.post(app.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let reply = resp.text().await.unwrap_or_default();
         assert!(status < 300, "POST {path}: {status} {reply}");
     }
     let end = chrono::Utc::now().timestamp();
