@@ -361,6 +361,108 @@ async fn a_refused_delivery_is_a_failed_notified_event() {
     }
 }
 
+/// A receiver template in Alertmanager's template language.
+const TEMPLATE: &str = r#"{{ if eq .Status "firing" }}🚨{{ else }}✅{{ end }} <b>{{ .CommonLabels.alertname }}</b> · {{ len .Alerts.Firing }} firing, {{ len .Alerts.Resolved }} resolved
+{{ range .Alerts }}• {{ .Labels.instance }}: {{ .Annotations.summary }} [{{ .Severity | toUpper }}] <a href="{{ .URL }}">#{{ .ID }}</a>
+{{ end }}{{ with .CommonLabels.Remove .GroupLabels.Names }}common: {{ range .SortedPairs }}{{ .Name }}={{ .Value }} {{ end }}{{ end }}"#;
+
+#[tokio::test]
+async fn a_receiver_template_renders_alertmanager_data() {
+    for db in databases().await {
+        let kind = db.kind;
+        let fake = FakeTelegram::start(TOKEN).await;
+        let receiver = format!(
+            "[[receivers]]\nname = \"telegram\"\ntelegram = {{ template = {} }}\n",
+            toml_string(TEMPLATE)
+        );
+        let app = TestApp::start(config(
+            &db.url,
+            &fake,
+            "repeat_interval = \"1h\"",
+            &receiver,
+        ))
+        .await;
+        let alerts = |ends: Option<String>| {
+            let one = |instance: &str| {
+                let mut a = json!({
+                    "message": format!("replication lag on {instance}"),
+                    "severity": "critical",
+                    "labels": {"alertname": "ReplicationLag", "instance": instance, "team": "db"},
+                    "annotations": {"summary": format!("lag > 30s on {instance}")},
+                });
+                if let Some(e) = &ends {
+                    a["ends_at"] = json!(e);
+                }
+                a
+            };
+            json!([one("db-<1>"), one("db-2")])
+        };
+        let body = post(&app, "/api/v1/alerts", alerts(None), 202).await;
+        let ids: Vec<i64> = body["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+
+        let sent = wait_messages(&fake, "<b>ReplicationLag</b>", 1).await;
+        let text = sent[0].text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "🚨 <b>ReplicationLag</b> · 2 firing, 0 resolved",
+            "{kind}: {text}"
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                "• db-&lt;1&gt;: lag &gt; 30s on db-&lt;1&gt; [CRITICAL] <a href=\"{EXTERNAL}/alerts/{}\">#{}</a>",
+                ids[0], ids[0]
+            ),
+            "{kind}: user values escaped: {text}"
+        );
+        assert!(
+            lines[2].starts_with("• db-2: lag &gt; 30s on db-2 [CRITICAL]"),
+            "{kind}: {text}"
+        );
+        assert!(
+            lines[3].contains("team=db")
+                && lines[3].contains("severity=critical")
+                && !lines[3].contains("alertname"),
+            "{kind}: {text}"
+        );
+        assert_eq!(sent[0].params["parse_mode"], "HTML");
+        assert!(
+            sent[0].params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("ack:")),
+            "{kind}: buttons on templated messages too"
+        );
+
+        let past = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+        post(&app, "/api/v1/alerts", alerts(Some(past)), 202).await;
+        let sent = wait_messages(&fake, "✅ <b>ReplicationLag</b>", 1).await;
+        assert!(
+            sent[0]
+                .text()
+                .starts_with("✅ <b>ReplicationLag</b> · 0 firing, 2 resolved"),
+            "{kind}: {}",
+            sent[0].text()
+        );
+        quiet_period().await;
+        assert_eq!(
+            messages_with(&fake, "<b>ReplicationLag</b>").len(),
+            2,
+            "{kind}"
+        );
+        app.stop().await;
+    }
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a JSON string is a TOML basic string")
+}
+
 /// A folder with one rule file.
 struct RulesDir(tempfile::TempDir);
 
