@@ -419,6 +419,39 @@ group {{ range .GroupLabels.SortedPairs }}{{ .Name }}={{ .Value }}{{ end }}; oth
     }
 
     #[test]
+    fn the_documented_example_renders() {
+        let doc = include_str!("../../docs/telegram.md");
+        let marker = "template = \"\"\"\n";
+        let start = doc.find(marker).expect("example in docs") + marker.len();
+        let len = doc[start..].find("\"\"\"").expect("end of the example");
+        let out = render(&doc[start..start + len], &group()).unwrap();
+        // The TOML around it is a valid config.
+        let block_start = doc[..start].rfind("```toml\n").expect("toml block") + 8;
+        let block_len = doc[block_start..].find("```").expect("end of block");
+        let toml = format!(
+            "[telegram]\nbot_token = \"1:x\"\nchat_ids = [1]\n{}",
+            &doc[block_start..block_start + block_len]
+        );
+        let config = crate::config::Config::from_toml(&toml).unwrap();
+        let receivers = crate::notify::receivers(&config).unwrap();
+        assert!(
+            matches!(&receivers["telegram"], crate::notify::Receiver::Telegram(t) if t.template.is_some() && t.chat_ids == vec![1])
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "🔥 <b>HighCpu</b> · 2 firing", "{out}");
+        assert!(
+            lines[1].starts_with("• web-1: CPU high on web-1 (1h 30m"),
+            "{out}"
+        );
+        assert!(
+            lines[1].ends_with("<a href=\"https://wp.example/alerts/1\">#1</a>"),
+            "{out}"
+        );
+        assert_eq!(lines.len(), 5, "3 alerts and the common labels: {out}");
+        assert_eq!(lines[4], "job=node ", "{out}");
+    }
+
+    #[test]
     fn json_walks_generically() {
         let v = Value::from_json(&serde_json::json!({"a": [1, 2.5, "x", {"b": true}], "n": null}));
         let t = Template::parse_with_vars(
