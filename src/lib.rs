@@ -158,6 +158,7 @@ impl App {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_string();
+        let template_external_url = external_url.clone();
         let rule_manager = RuleManager::new(
             EvalDeps {
                 querier: Arc::new(EngineQuerier(engine.clone())),
@@ -189,7 +190,9 @@ impl App {
             &config,
             db.clone(),
             metrics.alerting.clone(),
-            None,
+            Some(Arc::new(notify::template::GoTemplates::new(
+                &template_external_url,
+            ))),
             notify::NotifyOptions::default(),
         )
         .map_err(StartError::Config)?;
