@@ -41,9 +41,18 @@ pub struct Alert {
     /// firing or resolved.
     #[serde(default)]
     pub state: String,
-    /// Matched by a silence.
+    /// Muted: matched by a silence or inhibited.
     #[serde(default)]
     pub silenced: bool,
+    /// Inhibited by another alert.
+    #[serde(default)]
+    pub inhibited: bool,
+    /// Ids of the silences muting it.
+    #[serde(default, deserialize_with = "lenient_strings")]
+    pub silenced_by: Vec<String>,
+    /// Link to the source (a rule's expression in Prometheus, …).
+    #[serde(default)]
+    pub generator_url: Option<String>,
     /// Labels.
     #[serde(default, deserialize_with = "lenient_labels")]
     pub labels: Labels,
@@ -83,6 +92,20 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Value::Number(n) => n.as_f64().unwrap_or(0.0),
         Value::String(s) => s.parse().unwrap_or(0.0),
         _ => 0.0,
+    })
+}
+
+/// Accepts a list of strings or numbers (stringified) or null.
+fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => Vec::new(),
     })
 }
 
@@ -132,13 +155,23 @@ pub struct AlertEventRecord {
 }
 
 impl AlertEventRecord {
-    /// The details as "k: v" pairs for display.
+    /// The details as "k: v" pairs for display (the event's own id left out).
     pub fn detail_text(&self) -> String {
         self.details
             .iter()
-            .filter(|(_, v)| !v.is_null())
+            .filter(|(k, v)| {
+                !v.is_null() && k.as_str() != "id" && !(v.is_string() && v.as_str() == Some(""))
+            })
             .map(|(k, v)| match v {
                 Value::String(s) => format!("{k}: {s}"),
+                Value::Array(items) => format!(
+                    "{k}: {}",
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 other => format!("{k}: {other}"),
             })
             .collect::<Vec<_>>()
@@ -774,6 +807,34 @@ pub fn parse_rules(v: &Value) -> Result<Vec<RuleGroup>, String> {
     serde_json::from_value(groups.clone()).map_err(|e| format!("rules: {e}"))
 }
 
+/// `data.lastReloadError` of a rules answer: why the last reload failed (the previous
+/// rules keep running), if it did.
+pub fn rules_reload_error(v: &Value) -> Option<String> {
+    v.get("data")?
+        .get("lastReloadError")?
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+}
+
+/// The toast text for a successful `POST /-/reload` answer
+/// (`{"status":"success","data":{"files","groups","rules","unchanged"}}`).
+pub fn reload_summary(v: &Value) -> String {
+    let n = |k: &str| {
+        v.get("data")
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let count = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "Rules reloaded: {} in {} from {}",
+        count(n("rules"), "rule"),
+        count(n("groups"), "group"),
+        count(n("files"), "file")
+    )
+}
+
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass).
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -857,7 +918,8 @@ mod tests {
         let a: Alert = serde_json::from_value(json!({
             "id": 7, "message": "disk full", "severity": "critical", "risk_score": "85",
             "labels": {"n": 1}, "acknowledged": {"by": "ann", "at": "2026-01-01T00:00:00Z", "comment": null},
-            "events": [{"kind": "fired", "at": "2026-01-01T00:00:00Z"}, {"kind": "acked", "at": "2026-01-01T00:01:00Z", "by": "ann"}],
+            "events": [{"kind": "fired", "at": "2026-01-01T00:00:00Z"}, {"id": 9, "kind": "acknowledged", "at": "2026-01-01T00:01:00Z", "by": "ann", "comment": ""}],
+            "inhibited": true, "silenced_by": ["s1", 2],
             "something_new": true
         }))
         .unwrap();
@@ -865,6 +927,13 @@ mod tests {
         assert_eq!(a.risk_score, 85.0);
         assert_eq!(a.labels["n"], "1");
         assert_eq!(a.events[1].detail_text(), "by: ann");
+        let e: AlertEventRecord = serde_json::from_value(
+            json!({"kind": "silenced", "reason": "silence", "silences": ["a", "b"]}),
+        )
+        .unwrap();
+        assert_eq!(e.detail_text(), "reason: silence · silences: a, b");
+        assert!(a.inhibited);
+        assert_eq!(a.silenced_by, vec!["s1".to_string(), "2".to_string()]);
         assert!(!a.needs_attention());
     }
 
@@ -1037,6 +1106,21 @@ mod tests {
         assert_eq!(g[0].rules[1].last_error.as_deref(), Some("boom"));
         assert!(parse_rules(&json!({"status": "error", "error": "x"})).is_err());
         assert!(parse_rules(&json!({"groups": []})).unwrap().is_empty());
+        assert_eq!(rules_reload_error(&v), None);
+        assert_eq!(
+            rules_reload_error(&json!({"data": {"groups": [], "lastReloadError": "a.yml:3: bad"}})),
+            Some("a.yml:3: bad".to_string())
+        );
+        assert_eq!(
+            reload_summary(
+                &json!({"status": "success", "data": {"files": 2, "groups": 3, "rules": 7, "unchanged": 1}})
+            ),
+            "Rules reloaded: 7 rules in 3 groups from 2 files"
+        );
+        assert_eq!(
+            reload_summary(&json!({"data": {"files": 1, "groups": 1, "rules": 1}})),
+            "Rules reloaded: 1 rule in 1 group from 1 file"
+        );
     }
 
     #[test]

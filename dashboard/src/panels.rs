@@ -29,7 +29,12 @@ pub struct Panel {
     pub unit: Unit,
     /// Queries.
     pub queries: &'static [Query],
+    /// What the chart says while no query has any series.
+    pub empty: &'static str,
 }
+
+/// The usual text of a chart without series.
+pub const WAITING: &str = "waiting for data…";
 
 const fn q(expr: &'static str, legend: &'static str) -> Query {
     Query {
@@ -54,12 +59,14 @@ pub const OVERVIEW: &[Panel] = &[
         title: "CPU",
         unit: Unit::Percent,
         queries: &[q("system_cpu_usage_ratio", "all cores")],
+        empty: WAITING,
     },
     Panel {
         id: "cpu-cores",
         title: "CPU per core",
         unit: Unit::Percent,
         queries: &[q("system_cpu_core_usage_ratio", "core {core}")],
+        empty: WAITING,
     },
     Panel {
         id: "load",
@@ -70,6 +77,7 @@ pub const OVERVIEW: &[Panel] = &[
             q("system_load5", "5m"),
             q("system_load15", "15m"),
         ],
+        empty: WAITING,
     },
     Panel {
         id: "memory",
@@ -81,6 +89,7 @@ pub const OVERVIEW: &[Panel] = &[
             limit("system_memory_total_bytes", "memory total"),
             limit("system_swap_total_bytes", "swap total"),
         ],
+        empty: WAITING,
     },
     Panel {
         id: "disk",
@@ -90,6 +99,7 @@ pub const OVERVIEW: &[Panel] = &[
             "system_disk_used_bytes / system_disk_total_bytes",
             "{mount}",
         )],
+        empty: WAITING,
     },
     Panel {
         id: "network",
@@ -105,6 +115,7 @@ pub const OVERVIEW: &[Panel] = &[
                 "{interface} out",
             ),
         ],
+        empty: WAITING,
     },
     Panel {
         id: "http-rate",
@@ -114,6 +125,7 @@ pub const OVERVIEW: &[Panel] = &[
             "sum by (route) (rate(watchpost_http_requests_total[$__rate_interval]))",
             "{route}",
         )],
+        empty: WAITING,
     },
     Panel {
         id: "http-p99",
@@ -123,6 +135,7 @@ pub const OVERVIEW: &[Panel] = &[
             "histogram_quantile(0.99, sum by (route, le) (rate(watchpost_http_request_duration_seconds_bucket[$__rate_interval])))",
             "{route}",
         )],
+        empty: WAITING,
     },
     Panel {
         id: "db-p99",
@@ -132,6 +145,7 @@ pub const OVERVIEW: &[Panel] = &[
             "histogram_quantile(0.99, sum by (query, le) (rate(watchpost_db_query_duration_seconds_bucket[$__rate_interval])))",
             "{query}",
         )],
+        empty: WAITING,
     },
     Panel {
         id: "db-slow",
@@ -147,6 +161,7 @@ pub const OVERVIEW: &[Panel] = &[
                 "errors",
             ),
         ],
+        empty: WAITING,
     },
     Panel {
         id: "cache-hit",
@@ -156,6 +171,7 @@ pub const OVERVIEW: &[Panel] = &[
             "sum by (cache) (rate(watchpost_cache_requests_total{result=\"hit\"}[$__rate_interval])) / sum by (cache) (rate(watchpost_cache_requests_total[$__rate_interval]))",
             "{cache}",
         )],
+        empty: WAITING,
     },
     Panel {
         id: "batch",
@@ -165,12 +181,14 @@ pub const OVERVIEW: &[Panel] = &[
             q("watchpost_batch_queue_depth", "{queue} depth"),
             limit("watchpost_batch_queue_capacity", "{queue} capacity"),
         ],
+        empty: WAITING,
     },
     Panel {
         id: "notify",
         title: "Notification queue",
         unit: Unit::Count,
         queries: &[q("watchpost_notification_queue_depth", "{receiver}")],
+        empty: "no notification has been queued yet",
     },
 ];
 

@@ -1,179 +1,185 @@
-//! Reading alert statistics and reports (`/api/v1/alerts/stats`, `/api/v1/reports`).
-//!
-//! The contract names what they contain (counts by severity, type, source, top labels;
-//! counts, top alerts, MTTR, noisiest rules) rather than one exact shape, so these
-//! readers accept the usual spellings: `{"by_severity": {"critical": 3}}`,
-//! `{"severity": [{"severity": "critical", "count": 3}]}`, `{"counts": {"severity": …}}`.
+//! Alert statistics and reports as the server sends them (`GET /api/v1/alerts/stats`,
+//! `GET /api/v1/reports?format=json`), read tolerantly (missing fields default), and
+//! the small computations the History page shows.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 
 /// Windows offered by the History page (all accepted by the API).
 pub const WINDOWS: [&str; 7] = ["5m", "15m", "30m", "1h", "24h", "7d", "30d"];
 
-/// Counts of one dimension (severity, type, source…), largest first.
-pub fn counts(stats: &Value, dim: &str) -> Vec<(String, f64)> {
-    let Some(obj) = stats.as_object() else {
-        return Vec::new();
-    };
-    let candidates = [
-        format!("by_{dim}"),
-        dim.to_string(),
-        format!("{dim}s"),
-        format!("{dim}_counts"),
-    ];
-    let nested = ["counts", "by", "totals"];
-    let found = candidates
-        .iter()
-        .find_map(|k| obj.get(k.as_str()))
-        .or_else(|| {
-            nested.iter().find_map(|n| {
-                let inner = obj.get(*n)?.as_object()?;
-                candidates.iter().find_map(|k| inner.get(k.as_str()))
-            })
-        });
-    let mut out = match found {
-        Some(v) => pairs(v, dim),
-        None => Vec::new(),
-    };
+/// A label pair and how many alerts carry it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LabelCount {
+    /// Label name.
+    #[serde(default)]
+    pub name: String,
+    /// Label value.
+    #[serde(default)]
+    pub value: String,
+    /// Alerts with it.
+    #[serde(default)]
+    pub count: i64,
+}
+
+/// `GET /api/v1/alerts/stats?window=W`: the alerts that started in the window.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    /// The window as given.
+    pub window: String,
+    /// Start of the window (RFC 3339).
+    pub from: String,
+    /// End of the window (RFC 3339).
+    pub to: String,
+    /// Alerts.
+    pub total: i64,
+    /// Of which firing now.
+    pub firing: i64,
+    /// Of which resolved.
+    pub resolved: i64,
+    /// Of which acknowledged.
+    pub acknowledged: i64,
+    /// Of which silenced or inhibited.
+    pub silenced: i64,
+    /// Receipts (fired + repeated).
+    pub receipts: i64,
+    /// By severity (every severity, zeros included).
+    pub by_severity: BTreeMap<String, i64>,
+    /// By classified type.
+    pub by_type: BTreeMap<String, i64>,
+    /// By source.
+    pub by_source: BTreeMap<String, i64>,
+    /// By state.
+    pub by_state: BTreeMap<String, i64>,
+    /// The most frequent label pairs.
+    pub top_labels: Vec<LabelCount>,
+}
+
+/// One of the most repeated alerts of a report.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TopAlert {
+    /// Alert id (links to the drawer).
+    pub id: i64,
+    /// Alert name.
+    #[serde(default)]
+    pub alertname: Option<String>,
+    /// Source.
+    #[serde(default)]
+    pub source: String,
+    /// Severity.
+    #[serde(default)]
+    pub severity: String,
+    /// State.
+    #[serde(default)]
+    pub state: String,
+    /// Receipts.
+    #[serde(default)]
+    pub count: i64,
+    /// Message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl TopAlert {
+    /// alertname, else the message.
+    pub fn title(&self) -> &str {
+        self.alertname
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.message)
+    }
+}
+
+/// A source or rule and how noisy it was.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Noisy {
+    /// Source or alert name.
+    #[serde(default)]
+    pub name: String,
+    /// Distinct alerts.
+    #[serde(default)]
+    pub alerts: i64,
+    /// Receipts.
+    #[serde(default)]
+    pub receipts: i64,
+}
+
+/// `GET /api/v1/reports?window=W&format=json`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct Report {
+    /// The window.
+    pub window: String,
+    /// The window's stats.
+    pub counts: Stats,
+    /// Resolved alerts of the window.
+    pub resolved: i64,
+    /// Mean time to resolve, seconds.
+    pub mttr_seconds: Option<f64>,
+    /// Acknowledged alerts of the window.
+    pub acknowledged: i64,
+    /// Mean time to acknowledge, seconds.
+    pub mtta_seconds: Option<f64>,
+    /// Most repeated alerts.
+    pub top_alerts: Vec<TopAlert>,
+    /// Sources by receipts.
+    pub noisiest_sources: Vec<Noisy>,
+    /// Rules (alert names) by receipts.
+    pub noisiest_rules: Vec<Noisy>,
+}
+
+/// Parses a stats answer.
+pub fn parse_stats(v: &serde_json::Value) -> Result<Stats, String> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("stats: {e}"))
+}
+
+/// Parses a JSON report.
+pub fn parse_report(v: &serde_json::Value) -> Result<Report, String> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("report: {e}"))
+}
+
+/// Counts largest first, ties by name: the bars of one dimension.
+pub fn ranked(counts: &BTreeMap<String, i64>) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = counts.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
     out.sort_by(|a, b| {
         b.1.partial_cmp(&a.1)
             .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.0.cmp(&b.0))
+            .then_with(|| a.0.cmp(&b.0))
     });
     out
 }
 
-/// `{"k": n}`, `{"k": {"count": n}}` or `[{"<dim>"|"name"|"key"|"value": k, "count": n}]`.
-fn pairs(v: &Value, dim: &str) -> Vec<(String, f64)> {
-    match v {
-        Value::Object(m) => m
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), number(v).or_else(|| count_of(v.as_object()?))?)))
-            .collect(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|it| {
-                let o = it.as_object()?;
-                let name = [dim, "name", "key", "label", "value"]
-                    .iter()
-                    .find_map(|k| o.get(*k).and_then(Value::as_str))?;
-                Some((name.to_string(), count_of(o)?))
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn count_of(o: &Map<String, Value>) -> Option<f64> {
-    ["count", "total", "n", "alerts"]
+/// Severities in severity order (critical, warning, info, then others by name), so the
+/// severity chart keeps its layout whatever the counts.
+pub fn by_severity(stats: &Stats) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = ["critical", "warning", "info"]
         .iter()
-        .find_map(|k| o.get(*k).and_then(number))
-}
-
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-/// The total number of alerts in the window: `total`, else the sum by severity.
-pub fn total(stats: &Value) -> f64 {
-    stats
-        .get("total")
-        .and_then(number)
-        .or_else(|| {
-            stats
-                .get("counts")
-                .and_then(|c| c.get("total"))
-                .and_then(number)
-        })
-        .unwrap_or_else(|| counts(stats, "severity").iter().map(|c| c.1).sum())
-}
-
-/// Mean time to resolve in seconds: a number under any key containing "mttr" (seconds,
-/// or milliseconds when the key ends in `_ms`), or `{"mttr": {"seconds": n}}`.
-pub fn mttr_seconds(report: &Value) -> Option<f64> {
-    let obj = report.as_object()?;
-    for (k, v) in obj {
-        let kl = k.to_ascii_lowercase();
-        if !kl.contains("mttr") {
-            continue;
-        }
-        if let Some(n) = number(v) {
-            return Some(if kl.ends_with("_ms") { n / 1000.0 } else { n });
-        }
-        if let Some(o) = v.as_object()
-            && let Some(n) = ["seconds", "mean_seconds", "avg_seconds", "overall"]
-                .iter()
-                .find_map(|k| o.get(*k).and_then(number))
-        {
-            return Some(n);
-        }
-        if v.is_null() {
-            return None;
-        }
-    }
-    obj.get("summary").and_then(mttr_seconds)
-}
-
-/// A row of the "top noisy alerts" table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopAlert {
-    /// alertname, name or message.
-    pub name: String,
-    /// How many times it fired / was received.
-    pub count: f64,
-    /// Extra text (source, severity) when present.
-    pub detail: String,
-}
-
-/// The noisiest alerts (or rules) from a report or stats answer, largest first.
-pub fn top_alerts(report: &Value) -> Vec<TopAlert> {
-    let Some(obj) = report.as_object() else {
-        return Vec::new();
-    };
-    let keys = [
-        "top_alerts",
-        "noisiest_alerts",
-        "top_noisy",
-        "noisy_alerts",
-        "noisiest_rules",
-        "top_rules",
-        "top",
-    ];
-    let Some(items) = keys
-        .iter()
-        .find_map(|k| obj.get(*k).and_then(Value::as_array))
-    else {
-        return Vec::new();
-    };
-    let mut out: Vec<TopAlert> = items
-        .iter()
-        .filter_map(|it| {
-            let o = it.as_object()?;
-            let name = ["alertname", "name", "rule", "message", "fingerprint"]
-                .iter()
-                .find_map(|k| o.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))?;
-            let detail = ["source", "severity"]
-                .iter()
-                .filter_map(|k| o.get(*k).and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" · ");
-            Some(TopAlert {
-                name: name.to_string(),
-                count: count_of(o).unwrap_or(0.0),
-                detail,
-            })
+        .map(|s| {
+            (
+                s.to_string(),
+                stats.by_severity.get(*s).copied().unwrap_or(0) as f64,
+            )
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.count
-            .partial_cmp(&a.count)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    out.extend(
+        stats
+            .by_severity
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "critical" | "warning" | "info"))
+            .map(|(k, v)| (k.clone(), *v as f64)),
+    );
     out
+}
+
+/// Width of a bar in percent of the largest (0 for an all-zero chart).
+pub fn bar_percent(value: f64, max: f64) -> f64 {
+    if max > 0.0 && value.is_finite() {
+        (value / max * 100.0).clamp(0.0, 100.0)
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -181,39 +187,65 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn counts_in_the_usual_shapes() {
-        let a = json!({"by_severity": {"warning": 2, "critical": 5}});
-        let b = json!({"severity": [{"severity": "critical", "count": 5}, {"severity": "warning", "count": 2}]});
-        let c =
-            json!({"counts": {"severity": {"critical": {"count": 5}, "warning": {"count": 2}}}});
-        let want = vec![("critical".to_string(), 5.0), ("warning".to_string(), 2.0)];
-        assert_eq!(counts(&a, "severity"), want);
-        assert_eq!(counts(&b, "severity"), want);
-        assert_eq!(counts(&c, "severity"), want);
-        assert!(counts(&a, "source").is_empty());
-        assert_eq!(total(&a), 7.0);
-        assert_eq!(total(&json!({"total": 9, "by_severity": {}})), 9.0);
+    fn stats_json() -> serde_json::Value {
+        json!({
+            "window": "24h", "window_seconds": 86400,
+            "from": "2026-01-01T00:00:00.000Z", "to": "2026-01-02T00:00:00.000Z",
+            "total": 7, "firing": 4, "resolved": 3, "acknowledged": 1, "silenced": 2, "receipts": 19,
+            "by_severity": {"critical": 5, "info": 0, "warning": 2},
+            "by_type": {"system": 4, "network": 3},
+            "by_source": {"api": 1, "watchpost": 6},
+            "by_state": {"firing": 4, "resolved": 3},
+            "top_labels": [{"name": "instance", "value": "db1", "count": 4}]
+        })
     }
 
     #[test]
-    fn mttr_and_top_alerts() {
-        assert_eq!(mttr_seconds(&json!({"mttr_seconds": 125.5})), Some(125.5));
-        assert_eq!(mttr_seconds(&json!({"mttr_ms": 2000})), Some(2.0));
-        assert_eq!(mttr_seconds(&json!({"mttr": {"seconds": 60}})), Some(60.0));
+    fn stats_in_the_servers_shape() {
+        let s = parse_stats(&stats_json()).unwrap();
+        assert_eq!(s.total, 7);
+        assert_eq!(s.receipts, 19);
+        assert_eq!(s.top_labels[0].value, "db1");
         assert_eq!(
-            mttr_seconds(&json!({"summary": {"mttr_seconds": 3}})),
-            Some(3.0)
+            by_severity(&s),
+            vec![
+                ("critical".to_string(), 5.0),
+                ("warning".to_string(), 2.0),
+                ("info".to_string(), 0.0)
+            ]
         );
-        assert_eq!(mttr_seconds(&json!({"mttr_seconds": null})), None);
-        let r = json!({"top_alerts": [
-            {"alertname": "A", "count": 3, "source": "rules"},
-            {"name": "B", "count": 10},
-            {"count": 1}
-        ]});
-        let t = top_alerts(&r);
-        assert_eq!(t.len(), 2);
-        assert_eq!(t[0].name, "B");
-        assert_eq!(t[1].detail, "rules");
+        assert_eq!(
+            ranked(&s.by_source),
+            vec![("watchpost".to_string(), 6.0), ("api".to_string(), 1.0)]
+        );
+        assert!(parse_stats(&json!("nope")).is_err());
+        // Missing fields default rather than failing the page.
+        assert_eq!(parse_stats(&json!({})).unwrap().total, 0);
+    }
+
+    #[test]
+    fn reports_in_the_servers_shape() {
+        let r = parse_report(&json!({
+            "window": "24h", "from": "x", "to": "y", "counts": stats_json(),
+            "resolved": 3, "mttr_seconds": 125.5, "acknowledged": 1, "mtta_seconds": null,
+            "top_alerts": [{"id": 4, "alertname": null, "source": "api", "severity": "warning",
+                            "state": "firing", "count": 9, "message": "disk full"}],
+            "noisiest_sources": [{"name": "api", "alerts": 1, "receipts": 9}],
+            "noisiest_rules": []
+        }))
+        .unwrap();
+        assert_eq!(r.mttr_seconds, Some(125.5));
+        assert_eq!(r.mtta_seconds, None);
+        assert_eq!(r.counts.total, 7);
+        assert_eq!(r.top_alerts[0].title(), "disk full");
+        assert_eq!(r.noisiest_sources[0].receipts, 9);
+    }
+
+    #[test]
+    fn bars() {
+        assert_eq!(bar_percent(5.0, 10.0), 50.0);
+        assert_eq!(bar_percent(0.0, 0.0), 0.0);
+        assert_eq!(bar_percent(20.0, 10.0), 100.0);
+        assert_eq!(bar_percent(f64::NAN, 10.0), 0.0);
     }
 }

@@ -28,6 +28,20 @@ const TOKENS = {
   admin: 'e2e-admin-token-0000',
 };
 const results = [];
+// One alerting rule that always fires and one recording rule, for the Rules page.
+const RULES = `groups:
+  - name: e2e
+    interval: 1s
+    rules:
+      - alert: E2EAlwaysFiring
+        expr: vector(1) > 0
+        labels:
+          severity: info
+        annotations:
+          summary: always firing (browser test)
+      - record: e2e:cpu_usage:avg
+        expr: avg(system_cpu_core_usage_ratio)
+`;
 
 function log(msg) {
   process.stdout.write(`${msg}\n`);
@@ -75,7 +89,18 @@ database_url = "sqlite://${join(dir, 'watchpost.db')}"
 interval = "500ms"
 
 [rules]
-files = []
+files = ["${join(dir, 'rules', '*.yml')}"]
+evaluation_interval = "1s"
+
+# Notifications go to a webhook nobody listens on: they stay queued (retrying), so the
+# Overview's notification-queue chart has something to show.
+[route]
+receiver = "e2e-hook"
+group_wait = "1s"
+
+[[receivers]]
+name = "e2e-hook"
+webhook = { url = "http://127.0.0.1:9/e2e-hook" }
 
 [log]
 format = "json"
@@ -97,6 +122,8 @@ name = "e2e-admin"
 `;
   const configPath = join(dir, 'watchpost.toml');
   writeFileSync(configPath, config);
+  mkdirSync(join(dir, 'rules'), { recursive: true });
+  writeFileSync(join(dir, 'rules', 'e2e.yml'), RULES);
   const child = spawn(bin, ['serve', '--config', configPath], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -197,8 +224,11 @@ async function main() {
 
 async function run(base, context) {
   const consoleErrors = [];
+  // Errors a check provokes on purpose (the browser logs failed requests).
+  const expected = [];
   context.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(`${m.text()} (${m.location()?.url || ''})`);
+    const text = `${m.text()} (${m.location()?.url || ''})`;
+    if (m.type() === 'error' && !expected.some((re) => re.test(text))) consoleErrors.push(text);
   });
   context.on('weberror', (e) => consoleErrors.push(`page error: ${e.error().message}`));
   const page = context.pages()[0] || (await context.newPage());
@@ -319,36 +349,190 @@ async function run(base, context) {
     await page.screenshot({ path: join(artifacts, 'alerts.png') });
   });
 
-  for (const [name, path, selector] of [
-    ['history', '/history', '#tile-total'],
-    ['rules', '/rules', '#reload-rules'],
-    ['silences', '/silences', '#silences-table'],
-  ]) {
-    await check(`screenshot: ${name}`, async () => {
-      await page.goto(base + path, { waitUntil: 'load' });
-      await page.waitForSelector(selector, { timeout: 10_000 });
-      await page.waitForTimeout(600);
-      await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-    });
-  }
+  let silenceId = null;
+  await check('Silence from the alert drawer (prefilled from its labels) mutes it', async () => {
+    assert(alertId !== null, 'needs the alert from the ingest check');
+    await page.goto(`${base}/alerts/${alertId}`, { waitUntil: 'load' });
+    await page.waitForSelector('#alert-drawer #silence-button', { timeout: 10_000 });
+    await page.click('#alert-drawer #silence-button');
+    await page.waitForSelector('#silence-form', { timeout: 5_000 });
+    const prefilled = await page.$$eval('#silence-form .matcher', (rows) =>
+      rows.map((r) => {
+        const [name, value] = r.querySelectorAll('input');
+        return `${name.value}=${value.value}`;
+      }),
+    );
+    assert(
+      prefilled.includes('alertname=E2EDiskAlmostFull') && prefilled.includes(`instance=${marker}`),
+      `matchers prefilled as ${JSON.stringify(prefilled)}`,
+    );
+    await page.fill('#silence-duration', '1h');
+    await page.fill('#silence-comment', 'maintenance (browser test)');
+    await page.click('#silence-submit');
+    const silence = await waitFor(async () => {
+      const r = await api(base, 'GET', '/api/v1/silences', null, TOKENS.viewer);
+      return (r.json || []).find((x) => x.comment === 'maintenance (browser test)');
+    }, 5_000, 'the silence in GET /api/v1/silences');
+    silenceId = silence.id;
+    assert(silence.createdBy === 'e2e-browser', `createdBy ${silence.createdBy}`);
+    assert(silence.status?.state === 'active', `state ${JSON.stringify(silence.status)}`);
+    await waitFor(async () => {
+      const r = await api(base, 'GET', `/api/v1/alerts/${alertId}`, null, TOKENS.viewer);
+      return r.json?.silenced === true;
+    }, 5_000, `alert ${alertId} to be silenced`);
+    await page.waitForSelector('#alert-drawer #silenced-by', { timeout: 5_000 });
+    await page.screenshot({ path: join(artifacts, 'alert-silenced.png') });
+    return `silence ${silenceId}: ${prefilled.join(', ')}`;
+  });
 
-  await check('a dropped stream shows "reconnecting", then recovers', async () => {
+  await check('Silences page: create one, then expire it (checked through the API)', async () => {
+    await page.goto(base + '/silences', { waitUntil: 'load' });
+    await page.waitForSelector('#silences-table', { timeout: 10_000 });
+    if (silenceId !== null) await page.waitForSelector(`#silences-table tr[data-id="${silenceId}"]`, { timeout: 5_000 });
+    await page.click('#new-silence');
+    await page.waitForSelector('#silence-form', { timeout: 5_000 });
+    await page.click('#silence-form button:has-text("+ matcher")');
+    await page.fill('#silence-form .matcher input[aria-label="label name"]', 'job');
+    await page.fill('#silence-form .matcher input[aria-label="value"]', 'e2e-batch');
+    await page.fill('#silence-duration', '30m');
+    await page.fill('#silence-comment', 'created on the silences page');
+    await page.click('#silence-submit');
+    const created = await waitFor(async () => {
+      const r = await api(base, 'GET', '/api/v1/silences', null, TOKENS.viewer);
+      return (r.json || []).find((x) => x.comment === 'created on the silences page');
+    }, 5_000, 'the new silence in the API');
+    const m = created.matchers;
+    assert(m.length === 1 && m[0].name === 'job' && m[0].value === 'e2e-batch' && !m[0].isRegex && m[0].isEqual,
+      `matchers ${JSON.stringify(m)}`);
+    const row = `#silences-table tr[data-id="${created.id}"]`;
+    await page.waitForSelector(`${row}[data-state="active"]`, { timeout: 5_000 });
+    await page.screenshot({ path: join(artifacts, 'silences.png'), fullPage: true });
+    await page.click(`${row} button:has-text("Expire")`);
+    await waitFor(async () => {
+      const r = await api(base, 'GET', `/api/v1/silences/${created.id}`, null, TOKENS.viewer);
+      return r.json?.status?.state === 'expired';
+    }, 5_000, `silence ${created.id} to be expired`);
+    await page.waitForSelector(row, { state: 'detached', timeout: 5_000 });
+    return `silence ${created.id} created and expired`;
+  });
+
+  await check('Rules page: groups with state and health; reload needs an admin token', async () => {
+    await page.goto(base + '/rules', { waitUntil: 'load' });
+    await page.waitForSelector('#reload-rules', { timeout: 10_000 });
+    await page.waitForSelector('text=E2EAlwaysFiring', { timeout: 10_000 });
+    await page.waitForSelector('.st-firing', { timeout: 10_000 });
+    // The operator token saved earlier is not enough.
+    expected.push(/status of 403 .*\/-\/reload/);
+    await page.click('#reload-rules');
+    await page.waitForSelector('.toast.error:has-text("Reload failed")', { timeout: 5_000 });
+    await page.evaluate((t) => sessionStorage.setItem('watchpost.token', t), TOKENS.admin);
+    await page.click('#reload-rules');
+    await page.waitForSelector('.toast.ok:has-text("Rules reloaded: 2 rules in 1 group from 1 file")', { timeout: 5_000 });
+    await page.screenshot({ path: join(artifacts, 'rules.png'), fullPage: true });
+    await page.evaluate((t) => sessionStorage.setItem('watchpost.token', t), TOKENS.operator);
+  });
+
+  await check('History & stats: counts, noisiest alerts and the Markdown report', async () => {
+    await page.goto(base + '/history?window=1h', { waitUntil: 'load' });
+    await page.waitForSelector('#history-1h[aria-pressed="true"]', { timeout: 10_000 });
+    await page.waitForSelector('#by-source .bar-row[data-name="e2e"]', { timeout: 10_000 });
+    const total = Number(await page.$eval('#tile-total .value', (e) => e.textContent));
+    assert(total >= 1, `total ${total}`);
+    await page.waitForSelector('#top-alerts a.title:has-text("E2EDiskAlmostFull")', { timeout: 5_000 });
+    await page.waitForSelector('#report-markdown h1, #report-markdown h2', { timeout: 5_000 });
+    const width = await page.$eval('#by-severity .bar-row[data-name="critical"] .fill', (e) => e.getBoundingClientRect().width);
+    assert(width > 0, 'the critical bar is drawn');
+    await page.screenshot({ path: join(artifacts, 'history.png'), fullPage: true });
+    return `${total} alert(s) in the last hour`;
+  });
+
+  await check('Overview: the notification queue chart shows the retrying webhook receiver', async () => {
+    await page.goto(base + '/', { waitUntil: 'load' });
+    await page.waitForSelector('#chart-notify .legend span[title="e2e-hook"]', { timeout: 20_000 });
+    await page.waitForSelector('#chart-batch .legend span[title="alerts capacity"]', { timeout: 5_000 });
+    await page.waitForTimeout(1000);
+    await page.screenshot({ path: join(artifacts, 'overview.png'), fullPage: true });
+  });
+
+  await check('dark and light themes follow the OS', async () => {
+    const colors = {};
+    for (const scheme of ['dark', 'light']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await page.waitForTimeout(300);
+      colors[scheme] = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      await page.screenshot({ path: join(artifacts, `overview-${scheme}.png`) });
+    }
+    assert(colors.dark === 'rgb(13, 17, 23)', `dark background ${colors.dark}`);
+    assert(colors.light === 'rgb(244, 246, 249)', `light background ${colors.light}`);
+    return `dark ${colors.dark}, light ${colors.light}`;
+  });
+
+  await check('every page fits a phone screen (390 px) without horizontal scrolling', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const wide = [];
+    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences']];
+    if (alertId !== null) pages.push(['alert-detail', `/alerts/${alertId}`]);
+    for (const [name, path] of pages) {
+      await page.goto(base + path, { waitUntil: 'load' });
+      await page.waitForSelector('#main > *', { timeout: 10_000 });
+      await page.waitForTimeout(700);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (overflow > 0) wide.push(`${path}: ${overflow}px too wide`);
+      await page.screenshot({ path: join(artifacts, `${name}-phone.png`) });
+    }
+    await page.setViewportSize({ width: 1440, height: 900 });
+    assert(wide.length === 0, wide.join('; '));
+  });
+
+  await check('a dropped stream shows "reconnecting", recovers, and backfills the gap from query_range', async () => {
     const p = await context.newPage();
-    let sockets = [];
+    const sockets = [];
+    let refuse = false;
     await p.routeWebSocket('**/api/v1/stream', (ws) => {
+      if (refuse) {
+        ws.close({ code: 1013, reason: 'e2e: server away' });
+        return;
+      }
       const server = ws.connectToServer();
       sockets.push({ ws, server });
     });
+    const backfills = [];
+    p.on('response', async (res) => {
+      const url = new URL(res.url());
+      if (url.pathname !== '/api/v1/query_range') return;
+      backfills.push({
+        query: url.searchParams.get('query'),
+        start: Number(url.searchParams.get('start')) * 1000,
+        end: Number(url.searchParams.get('end')) * 1000,
+        status: res.status(),
+        at: Date.now(),
+      });
+    });
     await p.goto(base + '/', { waitUntil: 'load' });
     await p.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    await p.waitForFunction(() => document.querySelector('#chart-cpu')?.dataset.lastT, null, { timeout: 10_000 });
+    const lastBefore = Number(await p.$eval('#chart-cpu', (e) => e.dataset.lastT));
+    // The server "goes away" for a few seconds: the first reconnects are refused.
+    refuse = true;
     for (const s of sockets) await s.ws.close({ code: 1012, reason: 'e2e restart' });
     await p.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 3_000 });
     await p.screenshot({ path: join(artifacts, 'reconnecting.png') });
-    await p.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    await p.waitForTimeout(2_500);
+    const dropped = Date.now();
+    refuse = false;
+    await p.waitForSelector('#conn[data-state="live"]', { timeout: 20_000 });
     const before = await p.$eval('#chart-cpu', (e) => e.dataset.lastT);
     await p.waitForFunction((b) => document.querySelector('#chart-cpu')?.dataset.lastT !== b, before, { timeout: 3_000 });
+    // The gap since the last sample before the drop is fetched from /api/v1/query_range.
+    const gap = await waitFor(
+      async () => backfills.find((b) => b.at >= dropped && b.query === 'system_cpu_usage_ratio' && Math.abs(b.start - lastBefore) < 1_000),
+      5_000,
+      `a query_range backfill of system_cpu_usage_ratio starting at ${lastBefore}`,
+    );
+    assert(gap.status === 200, `query_range answered ${gap.status}`);
+    assert(gap.end - gap.start >= 2_000, `the backfilled gap is ${gap.end - gap.start} ms`);
     await p.close();
-    return `reconnected after ${sockets.length - 1} new connection(s)`;
+    return `reconnected after ${sockets.length - 1} new connection(s); gap ${Math.round((gap.end - gap.start) / 100) / 10} s backfilled`;
   });
 
   await check('no console errors during the whole run', async () => {

@@ -51,7 +51,12 @@ fn state_badges(a: &Alert) -> impl IntoView + use<> {
                 .into_any(),
         );
     }
-    if a.silenced {
+    if a.inhibited {
+        out.push(
+            view! { <span class="tag" title="muted by an inhibition rule">"inhibited"</span> }
+                .into_any(),
+        );
+    } else if a.silenced {
         out.push(view! { <span class="tag">"silenced"</span> }.into_any());
     }
     out
@@ -410,11 +415,18 @@ fn AlertDrawer(id: i64, alerts: RwSignal<Vec<Alert>>) -> impl IntoView {
                 {move || detail.get().map(|a| {
                     let acked = a.acknowledged.clone();
                     let firing = a.state == "firing";
-                    let duration = a.since_ms().map(|s| {
-                        let end = a.ends_at.as_deref().and_then(parse_rfc3339).filter(|_| !firing).unwrap_or(ctx.clock.get_untracked() as i64);
-                        format_duration((end - s) as f64 / 1000.0)
-                    });
+                    let started = a.since_ms();
+                    let ended = a.ends_at.as_deref().and_then(parse_rfc3339).filter(|_| !firing);
+                    // Firing: counts up with the clock; resolved: fixed.
+                    let duration = move || {
+                        ctx.clock.track();
+                        started.map(|s| {
+                            let end = ended.unwrap_or_else(live::server_now);
+                            format_duration(((end - s).max(0) as f64 / 1000.0).max(1.0))
+                        }).unwrap_or_else(|| "–".into())
+                    };
                     let matchers = matchers_for(&a);
+                    let silenced_by = a.silenced_by.clone();
                     view! {
                         <section>
                             <div class="actions" style="margin-bottom:10px">
@@ -433,6 +445,10 @@ fn AlertDrawer(id: i64, alerts: RwSignal<Vec<Alert>>) -> impl IntoView {
                                         {ack.at.as_deref().and_then(parse_rfc3339).map(|t| format!(" at {}", format_local(t, local_offset())))}
                                         {ack.comment.filter(|c| !c.is_empty()).map(|c| format!(": {c}"))}
                                     </p>
+                                    <div class="actions">
+                                        <button type="button" id="silence-button" aria-expanded=move || silencing.get().to_string()
+                                            on:click=move |_| silencing.update(|s| *s = !*s)>"Silence…"</button>
+                                    </div>
                                 }.into_any(),
                                 None => view! {
                                     <form class="form" on:submit=move |e: web_sys::SubmitEvent| { e.prevent_default(); ack(); }>
@@ -448,6 +464,11 @@ fn AlertDrawer(id: i64, alerts: RwSignal<Vec<Alert>>) -> impl IntoView {
                                     </form>
                                 }.into_any(),
                             }}
+                            {(!silenced_by.is_empty()).then(|| view! {
+                                <p class="muted" id="silenced-by">"Muted by silence "
+                                    {silenced_by.iter().map(|id| view! { <a class="mono" href=format!("/silences#{id}")>{id.clone()}</a>" " }).collect_view()}
+                                </p>
+                            })}
                             {move || silencing.get().then(|| view! {
                                 <div style="margin-top:12px">
                                     <SilenceForm initial=matchers.clone() on_done=Callback::new(move |_| { silencing.set(false); load(); })/>
@@ -458,12 +479,15 @@ fn AlertDrawer(id: i64, alerts: RwSignal<Vec<Alert>>) -> impl IntoView {
                             <h3>"Details"</h3>
                             <dl class="kv">
                                 <dt>"Started"</dt><dd>{a.since_ms().map(|t| format_local(t, local_offset())).unwrap_or_else(|| "–".into())}</dd>
-                                <dt>"Duration"</dt><dd>{duration.unwrap_or_else(|| "–".into())}</dd>
+                                <dt>"Duration"</dt><dd class="num" id="alert-duration">{duration}</dd>
                                 <dt>"Last seen"</dt><dd>{a.last_seen.as_deref().and_then(parse_rfc3339).map(|t| format_local(t, local_offset())).unwrap_or_else(|| "–".into())}</dd>
                                 <dt>"Received"</dt><dd>{format!("{} time{}", a.count, if a.count == 1 { "" } else { "s" })}</dd>
                                 <dt>"Type"</dt><dd>{if a.kind.is_empty() { "–".to_string() } else { a.kind.clone() }}</dd>
                                 <dt>"Risk"</dt><dd>{format!("{:.0} / 100", a.risk_score)}</dd>
                                 <dt>"Fingerprint"</dt><dd class="mono">{a.fingerprint.clone()}</dd>
+                                {a.generator_url.clone().filter(|u| u.starts_with("http")).map(|u| view! {
+                                    <dt>"Source link"</dt><dd><a href=u.clone() target="_blank" rel="noopener noreferrer">{u.clone()}</a></dd>
+                                })}
                             </dl>
                         </section>
                         <section>

@@ -571,7 +571,7 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
         // does not flash (and move) a message first.
         if points.get() == 0 && ctx.redraw.get() > 3 {
             return Some(if legend.with(|l| l.is_empty()) {
-                "waiting for data…".to_string()
+                panel.empty.to_string()
             } else {
                 "no samples in this window".to_string()
             });

@@ -1,23 +1,26 @@
-//! History & stats: a window picker (5m … 30d), counts by severity, type and source,
-//! the noisiest alerts, MTTR, and the report rendered from Markdown.
+//! History & stats: a window picker (5m … 30d), counts by severity, type and source
+//! (`/api/v1/alerts/stats`), the noisiest alerts, sources and rules, MTTR and MTTA
+//! (`/api/v1/reports?format=json`), and the report rendered from its Markdown.
 
 use leptos::prelude::*;
-use serde_json::Value;
 
 use super::{Ctx, net, replace_query};
 use crate::format::{format_duration, sig3};
 use crate::markdown::to_safe_html;
 use crate::model::build_query;
-use crate::stats::{WINDOWS, counts, mttr_seconds, top_alerts, total};
+use crate::stats::{
+    Noisy, Report, Stats, WINDOWS, bar_percent, by_severity, parse_report, parse_stats, ranked,
+};
 
+/// A card of horizontal bars (the largest is full width).
 fn bars(
     title: &'static str,
     id: &'static str,
     rows: Vec<(String, f64)>,
     colored: bool,
 ) -> impl IntoView {
-    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0);
-    let empty = rows.is_empty();
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    let empty = rows.is_empty() || max <= 0.0;
     view! {
         <section class="card" id=id>
             <header><h2>{title}</h2></header>
@@ -25,14 +28,39 @@ fn bars(
                 {rows.into_iter().take(12).map(|(name, n)| {
                     let class = if colored { format!("fill {name}") } else { "fill".to_string() };
                     view! {
-                        <div class="bar-row">
+                        <div class="bar-row" data-name=name.clone() data-count=n.to_string()>
                             <span class="name" title=name.clone()>{name.clone()}</span>
-                            <span class="track"><span class=class style=format!("width:{:.1}%", n / max * 100.0)></span></span>
-                            <span class="num" style="text-align:right">{sig3(n)}</span>
+                            <span class="track"><span class=class style=format!("width:{:.1}%", bar_percent(n, max))></span></span>
+                            <span class="num">{sig3(n)}</span>
                         </div>
                     }
                 }).collect_view()}
-                {empty.then(|| view! { <div class="muted">"No alerts in this window."</div> })}
+                {empty.then(|| view! { <div class="muted">"No alerts started in this window."</div> })}
+            </div>
+        </section>
+    }
+}
+
+/// A small table of noisy sources or rules.
+fn noisy_table(title: &'static str, id: &'static str, rows: Vec<Noisy>) -> impl IntoView {
+    let empty = rows.is_empty();
+    view! {
+        <section class="card" id=id>
+            <header><h2>{title}</h2></header>
+            <div class="table-wrap">
+                <table class="data">
+                    <thead><tr>
+                        <th scope="col">"Name"</th>
+                        <th scope="col" class="num">"Alerts"</th>
+                        <th scope="col" class="num">"Receipts"</th>
+                    </tr></thead>
+                    <tbody>
+                        {rows.into_iter().map(|n| view! {
+                            <tr><td class="title">{n.name}</td><td class="num">{n.alerts}</td><td class="num">{n.receipts}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                {empty.then(|| view! { <div class="empty">"Nothing in this window."</div> })}
             </div>
         </section>
     }
@@ -49,14 +77,13 @@ pub fn HistoryPage() -> impl IntoView {
             .filter(|v| WINDOWS.contains(&v.as_str()))
             .unwrap_or_else(|| "24h".to_string())
     });
-    let stats = RwSignal::new(None::<Value>);
-    let report = RwSignal::new(None::<Value>);
+    let stats = RwSignal::new(None::<Stats>);
+    let report = RwSignal::new(None::<Report>);
     let markdown = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let loading = RwSignal::new(false);
 
-    Effect::new(move |_| {
-        let w = window.get();
+    let load = move |w: String| {
         loading.set(true);
         leptos::task::spawn_local(async move {
             let stats_url = format!("/api/v1/alerts/stats?window={w}");
@@ -69,14 +96,14 @@ pub fn HistoryPage() -> impl IntoView {
             )
             .await;
             if window.get_untracked() != w {
-                return;
+                return; // the window changed meanwhile; its own load wins
             }
             let mut problems = Vec::new();
-            match s {
+            match s.map_err(|e| e.to_string()).and_then(|v| parse_stats(&v)) {
                 Ok(v) => stats.set(Some(v)),
                 Err(e) => problems.push(format!("stats: {e}")),
             }
-            match r {
+            match r.map_err(|e| e.to_string()).and_then(|v| parse_report(&v)) {
                 Ok(v) => report.set(Some(v)),
                 Err(e) => problems.push(format!("report: {e}")),
             }
@@ -87,6 +114,18 @@ pub fn HistoryPage() -> impl IntoView {
             error.set((!problems.is_empty()).then(|| problems.join("; ")));
             loading.set(false);
         });
+    };
+    Effect::new(move |_| load(window.get()));
+    // New alerts change the numbers: refresh at most every few seconds while open.
+    let handle = set_interval_with_handle(
+        move || load(window.get_untracked()),
+        std::time::Duration::from_secs(15),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = handle {
+            h.clear();
+        }
     });
 
     let pick = move |w: &'static str| {
@@ -96,41 +135,29 @@ pub fn HistoryPage() -> impl IntoView {
         view! {
             <div class="card tile" id=id>
                 <div class="label">{label}</div>
-                <div class="value">{move || value.get()}</div>
+                <div class="value num">{move || value.get()}</div>
             </div>
         }
     };
-    let source = move || stats.get().or_else(|| report.get()).unwrap_or(Value::Null);
-    let total_s = Signal::derive(move || {
-        let s = source();
-        if s.is_null() {
-            "–".into()
-        } else {
-            sig3(total(&s))
-        }
-    });
-    let by_sev = move |sev: &'static str| {
+    let stat = move |f: fn(&Stats) -> i64| {
         Signal::derive(move || {
-            let s = source();
-            if s.is_null() {
-                return "–".to_string();
-            }
-            sig3(
-                counts(&s, "severity")
-                    .into_iter()
-                    .find(|(k, _)| k == sev)
-                    .map_or(0.0, |c| c.1),
-            )
+            stats.with(|s| {
+                s.as_ref()
+                    .map_or_else(|| "–".to_string(), |s| sig3(f(s) as f64))
+            })
         })
     };
-    let mttr = Signal::derive(move || {
-        report
-            .get()
-            .and_then(|r| mttr_seconds(&r))
-            .or_else(|| stats.get().and_then(|s| mttr_seconds(&s)))
-            .map(format_duration)
-            .unwrap_or_else(|| "–".into())
-    });
+    let seconds = move |f: fn(&Report) -> Option<f64>| {
+        Signal::derive(move || {
+            report.with(|r| {
+                r.as_ref()
+                    .and_then(f)
+                    .map(format_duration)
+                    .unwrap_or_else(|| "–".into())
+            })
+        })
+    };
+    let current = move || stats.get().unwrap_or_default();
 
     view! {
         <div class="toolbar">
@@ -141,41 +168,56 @@ pub fn HistoryPage() -> impl IntoView {
                         id=format!("history-{w}") on:click=move |_| pick(w)>{w}</button>
                 }).collect_view()}
             </div>
-            <span class="muted">{move || loading.get().then_some("loading…")}</span>
+            <span class="muted" style="min-width:6em">{move || loading.get().then_some("loading…")}</span>
         </div>
         {move || error.get().map(|e| view! { <div class="error-box" role="alert">{e}</div> })}
         <div class="tiles">
-            {tile("Alerts", "tile-total", total_s)}
-            {tile("Critical", "tile-critical", by_sev("critical"))}
-            {tile("Warning", "tile-warning", by_sev("warning"))}
-            {tile("Info", "tile-info", by_sev("info"))}
-            {tile("Mean time to resolve", "tile-mttr", mttr)}
+            {tile("Alerts started", "tile-total", stat(|s| s.total))}
+            {tile("Still firing", "tile-firing", stat(|s| s.firing))}
+            {tile("Receipts", "tile-receipts", stat(|s| s.receipts))}
+            {tile("Acknowledged", "tile-acked", stat(|s| s.acknowledged))}
+            {tile("Silenced", "tile-silenced", stat(|s| s.silenced))}
+            {tile("Mean time to resolve", "tile-mttr", seconds(|r| r.mttr_seconds))}
+            {tile("Mean time to acknowledge", "tile-mtta", seconds(|r| r.mtta_seconds))}
         </div>
         <div class="cols-3">
-            {move || bars("By severity", "by-severity", counts(&source(), "severity"), true)}
-            {move || bars("By type", "by-type", counts(&source(), "type"), false)}
-            {move || bars("By source", "by-source", counts(&source(), "source"), false)}
+            {move || bars("By severity", "by-severity", by_severity(&current()), true)}
+            {move || bars("By type", "by-type", ranked(&current().by_type), false)}
+            {move || bars("By source", "by-source", ranked(&current().by_source), false)}
+            {move || bars("Top labels", "top-labels", current().top_labels.iter().map(|l| (format!("{}={}", l.name, l.value), l.count as f64)).collect(), false)}
         </div>
         <section class="card" style="margin-bottom:14px" id="top-alerts">
             <header><h2>"Noisiest alerts"</h2></header>
             <div class="table-wrap">
                 <table class="data">
-                    <thead><tr><th scope="col">"Alert"</th><th scope="col" class="hide-narrow">"Source · severity"</th><th scope="col" class="num">"Count"</th></tr></thead>
+                    <thead><tr>
+                        <th scope="col">"Alert"</th>
+                        <th scope="col" class="hide-narrow">"Source"</th>
+                        <th scope="col">"Severity"</th>
+                        <th scope="col" class="hide-narrow">"State"</th>
+                        <th scope="col" class="num">"Receipts"</th>
+                    </tr></thead>
                     <tbody>
-                        {move || {
-                            let r = report.get().unwrap_or(Value::Null);
-                            let mut top = top_alerts(&r);
-                            if top.is_empty() {
-                                top = top_alerts(&stats.get().unwrap_or(Value::Null));
-                            }
-                            top.into_iter().take(15).map(|t| view! {
-                                <tr><td class="title">{t.name}</td><td class="hide-narrow muted">{t.detail}</td><td class="num">{sig3(t.count)}</td></tr>
-                            }).collect_view()
-                        }}
+                        {move || report.get().map(|r| r.top_alerts).unwrap_or_default().into_iter().map(|t| view! {
+                            <tr>
+                                <td><a class="title" href=format!("/alerts/{}?state=all", t.id)>{t.title().to_string()}</a></td>
+                                <td class="hide-narrow muted">{t.source.clone()}</td>
+                                <td>{super::alerts::severity_badge(&t.severity)}</td>
+                                <td class="hide-narrow"><span class=format!("st-{}", t.state)>{t.state.clone()}</span></td>
+                                <td class="num">{t.count}</td>
+                            </tr>
+                        }).collect_view()}
                     </tbody>
                 </table>
+                {move || report.with(|r| r.as_ref().is_some_and(|r| r.top_alerts.is_empty())).then(|| view! {
+                    <div class="empty">"No alerts started in this window."</div>
+                })}
             </div>
         </section>
+        <div class="cols-2">
+            {move || noisy_table("Noisiest sources", "noisy-sources", report.get().map(|r| r.noisiest_sources).unwrap_or_default())}
+            {move || noisy_table("Noisiest rules", "noisy-rules", report.get().map(|r| r.noisiest_rules).unwrap_or_default())}
+        </div>
         <section class="card">
             <header><h2>"Report"</h2></header>
             <div class="card-body markdown" id="report-markdown" inner_html=move || to_safe_html(&markdown.get())></div>

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use super::{Ctx, net};
 use crate::format::{format_ago, format_duration, format_seconds};
-use crate::model::{RuleGroup, parse_rules};
+use crate::model::{RuleGroup, parse_rules, reload_summary, rules_reload_error};
 use crate::time::{format_local, parse_rfc3339};
 
 fn local_offset() -> i32 {
@@ -29,6 +29,7 @@ pub fn RulesPage() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let groups = RwSignal::new(Vec::<RuleGroup>::new());
     let error = RwSignal::new(None::<String>);
+    let reload_error = RwSignal::new(None::<String>);
     let loading = RwSignal::new(true);
     let reloading = RwSignal::new(false);
 
@@ -38,6 +39,7 @@ pub fn RulesPage() -> impl IntoView {
                 Ok(v) => match parse_rules(&v) {
                     Ok(g) => {
                         groups.set(g);
+                        reload_error.set(rules_reload_error(&v));
                         error.set(None);
                     }
                     Err(e) => error.set(Some(e)),
@@ -60,11 +62,14 @@ pub fn RulesPage() -> impl IntoView {
         reloading.set(true);
         leptos::task::spawn_local(async move {
             match net::post("/-/reload", &serde_json::json!({})).await {
-                Ok(_) => {
-                    ctx.toast("Rules reloaded", "ok");
+                Ok(v) => {
+                    ctx.toast(reload_summary(&v), "ok");
                     load();
                 }
-                Err(e) => ctx.toast(format!("Reload failed: {e}"), "error"),
+                Err(e) => {
+                    ctx.toast(format!("Reload failed: {e}"), "error");
+                    load();
+                }
             }
             reloading.set(false);
         });
@@ -103,6 +108,12 @@ pub fn RulesPage() -> impl IntoView {
             </button>
         </div>
         {move || error.get().map(|e| view! { <div class="error-box" role="alert">"Could not load rules: " {e}</div> })}
+        {move || reload_error.get().map(|e| view! {
+            <div class="error-box" role="alert" id="reload-error">
+                "The last reload failed; the previous rules keep running:"
+                <pre>{e}</pre>
+            </div>
+        })}
         {move || (groups.with(Vec::is_empty) && !loading.get() && error.get().is_none()).then(|| view! {
             <div class="card empty">"No rule groups loaded. Rule files come from " <code>"rules.files"</code> " in the configuration."</div>
         })}

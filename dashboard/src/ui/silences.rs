@@ -28,6 +28,14 @@ pub fn SilencesPage() -> impl IntoView {
     let loading = RwSignal::new(true);
     let creating = RwSignal::new(false);
     let show_expired = RwSignal::new(false);
+    // `/silences#<id>` (linked from an alert muted by it) highlights that silence.
+    let target = web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .map(|h| h.trim_start_matches('#').to_string())
+        .filter(|h| !h.is_empty());
+    if target.is_some() {
+        show_expired.set(true);
+    }
 
     let load = move || {
         loading.set(true);
@@ -115,7 +123,7 @@ pub fn SilencesPage() -> impl IntoView {
                             let ends = s.ends_at.as_deref().and_then(parse_rfc3339);
                             let starts = s.starts_at.as_deref().and_then(parse_rfc3339);
                             view! {
-                                <tr data-id=s.id.clone()>
+                                <tr data-id=s.id.clone() data-state=state.clone() class:target=target.as_deref() == Some(id.as_str())>
                                     <td><span class=format!("st-{state}")>{state.clone()}</span></td>
                                     <td>{s.matchers.iter().map(|m| view! { <span class="tag">{m.display()}</span> }).collect_view()}</td>
                                     <td class="num" title=format!("{} → {}",
