@@ -434,7 +434,10 @@ mod tests {
     #[test]
     fn intersect_short_against_long_is_exact() {
         let long: Vec<u32> = (0..1000).map(|i| i * 2).collect();
-        assert_eq!(super::intersect(&[1, 4, 5, 998, 1998, 3000], &long), vec![4, 998, 1998]);
+        assert_eq!(
+            super::intersect(&[1, 4, 5, 998, 1998, 3000], &long),
+            vec![4, 998, 1998]
+        );
         assert_eq!(super::intersect(&long, &[0, 2, 7]), vec![0, 2]);
         assert_eq!(super::intersect(&[1, 2, 3], &[2, 3, 4]), vec![2, 3]);
         assert!(super::intersect(&[], &long).is_empty());

@@ -402,7 +402,7 @@ impl<'a> Exec<'a> {
     pub fn with_root(ctx: &'a Context<'a>, root: Value) -> Self {
         Exec {
             ctx,
-            vars: vec![("$".to_string(), root)],
+            vars: vec![(Cow::Borrowed("$"), root)],
             out: String::new(),
         }
     }
