@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-60}
 command -v prometheus-node-exporter >/dev/null || { echo "apt-get install prometheus-node-exporter" >&2; exit 1; }
 cargo build --release --quiet
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); cp -r alerts "$work/"  # the default rules run, as with `cargo run`
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 wp_port=$(free_port); ne_port=$(free_port)
 (cd "$work" && WATCHPOST_LISTEN=127.0.0.1:$wp_port WATCHPOST_LOG__FORMAT=json exec "$OLDPWD/target/release/watchpost" serve >/dev/null 2>&1) &
 wp_pid=$!

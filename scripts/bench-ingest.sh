@@ -35,6 +35,7 @@ BIN=$PWD/target/release/watchpost
 LOAD=$PWD/target/release/examples/ingest_load
 
 WORK=$(mktemp -d /tmp/wp-bench.XXXXXX)
+chmod 755 "$WORK"  # the postgres user must reach its data directory
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 PG_DIR=$WORK/pg
 PIDS=()

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Generates grafana/dashboards/*.json (commit the output; edit this file, not the JSON).
 
+`GRAFANA_OUT=DIR` writes elsewhere (the tests compare that with the committed files).
+
 Every panel query aggregates away `job` and `instance` (`sum without (job, instance)`
 or `by (...)`), so the same query returns the same label sets whether Grafana reads
 Prometheus (which adds them on scrape) or watchpost's own PromQL API (which has none).
 """
 import json
+import os
 import pathlib
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+OUT = pathlib.Path(os.environ.get("GRAFANA_OUT") or
+                   pathlib.Path(__file__).resolve().parent.parent / "grafana" / "dashboards")
 SEL = 'instance=~"$instance"'
 RI = "$__rate_interval"
 
@@ -21,20 +25,24 @@ class Board:
     def __init__(self, uid, title, tags):
         self.uid, self.title, self.tags = uid, title, tags
         self.panels, self.y, self.next_id = [], 0, 1
+        self.x, self.line_h = 0, 0
 
     def row(self, title):
+        if self.x > 0:  # finish the partly filled line of the previous row
+            self.y += self.line_h
         self.panels.append({"type": "row", "title": title, "id": self.next_id, "collapsed": False,
                             "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": []})
         self.next_id += 1
         self.y += 1
-        self.x = 0
+        self.x, self.line_h = 0, 0
 
     def panel(self, title, targets, unit="short", kind="timeseries", w=8, h=8, thresholds=None,
-              description="", min_=None, max_=None, stack=False):
+              description="", min_=None, max_=None, stack=False, base="green", colors=None):
         if self.x + w > 24:
             self.x = 0
-            self.y += h
-        steps = [{"color": "green", "value": None}]
+            self.y += self.line_h
+            self.line_h = 0
+        steps = [{"color": base, "value": None}]
         for value, color in thresholds or []:
             steps.append({"color": color, "value": value})
         defaults = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
@@ -51,7 +59,10 @@ class Board:
             "id": self.next_id, "type": kind, "title": title, "description": description,
             "datasource": ds(),
             "gridPos": {"h": h, "w": w, "x": self.x, "y": self.y},
-            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": [
+                {"matcher": {"id": "byName", "options": name},
+                 "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
+                for name, color in (colors or {}).items()]},
             "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                         "tooltip": {"mode": "multi", "sort": "desc"}} if kind == "timeseries" else
                        {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
@@ -63,9 +74,11 @@ class Board:
         self.panels.append(panel)
         self.next_id += 1
         self.x += w
+        self.line_h = max(self.line_h, h)
         if self.x >= 24:
             self.x = 0
-            self.y += h
+            self.y += self.line_h
+            self.line_h = 0
 
     def write(self):
         board = {
@@ -134,11 +147,22 @@ def overview():
     b.panel("Rule evaluation p99", [(f"histogram_quantile(0.99, sum by (le) (rate(watchpost_rule_evaluation_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p99")], unit="s")
     b.panel("Notifications", [(f"sum by (receiver, outcome) (rate(watchpost_notifications_total{{{SEL}}}[{RI}]))", "{{receiver}} {{outcome}}"),
                               (f"sum by (receiver) (watchpost_notification_queue_depth{{{SEL}}})", "{{receiver}} queued")])
+    b.panel("Last rule reload", [(f"min without (job, instance) (watchpost_rules_last_reload_success{{{SEL}}})", "reload ok")],
+            kind="stat", w=8, h=4, thresholds=[(1, "green")], min_=0, max_=1, base="red",
+            description="1 when the last rule file (re)load succeeded; 0 means a broken file is being ignored.")
     b.row("Process")
     b.panel("Resident memory", [(f"sum without (job, instance) (process_resident_memory_bytes{{{SEL}}})", "rss")], unit="bytes")
     b.panel("CPU", [(f"sum without (job, instance) (rate(process_cpu_seconds_total{{{SEL}}}[{RI}]))", "cores")], unit="percentunit")
     b.panel("Log events", [(f"sum by (level) (rate(watchpost_log_events_total{{{SEL}}}[{RI}]))", "{{level}}")], unit="ops")
+    b.panel("Open file descriptors", [(f"sum without (job, instance) (process_open_fds{{{SEL}}})", "open"),
+                                      (f"sum without (job, instance) (process_max_fds{{{SEL}}})", "limit")])
+    b.panel("Uptime", [(f"time() - max without (job, instance) (process_start_time_seconds{{{SEL}}})", "watchpost"),
+                       (f"max without (job, instance) (system_uptime_seconds{{{SEL}}})", "host")],
+            kind="stat", unit="s")
     b.write()
+
+
+SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 
 
 def alerts():
@@ -148,9 +172,15 @@ def alerts():
         b.panel(f"Active {sev}", [(f"sum without (job, instance) (watchpost_alerts_active{{{SEL},severity=\"{sev}\"}})", sev)],
                 kind="stat", w=8, h=4, thresholds=[(1, color)])
     b.row("Rates")
-    b.panel("Alerts received by source", [(f"sum by (source) (rate(watchpost_alerts_received_total{{{SEL}}}[{RI}]))", "{{source}}")],
+    b.panel("Alerts started firing by severity", [(f"sum by (severity) (rate(watchpost_alerts_fired_total{{{SEL}}}[{RI}]))", "{{severity}}")],
+            unit="ops", w=12, stack=True, colors=SEVERITY_COLORS,
+            description="New alerts, and resolved ones firing again, per second.")
+    b.panel("Alerts started firing by source", [(f"sum by (source) (rate(watchpost_alerts_fired_total{{{SEL}}}[{RI}]))", "{{source}}")],
             unit="ops", w=12, stack=True)
-    b.panel("Active alerts by severity", [(f"sum by (severity) (watchpost_alerts_active{{{SEL}}})", "{{severity}}")], w=12)
+    b.panel("Alerts received by source", [(f"sum by (source) (rate(watchpost_alerts_received_total{{{SEL}}}[{RI}]))", "{{source}}")],
+            unit="ops", w=12, stack=True, description="Every ingested alert, repeats and resolutions included.")
+    b.panel("Active alerts by severity", [(f"sum by (severity) (watchpost_alerts_active{{{SEL}}})", "{{severity}}")], w=12,
+            colors=SEVERITY_COLORS)
     b.panel("Ingest queue", [(f"sum by (queue) (watchpost_batch_queue_depth{{{SEL}}})", "{{queue}} depth"),
                              (f"sum by (queue, outcome) (rate(watchpost_batch_items_total{{{SEL}}}[{RI}]))", "{{queue}} {{outcome}}/s")], w=12)
     b.row("Notifications")

@@ -119,6 +119,10 @@ impl App {
             );
         }
 
+        // Links (notifications, the bot, rule generator URLs) point at the address
+        // actually bound when `external_url` is unset.
+        let config = with_external_url(config, addr);
+
         let shutdown = CancellationToken::new();
         let mut supervisor = Supervisor::new(shutdown.clone());
         let collect_handle = collect.clone();
@@ -152,12 +156,8 @@ impl App {
 
         // Rules: evaluated behind the leader gate; transitions leave on one channel.
         let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(rules::ALERT_QUEUE_CAPACITY);
-        let external_url = config
-            .external_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
-            .trim_end_matches('/')
-            .to_string();
+        let external_url = config.external_url().trim_end_matches('/').to_string();
+        let template_external_url = external_url.clone();
         let rule_manager = RuleManager::new(
             EvalDeps {
                 querier: Arc::new(EngineQuerier(engine.clone())),
@@ -189,7 +189,9 @@ impl App {
             &config,
             db.clone(),
             metrics.alerting.clone(),
-            None,
+            Some(Arc::new(notify::template::GoTemplates::new(
+                &template_external_url,
+            ))),
             notify::NotifyOptions::default(),
         )
         .map_err(StartError::Config)?;
@@ -284,6 +286,32 @@ impl App {
         self.shutdown.cancel();
         self.wait().await;
     }
+}
+
+/// `config` with `external_url` set from the bound address when unset: the address as
+/// bound, or the host name when bound to all interfaces (as Prometheus does).
+fn with_external_url(config: Arc<Config>, addr: SocketAddr) -> Arc<Config> {
+    if config.external_url.is_some() {
+        return config;
+    }
+    let host = if addr.ip().is_unspecified() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    } else {
+        addr.ip().to_string()
+    };
+    let authority = match addr.ip() {
+        std::net::IpAddr::V6(_) if !addr.ip().is_unspecified() => {
+            format!("[{host}]:{}", addr.port())
+        }
+        _ => format!("{host}:{}", addr.port()),
+    };
+    let mut c = (*config).clone();
+    c.external_url = Some(format!("http://{authority}"));
+    Arc::new(c)
 }
 
 /// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`.

@@ -347,7 +347,10 @@ mod tests {
         let (status, _, body) = get(&app, "/alerts/7", &[]).await;
         assert_eq!(status, 200);
         let text = String::from_utf8(body).unwrap();
-        assert!(text.contains("cargo xtask run"), "{text}");
+        assert!(
+            text.contains("cargo run --release") && text.contains("cargo xtask dashboard"),
+            "{text}"
+        );
         assert_eq!(text.lines().count(), 1);
     }
 

@@ -940,7 +940,8 @@ impl Writer {
         }
     }
 
-    /// Updates `watchpost_alerts_active` from the plan's before/after states.
+    /// Updates `watchpost_alerts_active` from the plan's before/after states, and counts
+    /// alerts that started firing in `watchpost_alerts_fired_total`.
     fn account(&mut self, plan: &Plan) {
         let mut changed = false;
         for fp in &plan.order {
@@ -949,6 +950,7 @@ impl Writer {
             if before == after {
                 continue;
             }
+            let was_firing = matches!(before, Some((AlertState::Firing, _)));
             if let Some((AlertState::Firing, s)) = before {
                 *self.active.entry(s).or_default() -= 1;
                 changed = true;
@@ -956,6 +958,15 @@ impl Writer {
             if let Some((AlertState::Firing, s)) = after {
                 *self.active.entry(s).or_default() += 1;
                 changed = true;
+                if !was_firing && let Some(alert) = plan.alerts.get(fp) {
+                    let source = self.source_label(&alert.source);
+                    self.p
+                        .metrics
+                        .alerting
+                        .alerts_fired
+                        .with_label_values(&[s.as_str(), source.as_str()])
+                        .inc();
+                }
             }
         }
         if changed {

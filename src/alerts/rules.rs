@@ -25,8 +25,14 @@ const MAX_BATCH: usize = 1000;
 /// Attempts per batch while the pipeline is full or the DB is failing.
 const ATTEMPTS: u32 = 6;
 
-/// The alert the pipeline stores for one rule transition.
-pub fn raw_alert(a: RuleAlert) -> RawAlert {
+/// The alert the pipeline stores for one rule transition. The expression's value
+/// travels as the `value` annotation (unless the rule sets one), so notifications can
+/// show it.
+pub fn raw_alert(mut a: RuleAlert) -> RawAlert {
+    if !a.annotations.contains_key("value") {
+        a.annotations
+            .insert("value".into(), crate::rules::gofmt::format_value(a.value));
+    }
     let ends = match a.state {
         RuleAlertState::Resolved => a.resolved_at.unwrap_or_else(chrono::Utc::now),
         RuleAlertState::Firing => a.valid_until,

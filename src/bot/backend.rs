@@ -16,9 +16,8 @@ use crate::alerts::pipeline::PipelineError;
 use crate::alerts::repo::ListFilter;
 use crate::alerts::service::SilenceOpError;
 use crate::audit::AuditRecord;
-use crate::dispatch::{MatchOp, Matcher, MatcherJson};
 use crate::rules::{Health, RuleManager};
-use crate::silence::{self, PostableSilence};
+use crate::silence::{self, Matcher, MatcherJson, PostableSilence};
 use crate::store::StoreError;
 
 /// Most alerts `/alerts` looks at before sorting by severity.
@@ -90,29 +89,11 @@ fn event_detail(detail: &serde_json::Value) -> Option<String> {
 fn silence_info(s: &silence::Silence) -> SilenceInfo {
     SilenceInfo {
         id: s.id.clone(),
-        matchers: s
-            .matchers
-            .iter()
-            .map(|m| MatcherJson {
-                name: m.name.clone(),
-                value: m.value.clone(),
-                is_regex: m.op.is_regex(),
-                is_equal: m.op.is_equal(),
-            })
-            .collect(),
+        matchers: s.matchers.iter().map(MatcherJson::from).collect(),
         starts_at: datetime(s.starts_at_ms),
         ends_at: datetime(s.ends_at_ms),
         created_by: s.created_by.clone(),
         comment: Some(s.comment.clone()).filter(|c| !c.is_empty()),
-    }
-}
-
-fn matcher_json(m: &Matcher) -> silence::MatcherJson {
-    silence::MatcherJson {
-        name: m.name.clone(),
-        value: m.value.clone(),
-        is_regex: matches!(m.op, MatchOp::Re | MatchOp::NotRe),
-        is_equal: matches!(m.op, MatchOp::Eq | MatchOp::Re),
     }
 }
 
@@ -194,7 +175,7 @@ impl BotBackend for ServiceBackend {
                 .map_err(|_| BackendError::Invalid("duration too long".into()))?;
         let posted = PostableSilence {
             id: None,
-            matchers: matchers.iter().map(matcher_json).collect(),
+            matchers: matchers.iter().map(MatcherJson::from).collect(),
             starts_at: None,
             ends_at: rfc3339(ends.timestamp_millis()),
             created_by: Some(who.name.clone()),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::dispatch::{Matcher, Matchers};
+use crate::silence::{Matcher, Matchers};
 
 /// A command the bot understands.
 #[derive(Debug, Clone, PartialEq)]

@@ -143,7 +143,7 @@ pub fn silenced(s: &SilenceInfo) -> String {
                 "{}{}{}",
                 m.name,
                 op,
-                crate::dispatch::matcher::quote(&m.value)
+                crate::silence::matcher::quote(&m.value)
             )
         })
         .collect();

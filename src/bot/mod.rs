@@ -27,10 +27,10 @@ use teloxide::types::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::dispatch::{Matcher, MatcherJson};
 use crate::notify::split::{TELEGRAM_LIMIT, split_html};
 use crate::notify::telegram::{ACK_PREFIX, SILENCE_PREFIX, TelegramPayload, make_bot};
 use crate::notify::{NotifyHandle, RateLimiter};
+use crate::silence::{Matcher, MatcherJson};
 use commands::Command;
 
 /// The exact answer to anyone not allowed to command the bot.

@@ -176,6 +176,20 @@ impl AggregationGroup {
                 }
             }
         }
+        // Readers want the worst first, then the oldest; resolved ones in the order
+        // they ended. Deterministic, so a retried flush renders the same message.
+        firing.sort_by(|a, b| {
+            severity_rank(&b.notice.severity)
+                .cmp(&severity_rank(&a.notice.severity))
+                .then(a.notice.starts_at.cmp(&b.notice.starts_at))
+                .then(a.notice.id.cmp(&b.notice.id))
+        });
+        resolved.sort_by(|a, b| {
+            a.notice
+                .ends_at
+                .cmp(&b.notice.ends_at)
+                .then(a.notice.id.cmp(&b.notice.id))
+        });
         let changed_firing = firing.iter().any(|a| {
             old.firing
                 .get(&a.notice.fingerprint)

@@ -10,7 +10,6 @@
 
 pub mod changes;
 pub mod group;
-pub mod matcher;
 pub mod route;
 
 use std::cmp::Reverse;
@@ -25,7 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use group::{AggregationGroup, FlushPlan, GroupAlert, Notification, NotifyLogEntry};
-pub use matcher::{MatchOp, Matcher, MatcherError, MatcherJson, Matchers};
+// Routes match with the same matchers as silences and inhibition rules.
+pub use crate::silence::MatcherJson;
+pub use crate::silence::matcher::{MatchOp, Matcher, MatcherError, Matchers};
 pub use route::{GroupBy, Route, RouteOpts};
 
 use crate::config::Config;
@@ -548,7 +549,7 @@ pub fn labels_key(labels: &BTreeMap<String, String>) -> String {
         }
         s.push_str(k);
         s.push('=');
-        s.push_str(&matcher::quote(v));
+        s.push_str(&crate::silence::matcher::quote(v));
     }
     s.push('}');
     s

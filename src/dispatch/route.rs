@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::matcher::Matchers;
 use crate::config::{Config, RouteConfig};
+use crate::silence::Matchers;
 
 /// Alertmanager's default `group_wait`.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);

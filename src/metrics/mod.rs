@@ -137,6 +137,8 @@ pub struct AlertingMetrics {
     pub alerts_active: IntGaugeVec,
     /// `watchpost_alerts_received_total{source}`.
     pub alerts_received: IntCounterVec,
+    /// `watchpost_alerts_fired_total{severity,source}`: alerts that started firing.
+    pub alerts_fired: IntCounterVec,
     /// `watchpost_rule_evaluations_total`.
     pub rule_evaluations: IntCounter,
     /// `watchpost_rule_evaluation_failures_total`.
@@ -356,6 +358,11 @@ impl Metrics {
                 "watchpost_alerts_received_total",
                 "Alerts accepted by ingest, by source.",
                 &["source"],
+            )?,
+            alerts_fired: b.counter_vec(
+                "watchpost_alerts_fired_total",
+                "Alerts that started firing (new, or firing again after resolving), by severity and source.",
+                &["severity", "source"],
             )?,
             rule_evaluations: b.counter("watchpost_rule_evaluations_total", "Rule evaluations.")?,
             rule_evaluation_failures: b.counter(

@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod sender;
 pub mod split;
 pub mod telegram;
+pub mod template;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -93,6 +94,11 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
                     problems.push(format!(
                         "{key}.telegram.chat_ids: no chats (set it or telegram.chat_ids)"
                     ));
+                }
+                if let Some(source) = &t.template
+                    && let Err(e) = template::parse(source)
+                {
+                    problems.push(format!("{key}.telegram.template: {e}"));
                 }
                 let thread = match t.message_thread_id.map(i32::try_from) {
                     None => None,
@@ -597,6 +603,16 @@ webhook = { url = "http://127.0.0.1:9/x" }
             .to_string();
         assert!(
             err.contains("receivers[0].telegram: needs telegram.bot_token"),
+            "{err}"
+        );
+
+        let err = Config::from_toml(
+            "[telegram]\nbot_token = \"1:x\"\nchat_ids = [1]\n[[receivers]]\nname = \"t\"\ntelegram = { template = \"{{ if .Status }}x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("receivers[0].telegram.template: line 1"),
             "{err}"
         );
 

@@ -198,6 +198,7 @@ impl AlertingRule {
         let ctx = template::Context {
             external_url: &deps.external_url,
             query: Some(&query_fn),
+            escape: None,
         };
         let mut warning = None;
         let templated = self

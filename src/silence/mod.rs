@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-pub use matcher::{MatchOp, Matcher, MatcherError, all_match};
+pub use matcher::{MatchOp, Matcher, MatcherError, Matchers, all_match};
 
 use crate::alerts::model::{Labels, rfc3339};
 use crate::store::{Db, StoreError};
@@ -53,7 +53,7 @@ impl SilenceState {
 }
 
 /// A matcher as Alertmanager's JSON has it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct MatcherJson {
     /// Label name.
     pub name: String,
@@ -79,6 +79,17 @@ impl From<&Matcher> for MatcherJson {
             is_regex: m.op.is_regex(),
             is_equal: m.op.is_equal(),
         }
+    }
+}
+
+impl TryFrom<&MatcherJson> for Matcher {
+    type Error = MatcherError;
+    fn try_from(j: &MatcherJson) -> Result<Self, Self::Error> {
+        Matcher::new(
+            j.name.as_str(),
+            MatchOp::from_flags(j.is_regex, j.is_equal),
+            j.value.as_str(),
+        )
     }
 }
 
@@ -408,6 +419,21 @@ mod tests {
     }
 
     const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn json_shape_round_trips() {
+        let m = Matcher::parse(r#"job!~"x.*""#).unwrap();
+        let j = MatcherJson::from(&m);
+        assert!(j.is_regex && !j.is_equal);
+        assert_eq!(
+            serde_json::to_value(&j).unwrap(),
+            serde_json::json!({"name": "job", "value": "x.*", "isRegex": true, "isEqual": false})
+        );
+        assert_eq!(Matcher::try_from(&j).unwrap(), m);
+        let j: MatcherJson =
+            serde_json::from_value(serde_json::json!({"name": "a", "value": "b"})).unwrap();
+        assert_eq!(Matcher::try_from(&j).unwrap().to_string(), r#"a="b""#);
+    }
 
     #[test]
     fn validation_names_the_field() {

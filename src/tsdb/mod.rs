@@ -194,7 +194,25 @@ impl Index {
     }
 }
 
+/// Sorted intersection of two sorted lists. A short list against a long one (a metric
+/// name's few series against `job="x"`'s many) binary-searches instead of merging, so the
+/// cost follows the short list.
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.len().saturating_mul(16) < long.len() {
+        let mut rest = long;
+        let mut out = Vec::with_capacity(short.len());
+        for &x in short {
+            match rest.binary_search(&x) {
+                Ok(i) => {
+                    out.push(x);
+                    rest = &rest[i + 1..];
+                }
+                Err(i) => rest = &rest[i..],
+            }
+        }
+        return out;
+    }
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     while i < a.len() && j < b.len() {
@@ -413,6 +431,18 @@ impl Tsdb {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn intersect_short_against_long_is_exact() {
+        let long: Vec<u32> = (0..1000).map(|i| i * 2).collect();
+        assert_eq!(
+            super::intersect(&[1, 4, 5, 998, 1998, 3000], &long),
+            vec![4, 998, 1998]
+        );
+        assert_eq!(super::intersect(&long, &[0, 2, 7]), vec![0, 2]);
+        assert_eq!(super::intersect(&[1, 2, 3], &[2, 3, 4]), vec![2, 3]);
+        assert!(super::intersect(&[], &long).is_empty());
+    }
+
     use super::*;
 
     fn eq(name: &str, value: &str) -> Matcher {

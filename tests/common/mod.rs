@@ -7,6 +7,9 @@
     clippy::zombie_processes
 )]
 
+pub mod peers;
+pub mod workload;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! Executes parsed templates over Prometheus' alert template data.
+//! Executes parsed templates over Prometheus' alert template data, or over any data
+//! given as a [`Value`] (Alertmanager's notification data, JSON).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -24,7 +25,36 @@ pub struct QuerySample {
     pub value: f64,
 }
 
-/// A dynamically typed template value, mirroring the Go types Prometheus passes around.
+/// Go's zero `time.Time` (`0001-01-01 00:00:00 +0000 UTC`) as a [`Value::Time`].
+pub const ZERO_TIME: i64 = i64::MIN;
+
+/// A struct: named fields; asking for any other field is an error, as in Go.
+#[derive(Debug, Clone, Default)]
+pub struct Object {
+    /// The Go type name, for error messages (`*template.Data`).
+    pub type_name: &'static str,
+    /// Fields by name.
+    pub fields: BTreeMap<String, Value>,
+}
+
+impl Object {
+    /// An empty struct of type `type_name`.
+    pub fn new(type_name: &'static str) -> Object {
+        Object {
+            type_name,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a field.
+    pub fn with(mut self, name: &str, value: Value) -> Object {
+        self.fields.insert(name.to_string(), value);
+        self
+    }
+}
+
+/// A dynamically typed template value, mirroring the Go types Prometheus and
+/// Alertmanager pass around.
 #[derive(Debug, Clone)]
 pub enum Value {
     /// `nil`.
@@ -47,8 +77,18 @@ pub enum Value {
     Sample(Arc<QuerySample>),
     /// The root data (`.`).
     Data(Arc<TemplateData>),
-    /// `time.Time` in Unix nanoseconds (UTC).
+    /// `time.Time` in Unix nanoseconds (UTC); [`ZERO_TIME`] is Go's zero time.
     Time(i64),
+    /// A slice (`[]interface{}`). A list of alerts has Alertmanager's `Firing` and
+    /// `Resolved` methods (elements whose `Status` is `firing` / `resolved`).
+    List(Arc<Vec<Value>>),
+    /// Alertmanager's `template.KV` (labels, annotations): a `map[string]string` with the
+    /// methods `SortedPairs`, `Names`, `Values` and `Remove`.
+    Kv(Arc<LabelMap>),
+    /// A struct.
+    Object(Arc<Object>),
+    /// `template.HTML`: text that is never escaped (from `safeHtml` and `html`).
+    Html(String),
 }
 
 impl Value {
@@ -66,6 +106,32 @@ impl Value {
             Value::Sample(_) => "*template.sample",
             Value::Data(_) => "struct",
             Value::Time(_) => "time.Time",
+            Value::List(_) => "[]interface {}",
+            Value::Kv(_) => "template.KV",
+            Value::Object(o) => o.type_name,
+            Value::Html(_) => "template.HTML",
+        }
+    }
+
+    /// Generic JSON: objects are `map[string]interface{}`, arrays slices, integral
+    /// numbers `int`, other numbers `float64`.
+    pub fn from_json(v: &serde_json::Value) -> Value {
+        match v {
+            serde_json::Value::Null => Value::Nil,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(a) => {
+                Value::List(Arc::new(a.iter().map(Value::from_json).collect()))
+            }
+            serde_json::Value::Object(o) => Value::Map(Arc::new(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                    .collect(),
+            )),
         }
     }
 
@@ -80,7 +146,10 @@ impl Value {
             Value::Labels(m) => !m.is_empty(),
             Value::Map(m) => !m.is_empty(),
             Value::Samples(s) => !s.is_empty(),
-            Value::Sample(_) | Value::Data(_) | Value::Time(_) => true,
+            Value::List(l) => !l.is_empty(),
+            Value::Kv(m) => !m.is_empty(),
+            Value::Html(s) => !s.is_empty(),
+            Value::Sample(_) | Value::Data(_) | Value::Time(_) | Value::Object(_) => true,
         }
     }
 
@@ -122,6 +191,28 @@ impl Value {
                 out.push('}');
             }
             Value::Time(ns) => out.push_str(&go_time_string(*ns)),
+            Value::List(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    v.print(out);
+                }
+                out.push(']');
+            }
+            Value::Kv(m) => print_map(out, m.iter().map(|(k, v)| (k, Value::Str(v.clone())))),
+            Value::Object(o) => {
+                out.push('{');
+                for (i, v) in o.fields.values().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    v.print(out);
+                }
+                out.push('}');
+            }
+            Value::Html(s) => out.push_str(s),
         }
     }
 
@@ -151,10 +242,78 @@ impl Value {
                     "can't evaluate field {name} in type *template.sample"
                 )),
             },
+            Value::Kv(m) => Ok(match name {
+                "SortedPairs" => Value::List(Arc::new(
+                    m.iter()
+                        .map(|(k, v)| {
+                            Value::Object(Arc::new(
+                                Object::new("template.Pair")
+                                    .with("Name", Value::Str(k.clone()))
+                                    .with("Value", Value::Str(v.clone())),
+                            ))
+                        })
+                        .collect(),
+                )),
+                "Names" => Value::List(Arc::new(m.keys().map(|k| Value::Str(k.clone())).collect())),
+                "Values" => Value::List(Arc::new(
+                    m.values().map(|v| Value::Str(v.clone())).collect(),
+                )),
+                _ => Value::Str(m.get(name).cloned().unwrap_or_default()),
+            }),
+            Value::Object(o) => o
+                .fields
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("can't evaluate field {name} in type {}", o.type_name)),
+            Value::List(items) if name == "Firing" || name == "Resolved" => {
+                let want = name.to_ascii_lowercase();
+                Ok(Value::List(Arc::new(
+                    items
+                        .iter()
+                        .filter(|a| matches!(a.field("Status"), Ok(Value::Str(s)) if s == want))
+                        .cloned()
+                        .collect(),
+                )))
+            }
             Value::Nil => Err(format!("nil pointer evaluating interface {{}}.{name}")),
             other => Err(format!(
                 "can't evaluate field {name} in type {}",
                 other.type_name()
+            )),
+        }
+    }
+}
+
+impl Value {
+    /// A method call with arguments (`.CommonLabels.Remove .GroupLabels.Names`).
+    fn call_method(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        match (self, name) {
+            (Value::Kv(m), "Remove") => {
+                let [keys] = args else {
+                    return Err(format!(
+                        "wrong number of args for Remove: want 1 got {}",
+                        args.len()
+                    ));
+                };
+                let keys: Vec<String> = match keys {
+                    Value::List(l) => l.iter().map(Value::to_text).collect(),
+                    Value::Str(s) => vec![s.clone()],
+                    other => {
+                        return Err(format!(
+                            "wrong type for value; expected []string; got {}",
+                            other.type_name()
+                        ));
+                    }
+                };
+                let mut out = (**m).clone();
+                for k in keys {
+                    out.remove(&k);
+                }
+                Ok(Value::Kv(Arc::new(out)))
+            }
+            _ => Err(format!(
+                "{name} is not a method of {} (can't give argument to non-function)",
+                self.type_name()
             )),
         }
     }
@@ -183,6 +342,9 @@ fn print_sample(out: &mut String, s: &QuerySample) {
 
 /// Go's `time.Time.String()` for a UTC time: `2006-01-02 15:04:05.999999999 +0000 UTC`.
 pub fn go_time_string(ns: i64) -> String {
+    if ns == ZERO_TIME {
+        return "0001-01-01 00:00:00 +0000 UTC".into();
+    }
     let secs = ns.div_euclid(1_000_000_000);
     let frac = ns.rem_euclid(1_000_000_000);
     let Some(t) = chrono::DateTime::from_timestamp(secs, frac as u32) else {
@@ -236,6 +398,15 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// An execution over any data: `.` and `$` are `root`, no other variables.
+    pub fn with_root(ctx: &'a Context<'a>, root: Value) -> Self {
+        Exec {
+            ctx,
+            vars: vec![(Cow::Borrowed("$"), root)],
+            out: String::new(),
+        }
+    }
+
     /// Runs `nodes` and returns the output.
     pub fn run(mut self, nodes: &[Node]) -> Result<String, TemplateError> {
         let dot = self.vars[0].1.clone();
@@ -250,7 +421,7 @@ impl<'a> Exec<'a> {
                 Node::Action(pipe) => {
                     let v = self.pipeline(pipe, dot)?;
                     if pipe.decl.is_empty() {
-                        v.print(&mut self.out);
+                        self.emit(&v);
                     }
                 }
                 Node::If(c) => {
@@ -290,6 +461,17 @@ impl<'a> Exec<'a> {
         Ok(Flow::Normal)
     }
 
+    /// Prints an action's value, escaped when the context escapes (except HTML).
+    fn emit(&mut self, v: &Value) {
+        match self.ctx.escape {
+            Some(escape) if !matches!(v, Value::Html(_)) => {
+                let text = v.to_text();
+                self.out.push_str(&escape(&text));
+            }
+            _ => v.print(&mut self.out),
+        }
+    }
+
     fn range(&mut self, c: &Control, dot: &Value) -> Result<(), TemplateError> {
         let scope = self.vars.len();
         // Evaluate without declaring; the range declares per element.
@@ -301,9 +483,14 @@ impl<'a> Exec<'a> {
         };
         let v = self.pipeline(&pipe, dot)?;
         let items: Vec<(Value, Value)> = match &v {
-            Value::Labels(m) => m
+            Value::Labels(m) | Value::Kv(m) => m
                 .iter()
                 .map(|(k, v)| (Value::Str(k.clone()), Value::Str(v.clone())))
+                .collect(),
+            Value::List(l) => l
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Value::Int(i as i64), v.clone()))
                 .collect(),
             Value::Map(m) => m
                 .iter()
@@ -395,15 +582,50 @@ impl<'a> Exec<'a> {
                     .map_err(|e| TemplateError::new(line, format!("error calling {name}: {e}")))
             }
             op => {
-                if cmd.args.len() > 1 || last.is_some() {
+                if cmd.args.len() == 1 && last.is_none() {
+                    return self.operand(op, dot, line);
+                }
+                // A method with arguments: `.X.Method arg…` (the last field names it).
+                let Some((receiver, method)) = self.method_receiver(op, dot, line)? else {
                     return Err(TemplateError::new(
                         line,
                         "can't give argument to non-function",
                     ));
+                };
+                let mut args = Vec::with_capacity(cmd.args.len());
+                for a in &cmd.args[1..] {
+                    args.push(self.operand(a, dot, line)?);
                 }
-                self.operand(op, dot, line)
+                if let Some(v) = last {
+                    args.push(v);
+                }
+                receiver
+                    .call_method(method, &args)
+                    .map_err(|e| TemplateError::new(line, e))
             }
         }
+    }
+
+    /// For `.a.b.M` (or `$x.M`, `(pipe).M`): the value of `.a.b` and `M`.
+    fn method_receiver<'o>(
+        &mut self,
+        op: &'o Operand,
+        dot: &Value,
+        line: usize,
+    ) -> Result<Option<(Value, &'o str)>, TemplateError> {
+        let (mut v, fields) = match op {
+            Operand::Field(f) => (dot.clone(), f.as_slice()),
+            Operand::Variable(name, f) => (self.var(name, line)?, f.as_slice()),
+            Operand::Pipe(p, f) => (self.pipeline(p, dot)?, f.as_slice()),
+            _ => return Ok(None),
+        };
+        let Some((method, path)) = fields.split_last() else {
+            return Ok(None);
+        };
+        for name in path {
+            v = v.field(name).map_err(|e| TemplateError::new(line, e))?;
+        }
+        Ok(Some((v, method.as_str())))
     }
 
     fn operand(&mut self, op: &Operand, dot: &Value, line: usize) -> Result<Value, TemplateError> {

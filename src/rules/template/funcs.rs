@@ -64,6 +64,10 @@ pub fn arity(name: &str) -> Option<Arity> {
         | "humanizeTimestamp" => Arity::exactly(1),
         "parseDuration" | "stripPort" | "stripDomain" | "toTime" => Arity::exactly(1),
         "pathPrefix" | "externalURL" => Arity::exactly(0),
+        // Alertmanager's additions for notification templates.
+        "join" => Arity::exactly(2),
+        "trimSpace" | "since" => Arity::exactly(1),
+        "stringSlice" => Arity::at_least(0),
         _ => return None,
     })
 }
@@ -79,6 +83,14 @@ pub fn call(name: &str, ctx: &Context<'_>, args: Vec<Value>) -> Result<Value, St
             args.len()
         ));
     }
+    // `template.HTML` is a string to every function (Go: a string kind).
+    let args: Vec<Value> = args
+        .into_iter()
+        .map(|a| match a {
+            Value::Html(s) => Value::Str(s),
+            other => other,
+        })
+        .collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Nil);
     Ok(match name {
         "and" => args
@@ -97,6 +109,8 @@ pub fn call(name: &str, ctx: &Context<'_>, args: Vec<Value>) -> Result<Value, St
             Value::Labels(m) => m.len(),
             Value::Map(m) => m.len(),
             Value::Samples(s) => s.len(),
+            Value::List(l) => l.len(),
+            Value::Kv(m) => m.len(),
             other => return Err(format!("len of type {}", other.type_name())),
         } as i64),
         "index" => index(&args)?,
@@ -106,7 +120,7 @@ pub fn call(name: &str, ctx: &Context<'_>, args: Vec<Value>) -> Result<Value, St
             let format = str_arg(&args[0])?;
             Value::Str(sprintf(&format, &args[1..]))
         }
-        "html" => Value::Str(html_escape(&sprint(&args, false))),
+        "html" => Value::Html(html_escape(&sprint(&args, false))),
         "js" => Value::Str(js_escape(&sprint(&args, false))),
         "urlquery" => Value::Str(query_escape(&sprint(&args, false))),
         "eq" => {
@@ -181,7 +195,7 @@ pub fn call(name: &str, ctx: &Context<'_>, args: Vec<Value>) -> Result<Value, St
             let re = regex::Regex::new(&pattern).map_err(|e| e.to_string())?;
             Value::Bool(re.is_match(&text))
         }
-        "safeHtml" => Value::Str(str_arg(&args[0])?),
+        "safeHtml" => Value::Html(str_arg(&args[0])?),
         "title" => Value::Str(title(&str_arg(&args[0])?)),
         "toUpper" => Value::Str(str_arg(&args[0])?.to_uppercase()),
         "toLower" => Value::Str(str_arg(&args[0])?.to_lowercase()),
@@ -202,6 +216,32 @@ pub fn call(name: &str, ctx: &Context<'_>, args: Vec<Value>) -> Result<Value, St
         "stripPort" => Value::Str(strip_port(&str_arg(&args[0])?)),
         "stripDomain" => Value::Str(strip_domain(&str_arg(&args[0])?)),
         "toTime" => Value::Time(float_to_nanos(to_float(&args[0])?)?),
+        "join" => {
+            let sep = str_arg(&args[0])?;
+            match &args[1] {
+                Value::List(l) => Value::Str(
+                    l.iter()
+                        .map(str_arg)
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(&sep),
+                ),
+                other => return Err(wrong_type("[]string", other)),
+            }
+        }
+        "trimSpace" => Value::Str(str_arg(&args[0])?.trim().to_string()),
+        "stringSlice" => Value::List(Arc::new(
+            args.iter()
+                .map(|a| str_arg(a).map(Value::Str))
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
+        "since" => match &args[0] {
+            Value::Time(ns) if *ns != super::ZERO_TIME => {
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                Value::Float(now.saturating_sub(*ns) as f64 / 1e9)
+            }
+            Value::Time(_) => return Err("since of the zero time".into()),
+            other => return Err(wrong_type("time.Time", other)),
+        },
         "pathPrefix" => Value::Str(url_path(ctx.external_url)),
         "externalURL" => Value::Str(ctx.external_url.to_string()),
         other => return Err(format!("function {other:?} not defined")),
@@ -459,6 +499,13 @@ fn index(args: &[Value]) -> Result<Value, String> {
         v = match (&v, key) {
             (Value::Labels(m), Value::Str(k)) => Value::Str(m.get(k).cloned().unwrap_or_default()),
             (Value::Map(m), Value::Str(k)) => m.get(k).cloned().unwrap_or(Value::Nil),
+            (Value::Kv(m), Value::Str(k)) => Value::Str(m.get(k).cloned().unwrap_or_default()),
+            (Value::List(l), Value::Int(i)) => {
+                match usize::try_from(*i).ok().and_then(|i| l.get(i)) {
+                    Some(x) => x.clone(),
+                    None => return Err(format!("index out of range: {i}")),
+                }
+            }
             (Value::Samples(s), Value::Int(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| s.get(i)) {
                     Some(x) => Value::Sample(Arc::new(x.clone())),

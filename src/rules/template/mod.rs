@@ -13,7 +13,7 @@ mod parse;
 
 use std::sync::Arc;
 
-pub use exec::{LabelMap, QuerySample, Value};
+pub use exec::{LabelMap, Object, QuerySample, Value, ZERO_TIME};
 pub use funcs::{graph_link, humanize, humanize_duration, humanize1024, query_escape};
 
 /// A template problem, with the 1-based line inside the template text.
@@ -59,6 +59,9 @@ pub struct Context<'a> {
     pub external_url: &'a str,
     /// The `query` function; `None` makes `query` an error.
     pub query: Option<QueryFn<'a>>,
+    /// Escapes what actions print (not literal text, not `safeHtml`/`html` values), as
+    /// Go's `html/template` does for notification templates; `None` prints as is.
+    pub escape: Option<fn(&str) -> String>,
 }
 
 /// A parsed template.
@@ -71,11 +74,17 @@ pub struct Template {
 }
 
 impl Template {
-    /// Parses `source`.
+    /// Parses `source` (a rule template: `$labels`, `$value`, … are defined).
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        Self::parse_with_vars(source, parse::PREDEFINED)
+    }
+
+    /// Parses `source` with only `predefined` variables defined (e.g. `["$"]` for
+    /// templates over other data, see [`Template::execute_value`]).
+    pub fn parse_with_vars(source: &str, predefined: &[&str]) -> Result<Template, TemplateError> {
         let pieces = lex::lex(source)?;
         let literal = pieces.iter().all(|p| matches!(p, lex::Piece::Text(_)));
-        let nodes = parse::parse(pieces)?;
+        let nodes = parse::parse_with(pieces, predefined)?;
         Ok(Template {
             source: source.to_string(),
             nodes,
@@ -113,6 +122,14 @@ impl Template {
         }
         exec::Exec::new(ctx, data).run(&self.nodes)
     }
+
+    /// Expands the template over any data: `.` and `$` are `root`.
+    pub fn execute_value(&self, ctx: &Context<'_>, root: Value) -> Result<String, TemplateError> {
+        if self.literal {
+            return Ok(self.source.clone());
+        }
+        exec::Exec::with_root(ctx, root).run(&self.nodes)
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +157,7 @@ mod tests {
                 &Context {
                     external_url: "http://wp:8080/prefix",
                     query: None,
+                    escape: None,
                 },
                 data(value),
             )
@@ -248,6 +266,7 @@ mod tests {
         let ctx = Context {
             external_url: "",
             query: Some(&q),
+            ..Context::default()
         };
         let t = Template::parse(r#"{{ with query "up" }}{{ . | first | value | humanize1024 }} on {{ . | first | label "instance" }}{{ end }}"#).unwrap();
         assert_eq!(t.execute(&ctx, data(0.0)).unwrap(), "2ki on a");

@@ -93,12 +93,12 @@ pub enum Operand {
 /// Variables every rule template starts with (Prometheus' prepended definitions).
 pub const PREDEFINED: &[&str] = &["$", "$labels", "$externalLabels", "$externalURL", "$value"];
 
-/// Parses pieces into nodes.
-pub fn parse(pieces: Vec<Piece>) -> Result<Vec<Node>, TemplateError> {
+/// Parses pieces into nodes; `predefined` are the variables defined from the start.
+pub fn parse_with(pieces: Vec<Piece>, predefined: &[&str]) -> Result<Vec<Node>, TemplateError> {
     let mut p = Parser {
         pieces,
         pos: 0,
-        vars: PREDEFINED.iter().map(|s| s.to_string()).collect(),
+        vars: predefined.iter().map(|s| s.to_string()).collect(),
         range_depth: 0,
     };
     let (nodes, end) = p.list()?;
@@ -376,6 +376,8 @@ impl Parser {
                     ));
                 }
             }
+            // A field chain may end in a method taking arguments (`.Labels.Remove x`).
+            Operand::Field(f) | Operand::Variable(_, f) | Operand::Pipe(_, f) if !f.is_empty() => {}
             _ => {
                 if args.len() > 1 || !first_in_pipeline {
                     return Err(TemplateError::new(
@@ -546,7 +548,7 @@ mod tests {
     use super::*;
 
     fn p(src: &str) -> Result<Vec<Node>, TemplateError> {
-        parse(lex(src)?)
+        parse_with(lex(src)?, PREDEFINED)
     }
 
     #[test]
