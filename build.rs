@@ -13,19 +13,26 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The package root, as cargo says at run time (not when this script was compiled: a
+/// build script binary can be reused from another checkout).
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
     let mut out = String::new();
     for backend in ["sqlite", "postgres"] {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(backend);
+        let dir = manifest_dir().join("migrations").join(backend);
         println!("cargo:rerun-if-changed={}", dir.display());
         let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("cannot list migrations in {}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
         files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
         files.sort();
+        assert!(!files.is_empty(), "no migrations in {}", dir.display());
         writeln!(
             out,
             "/// Migrations for {backend}: (version, description, sql)."
@@ -134,7 +141,7 @@ fn build_dashboard(root: &Path) -> Result<(), String> {
 /// precompressed `.gz`/`.br` siblings), or an empty list when the dashboard is not built,
 /// and `BUILD_NOTE`: why not, when known.
 fn dashboard_assets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &manifest_dir();
     let dist = root.join("dashboard").join("dist");
     let mut note = String::new();
     if should_build_dashboard(root)

@@ -284,6 +284,14 @@ pub struct AlertsConfig {
     pub rate_limit_burst: u32,
     /// Shared secret ntopng must send (`sharedsecret`); unset means not checked.
     pub ntopng_shared_secret: Option<Secret>,
+    /// Folder of the receipt journal (durable repeats between checkpoints): unset = a
+    /// `journal` folder next to the SQLite file, or `data/journal` with PostgreSQL;
+    /// empty = no journal (every repeat updates its row in its batch).
+    pub journal_dir: Option<PathBuf>,
+    /// How often journaled repeats are written to the database (reads that need them
+    /// write them first).
+    #[serde(with = "human_duration")]
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for AlertsConfig {
@@ -298,6 +306,8 @@ impl Default for AlertsConfig {
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             ntopng_shared_secret: None,
+            journal_dir: None,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -603,6 +613,7 @@ impl Config {
             ("rules.evaluation_interval", self.rules.evaluation_interval),
             ("tsdb.retention", self.tsdb.retention),
             ("alerts.batch_max_delay", self.alerts.batch_max_delay),
+            ("alerts.checkpoint_interval", self.alerts.checkpoint_interval),
         ] {
             if d.is_zero() {
                 problems.push(format!("{key}: must be greater than 0"));

@@ -1,5 +1,6 @@
 //! Durability: every alert answered 202 survives `kill -9` of the real binary right
-//! after a burst, on SQLite and PostgreSQL.
+//! after a burst, on SQLite and PostgreSQL; so does every repeat, which lives in the
+//! receipt journal until a checkpoint.
 
 mod common;
 
@@ -13,7 +14,12 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 fn spawn(dir: &std::path::Path, url: &str) -> Server {
+    spawn_with(dir, url, &[])
+}
+
+fn spawn_with(dir: &std::path::Path, url: &str, env: &[(&str, &str)]) -> Server {
     let mut cmd = command(dir);
+    cmd.envs(env.iter().copied());
     cmd.arg("serve")
         .env("WATCHPOST_LISTEN", "127.0.0.1:0")
         .env("WATCHPOST_DATABASE_URL", url)
@@ -114,5 +120,98 @@ async fn every_accepted_alert_survives_kill_9() {
             a["events"][0]["kind"], "fired",
             "{k}: events are as durable as alerts"
         );
+    }
+}
+
+/// Bytes in the journal files under `dir`.
+fn journal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn journaled_repeats_survive_kill_9() {
+    for db in databases().await {
+        let k = db.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let journal_env = journal.to_str().unwrap();
+        // No checkpoint before the kill: the repeats exist only in the journal.
+        let mut server = spawn_with(
+            dir.path(),
+            &db.url,
+            &[
+                ("WATCHPOST_ALERTS__JOURNAL_DIR", journal_env),
+                ("WATCHPOST_ALERTS__CHECKPOINT_INTERVAL", "1h"),
+            ],
+        );
+        let base = server.base();
+        let client = common::client();
+        let batch: Vec<Value> = (0..20)
+            .map(|i| json!({"message": format!("queue {i} backing up"),
+                            "labels": {"alertname": "QueueBacklog", "queue": i.to_string()}}))
+            .collect();
+        let post = |client: reqwest::Client, base: String, batch: Vec<Value>| async move {
+            let resp = client
+                .post(format!("{base}/api/v1/alerts"))
+                .json(&batch)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+            let body: Value = resp.json().await.unwrap();
+            body["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect::<Vec<i64>>()
+        };
+        let ids = post(client.clone(), base.clone(), batch.clone()).await;
+        // 8 clients send the same 20 alerts 25 times each, all answered before the kill.
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (client, base, batch) = (client.clone(), base.clone(), batch.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    post(client.clone(), base.clone(), batch.clone()).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(journal_bytes(&journal) > 0, "{k}: repeats are journaled");
+        server.child.kill().expect("kill -9");
+        let _ = server.child.wait();
+
+        let server = spawn_with(dir.path(), &db.url, &[("WATCHPOST_ALERTS__JOURNAL_DIR", journal_env)]);
+        let base = server.base();
+        for id in &ids {
+            let a: Value = client
+                .get(format!("{base}/api/v1/alerts/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(a["count"], 1 + 8 * 25, "{k}: alert {id} lost repeats: {a}");
+            let kinds: Vec<&str> = a["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["kind"].as_str().unwrap())
+                .collect();
+            assert_eq!(kinds, ["fired", "repeated"], "{k}: repeats are logged once a minute");
+        }
+        assert_eq!(journal_bytes(&journal), 0, "{k}: the replayed journal is removed");
     }
 }

@@ -5,7 +5,8 @@
 //! * [`ingest`]: the ingest formats, parsed into one shape and classified.
 //! * [`classify`] and [`fingerprint`]: severity, type, risk score; identity.
 //! * [`pipeline`]: bounded queue and group-committing writer; [`lifecycle`] is what a
-//!   receipt does to an alert.
+//!   receipt does to an alert; [`journal`] makes repeats durable without a row
+//!   update per receipt.
 //! * [`repo`], [`stats`], [`report`]: storage and queries.
 //! * [`change`]: the typed channel to the notifier ([`AlertChange`]).
 //! * [`service`]: what the API calls.
@@ -14,6 +15,7 @@ pub mod change;
 pub mod classify;
 pub mod fingerprint;
 pub mod ingest;
+pub mod journal;
 pub mod lifecycle;
 pub mod model;
 pub mod pipeline;

@@ -14,6 +14,15 @@
 //! * **One writer** means the lifecycle decisions (repeat or refire, silence and
 //!   inhibition flags, acknowledgements) never race. Acks, silence changes, expiry of
 //!   `ends_at`, and retention go through the same task.
+//! * The writer keeps every firing alert (and recently seen resolved ones) in memory,
+//!   so a batch reads the database only for fingerprints it has not seen.
+//! * **Repeats** (a receipt that only refreshes count, last seen, `ends_at`, rate and
+//!   risk of a firing alert) go to the [`Journal`] instead of the database: one record
+//!   each, one `fdatasync` per batch. A checkpoint writes their latest state to the
+//!   database every second, before reads that need it ([`Pipeline::sync`]) and at
+//!   shutdown. Their `repeated` event is logged for the first repeat of an incident and
+//!   then at most once a minute, and they are announced to the notifier when their
+//!   content changed, or at most every 30 s (so its copy of `ends_at` stays fresh).
 //! * After each commit the changes go to the notifier channel ([`AlertChange`]) and to
 //!   the dashboard's event bus.
 
@@ -33,7 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::change::{AlertChange, ChangeKind, ChangeSender};
 use super::ingest::Incoming;
-use super::lifecycle::{self, Event, silence_transition};
+use super::journal::{Journal, Refresh};
+use super::lifecycle::{self, Applied, Event, silence_transition};
 use super::model::{Ack, Alert, AlertState, EventKind, Labels, Severity};
 use super::repo::{self, NewEvent};
 use crate::audit::{self, AuditRecord};
@@ -52,11 +62,19 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most alerts deleted by retention in one transaction.
 const RETENTION_CHUNK: i64 = 5_000;
 /// Most expired alerts resolved per tick.
-const EXPIRE_CHUNK: i64 = 2_000;
+const EXPIRE_CHUNK: usize = 2_000;
 /// Attempts of a commit before giving up.
 const MAX_ATTEMPTS: u32 = 6;
 /// Distinct `source` label values of `watchpost_alerts_received_total` (then `other`).
 const MAX_SOURCE_LABELS: usize = 64;
+/// Cached alerts beyond which resolved ones are dropped from the writer's memory.
+const CACHE_LIMIT: usize = 50_000;
+/// A repeat is logged as a `repeated` event at most this often per alert (ms).
+const REPEAT_LOG_EVERY_MS: i64 = 60_000;
+/// An unchanged repeat is announced to the notifier at most this often per alert (ms).
+const ANNOUNCE_EVERY_MS: i64 = 30_000;
+/// ... or sooner when the `ends_at` the notifier knows is this close (ms).
+const ANNOUNCE_BEFORE_END_MS: i64 = 60_000;
 
 /// Batching and retention settings (from `[alerts]`).
 #[derive(Debug, Clone)]
@@ -69,6 +87,8 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// How long resolved alerts and old events are kept.
     pub retention: Duration,
+    /// How often journaled repeats are written to the database.
+    pub checkpoint_interval: Duration,
 }
 
 /// Why the pipeline did not take or commit something.
@@ -120,6 +140,7 @@ struct AckJob {
 enum Command {
     Ingest(IngestJob),
     Ack(AckJob),
+    Sync(oneshot::Sender<Result<(), PipelineError>>),
     SilencesChanged(oneshot::Sender<Result<(), PipelineError>>),
     Retention(oneshot::Sender<Result<(u64, u64), PipelineError>>),
 }
@@ -152,6 +173,13 @@ impl QueueMetrics {
     }
 }
 
+/// Repeats journaled but not yet checkpointed into the database, by alert id.
+pub(crate) type Pending = Arc<std::sync::Mutex<HashMap<i64, Refresh>>>;
+
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<i64, Refresh>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Handle to the pipeline: submit alerts, acknowledge, announce silence changes.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -159,6 +187,7 @@ pub struct Pipeline {
     permits: Arc<Semaphore>,
     capacity: usize,
     metrics: QueueMetrics,
+    pending: Pending,
 }
 
 impl Pipeline {
@@ -222,6 +251,20 @@ impl Pipeline {
         rx.await.unwrap_or(Err(PipelineError::Stopped))
     }
 
+    /// Makes the database current: when journaled repeats are waiting, checkpoints them
+    /// (after everything queued before). Reads call this first, so what was accepted is
+    /// what they see.
+    pub async fn sync(&self) -> Result<(), PipelineError> {
+        if lock(&self.pending).is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Sync(reply))
+            .map_err(|_| PipelineError::Stopped)?;
+        rx.await.unwrap_or(Err(PipelineError::Stopped))
+    }
+
     /// Re-reads the silences and re-applies them to every firing alert; returns when
     /// the flags are committed.
     pub async fn silences_changed(&self) -> Result<(), PipelineError> {
@@ -261,6 +304,9 @@ pub(crate) struct WriterParts {
     pub events: EventBus,
     pub metrics: Metrics,
     pub generation: Arc<AtomicU64>,
+    /// Where repeats go; `None` writes them to the database in their batch.
+    pub journal: Option<Arc<Journal>>,
+    pub pending: Pending,
 }
 
 /// The running writer task; stop it after the HTTP server has drained.
@@ -293,6 +339,7 @@ pub(crate) fn start(parts: WriterParts) -> (Pipeline, PipelineTask) {
         permits,
         capacity,
         metrics: metrics.clone(),
+        pending: parts.pending.clone(),
     };
     let token = CancellationToken::new();
     let handle = tokio::spawn(supervise(
@@ -349,7 +396,7 @@ fn reject(cmd: Command, e: PipelineError) {
         Command::Ack(j) => {
             let _ = j.reply.send(Err(e));
         }
-        Command::SilencesChanged(r) => {
+        Command::Sync(r) | Command::SilencesChanged(r) => {
             let _ = r.send(Err(e));
         }
         Command::Retention(r) => {
@@ -362,7 +409,7 @@ fn reject(cmd: Command, e: PipelineError) {
 /// serialization failures.
 pub fn is_transient(e: &StoreError) -> bool {
     let StoreError::Query(e) = e else {
-        return matches!(e, StoreError::Unreachable { .. });
+        return matches!(e, StoreError::Unreachable { .. } | StoreError::Journal(_));
     };
     match e {
         sqlx::Error::Io(_)
@@ -393,6 +440,8 @@ struct Plan {
     alerts: HashMap<String, Alert>,
     before: HashMap<String, Option<(AlertState, Severity)>>,
     dirty: HashSet<String>,
+    /// Alerts whose receipts only refreshed volatile fields (journaled).
+    volatile: HashSet<String>,
     events: Vec<(String, Event)>,
     changes: Vec<(String, ChangeKind)>,
     audit: Vec<AuditRecord>,
@@ -406,8 +455,8 @@ impl Plan {
         }
     }
 
-    fn current<'a>(&'a self, fp: &str, stored: &'a HashMap<String, Alert>) -> Option<&'a Alert> {
-        self.alerts.get(fp).or_else(|| stored.get(fp))
+    fn current<'a>(&'a self, fp: &str, cache: &'a HashMap<String, Alert>) -> Option<&'a Alert> {
+        self.alerts.get(fp).or_else(|| cache.get(fp))
     }
 
     /// Adds an alert as it is stored (not dirty unless changed later).
@@ -425,7 +474,8 @@ impl Plan {
         &mut self,
         prev: Option<(AlertState, Severity)>,
         fp: &str,
-        applied: lifecycle::Applied,
+        applied: Applied,
+        volatile: bool,
     ) {
         if !self.alerts.contains_key(fp) {
             self.before.insert(fp.to_string(), prev);
@@ -437,7 +487,12 @@ impl Plan {
         for c in applied.changes {
             self.changes.push((fp.to_string(), c));
         }
-        if applied.dirty {
+        if volatile {
+            if !self.dirty.contains(fp) {
+                self.volatile.insert(fp.to_string());
+            }
+        } else if applied.dirty {
+            self.volatile.remove(fp);
             self.dirty.insert(fp.to_string());
         }
         self.alerts.insert(fp.to_string(), applied.alert);
@@ -448,11 +503,23 @@ impl Plan {
         if let Some(c) = change {
             self.changes.push((fp.to_string(), c));
         }
+        self.volatile.remove(fp);
         self.dirty.insert(fp.to_string());
     }
 
     fn is_empty(&self) -> bool {
-        self.dirty.is_empty() && self.audit.is_empty()
+        self.dirty.is_empty() && self.volatile.is_empty() && self.audit.is_empty()
+    }
+
+    /// The refreshes of the alerts that only repeated (and were not written in full).
+    fn refreshes(&self) -> Vec<Refresh> {
+        self.volatile
+            .iter()
+            .filter(|fp| !self.dirty.contains(*fp))
+            .filter_map(|fp| self.alerts.get(fp))
+            .filter(|a| a.id > 0)
+            .map(Refresh::of)
+            .collect()
     }
 
     /// The changes to announce: per alert, its distinct kinds in order; an alert that
@@ -494,6 +561,81 @@ impl Plan {
     }
 }
 
+/// How recently an alert's repeats were logged and announced.
+#[derive(Debug, Default, Clone, Copy)]
+struct Throttle {
+    /// When its last `repeated` event was logged (`None`: not since it fired).
+    logged_ms: Option<i64>,
+    /// When it was last announced, and the `ends_at` announced then.
+    announced: Option<(i64, Option<i64>)>,
+    /// Whether a repeat was announced since its last other change.
+    repeat_told: bool,
+}
+
+/// Whether `b` differs from `a` only in the fields a repeat refreshes.
+fn only_refreshed(a: &Alert, b: &Alert) -> bool {
+    a.id == b.id
+        && a.state == b.state
+        && a.severity == b.severity
+        && a.message == b.message
+        && a.alert_type == b.alert_type
+        && a.annotations == b.annotations
+        && a.generator_url == b.generator_url
+        && a.silenced_by == b.silenced_by
+        && a.inhibited_by == b.inhibited_by
+        && a.ack == b.ack
+}
+
+/// Thins out what a receipt logs and announces; returns whether it only refreshed a
+/// firing alert (so it can be journaled instead of written).
+///
+/// A `repeated` event is kept for the first repeat of an incident, then at most every
+/// [`REPEAT_LOG_EVERY_MS`]. An unchanged repeat is announced when it is the first since
+/// another change of the alert, then at most every [`ANNOUNCE_EVERY_MS`], or when the
+/// `ends_at` the notifier holds is about to pass.
+fn coalesce(c: &mut Throttle, prev: Option<&Alert>, applied: &mut Applied, now: i64) -> bool {
+    let repeat_only = applied.changes.iter().all(|k| *k == ChangeKind::Repeated)
+        && applied
+            .events
+            .iter()
+            .all(|e| e.kind == EventKind::Repeated);
+    let Some(prev) = prev else {
+        return false;
+    };
+    if !repeat_only {
+        if applied.changes.contains(&ChangeKind::Fired) {
+            c.logged_ms = None;
+        }
+        return false;
+    }
+    if !applied.events.is_empty() {
+        if c.logged_ms.is_none_or(|at| now - at >= REPEAT_LOG_EVERY_MS) {
+            c.logged_ms = Some(now);
+        } else {
+            applied.events.clear();
+        }
+    }
+    let unchanged = prev.state == AlertState::Firing && only_refreshed(prev, &applied.alert);
+    if !applied.changes.is_empty() {
+        let ends = applied.alert.ends_at_ms;
+        let due = match c.announced {
+            _ if !c.repeat_told => true,
+            None => true,
+            Some((at, known)) => {
+                now - at >= ANNOUNCE_EVERY_MS
+                    || (known != ends && known.is_some_and(|e| e - now < ANNOUNCE_BEFORE_END_MS))
+            }
+        };
+        if due || !unchanged {
+            c.announced = Some((now, ends));
+            c.repeat_told = true;
+        } else {
+            applied.changes.clear();
+        }
+    }
+    unchanged && applied.events.is_empty() && prev.id > 0
+}
+
 struct Writer {
     p: WriterParts,
     qm: QueueMetrics,
@@ -504,6 +646,11 @@ struct Writer {
     active: HashMap<Severity, i64>,
     sources: HashSet<String>,
     last_retention: Instant,
+    last_checkpoint: Instant,
+    /// Every firing alert and recently seen resolved ones, by fingerprint.
+    cache: HashMap<String, Alert>,
+    /// Repeat logging and announcing, by fingerprint (for cached alerts).
+    throttle: HashMap<String, Throttle>,
 }
 
 impl Writer {
@@ -527,7 +674,12 @@ impl Writer {
             sources: HashSet::new(),
             // First retention shortly after start.
             last_retention: Instant::now() - RETENTION_INTERVAL + Duration::from_secs(60),
+            last_checkpoint: Instant::now(),
+            cache: HashMap::new(),
+            throttle: HashMap::new(),
         };
+        // Repeats a previous incarnation journaled but did not checkpoint.
+        w.checkpoint().await?;
         let firing = repo::firing(&w.p.db).await?;
         let mut plan = Plan::new(now);
         for a in firing {
@@ -543,6 +695,7 @@ impl Writer {
             w.commit(&mut plan).await?;
             w.announce(&plan).await;
         }
+        w.remember(plan);
         tracing::info!(
             firing = w.active.values().sum::<i64>(),
             silences = w.active_silences.len(),
@@ -596,6 +749,16 @@ impl Writer {
             };
             deferred = self.handle_command(cmd, rx).await;
         }
+        match self.checkpoint().await {
+            Ok(()) => {
+                if let Some(j) = &self.p.journal {
+                    j.close();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "final checkpoint failed; the receipt journal is replayed at the next start")
+            }
+        }
         tracing::info!("alert pipeline drained");
     }
 
@@ -613,6 +776,11 @@ impl Writer {
             Command::Ack(job) => {
                 let r = self.ack(&job).await;
                 let _ = job.reply.send(r);
+                None
+            }
+            Command::Sync(reply) => {
+                let r = self.checkpoint().await;
+                let _ = reply.send(r.map_err(|e| PipelineError::store(&e)));
                 None
             }
             Command::SilencesChanged(reply) => {
@@ -692,6 +860,7 @@ impl Writer {
                 }
                 self.handle.update_depth();
                 self.announce(&plan).await;
+                self.remember(plan);
             }
             Err(e) => {
                 tracing::error!(error = %e, alerts = n, "alert batch failed");
@@ -715,24 +884,39 @@ impl Writer {
         let mut fps: Vec<&str> = jobs
             .iter()
             .flat_map(|j| j.alerts.iter().map(|a| a.fingerprint.as_str()))
+            .filter(|fp| !self.cache.contains_key(*fp))
             .collect();
         fps.sort_unstable();
         fps.dedup();
-        let stored = self.load(&fps).await?;
+        for (fp, a) in self.load(&fps).await? {
+            self.cache.insert(fp, a);
+        }
         let mut plan = Plan::new(now);
         for job in jobs {
             for inc in &job.alerts {
-                let prev = plan.current(&inc.fingerprint, &stored);
-                let applied = lifecycle::apply(prev, inc, now, &self.silences);
-                let before = stored.get(&inc.fingerprint).map(|a| (a.state, a.severity));
-                plan.record(before, &inc.fingerprint, applied);
+                let fp = inc.fingerprint.as_str();
+                let prev = plan.current(fp, &self.cache);
+                let mut applied = lifecycle::apply(prev, inc, now, &self.silences);
+                let throttle = match self.throttle.get_mut(fp) {
+                    Some(t) => t,
+                    None => self.throttle.entry(fp.to_string()).or_default(),
+                };
+                let volatile = coalesce(throttle, prev, &mut applied, now);
+                let before = self.cache.get(fp).map(|a| (a.state, a.severity));
+                plan.record(before, fp, applied, volatile);
             }
             if let Some(a) = &job.audit {
                 plan.audit.push(a.clone());
             }
         }
         let mut affected = BTreeSet::new();
-        let touched: Vec<String> = plan.order.clone();
+        // A refresh changes neither labels nor state: inhibition stays as it is.
+        let touched: Vec<String> = plan
+            .order
+            .iter()
+            .filter(|fp| !plan.volatile.contains(*fp))
+            .cloned()
+            .collect();
         for fp in &touched {
             let a = &plan.alerts[fp];
             let view = a.match_view();
@@ -775,11 +959,16 @@ impl Writer {
 
     /// Adds the stored alerts among `fps` that the plan does not hold yet.
     async fn load_into(&self, plan: &mut Plan, fps: &BTreeSet<String>) -> Result<(), StoreError> {
-        let missing: Vec<&str> = fps
-            .iter()
-            .filter(|f| !plan.alerts.contains_key(*f))
-            .map(String::as_str)
-            .collect();
+        let mut missing: Vec<&str> = Vec::new();
+        for fp in fps {
+            if plan.alerts.contains_key(fp) {
+                continue;
+            }
+            match self.cache.get(fp) {
+                Some(a) => plan.add_stored(a.clone()),
+                None => missing.push(fp),
+            }
+        }
         if missing.is_empty() {
             return Ok(());
         }
@@ -848,6 +1037,7 @@ impl Writer {
             let mut changes = Vec::new();
             silence_transition(&a.silenced_by, &muting, &mut events, &mut changes);
             a.silenced_by = muting;
+            plan.volatile.remove(fp);
             plan.dirty.insert(fp.clone());
             for e in events {
                 plan.events.push((fp.clone(), e));
@@ -870,13 +1060,23 @@ impl Writer {
             .filter(|fp| plan.dirty.contains(*fp))
             .map(|fp| &plan.alerts[fp])
             .collect();
+        let refreshes = plan.refreshes();
+        // Without a journal, refreshes are written in the batch's transaction.
+        let direct: &[Refresh] = match self.p.journal {
+            Some(_) => &[],
+            None => &refreshes,
+        };
+        let in_db = !rows.is_empty() || !direct.is_empty() || !plan.audit.is_empty();
         let plan_ref = &*plan;
-        let ids: Vec<(i64, String)> = self
-            .retrying(|| {
+        let ids: Vec<(i64, String)> = if !in_db {
+            Vec::new()
+        } else {
+            self.retrying(|| {
                 let db = db.clone();
                 let rows = &rows;
                 async move {
                     let mut tx = db.pool().begin().await?;
+                    repo::refresh(&db, &mut tx, direct).await?;
                     let ids = repo::upsert(&db, &mut tx, rows).await?;
                     let by_fp: HashMap<&str, i64> =
                         ids.iter().map(|(id, fp)| (fp.as_str(), *id)).collect();
@@ -903,15 +1103,95 @@ impl Writer {
                     Ok(ids)
                 }
             })
-            .await?;
+            .await?
+        };
         drop(rows);
+        if let Some(journal) = &self.p.journal {
+            journal.append(&refreshes).await?;
+            let mut pending = lock(&self.p.pending);
+            for r in refreshes {
+                pending.insert(r.id, r);
+            }
+        }
+        if in_db {
+            // Full rows carry their refreshed fields: nothing left to checkpoint.
+            let mut pending = lock(&self.p.pending);
+            if !pending.is_empty() {
+                for fp in &plan.dirty {
+                    if let Some(a) = plan.alerts.get(fp) {
+                        pending.remove(&a.id);
+                    }
+                }
+            }
+        }
         for (id, fp) in ids {
             if let Some(a) = plan.alerts.get_mut(&fp) {
                 a.id = id;
             }
         }
-        self.p.generation.fetch_add(1, Ordering::Relaxed);
+        if in_db {
+            self.p.generation.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// Writes the journaled repeats to the database and empties the journal.
+    async fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let list: Vec<Refresh> = lock(&self.p.pending).values().copied().collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let db = self.p.db.clone();
+        self.retrying(|| {
+            let db = db.clone();
+            let list = &list;
+            async move {
+                let mut tx = db.pool().begin().await?;
+                repo::refresh(&db, &mut tx, list).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        if let Some(j) = &self.p.journal
+            && let Err(e) = j.truncate().await
+        {
+            tracing::warn!(error = %e, "cannot truncate the receipt journal; it is replayed idempotently");
+        }
+        let mut pending = lock(&self.p.pending);
+        for r in &list {
+            if pending.get(&r.id).is_some_and(|p| p.count <= r.count) {
+                pending.remove(&r.id);
+            }
+        }
+        drop(pending);
+        self.p.generation.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
+        Ok(())
+    }
+
+    /// Keeps the plan's alerts as the current copies; drops resolved ones when the
+    /// cache is over its limit.
+    fn remember(&mut self, plan: Plan) {
+        for (fp, kind) in &plan.changes {
+            if *kind == ChangeKind::Repeated {
+                continue;
+            }
+            let ends = plan.alerts.get(fp).and_then(|a| a.ends_at_ms);
+            let t = self.throttle.entry(fp.clone()).or_default();
+            t.announced = Some((plan.now, ends));
+            t.repeat_told = false;
+        }
+        for (fp, a) in plan.alerts {
+            self.cache.insert(fp, a);
+        }
+        if self.cache.len() > CACHE_LIMIT {
+            self.cache.retain(|_, a| a.state == AlertState::Firing);
+            let cache = &self.cache;
+            self.throttle.retain(|fp, _| cache.contains_key(fp));
+            tracing::debug!(kept = self.cache.len(), "dropped resolved alerts from the writer cache");
+        }
     }
 
     /// Runs `f` until it succeeds, retrying transient errors with exponential backoff
@@ -1019,9 +1299,16 @@ impl Writer {
             Ok(firing) => {
                 self.inhibitor.clear();
                 self.active.clear();
-                for a in firing {
+                self.cache.clear();
+                self.throttle.clear();
+                let pending = lock(&self.p.pending).clone();
+                for mut a in firing {
                     self.inhibitor.update(&a.fingerprint, Some(&a.match_view()));
                     *self.active.entry(a.severity).or_default() += 1;
+                    if let Some(r) = pending.get(&a.id) {
+                        r.apply_to(&mut a);
+                    }
+                    self.cache.insert(a.fingerprint.clone(), a);
                 }
                 self.publish_active();
             }
@@ -1033,6 +1320,9 @@ impl Writer {
     }
 
     async fn ack(&mut self, job: &AckJob) -> Result<Option<Alert>, PipelineError> {
+        self.checkpoint()
+            .await
+            .map_err(|e| PipelineError::store(&e))?;
         let now = now_ms();
         let db = self.p.db.clone();
         let stored = self
@@ -1063,11 +1353,14 @@ impl Writer {
             .await
             .map_err(|e| PipelineError::store(&e))?;
         self.announce(&plan).await;
-        Ok(plan.alerts.remove(&fp))
+        let acked = plan.alerts.get(&fp).cloned();
+        self.remember(plan);
+        Ok(acked)
     }
 
     /// Reloads (when `reload`) and re-applies silences to every firing alert.
     async fn reevaluate_silences(&mut self, reload: bool) -> Result<(), StoreError> {
+        self.checkpoint().await?;
         let now = now_ms();
         if reload {
             self.silences = SilenceSet::new(silence::unexpired(&self.p.db, now).await?);
@@ -1082,11 +1375,18 @@ impl Writer {
         self.resilence(&mut plan, &all, now);
         self.commit(&mut plan).await?;
         self.announce(&plan).await;
+        self.remember(plan);
         Ok(())
     }
 
     /// Expiry of `ends_at`, silence transitions, retention.
     async fn housekeeping(&mut self) {
+        if self.last_checkpoint.elapsed() >= self.p.cfg.checkpoint_interval {
+            self.last_checkpoint = Instant::now();
+            if let Err(e) = self.checkpoint().await {
+                tracing::warn!(error = %e, "checkpointing the receipt journal failed; will retry");
+            }
+        }
         let now = now_ms();
         if self.silences.active_ids(now) != self.active_silences
             && let Err(e) = self.reevaluate_silences(true).await
@@ -1111,7 +1411,15 @@ impl Writer {
 
     /// Resolves firing alerts whose `ends_at` has passed (Alertmanager's timeout).
     async fn expire(&mut self, now: i64) -> Result<(), StoreError> {
-        let due = repo::firing_expired(&self.p.db, now, EXPIRE_CHUNK).await?;
+        // The cache holds every firing alert, with `ends_at` as last received.
+        let mut due: Vec<Alert> = self
+            .cache
+            .values()
+            .filter(|a| a.state == AlertState::Firing && a.ends_at_ms.is_some_and(|e| e <= now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|a| (a.ends_at_ms, a.id));
+        due.truncate(EXPIRE_CHUNK);
         if due.is_empty() {
             return Ok(());
         }
@@ -1137,6 +1445,7 @@ impl Writer {
         self.commit(&mut plan).await?;
         self.account(&plan);
         self.announce(&plan).await;
+        self.remember(plan);
         Ok(())
     }
 
@@ -1153,6 +1462,12 @@ impl Writer {
             }
         }
         silence::delete_ended_before(&self.p.db, cutoff).await?;
+        if alerts > 0 {
+            // Deleted alerts were resolved: forget resolved copies (reloaded on demand).
+            self.cache.retain(|_, a| a.state == AlertState::Firing);
+            let cache = &self.cache;
+            self.throttle.retain(|fp, _| cache.contains_key(fp));
+        }
         if alerts + events > 0 {
             self.p.generation.fetch_add(1, Ordering::Relaxed);
         }
@@ -1169,6 +1484,20 @@ impl Writer {
         }
         "other".into()
     }
+}
+
+/// Writes the repeats journaled by processes that died; their files are removed once
+/// committed. Runs before the service answers reads.
+pub(crate) async fn replay_orphans(db: &Db, journal: &Journal) -> Result<(), StoreError> {
+    let list = journal.orphaned();
+    if !list.is_empty() {
+        let mut tx = db.pool().begin().await?;
+        repo::refresh(db, &mut tx, &list).await?;
+        tx.commit().await?;
+        tracing::info!(alerts = list.len(), "replayed repeats from the receipt journal");
+    }
+    journal.remove_orphans();
+    Ok(())
 }
 
 fn stream_kind(k: ChangeKind) -> AlertEventKind {

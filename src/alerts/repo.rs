@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
+use super::journal::Refresh;
 use super::model::{Ack, Alert, AlertState, LabelSet, Severity, StoredEvent};
 use crate::store::{Backend, Db, StoreError};
 
@@ -136,25 +137,6 @@ pub async fn firing(db: &Db) -> Result<Vec<Alert>, StoreError> {
     let rows = db
         .timed("alerts.firing", async {
             sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(db.pool())
-                .await
-                .map_err(StoreError::from)
-        })
-        .await?;
-    rows.iter().map(from_row).collect()
-}
-
-/// Firing alerts whose `ends_at` has passed (they resolve), at most `limit`.
-pub async fn firing_expired(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<Alert>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts WHERE state = 'firing' AND ends_at_ms IS NOT NULL \
-         AND ends_at_ms <= $1 ORDER BY ends_at_ms LIMIT $2"
-    );
-    let rows = db
-        .timed("alerts.firing_expired", async {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(now_ms)
-                .bind(limit)
                 .fetch_all(db.pool())
                 .await
                 .map_err(StoreError::from)
@@ -300,6 +282,68 @@ pub async fn upsert(
     rows.iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("fingerprint")?)))
         .collect()
+}
+
+/// Writes the refreshed fields of firing alerts (journaled repeats); a refresh applies
+/// only while the stored count is lower, so replaying one twice changes nothing.
+pub async fn refresh(
+    db: &Db,
+    conn: &mut AnyConnection,
+    list: &[Refresh],
+) -> Result<(), StoreError> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    #[derive(Serialize)]
+    struct R {
+        i: i64,
+        c: i64,
+        l: i64,
+        e: Option<i64>,
+        s: i64,
+        r: i64,
+        q: f64,
+    }
+    let rows: Vec<R> = list
+        .iter()
+        .map(|x| R {
+            i: x.id,
+            c: x.count,
+            l: x.last_seen_ms,
+            e: x.ends_at_ms,
+            s: x.starts_at_ms,
+            r: x.risk_score,
+            q: x.recent_rate,
+        })
+        .collect();
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "UPDATE alerts SET count = v.c, last_seen_ms = v.l, ends_at_ms = v.e, \
+             starts_at_ms = v.s, risk_score = v.r, recent_rate = v.q \
+             FROM (SELECT json_extract(value, '$.i') AS i, json_extract(value, '$.c') AS c, \
+             json_extract(value, '$.l') AS l, json_extract(value, '$.e') AS e, \
+             json_extract(value, '$.s') AS s, json_extract(value, '$.r') AS r, \
+             json_extract(value, '$.q') AS q FROM json_each($1)) AS v \
+             WHERE alerts.id = v.i AND alerts.count < v.c"
+        }
+        Backend::Postgres => {
+            "UPDATE alerts SET count = v.c, last_seen_ms = v.l, ends_at_ms = v.e, \
+             starts_at_ms = v.s, risk_score = v.r, recent_rate = v.q \
+             FROM json_to_recordset($1::json) AS v(i bigint, c bigint, l bigint, e bigint, \
+             s bigint, r bigint, q double precision) \
+             WHERE alerts.id = v.i AND alerts.count < v.c"
+        }
+    };
+    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    db.timed("alerts.refresh", async {
+        sqlx::query(sql)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
 }
 
 /// An event to insert.

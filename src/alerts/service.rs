@@ -1,12 +1,14 @@
 //! The alert service: what the HTTP API (and the Telegram bot, and rule evaluation)
 //! call. Thin over the pipeline, the repository and the caches.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use super::change::ChangeSender;
 use super::ingest::{Incoming, RawAlert};
+use super::journal::{Journal, database_key};
 use super::model::{Alert, StoredEvent};
 use super::pipeline::{self, Pipeline, PipelineConfig, PipelineError, PipelineTask, WriterParts};
 use super::ratelimit::RateLimiter;
@@ -19,7 +21,25 @@ use crate::events::EventBus;
 use crate::inhibit;
 use crate::metrics::Metrics;
 use crate::silence::{self, PostableSilence, Silence, SilenceError};
-use crate::store::{Db, StoreError, now_ms};
+use crate::store::{self, Db, StoreError, now_ms};
+
+/// Where the receipt journal lives (see `alerts.journal_dir`); `None` = no journal.
+fn journal_dir(config: &Config) -> Option<PathBuf> {
+    match &config.alerts.journal_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir.clone()),
+        None => {
+            let url = config.database_url.expose();
+            if url.starts_with("sqlite:") {
+                let file = store::sqlite_file(url)?;
+                let parent = file.parent().map(PathBuf::from).unwrap_or_default();
+                Some(parent.join("journal"))
+            } else {
+                Some(PathBuf::from("data/journal"))
+            }
+        }
+    }
+}
 
 /// Most events the detail view returns (the latest ones).
 pub const MAX_DETAIL_EVENTS: i64 = 500;
@@ -65,6 +85,18 @@ impl AlertService {
         changes: ChangeSender,
     ) -> Result<(AlertService, PipelineTask), String> {
         let rules = inhibit::rules_from_config(config.inhibit_rules.as_deref())?;
+        let journal = match journal_dir(config) {
+            Some(dir) => Some(Arc::new(
+                Journal::open(&dir, &database_key(config.database_url.expose()))
+                    .map_err(|e| format!("alerts.journal_dir: {e}"))?,
+            )),
+            None => None,
+        };
+        if let Some(j) = &journal {
+            pipeline::replay_orphans(&db, j)
+                .await
+                .map_err(|e| format!("replaying the receipt journal: {e}"))?;
+        }
         let generation = Arc::new(AtomicU64::new(0));
         let a = &config.alerts;
         let parts = WriterParts {
@@ -74,12 +106,15 @@ impl AlertService {
                 batch_max_delay: a.batch_max_delay,
                 queue_capacity: a.queue_capacity.max(a.max_alerts_per_request).max(1),
                 retention: a.retention,
+                checkpoint_interval: a.checkpoint_interval,
             },
             rules,
             changes,
             events,
             metrics: metrics.clone(),
             generation: generation.clone(),
+            journal,
+            pending: Default::default(),
         };
         let (pipeline, task) = pipeline::start(parts);
         let service = AlertService {
@@ -113,13 +148,23 @@ impl AlertService {
         self.inner.pipeline.submit(prepared, audit).await
     }
 
+    /// Makes the database current with what the pipeline accepted (see
+    /// [`Pipeline::sync`]); when the pipeline cannot, reads go on with what is stored.
+    async fn sync(&self) {
+        if let Err(e) = self.inner.pipeline.sync().await {
+            tracing::warn!(error = %e, "reading without the latest journaled repeats");
+        }
+    }
+
     /// Alerts matching `filter`.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Alert>, StoreError> {
+        self.sync().await;
         repo::list(&self.inner.db, filter).await
     }
 
     /// One alert and its latest events.
     pub async fn get(&self, id: i64) -> Result<Option<(Alert, Vec<StoredEvent>)>, StoreError> {
+        self.sync().await;
         let Some(a) = repo::get(&self.inner.db, id).await? else {
             return Ok(None);
         };
@@ -140,11 +185,13 @@ impl AlertService {
 
     /// Statistics of a window (cached).
     pub async fn stats(&self, window: Duration, label: &str) -> Result<Stats, StoreError> {
+        self.sync().await;
         self.inner.stats.get(&self.inner.db, window, label).await
     }
 
     /// A report of a window.
     pub async fn report(&self, window: Duration, label: &str) -> Result<Report, StoreError> {
+        self.sync().await;
         report::build(&self.inner.db, window, label).await
     }
 

@@ -8,7 +8,7 @@
 mod migrate;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,9 @@ pub enum StoreError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] sqlx::Error),
+    /// The alert pipeline's receipt journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] crate::alerts::journal::JournalError),
 }
 
 /// The database handle: pool, backend and query instrumentation. Cheap to clone.
@@ -202,6 +205,15 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The file of a `sqlite:` URL; `None` for PostgreSQL and in-memory SQLite.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// Normalises a SQLite URL: creates the parent folder and asks sqlx to create the file.

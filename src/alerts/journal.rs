@@ -1,0 +1,372 @@
+//! The receipt journal: a write-ahead log for receipts that only refresh a firing alert
+//! (count, last seen, `ends_at`, rate, risk).
+//!
+//! Prometheus resends every firing alert on each evaluation, so most receipts are such
+//! repeats. Writing each into the database would update a row and all its indexes per
+//! receipt; instead the writer appends a fixed 64-byte record per repeat to this journal,
+//! `fdatasync`s once per batch (group commit) and answers. It writes the latest state of
+//! each repeated alert to the database on a checkpoint (every second, before any read
+//! that needs it, and at shutdown), then truncates the journal.
+//!
+//! * One file per process, `<db>-<pid>-<nanos>.wal`, held under an exclusive lock
+//!   (`flock`) while the process lives. Several processes (or several services in one
+//!   process) can share the directory.
+//! * At start, files of the same database whose lock is free belong to a process that
+//!   died: their records are replayed into the database, then the files are removed.
+//! * A record is `id, count, last_seen, ends_at, starts_at, risk` as little-endian i64,
+//!   the rate as f64 and a CRC-32 of the rest; replay stops at the first torn record.
+//! * Replay is idempotent: a record only applies while the stored count is lower.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::model::Alert;
+
+/// Bytes of one record.
+const RECORD: usize = 64;
+/// Bytes of a record's payload (before its CRC).
+const PAYLOAD: usize = 56;
+/// `ends_at` absent.
+const NONE: i64 = i64::MIN;
+
+/// The volatile fields of a firing alert, as a repeat leaves them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refresh {
+    /// Alert id.
+    pub id: i64,
+    /// Receipts while firing.
+    pub count: i64,
+    /// Last receipt (Unix ms).
+    pub last_seen_ms: i64,
+    /// When it resolves unless refreshed.
+    pub ends_at_ms: Option<i64>,
+    /// Start of the incident.
+    pub starts_at_ms: i64,
+    /// Risk score.
+    pub risk_score: i64,
+    /// Receipts per hour, decayed.
+    pub recent_rate: f64,
+}
+
+impl Refresh {
+    /// The volatile fields of `a`.
+    pub fn of(a: &Alert) -> Refresh {
+        Refresh {
+            id: a.id,
+            count: a.count,
+            last_seen_ms: a.last_seen_ms,
+            ends_at_ms: a.ends_at_ms,
+            starts_at_ms: a.starts_at_ms,
+            risk_score: a.risk_score,
+            recent_rate: if a.recent_rate.is_finite() {
+                a.recent_rate
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Puts these fields into `a` when they are newer than its own.
+    pub fn apply_to(&self, a: &mut Alert) {
+        if a.id == self.id && self.count > a.count {
+            a.count = self.count;
+            a.last_seen_ms = self.last_seen_ms;
+            a.ends_at_ms = self.ends_at_ms;
+            a.starts_at_ms = self.starts_at_ms;
+            a.risk_score = self.risk_score;
+            a.recent_rate = self.recent_rate;
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        for v in [
+            self.id,
+            self.count,
+            self.last_seen_ms,
+            self.ends_at_ms.unwrap_or(NONE),
+            self.starts_at_ms,
+            self.risk_score,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.recent_rate.to_le_bytes());
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&[0; RECORD - PAYLOAD - 4]);
+    }
+
+    fn decode(rec: &[u8]) -> Option<Refresh> {
+        let payload = rec.get(..PAYLOAD)?;
+        let crc = u32::from_le_bytes(rec.get(PAYLOAD..PAYLOAD + 4)?.try_into().ok()?);
+        if crc32fast::hash(payload) != crc {
+            return None;
+        }
+        let word = |i: usize| {
+            let b: [u8; 8] = payload[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]);
+            b
+        };
+        let int = |i| i64::from_le_bytes(word(i));
+        Some(Refresh {
+            id: int(0),
+            count: int(1),
+            last_seen_ms: int(2),
+            ends_at_ms: Some(int(3)).filter(|v| *v != NONE),
+            starts_at_ms: int(4),
+            risk_score: int(5),
+            recent_rate: f64::from_le_bytes(word(6)),
+        })
+    }
+}
+
+/// Journal failures.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The directory or a file could not be used.
+    #[error("receipt journal {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// This process's journal file, plus the files of dead processes awaiting replay.
+pub struct Journal {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+    orphans: Mutex<Vec<(PathBuf, File)>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A short stable name for a database URL (journal files of one database share it).
+pub fn database_key(url: &str) -> String {
+    format!("{:08x}", crc32fast::hash(url.as_bytes()))
+}
+
+impl Journal {
+    /// Creates `dir` if needed and this process's locked file in it, and takes the
+    /// files of `key` that no live process holds (see [`Journal::orphaned`]).
+    pub fn open(dir: &Path, key: &str) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let orphans = Self::claim_orphans(dir, key)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!("{key}-{}-{nanos}.wal", std::process::id()));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.try_lock().map_err(|e| JournalError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        tracing::debug!(path = %path.display(), orphans = orphans.len(), "receipt journal opened");
+        Ok(Journal {
+            path,
+            file: Arc::new(Mutex::new(file)),
+            orphans: Mutex::new(orphans),
+        })
+    }
+
+    /// Files of `key` in `dir` whose lock is free, locked now by us.
+    fn claim_orphans(dir: &Path, key: &str) -> Result<Vec<(PathBuf, File)>, JournalError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with(key) || !name.ends_with(".wal") {
+                continue;
+            }
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                out.push((path, file));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest record per alert in the files of dead processes.
+    pub fn orphaned(&self) -> Vec<Refresh> {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut latest = std::collections::HashMap::new();
+        for (path, file) in orphans.iter_mut() {
+            let mut bytes = Vec::new();
+            if let Err(e) = file.read_to_end(&mut bytes) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read an orphaned receipt journal");
+                continue;
+            }
+            let records = decode_all(&bytes);
+            tracing::info!(path = %path.display(), records = records.len(), "replaying the receipt journal of a stopped process");
+            merge(&mut latest, records);
+        }
+        latest.into_values().collect()
+    }
+
+    /// Removes the files of dead processes (after their records are committed).
+    pub fn remove_orphans(&self) {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        for (path, _file) in orphans.drain(..) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a replayed receipt journal");
+            }
+        }
+    }
+
+    /// Appends `records` and waits until they are on disk.
+    pub async fn append(&self, records: &[Refresh]) -> Result<(), JournalError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(records.len() * RECORD);
+        for r in records {
+            r.encode(&mut buf);
+        }
+        let file = self.file.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            f.write_all(&buf)?;
+            f.sync_data()
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(io_err(&path))
+    }
+
+    /// Empties this process's file (everything in it is committed to the database).
+    pub async fn truncate(&self) -> Result<(), JournalError> {
+        let file = self.file.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let f = file.lock().unwrap_or_else(|p| p.into_inner());
+            f.set_len(0)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(io_err(&path))
+    }
+
+    /// Removes this process's file (at a clean shutdown, after a final checkpoint).
+    pub fn close(&self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the receipt journal");
+        }
+    }
+
+    /// This process's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Every intact record of a file, in order, up to the first torn or corrupt one.
+fn decode_all(bytes: &[u8]) -> Vec<Refresh> {
+    bytes
+        .chunks(RECORD)
+        .map_while(|c| (c.len() == RECORD).then(|| Refresh::decode(c)).flatten())
+        .collect()
+}
+
+/// Keeps the record with the highest count per alert.
+fn merge(latest: &mut std::collections::HashMap<i64, Refresh>, records: Vec<Refresh>) {
+    for r in records {
+        match latest.get(&r.id) {
+            Some(old) if old.count >= r.count => {}
+            _ => {
+                latest.insert(r.id, r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: i64, count: i64) -> Refresh {
+        Refresh {
+            id,
+            count,
+            last_seen_ms: 1_700_000_000_000 + count,
+            ends_at_ms: (count % 2 == 0).then_some(1_700_000_100_000),
+            starts_at_ms: 1_699_999_000_000,
+            risk_score: 40,
+            recent_rate: 2.5,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_stop_at_a_torn_tail() {
+        let mut buf = Vec::new();
+        for r in [rec(1, 2), rec(1, 3), rec(2, 7)] {
+            r.encode(&mut buf);
+        }
+        assert_eq!(buf.len(), 3 * RECORD);
+        assert_eq!(decode_all(&buf), vec![rec(1, 2), rec(1, 3), rec(2, 7)]);
+        // A torn last record and a flipped bit both end the replay there.
+        assert_eq!(decode_all(&buf[..buf.len() - 5]).len(), 2);
+        buf[RECORD + 3] ^= 1;
+        assert_eq!(decode_all(&buf), vec![rec(1, 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_process_file_is_replayed_once_and_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = database_key("sqlite://x.db");
+        let first = Journal::open(dir.path(), &key).expect("open");
+        first.append(&[rec(1, 2), rec(1, 5), rec(2, 3)]).await.expect("append");
+        // While the first holds its lock, a second journal sees no orphans.
+        let second = Journal::open(dir.path(), &key).expect("open");
+        assert!(second.orphaned().is_empty());
+        let other_db = Journal::open(dir.path(), &database_key("postgres://y")).expect("open");
+        // The first "dies": its lock goes with its file handle.
+        drop(first);
+        let third = Journal::open(dir.path(), &key).expect("open");
+        let mut got = third.orphaned();
+        got.sort_by_key(|r| r.id);
+        assert_eq!(got, vec![rec(1, 5), rec(2, 3)]);
+        third.remove_orphans();
+        drop((second, third));
+        let fourth = Journal::open(dir.path(), &key).expect("open");
+        // The second's file was empty; nothing is replayed twice.
+        assert!(fourth.orphaned().is_empty());
+        assert!(other_db.orphaned().is_empty());
+    }
+
+    #[tokio::test]
+    async fn truncate_empties_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), "k").expect("open");
+        j.append(&[rec(1, 2)]).await.expect("append");
+        assert_eq!(std::fs::metadata(j.path()).expect("meta").len(), RECORD as u64);
+        j.truncate().await.expect("truncate");
+        assert_eq!(std::fs::metadata(j.path()).expect("meta").len(), 0);
+        j.close();
+        assert!(!j.path().exists());
+    }
+}
