@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use watchpost::config::Config;
 use watchpost::{App, telemetry};
 
+/// mimalloc: requests are parsed on one thread and their alerts freed on the writer's,
+/// which glibc's arenas serialise on a lock (half the CPU of a busy ingest went there).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "watchpost",
