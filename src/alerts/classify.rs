@@ -279,10 +279,11 @@ const fn type_bit(i: usize) -> u8 {
     4 << i
 }
 
-/// Keyword lookup: single words in a hash map, phrases scanned.
+/// Keyword lookup: single words in a hash map; phrases by their first word, scanned
+/// only when that word occurs.
 struct Index {
     words: HashMap<&'static str, u8>,
-    phrases: Vec<(&'static str, u8)>,
+    phrases: HashMap<&'static str, Vec<(&'static str, u8)>>,
 }
 
 fn index() -> &'static Index {
@@ -290,7 +291,7 @@ fn index() -> &'static Index {
     INDEX.get_or_init(|| {
         let mut idx = Index {
             words: HashMap::new(),
-            phrases: Vec::new(),
+            phrases: HashMap::new(),
         };
         let lists: [(&[&'static str], u8); 7] = [
             (CRITICAL_WORDS, CRITICAL),
@@ -303,10 +304,11 @@ fn index() -> &'static Index {
         ];
         for (list, bit) in lists {
             for w in list {
-                if w.contains(' ') {
-                    match idx.phrases.iter_mut().find(|(p, _)| p == w) {
+                if let Some((first, _)) = w.split_once(' ') {
+                    let list = idx.phrases.entry(first).or_default();
+                    match list.iter_mut().find(|(p, _)| p == w) {
                         Some((_, b)) => *b |= bit,
-                        None => idx.phrases.push((w, bit)),
+                        None => list.push((w, bit)),
                     }
                 } else {
                     *idx.words.entry(w).or_default() |= bit;
@@ -344,10 +346,10 @@ impl Words {
             if let Some(f) = idx.words.get(w) {
                 flags.push(*f);
             }
-        }
-        for (p, f) in &idx.phrases {
-            if contains_word(&text, p) {
-                flags.push(*f);
+            for (p, f) in idx.phrases.get(w).into_iter().flatten() {
+                if contains_word(&text, p) {
+                    flags.push(*f);
+                }
             }
         }
         let mut out = Words {
@@ -387,9 +389,11 @@ fn contains_word(text: &str, word: &str) -> bool {
 }
 
 fn push_words(text: &str, out: &mut String) {
-    let chars: Vec<char> = text.chars().collect();
     let mut word_open = false;
-    for (i, &c) in chars.iter().enumerate() {
+    let mut prev = ' ';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let before = std::mem::replace(&mut prev, c);
         if !c.is_alphanumeric() {
             if word_open {
                 out.push(' ');
@@ -398,9 +402,11 @@ fn push_words(text: &str, out: &mut String) {
             continue;
         }
         if word_open && c.is_uppercase() {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
+            let next_lower = chars.peek().is_some_and(|n| n.is_lowercase());
+            if before.is_lowercase()
+                || before.is_ascii_digit()
+                || (before.is_uppercase() && next_lower)
+            {
                 out.push(' ');
             }
         }

@@ -62,123 +62,155 @@ pub struct Applied {
     pub dirty: bool,
 }
 
+/// What a receipt did to the alert it was applied to in place.
+#[derive(Debug, Clone, Default)]
+pub struct Receipt {
+    /// Events to append.
+    pub events: Vec<Event>,
+    /// Changes for the notifier and the stream.
+    pub changes: Vec<ChangeKind>,
+    /// Whether the row must be written.
+    pub dirty: bool,
+    /// A firing alert stayed firing and only its count, last seen, `ends_at`, rate and
+    /// risk changed (message, annotations, severity, type, silences as before).
+    pub refreshed_only: bool,
+}
+
 /// Applies receipt `inc` at `now_ms` to `prev` (the stored alert, if any).
 pub fn apply(prev: Option<&Alert>, inc: &Incoming, now_ms: i64, silences: &SilenceSet) -> Applied {
-    let resolves = inc.ends_at_ms.is_some_and(|e| e <= now_ms);
-    let mut events = Vec::new();
-    let mut changes = Vec::new();
-    let mut alert = match prev {
-        None => {
-            let rate = 1.0;
-            let alert = Alert {
-                id: 0,
-                fingerprint: inc.fingerprint.clone(),
-                source: inc.source.clone(),
-                alertname: inc.alertname.clone(),
-                message: inc.message.clone(),
-                severity: inc.severity,
-                alert_type: inc.alert_type.to_string(),
-                risk_score: classify::risk_score(
-                    inc.severity,
-                    inc.alert_type,
-                    rate,
-                    inc.source_score,
-                ),
-                state: if resolves {
-                    AlertState::Resolved
-                } else {
-                    AlertState::Firing
-                },
-                silenced_by: Vec::new(),
-                inhibited_by: None,
-                labels: inc.labels.clone(),
-                annotations: inc.annotations.clone(),
-                generator_url: inc.generator_url.clone(),
-                starts_at_ms: start_of(inc, now_ms),
-                ends_at_ms: inc.ends_at_ms,
-                first_seen_ms: now_ms,
-                last_seen_ms: now_ms,
-                count: 1,
-                recent_rate: rate,
-                ack: None,
-            };
-            events.push(Event::new(
-                EventKind::Fired,
-                json!({"severity": inc.severity.as_str()}),
-            ));
-            if resolves {
-                events.push(Event::new(EventKind::Resolved, json!({})));
-                changes.push(ChangeKind::Resolved);
-            } else {
-                changes.push(ChangeKind::Fired);
-            }
-            alert
-        }
-        Some(p) if p.state == AlertState::Firing => {
-            let mut a = refresh(p, inc, now_ms);
-            if resolves {
-                a.state = AlertState::Resolved;
-                a.ends_at_ms = inc.ends_at_ms;
-                a.last_seen_ms = now_ms;
-                events.push(Event::new(EventKind::Resolved, json!({})));
-                changes.push(ChangeKind::Resolved);
-            } else {
-                count_receipt(&mut a, p, inc, now_ms);
-                events.push(Event::new(EventKind::Repeated, json!({"count": a.count})));
-                if inc.severity > p.severity {
-                    events.push(Event::new(
-                        EventKind::SeverityRaised,
-                        json!({"from": p.severity.as_str(), "to": inc.severity.as_str()}),
-                    ));
-                    a.ack = None;
-                    changes.push(ChangeKind::SeverityRaised);
-                } else {
-                    changes.push(ChangeKind::Repeated);
-                }
-            }
-            a
-        }
-        Some(p) => {
-            if resolves {
-                return Applied {
-                    alert: p.clone(),
-                    events,
-                    changes,
-                    dirty: false,
-                };
-            }
-            let mut a = refresh(p, inc, now_ms);
-            count_receipt(&mut a, p, inc, now_ms);
-            a.state = AlertState::Firing;
-            a.starts_at_ms = start_of(inc, now_ms);
-            a.ends_at_ms = inc.ends_at_ms;
-            a.ack = None;
-            a.inhibited_by = None;
-            a.silenced_by = Vec::new();
-            events.push(Event::new(
-                EventKind::Fired,
-                json!({"severity": inc.severity.as_str(), "refired": true}),
-            ));
-            changes.push(ChangeKind::Fired);
-            a
-        }
-    };
-    if alert.state == AlertState::Firing {
-        let before = if prev.is_some_and(|p| p.state == AlertState::Firing) {
-            prev.map(|p| p.silenced_by.clone()).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let now_muting = silences.muting(&alert.match_view(), now_ms);
-        silence_transition(&before, &now_muting, &mut events, &mut changes);
-        alert.silenced_by = now_muting;
-    }
+    let mut slot = prev.cloned();
+    let r = receive(&mut slot, inc, now_ms, silences);
     Applied {
-        alert,
-        events,
-        changes,
-        dirty: true,
+        alert: slot.unwrap_or_else(|| new_alert(inc, now_ms, false)),
+        events: r.events,
+        changes: r.changes,
+        dirty: r.dirty,
     }
+}
+
+/// Applies receipt `inc` at `now_ms` to the alert in `slot` in place (`None`: a new
+/// fingerprint, which the receipt creates).
+pub fn receive(
+    slot: &mut Option<Alert>,
+    inc: &Incoming,
+    now_ms: i64,
+    silences: &SilenceSet,
+) -> Receipt {
+    let resolves = inc.ends_at_ms.is_some_and(|e| e <= now_ms);
+    let mut r = Receipt {
+        dirty: true,
+        ..Default::default()
+    };
+    let Some(a) = slot.as_mut() else {
+        r.events.push(Event::new(
+            EventKind::Fired,
+            json!({"severity": inc.severity.as_str()}),
+        ));
+        if resolves {
+            r.events.push(Event::new(EventKind::Resolved, json!({})));
+            r.changes.push(ChangeKind::Resolved);
+        } else {
+            r.changes.push(ChangeKind::Fired);
+        }
+        let alert = slot.insert(new_alert(inc, now_ms, resolves));
+        apply_silences(alert, false, silences, now_ms, &mut r);
+        return r;
+    };
+    let was_firing = a.state == AlertState::Firing;
+    if !was_firing && resolves {
+        r.dirty = false;
+        return r;
+    }
+    let (prev_severity, prev_rate, prev_seen) = (a.severity, a.recent_rate, a.last_seen_ms);
+    let same = refresh(a, inc, now_ms);
+    if was_firing && resolves {
+        a.state = AlertState::Resolved;
+        a.ends_at_ms = inc.ends_at_ms;
+        r.events.push(Event::new(EventKind::Resolved, json!({})));
+        r.changes.push(ChangeKind::Resolved);
+        return r;
+    }
+    count_receipt(a, prev_rate, prev_seen, was_firing, inc, now_ms);
+    if was_firing {
+        r.events.push(Event::new(EventKind::Repeated, json!({"count": a.count})));
+        if inc.severity > prev_severity {
+            r.events.push(Event::new(
+                EventKind::SeverityRaised,
+                json!({"from": prev_severity.as_str(), "to": inc.severity.as_str()}),
+            ));
+            a.ack = None;
+            r.changes.push(ChangeKind::SeverityRaised);
+        } else {
+            r.changes.push(ChangeKind::Repeated);
+        }
+    } else {
+        a.state = AlertState::Firing;
+        a.starts_at_ms = start_of(inc, now_ms);
+        a.ack = None;
+        a.inhibited_by = None;
+        a.silenced_by = Vec::new();
+        r.events.push(Event::new(
+            EventKind::Fired,
+            json!({"severity": inc.severity.as_str(), "refired": true}),
+        ));
+        r.changes.push(ChangeKind::Fired);
+    }
+    let silences_same = apply_silences(a, was_firing, silences, now_ms, &mut r);
+    r.refreshed_only = was_firing && same && silences_same;
+    r
+}
+
+/// A new alert from its first receipt.
+fn new_alert(inc: &Incoming, now_ms: i64, resolved: bool) -> Alert {
+    let rate = 1.0;
+    Alert {
+        id: 0,
+        fingerprint: inc.fingerprint.clone(),
+        source: inc.source.clone(),
+        alertname: inc.alertname.clone(),
+        message: inc.message.clone(),
+        severity: inc.severity,
+        alert_type: inc.alert_type.to_string(),
+        risk_score: classify::risk_score(inc.severity, inc.alert_type, rate, inc.source_score),
+        state: if resolved {
+            AlertState::Resolved
+        } else {
+            AlertState::Firing
+        },
+        silenced_by: Vec::new(),
+        inhibited_by: None,
+        labels: inc.labels.clone(),
+        annotations: inc.annotations.clone(),
+        generator_url: inc.generator_url.clone(),
+        starts_at_ms: start_of(inc, now_ms),
+        ends_at_ms: inc.ends_at_ms,
+        first_seen_ms: now_ms,
+        last_seen_ms: now_ms,
+        count: 1,
+        recent_rate: rate,
+        ack: None,
+    }
+}
+
+/// Re-applies the silences to a firing alert; returns whether they are unchanged.
+fn apply_silences(
+    a: &mut Alert,
+    was_firing: bool,
+    silences: &SilenceSet,
+    now_ms: i64,
+    r: &mut Receipt,
+) -> bool {
+    if a.state != AlertState::Firing {
+        return true;
+    }
+    let muting = silences.muting(&a.match_view(), now_ms);
+    let before: &[String] = if was_firing { &a.silenced_by } else { &[] };
+    if muting == before {
+        return true;
+    }
+    silence_transition(before, &muting, &mut r.events, &mut r.changes);
+    a.silenced_by = muting;
+    false
 }
 
 /// Appends the silenced/unsilenced event and change for a silence set going from
@@ -213,29 +245,44 @@ fn start_of(inc: &Incoming, now_ms: i64) -> i64 {
     inc.starts_at_ms.unwrap_or(now_ms).min(now_ms)
 }
 
-/// `prev` with the receipt's descriptive fields.
-fn refresh(prev: &Alert, inc: &Incoming, now_ms: i64) -> Alert {
-    let mut a = prev.clone();
-    a.message = inc.message.clone();
-    a.annotations = inc.annotations.clone();
+/// Takes the receipt's descriptive fields (copying only what differs); returns whether
+/// they were all the same.
+fn refresh(a: &mut Alert, inc: &Incoming, now_ms: i64) -> bool {
+    let mut same = a.severity == inc.severity && a.alert_type == inc.alert_type;
+    if a.message != inc.message {
+        a.message.clone_from(&inc.message);
+        same = false;
+    }
+    if a.annotations != inc.annotations {
+        a.annotations.clone_from(&inc.annotations);
+        same = false;
+    }
     a.severity = inc.severity;
-    a.alert_type = inc.alert_type.to_string();
-    if inc.generator_url.is_some() {
-        a.generator_url = inc.generator_url.clone();
+    if a.alert_type != inc.alert_type {
+        a.alert_type = inc.alert_type.to_string();
+    }
+    if inc.generator_url.is_some() && a.generator_url != inc.generator_url {
+        a.generator_url.clone_from(&inc.generator_url);
+        same = false;
     }
     a.last_seen_ms = now_ms;
-    a
+    same
 }
 
-/// Count, rate, risk and end of a firing receipt.
-fn count_receipt(a: &mut Alert, prev: &Alert, inc: &Incoming, now_ms: i64) {
-    a.count = prev.count + 1;
-    a.recent_rate = classify::next_rate(prev.recent_rate, prev.last_seen_ms, now_ms);
+/// Count, rate, risk and end of a firing receipt (`prev_*`: before this receipt).
+fn count_receipt(
+    a: &mut Alert,
+    prev_rate: f64,
+    prev_seen_ms: i64,
+    was_firing: bool,
+    inc: &Incoming,
+    now_ms: i64,
+) {
+    a.count += 1;
+    a.recent_rate = classify::next_rate(prev_rate, prev_seen_ms, now_ms);
     a.risk_score = classify::risk_score(a.severity, &a.alert_type, a.recent_rate, inc.source_score);
     a.ends_at_ms = inc.ends_at_ms;
-    if prev.state == AlertState::Firing
-        && let Some(s) = inc.starts_at_ms
-    {
+    if was_firing && let Some(s) = inc.starts_at_ms {
         a.starts_at_ms = a.starts_at_ms.min(s);
     }
 }

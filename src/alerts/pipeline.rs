@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::change::{AlertChange, ChangeKind, ChangeSender};
 use super::ingest::Incoming;
 use super::journal::{Journal, Refresh};
-use super::lifecycle::{self, Applied, Event, silence_transition};
+use super::lifecycle::{self, Event, Receipt, silence_transition};
 use super::model::{Ack, Alert, AlertState, EventKind, Labels, Severity};
 use super::repo::{self, NewEvent};
 use crate::audit::{self, AuditRecord};
@@ -455,10 +455,6 @@ impl Plan {
         }
     }
 
-    fn current<'a>(&'a self, fp: &str, cache: &'a HashMap<String, Alert>) -> Option<&'a Alert> {
-        self.alerts.get(fp).or_else(|| cache.get(fp))
-    }
-
     /// Adds an alert as it is stored (not dirty unless changed later).
     fn add_stored(&mut self, a: Alert) {
         if self.alerts.contains_key(&a.fingerprint) {
@@ -470,32 +466,41 @@ impl Plan {
         self.alerts.insert(a.fingerprint.clone(), a);
     }
 
-    fn record(
-        &mut self,
-        prev: Option<(AlertState, Severity)>,
-        fp: &str,
-        applied: Applied,
-        volatile: bool,
-    ) {
-        if !self.alerts.contains_key(fp) {
-            self.before.insert(fp.to_string(), prev);
-            self.order.push(fp.to_string());
+    /// Takes the alert of `fp` out of the plan, else out of the writer's cache (its
+    /// first touch in this batch records the state it had), else `None` (new).
+    fn take(&mut self, fp: &str, cache: &mut HashMap<String, Alert>) -> (String, Option<Alert>) {
+        if let Some((key, a)) = self.alerts.remove_entry(fp) {
+            return (key, Some(a));
         }
-        for e in applied.events {
-            self.events.push((fp.to_string(), e));
+        let (key, alert) = match cache.remove_entry(fp) {
+            Some((key, a)) => (key, Some(a)),
+            None => (fp.to_string(), None),
+        };
+        if !self.before.contains_key(fp) {
+            let state = alert.as_ref().map(|a| (a.state, a.severity));
+            self.before.insert(key.clone(), state);
+            self.order.push(key.clone());
         }
-        for c in applied.changes {
-            self.changes.push((fp.to_string(), c));
+        (key, alert)
+    }
+
+    /// Puts an alert back after a receipt, with what the receipt did.
+    fn put(&mut self, key: String, alert: Alert, r: Receipt, volatile: bool) {
+        for e in r.events {
+            self.events.push((key.clone(), e));
+        }
+        for c in r.changes {
+            self.changes.push((key.clone(), c));
         }
         if volatile {
-            if !self.dirty.contains(fp) {
-                self.volatile.insert(fp.to_string());
+            if !self.dirty.contains(&key) {
+                self.volatile.insert(key.clone());
             }
-        } else if applied.dirty {
-            self.volatile.remove(fp);
-            self.dirty.insert(fp.to_string());
+        } else if r.dirty {
+            self.volatile.remove(&key);
+            self.dirty.insert(key.clone());
         }
-        self.alerts.insert(fp.to_string(), applied.alert);
+        self.alerts.insert(key, alert);
     }
 
     fn event(&mut self, fp: &str, e: Event, change: Option<ChangeKind>) {
@@ -572,20 +577,6 @@ struct Throttle {
     repeat_told: bool,
 }
 
-/// Whether `b` differs from `a` only in the fields a repeat refreshes.
-fn only_refreshed(a: &Alert, b: &Alert) -> bool {
-    a.id == b.id
-        && a.state == b.state
-        && a.severity == b.severity
-        && a.message == b.message
-        && a.alert_type == b.alert_type
-        && a.annotations == b.annotations
-        && a.generator_url == b.generator_url
-        && a.silenced_by == b.silenced_by
-        && a.inhibited_by == b.inhibited_by
-        && a.ack == b.ack
-}
-
 /// Thins out what a receipt logs and announces; returns whether it only refreshed a
 /// firing alert (so it can be journaled instead of written).
 ///
@@ -593,15 +584,12 @@ fn only_refreshed(a: &Alert, b: &Alert) -> bool {
 /// [`REPEAT_LOG_EVERY_MS`]. An unchanged repeat is announced when it is the first since
 /// another change of the alert, then at most every [`ANNOUNCE_EVERY_MS`], or when the
 /// `ends_at` the notifier holds is about to pass.
-fn coalesce(c: &mut Throttle, prev: Option<&Alert>, applied: &mut Applied, now: i64) -> bool {
+fn coalesce(c: &mut Throttle, alert: &Alert, applied: &mut Receipt, now: i64) -> bool {
     let repeat_only = applied.changes.iter().all(|k| *k == ChangeKind::Repeated)
         && applied
             .events
             .iter()
             .all(|e| e.kind == EventKind::Repeated);
-    let Some(prev) = prev else {
-        return false;
-    };
     if !repeat_only {
         if applied.changes.contains(&ChangeKind::Fired) {
             c.logged_ms = None;
@@ -615,9 +603,9 @@ fn coalesce(c: &mut Throttle, prev: Option<&Alert>, applied: &mut Applied, now: 
             applied.events.clear();
         }
     }
-    let unchanged = prev.state == AlertState::Firing && only_refreshed(prev, &applied.alert);
+    let unchanged = applied.refreshed_only;
     if !applied.changes.is_empty() {
-        let ends = applied.alert.ends_at_ms;
+        let ends = alert.ends_at_ms;
         let due = match c.announced {
             _ if !c.repeat_told => true,
             None => true,
@@ -633,7 +621,7 @@ fn coalesce(c: &mut Throttle, prev: Option<&Alert>, applied: &mut Applied, now: 
             applied.changes.clear();
         }
     }
-    unchanged && applied.events.is_empty() && prev.id > 0
+    unchanged && applied.events.is_empty() && alert.id > 0
 }
 
 struct Writer {
@@ -895,15 +883,17 @@ impl Writer {
         for job in jobs {
             for inc in &job.alerts {
                 let fp = inc.fingerprint.as_str();
-                let prev = plan.current(fp, &self.cache);
-                let mut applied = lifecycle::apply(prev, inc, now, &self.silences);
+                // Applied in place: the alert moves from the cache into the plan, and
+                // back into the cache once committed (`remember`).
+                let (key, mut slot) = plan.take(fp, &mut self.cache);
+                let mut receipt = lifecycle::receive(&mut slot, inc, now, &self.silences);
+                let Some(alert) = slot else { continue };
                 let throttle = match self.throttle.get_mut(fp) {
                     Some(t) => t,
                     None => self.throttle.entry(fp.to_string()).or_default(),
                 };
-                let volatile = coalesce(throttle, prev, &mut applied, now);
-                let before = self.cache.get(fp).map(|a| (a.state, a.severity));
-                plan.record(before, fp, applied, volatile);
+                let volatile = coalesce(throttle, &alert, &mut receipt, now);
+                plan.put(key, alert, receipt, volatile);
             }
             if let Some(a) = &job.audit {
                 plan.audit.push(a.clone());

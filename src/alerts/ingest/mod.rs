@@ -177,10 +177,14 @@ pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> IngestErr
     IngestError(crate::api::error::json_error_message(e))
 }
 
-/// Deserializes `bytes` with errors naming the path.
+/// Deserializes `bytes` with errors naming the path. Valid input takes serde_json's
+/// direct path; only a failure is parsed again, tracking the path for the message.
 pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, IngestError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError("request body is empty; expected JSON".into()));
+    }
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return Ok(v);
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let v = serde_path_to_error::deserialize(de).map_err(json_error)?;
