@@ -210,7 +210,7 @@ async fn journaled_repeats_survive_kill_9() {
                 .iter()
                 .map(|e| e["kind"].as_str().unwrap())
                 .collect();
-            assert_eq!(kinds, ["fired", "repeated"], "{k}: repeats are logged once a minute");
+            assert_eq!(kinds, ["fired", "repeated"], "{k}: only the first repeat of an incident is logged");
         }
         assert_eq!(journal_bytes(&journal), 0, "{k}: the replayed journal is removed");
     }

@@ -6,11 +6,13 @@
 //! receipt; instead the writer appends a fixed 64-byte record per repeat to this journal,
 //! `fdatasync`s once per batch (group commit) and answers. It writes the latest state of
 //! each repeated alert to the database on a checkpoint (every second, before any read
-//! that needs it, and at shutdown), then truncates the journal.
+//! that needs it, and at shutdown).
 //!
-//! * One file per process, `<db>-<pid>-<nanos>.wal`, held under an exclusive lock
-//!   (`flock`) while the process lives. Several processes (or several services in one
-//!   process) can share the directory.
+//! * Files (segments) are `<db>-<pid>-<nanos>.wal`, each held under an exclusive lock
+//!   (`flock`) while its process lives, so several processes (or several services in one
+//!   process) can share the directory. A checkpoint starts a new segment ([`Journal::rotate`])
+//!   and, once its rows are committed, deletes the sealed ones ([`Journal::release`]);
+//!   appends go on meanwhile.
 //! * At start, files of the same database whose lock is free belong to a process that
 //!   died: their records are replayed into the database, then the files are removed.
 //! * A record is `id, count, last_seen, ends_at, starts_at, risk` as little-endian i64,
@@ -134,17 +136,52 @@ pub enum JournalError {
     },
 }
 
-/// This process's journal file, plus the files of dead processes awaiting replay.
-pub struct Journal {
+/// One locked journal file.
+struct Segment {
     path: PathBuf,
-    file: Arc<Mutex<File>>,
-    orphans: Mutex<Vec<(PathBuf, File)>>,
+    file: File,
+    /// Order of sealing (0 until sealed).
+    seq: u64,
+}
+
+/// This process's journal: the segment appended to, the sealed segments awaiting a
+/// checkpoint, and the files of dead processes awaiting replay.
+pub struct Journal {
+    dir: PathBuf,
+    key: String,
+    current: Arc<Mutex<Segment>>,
+    sealed: Mutex<Vec<Segment>>,
+    orphans: Mutex<Vec<Segment>>,
+    sealed_count: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).finish()
+        f.debug_struct("Journal").field("dir", &self.dir).finish()
     }
+}
+
+fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates a new locked segment in `dir`.
+fn new_segment(dir: &Path, key: &str) -> Result<Segment, JournalError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let path = dir.join(format!("{key}-{}-{nanos}.wal", std::process::id()));
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.try_lock().map_err(|e| JournalError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(Segment { path, file, seq: 0 })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -165,30 +202,20 @@ impl Journal {
     pub fn open(dir: &Path, key: &str) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let orphans = Self::claim_orphans(dir, key)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!("{key}-{}-{nanos}.wal", std::process::id()));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.try_lock().map_err(|e| JournalError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        tracing::debug!(path = %path.display(), orphans = orphans.len(), "receipt journal opened");
+        let current = new_segment(dir, key)?;
+        tracing::debug!(path = %current.path.display(), orphans = orphans.len(), "receipt journal opened");
         Ok(Journal {
-            path,
-            file: Arc::new(Mutex::new(file)),
+            dir: dir.to_path_buf(),
+            key: key.to_string(),
+            current: Arc::new(Mutex::new(current)),
+            sealed: Mutex::new(Vec::new()),
             orphans: Mutex::new(orphans),
+            sealed_count: Default::default(),
         })
     }
 
     /// Files of `key` in `dir` whose lock is free, locked now by us.
-    fn claim_orphans(dir: &Path, key: &str) -> Result<Vec<(PathBuf, File)>, JournalError> {
+    fn claim_orphans(dir: &Path, key: &str) -> Result<Vec<Segment>, JournalError> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let Ok(entry) = entry else { continue };
@@ -202,7 +229,7 @@ impl Journal {
                 continue;
             };
             if file.try_lock().is_ok() {
-                out.push((path, file));
+                out.push(Segment { path, file, seq: 0 });
             }
         }
         Ok(out)
@@ -210,9 +237,9 @@ impl Journal {
 
     /// The latest record per alert in the files of dead processes.
     pub fn orphaned(&self) -> Vec<Refresh> {
-        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut orphans = guard(&self.orphans);
         let mut latest = std::collections::HashMap::new();
-        for (path, file) in orphans.iter_mut() {
+        for Segment { path, file, .. } in orphans.iter_mut() {
             let mut bytes = Vec::new();
             if let Err(e) = file.read_to_end(&mut bytes) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read an orphaned receipt journal");
@@ -227,12 +254,7 @@ impl Journal {
 
     /// Removes the files of dead processes (after their records are committed).
     pub fn remove_orphans(&self) {
-        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
-        for (path, _file) in orphans.drain(..) {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove a replayed receipt journal");
-            }
-        }
+        remove(guard(&self.orphans).drain(..));
     }
 
     /// Appends `records` and waits until they are on disk.
@@ -244,43 +266,64 @@ impl Journal {
         for r in records {
             r.encode(&mut buf);
         }
-        let file = self.file.clone();
-        let path = self.path.clone();
+        let current = self.current.clone();
+        let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            f.write_all(&buf)?;
-            f.sync_data()
+            let mut seg = guard(&current);
+            seg.file.write_all(&buf)?;
+            seg.file.sync_data()
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r)
-        .map_err(io_err(&path))
+        .map_err(io_err(&dir))
     }
 
-    /// Empties this process's file (everything in it is committed to the database).
-    pub async fn truncate(&self) -> Result<(), JournalError> {
-        let file = self.file.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let f = file.lock().unwrap_or_else(|p| p.into_inner());
-            f.set_len(0)
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r)
-        .map_err(io_err(&path))
+    /// Seals the current segment and starts a new one; returns the sealed segment's
+    /// number (pass it to [`Journal::release`] once its records are committed).
+    pub fn rotate(&self) -> Result<u64, JournalError> {
+        let fresh = new_segment(&self.dir, &self.key)?;
+        let mut old = std::mem::replace(&mut *guard(&self.current), fresh);
+        old.seq = 1 + self
+            .sealed_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seq = old.seq;
+        guard(&self.sealed).push(old);
+        Ok(seq)
     }
 
-    /// Removes this process's file (at a clean shutdown, after a final checkpoint).
+    /// Deletes the sealed segments up to number `upto` (their records are committed).
+    pub fn release(&self, upto: u64) {
+        let mut sealed = guard(&self.sealed);
+        let (done, keep): (Vec<Segment>, Vec<Segment>) =
+            sealed.drain(..).partition(|s| s.seq <= upto);
+        *sealed = keep;
+        drop(sealed);
+        remove(done.into_iter());
+    }
+
+    /// Removes this process's files (at a clean shutdown, after a final checkpoint).
     pub fn close(&self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the receipt journal");
-        }
+        remove(guard(&self.sealed).drain(..));
+        let seg = guard(&self.current);
+        remove_file(&seg.path);
     }
 
-    /// This process's file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The segment appended to now.
+    pub fn path(&self) -> PathBuf {
+        guard(&self.current).path.clone()
+    }
+}
+
+fn remove(segments: impl Iterator<Item = Segment>) {
+    for seg in segments {
+        remove_file(&seg.path);
+    }
+}
+
+fn remove_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a receipt journal file");
     }
 }
 
@@ -359,14 +402,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn truncate_empties_the_file() {
+    async fn rotation_seals_segments_until_released() {
         let dir = tempfile::tempdir().expect("tempdir");
         let j = Journal::open(dir.path(), "k").expect("open");
+        let first = j.path();
         j.append(&[rec(1, 2)]).await.expect("append");
-        assert_eq!(std::fs::metadata(j.path()).expect("meta").len(), RECORD as u64);
-        j.truncate().await.expect("truncate");
-        assert_eq!(std::fs::metadata(j.path()).expect("meta").len(), 0);
+        assert_eq!(std::fs::metadata(&first).expect("meta").len(), RECORD as u64);
+        assert_eq!(j.rotate().expect("rotate"), 1);
+        j.append(&[rec(1, 3)]).await.expect("append");
+        let second = j.path();
+        assert_ne!(first, second);
+        assert_eq!(j.rotate().expect("rotate"), 2);
+        j.release(1);
+        j.release(0);
+        assert!(!first.exists() && second.exists());
         j.close();
-        assert!(!j.path().exists());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     }
 }

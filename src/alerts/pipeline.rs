@@ -20,8 +20,8 @@
 //!   risk of a firing alert) go to the [`Journal`] instead of the database: one record
 //!   each, one `fdatasync` per batch. A checkpoint writes their latest state to the
 //!   database every second, before reads that need it ([`Pipeline::sync`]) and at
-//!   shutdown. Their `repeated` event is logged for the first repeat of an incident and
-//!   then at most once a minute, and they are announced to the notifier when their
+//!   shutdown. Their `repeated` event is logged for the first repeat of an incident
+//!   only (the alert's count has the rest), and they are announced to the notifier when their
 //!   content changed, or at most every 30 s (so its copy of `ends_at` stays fresh).
 //! * After each commit the changes go to the notifier channel ([`AlertChange`]) and to
 //!   the dashboard's event bus.
@@ -69,8 +69,6 @@ const MAX_ATTEMPTS: u32 = 6;
 const MAX_SOURCE_LABELS: usize = 64;
 /// Cached alerts beyond which resolved ones are dropped from the writer's memory.
 const CACHE_LIMIT: usize = 50_000;
-/// A repeat is logged as a `repeated` event at most this often per alert (ms).
-const REPEAT_LOG_EVERY_MS: i64 = 60_000;
 /// An unchanged repeat is announced to the notifier at most this often per alert (ms).
 const ANNOUNCE_EVERY_MS: i64 = 30_000;
 /// ... or sooner when the `ends_at` the notifier knows is this close (ms).
@@ -432,6 +430,76 @@ pub fn is_transient(e: &StoreError) -> bool {
     }
 }
 
+/// Runs `f` until it succeeds, retrying transient errors with exponential backoff and
+/// jitter (counted in `retries`).
+async fn retry_transient<T, F, Fut>(retries: &IntCounter, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(25);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
+                retries.inc();
+                let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
+                let wait = delay + Duration::from_millis(jitter);
+                tracing::warn!(error = %e, attempt, retry_in = ?wait, "transient database error; retrying");
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes journaled repeats to the database, beside the writer: the rows change only
+/// where the stored count is lower, so it cannot undo a newer full write.
+struct Checkpoint {
+    db: Db,
+    pending: Pending,
+    journal: Option<Arc<Journal>>,
+    generation: Arc<AtomicU64>,
+    retries: IntCounter,
+}
+
+impl Checkpoint {
+    /// Commits `list`; then deletes the journal segments sealed up to `sealed` (they hold
+    /// nothing newer than `list`) and drops
+    /// the pending entries it wrote (unless a newer repeat came meanwhile).
+    async fn run(self, list: Vec<Refresh>, sealed: u64) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let db = self.db.clone();
+        retry_transient(&self.retries, || {
+            let db = db.clone();
+            let list = &list;
+            async move {
+                let mut tx = db.pool().begin().await?;
+                repo::refresh(&db, &mut tx, list).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        if let Some(j) = &self.journal {
+            j.release(sealed);
+        }
+        let mut pending = lock(&self.pending);
+        for r in &list {
+            if pending.get(&r.id).is_some_and(|p| p.count <= r.count) {
+                pending.remove(&r.id);
+            }
+        }
+        drop(pending);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
+        Ok(())
+    }
+}
+
 /// What a batch will write, and what to announce after the commit.
 #[derive(Default)]
 struct Plan {
@@ -569,8 +637,8 @@ impl Plan {
 /// How recently an alert's repeats were logged and announced.
 #[derive(Debug, Default, Clone, Copy)]
 struct Throttle {
-    /// When its last `repeated` event was logged (`None`: not since it fired).
-    logged_ms: Option<i64>,
+    /// Whether a `repeated` event was logged since it fired (by this process).
+    logged: bool,
     /// When it was last announced, and the `ends_at` announced then.
     announced: Option<(i64, Option<i64>)>,
     /// Whether a repeat was announced since its last other change.
@@ -580,8 +648,8 @@ struct Throttle {
 /// Thins out what a receipt logs and announces; returns whether it only refreshed a
 /// firing alert (so it can be journaled instead of written).
 ///
-/// A `repeated` event is kept for the first repeat of an incident, then at most every
-/// [`REPEAT_LOG_EVERY_MS`]. An unchanged repeat is announced when it is the first since
+/// A `repeated` event is kept for the first repeat of an incident (the count on the
+/// alert says how many followed; a restarted process logs one more). An unchanged repeat is announced when it is the first since
 /// another change of the alert, then at most every [`ANNOUNCE_EVERY_MS`], or when the
 /// `ends_at` the notifier holds is about to pass.
 fn coalesce(c: &mut Throttle, alert: &Alert, applied: &mut Receipt, now: i64) -> bool {
@@ -592,13 +660,13 @@ fn coalesce(c: &mut Throttle, alert: &Alert, applied: &mut Receipt, now: i64) ->
             .all(|e| e.kind == EventKind::Repeated);
     if !repeat_only {
         if applied.changes.contains(&ChangeKind::Fired) {
-            c.logged_ms = None;
+            c.logged = false;
         }
         return false;
     }
     if !applied.events.is_empty() {
-        if c.logged_ms.is_none_or(|at| now - at >= REPEAT_LOG_EVERY_MS) {
-            c.logged_ms = Some(now);
+        if !c.logged {
+            c.logged = true;
         } else {
             applied.events.clear();
         }
@@ -635,6 +703,8 @@ struct Writer {
     sources: HashSet<String>,
     last_retention: Instant,
     last_checkpoint: Instant,
+    /// The checkpoint running beside the writer.
+    inflight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
     /// Every firing alert and recently seen resolved ones, by fingerprint.
     cache: HashMap<String, Alert>,
     /// Repeat logging and announcing, by fingerprint (for cached alerts).
@@ -663,6 +733,7 @@ impl Writer {
             // First retention shortly after start.
             last_retention: Instant::now() - RETENTION_INTERVAL + Duration::from_secs(60),
             last_checkpoint: Instant::now(),
+            inflight: None,
             cache: HashMap::new(),
             throttle: HashMap::new(),
         };
@@ -1125,40 +1196,53 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the journaled repeats to the database and empties the journal.
-    async fn checkpoint(&mut self) -> Result<(), StoreError> {
+    /// Starts a checkpoint of everything pending, in the background, unless one is
+    /// running or nothing is pending.
+    fn start_checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.inflight.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        if let Some(done) = self.inflight.take()
+            && let Some(Ok(Err(e))) = done.now_or_never()
+        {
+            tracing::warn!(error = %e, "checkpointing the receipt journal failed; will retry");
+        }
         let list: Vec<Refresh> = lock(&self.p.pending).values().copied().collect();
         if list.is_empty() {
             return Ok(());
         }
-        let started = std::time::Instant::now();
-        let db = self.p.db.clone();
-        self.retrying(|| {
-            let db = db.clone();
-            let list = &list;
-            async move {
-                let mut tx = db.pool().begin().await?;
-                repo::refresh(&db, &mut tx, list).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-        })
-        .await?;
-        if let Some(j) = &self.p.journal
-            && let Err(e) = j.truncate().await
-        {
-            tracing::warn!(error = %e, "cannot truncate the receipt journal; it is replayed idempotently");
-        }
-        let mut pending = lock(&self.p.pending);
-        for r in &list {
-            if pending.get(&r.id).is_some_and(|p| p.count <= r.count) {
-                pending.remove(&r.id);
-            }
-        }
-        drop(pending);
-        self.p.generation.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
+        let sealed = match &self.p.journal {
+            Some(j) => j.rotate()?,
+            None => 0,
+        };
+        let job = Checkpoint {
+            db: self.p.db.clone(),
+            pending: self.p.pending.clone(),
+            journal: self.p.journal.clone(),
+            generation: self.p.generation.clone(),
+            retries: self.qm.retries.clone(),
+        };
+        self.inflight = Some(tokio::spawn(job.run(list, sealed)));
         Ok(())
+    }
+
+    /// Waits for the running checkpoint, if any.
+    async fn finish_checkpoint(&mut self) -> Result<(), StoreError> {
+        match self.inflight.take() {
+            Some(h) => h
+                .await
+                .unwrap_or(Err(StoreError::Query(sqlx::Error::WorkerCrashed))),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every journaled repeat to the database and waits until it is committed.
+    async fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if let Err(e) = self.finish_checkpoint().await {
+            tracing::warn!(error = %e, "checkpointing the receipt journal failed; retrying");
+        }
+        self.start_checkpoint()?;
+        self.finish_checkpoint().await
     }
 
     /// Keeps the plan's alerts as the current copies; drops resolved ones when the
@@ -1186,28 +1270,12 @@ impl Writer {
 
     /// Runs `f` until it succeeds, retrying transient errors with exponential backoff
     /// and jitter.
-    async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
+    async fn retrying<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let mut delay = Duration::from_millis(25);
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
-                    self.qm.retries.inc();
-                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
-                    let wait = delay + Duration::from_millis(jitter);
-                    tracing::warn!(error = %e, attempt, retry_in = ?wait, "transient database error; retrying");
-                    tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        retry_transient(&self.qm.retries, f).await
     }
 
     /// Updates `watchpost_alerts_active` from the plan's before/after states, and counts
@@ -1373,8 +1441,8 @@ impl Writer {
     async fn housekeeping(&mut self) {
         if self.last_checkpoint.elapsed() >= self.p.cfg.checkpoint_interval {
             self.last_checkpoint = Instant::now();
-            if let Err(e) = self.checkpoint().await {
-                tracing::warn!(error = %e, "checkpointing the receipt journal failed; will retry");
+            if let Err(e) = self.start_checkpoint() {
+                tracing::warn!(error = %e, "cannot start a checkpoint of the receipt journal; will retry");
             }
         }
         let now = now_ms();
