@@ -300,7 +300,7 @@ impl Default for AlertsConfig {
             retention: Duration::from_secs(90 * 86400),
             max_body_bytes: 1024 * 1024,
             max_alerts_per_request: 10_000,
-            batch_max_size: 500,
+            batch_max_size: 2_000,
             batch_max_delay: Duration::from_millis(5),
             queue_capacity: 50_000,
             rate_limit_per_second: 200,
