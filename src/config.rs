@@ -613,7 +613,10 @@ impl Config {
             ("rules.evaluation_interval", self.rules.evaluation_interval),
             ("tsdb.retention", self.tsdb.retention),
             ("alerts.batch_max_delay", self.alerts.batch_max_delay),
-            ("alerts.checkpoint_interval", self.alerts.checkpoint_interval),
+            (
+                "alerts.checkpoint_interval",
+                self.alerts.checkpoint_interval,
+            ),
         ] {
             if d.is_zero() {
                 problems.push(format!("{key}: must be greater than 0"));

@@ -155,8 +155,10 @@ async fn journaled_repeats_survive_kill_9() {
         let base = server.base();
         let client = common::client();
         let batch: Vec<Value> = (0..20)
-            .map(|i| json!({"message": format!("queue {i} backing up"),
-                            "labels": {"alertname": "QueueBacklog", "queue": i.to_string()}}))
+            .map(|i| {
+                json!({"message": format!("queue {i} backing up"),
+                            "labels": {"alertname": "QueueBacklog", "queue": i.to_string()}})
+            })
             .collect();
         let post = |client: reqwest::Client, base: String, batch: Vec<Value>| async move {
             let resp = client
@@ -192,7 +194,11 @@ async fn journaled_repeats_survive_kill_9() {
         server.child.kill().expect("kill -9");
         let _ = server.child.wait();
 
-        let server = spawn_with(dir.path(), &db.url, &[("WATCHPOST_ALERTS__JOURNAL_DIR", journal_env)]);
+        let server = spawn_with(
+            dir.path(),
+            &db.url,
+            &[("WATCHPOST_ALERTS__JOURNAL_DIR", journal_env)],
+        );
         let base = server.base();
         for id in &ids {
             let a: Value = client
@@ -210,8 +216,16 @@ async fn journaled_repeats_survive_kill_9() {
                 .iter()
                 .map(|e| e["kind"].as_str().unwrap())
                 .collect();
-            assert_eq!(kinds, ["fired", "repeated"], "{k}: only the first repeat of an incident is logged");
+            assert_eq!(
+                kinds,
+                ["fired", "repeated"],
+                "{k}: only the first repeat of an incident is logged"
+            );
         }
-        assert_eq!(journal_bytes(&journal), 0, "{k}: the replayed journal is removed");
+        assert_eq!(
+            journal_bytes(&journal),
+            0,
+            "{k}: the replayed journal is removed"
+        );
     }
 }

@@ -382,7 +382,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = database_key("sqlite://x.db");
         let first = Journal::open(dir.path(), &key).expect("open");
-        first.append(&[rec(1, 2), rec(1, 5), rec(2, 3)]).await.expect("append");
+        first
+            .append(&[rec(1, 2), rec(1, 5), rec(2, 3)])
+            .await
+            .expect("append");
         // While the first holds its lock, a second journal sees no orphans.
         let second = Journal::open(dir.path(), &key).expect("open");
         assert!(second.orphaned().is_empty());
@@ -407,7 +410,10 @@ mod tests {
         let j = Journal::open(dir.path(), "k").expect("open");
         let first = j.path();
         j.append(&[rec(1, 2)]).await.expect("append");
-        assert_eq!(std::fs::metadata(&first).expect("meta").len(), RECORD as u64);
+        assert_eq!(
+            std::fs::metadata(&first).expect("meta").len(),
+            RECORD as u64
+        );
         assert_eq!(j.rotate().expect("rotate"), 1);
         j.append(&[rec(1, 3)]).await.expect("append");
         let second = j.path();

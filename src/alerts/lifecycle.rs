@@ -132,7 +132,8 @@ pub fn receive(
     }
     count_receipt(a, prev_rate, prev_seen, was_firing, inc, now_ms);
     if was_firing {
-        r.events.push(Event::new(EventKind::Repeated, json!({"count": a.count})));
+        r.events
+            .push(Event::new(EventKind::Repeated, json!({"count": a.count})));
         if inc.severity > prev_severity {
             r.events.push(Event::new(
                 EventKind::SeverityRaised,

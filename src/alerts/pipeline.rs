@@ -654,10 +654,7 @@ struct Throttle {
 /// `ends_at` the notifier holds is about to pass.
 fn coalesce(c: &mut Throttle, alert: &Alert, applied: &mut Receipt, now: i64) -> bool {
     let repeat_only = applied.changes.iter().all(|k| *k == ChangeKind::Repeated)
-        && applied
-            .events
-            .iter()
-            .all(|e| e.kind == EventKind::Repeated);
+        && applied.events.iter().all(|e| e.kind == EventKind::Repeated);
     if !repeat_only {
         if applied.changes.contains(&ChangeKind::Fired) {
             c.logged = false;
@@ -1264,7 +1261,10 @@ impl Writer {
             self.cache.retain(|_, a| a.state == AlertState::Firing);
             let cache = &self.cache;
             self.throttle.retain(|fp, _| cache.contains_key(fp));
-            tracing::debug!(kept = self.cache.len(), "dropped resolved alerts from the writer cache");
+            tracing::debug!(
+                kept = self.cache.len(),
+                "dropped resolved alerts from the writer cache"
+            );
         }
     }
 
@@ -1552,7 +1552,10 @@ pub(crate) async fn replay_orphans(db: &Db, journal: &Journal) -> Result<(), Sto
         let mut tx = db.pool().begin().await?;
         repo::refresh(db, &mut tx, &list).await?;
         tx.commit().await?;
-        tracing::info!(alerts = list.len(), "replayed repeats from the receipt journal");
+        tracing::info!(
+            alerts = list.len(),
+            "replayed repeats from the receipt journal"
+        );
     }
     journal.remove_orphans();
     Ok(())
