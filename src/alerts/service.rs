@@ -41,6 +41,23 @@ fn journal_dir(config: &Config) -> Option<PathBuf> {
     }
 }
 
+/// Opens the receipt journal. A folder set in `alerts.journal_dir` must work; when the
+/// default one cannot be created (a read-only working directory), repeats are written
+/// to the database directly instead, with a warning.
+fn open_journal(config: &Config) -> Result<Option<Arc<Journal>>, String> {
+    let Some(dir) = journal_dir(config) else {
+        return Ok(None);
+    };
+    match Journal::open(&dir, &database_key(config.database_url.expose())) {
+        Ok(j) => Ok(Some(Arc::new(j))),
+        Err(e) if config.alerts.journal_dir.is_some() => Err(format!("alerts.journal_dir: {e}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "no receipt journal; every repeat is written to the database (set alerts.journal_dir)");
+            Ok(None)
+        }
+    }
+}
+
 /// Most events the detail view returns (the latest ones).
 pub const MAX_DETAIL_EVENTS: i64 = 500;
 
@@ -85,13 +102,7 @@ impl AlertService {
         changes: ChangeSender,
     ) -> Result<(AlertService, PipelineTask), String> {
         let rules = inhibit::rules_from_config(config.inhibit_rules.as_deref())?;
-        let journal = match journal_dir(config) {
-            Some(dir) => Some(Arc::new(
-                Journal::open(&dir, &database_key(config.database_url.expose()))
-                    .map_err(|e| format!("alerts.journal_dir: {e}"))?,
-            )),
-            None => None,
-        };
+        let journal = open_journal(config)?;
         if let Some(j) = &journal {
             pipeline::replay_orphans(&db, j)
                 .await
