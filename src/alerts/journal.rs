@@ -142,6 +142,8 @@ struct Segment {
     file: File,
     /// Order of sealing (0 until sealed).
     seq: u64,
+    /// Bytes of whole records written.
+    len: u64,
 }
 
 /// This process's journal: the segment appended to, the sealed segments awaiting a
@@ -171,17 +173,31 @@ fn new_segment(dir: &Path, key: &str) -> Result<Segment, JournalError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let path = dir.join(format!("{key}-{}-{nanos}.wal", std::process::id()));
+    let name = format!("{key}-{}-{nanos}", std::process::id());
+    // Created and locked under a name no other process looks at, then renamed: a
+    // starting process never mistakes a segment being created for an orphan.
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(format!("{name}.wal"));
     let file = OpenOptions::new()
         .create_new(true)
         .append(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
     file.try_lock().map_err(|e| JournalError::Io {
-        path: path.clone(),
+        path: tmp.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    Ok(Segment { path, file, seq: 0 })
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    // The new name must survive a power loss too.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(Segment {
+        path,
+        file,
+        seq: 0,
+        len: 0,
+    })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -222,14 +238,26 @@ impl Journal {
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if !name.starts_with(key) || !name.ends_with(".wal") {
+            let orphan = name.ends_with(".wal");
+            if !name.starts_with(key) || !(orphan || name.ends_with(".tmp")) {
                 continue;
             }
             let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
                 continue;
             };
-            if file.try_lock().is_ok() {
-                out.push(Segment { path, file, seq: 0 });
+            if file.try_lock().is_err() {
+                continue;
+            }
+            if !orphan {
+                // Left by a process that died creating a segment: empty.
+                remove_file(&path);
+            } else {
+                out.push(Segment {
+                    path,
+                    file,
+                    seq: 0,
+                    len: 0,
+                });
             }
         }
         Ok(out)
@@ -270,8 +298,21 @@ impl Journal {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let mut seg = guard(&current);
-            seg.file.write_all(&buf)?;
-            seg.file.sync_data()
+            let written = seg
+                .file
+                .write_all(&buf)
+                .and_then(|()| seg.file.sync_data());
+            match written {
+                Ok(()) => seg.len += buf.len() as u64,
+                // Cut a partial record off, so later records stay readable at replay.
+                Err(_) => {
+                    let len = seg.len;
+                    if let Err(e) = seg.file.set_len(len) {
+                        tracing::error!(path = %seg.path.display(), error = %e, "cannot cut a failed append off the receipt journal");
+                    }
+                }
+            }
+            written
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
@@ -281,7 +322,11 @@ impl Journal {
 
     /// Seals the current segment and starts a new one; returns the sealed segment's
     /// number (pass it to [`Journal::release`] once its records are committed).
+    /// An empty current segment is kept (the number returned is then the last sealed).
     pub fn rotate(&self) -> Result<u64, JournalError> {
+        if guard(&self.current).len == 0 {
+            return Ok(self.sealed_count.load(std::sync::atomic::Ordering::Relaxed));
+        }
         let fresh = new_segment(&self.dir, &self.key)?;
         let mut old = std::mem::replace(&mut *guard(&self.current), fresh);
         old.seq = 1 + self
@@ -419,6 +464,10 @@ mod tests {
         let second = j.path();
         assert_ne!(first, second);
         assert_eq!(j.rotate().expect("rotate"), 2);
+        // Nothing appended since: no new segment.
+        let third = j.path();
+        assert_eq!(j.rotate().expect("rotate"), 2);
+        assert_eq!(j.path(), third);
         j.release(1);
         j.release(0);
         assert!(!first.exists() && second.exists());

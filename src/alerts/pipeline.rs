@@ -487,6 +487,9 @@ impl Checkpoint {
         if let Some(j) = &self.journal {
             j.release(sealed);
         }
+        // Before `pending` empties: a read that then skips `sync` must not get stats
+        // cached before this checkpoint.
+        self.generation.fetch_add(1, Ordering::Relaxed);
         let mut pending = lock(&self.pending);
         for r in &list {
             if pending.get(&r.id).is_some_and(|p| p.count <= r.count) {
@@ -494,7 +497,6 @@ impl Checkpoint {
             }
         }
         drop(pending);
-        self.generation.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
         Ok(())
     }
@@ -702,6 +704,8 @@ struct Writer {
     last_checkpoint: Instant,
     /// The checkpoint running beside the writer.
     inflight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    /// The cache needs a reload from the database (a failed batch, then a failed reload).
+    stale: bool,
     /// Every firing alert and recently seen resolved ones, by fingerprint.
     cache: HashMap<String, Alert>,
     /// Repeat logging and announcing, by fingerprint (for cached alerts).
@@ -731,6 +735,7 @@ impl Writer {
             last_retention: Instant::now() - RETENTION_INTERVAL + Duration::from_secs(60),
             last_checkpoint: Instant::now(),
             inflight: None,
+            stale: false,
             cache: HashMap::new(),
             throttle: HashMap::new(),
         };
@@ -825,6 +830,9 @@ impl Writer {
     ) -> Option<Command> {
         match cmd {
             Command::Ingest(job) => {
+                if self.stale {
+                    self.rebuild().await;
+                }
                 let (jobs, next) = self.gather(job, rx).await;
                 self.ingest(jobs).await;
                 next
@@ -1009,9 +1017,16 @@ impl Writer {
                 }
             })
             .await?;
+        // Journaled repeats not yet checkpointed are newer than the rows.
+        let pending = lock(&self.p.pending);
         Ok(list
             .into_iter()
-            .map(|a| (a.fingerprint.clone(), a))
+            .map(|mut a| {
+                if let Some(r) = pending.get(&a.id) {
+                    r.apply_to(&mut a);
+                }
+                (a.fingerprint.clone(), a)
+            })
             .collect())
     }
 
@@ -1369,8 +1384,14 @@ impl Writer {
                     self.cache.insert(a.fingerprint.clone(), a);
                 }
                 self.publish_active();
+                self.stale = false;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot reload firing alerts; will retry"),
+            Err(e) => {
+                // Firing alerts may be missing from the cache (expiry would not see
+                // them): retried before the next batch and on every tick.
+                self.stale = true;
+                tracing::warn!(error = %e, "cannot reload firing alerts; will retry");
+            }
         }
         if let Ok(s) = silence::unexpired(&self.p.db, now).await {
             self.silences = SilenceSet::new(s);
@@ -1390,6 +1411,9 @@ impl Writer {
         let Some(mut alert) = stored else {
             return Ok(None);
         };
+        if let Some(r) = lock(&self.p.pending).get(&alert.id) {
+            r.apply_to(&mut alert);
+        }
         alert.ack = Some(Ack {
             by: job.by.clone(),
             at_ms: now,
@@ -1439,6 +1463,9 @@ impl Writer {
 
     /// Expiry of `ends_at`, silence transitions, retention.
     async fn housekeeping(&mut self) {
+        if self.stale {
+            self.rebuild().await;
+        }
         if self.last_checkpoint.elapsed() >= self.p.cfg.checkpoint_interval {
             self.last_checkpoint = Instant::now();
             if let Err(e) = self.start_checkpoint() {

@@ -41,6 +41,22 @@ fn journal_dir(config: &Config) -> Option<PathBuf> {
     }
 }
 
+/// What identifies a database in journal file names: the SQLite file, or PostgreSQL's
+/// host, port and database (not the user, password or options, which may change
+/// between a crash and the restart that replays).
+fn database_identity(url: &str) -> String {
+    if let Some(file) = store::sqlite_file(url) {
+        return std::path::absolute(&file)
+            .unwrap_or(file)
+            .to_string_lossy()
+            .into_owned();
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    let host_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("postgres://{host_db}")
+}
+
 /// Opens the receipt journal. A folder set in `alerts.journal_dir` must work; when the
 /// default one cannot be created (a read-only working directory), repeats are written
 /// to the database directly instead, with a warning.
@@ -48,7 +64,10 @@ fn open_journal(config: &Config) -> Result<Option<Arc<Journal>>, String> {
     let Some(dir) = journal_dir(config) else {
         return Ok(None);
     };
-    match Journal::open(&dir, &database_key(config.database_url.expose())) {
+    match Journal::open(
+        &dir,
+        &database_key(&database_identity(config.database_url.expose())),
+    ) {
         Ok(j) => Ok(Some(Arc::new(j))),
         Err(e) if config.alerts.journal_dir.is_some() => Err(format!("alerts.journal_dir: {e}")),
         Err(e) => {
@@ -275,5 +294,26 @@ impl AlertService {
     /// The database (for read-only views such as the audit log).
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_identity;
+
+    #[test]
+    fn journal_files_survive_credential_and_option_changes() {
+        assert_eq!(
+            database_identity("postgres://u:old@db:5432/wp?sslmode=require"),
+            database_identity("postgres://v:new@db:5432/wp")
+        );
+        assert_ne!(
+            database_identity("postgres://db:5432/wp"),
+            database_identity("postgres://db:5432/other")
+        );
+        assert_eq!(
+            database_identity("sqlite://data/x.db?mode=rwc"),
+            database_identity("sqlite:data/x.db")
+        );
     }
 }
