@@ -75,7 +75,6 @@ pub async fn insert_many(
             r: &r.remote_addr,
         })
         .collect();
-    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
     let sql = match db.backend() {
         Backend::Sqlite => {
             "INSERT INTO audit_log (at_ms, actor, action, target, detail, remote_addr) \
@@ -88,15 +87,7 @@ pub async fn insert_many(
             AS x(t bigint, u text, a text, g text, d text, r text)"
         }
     };
-    db.timed("audit.insert", async {
-        sqlx::query(sql)
-            .bind(payload)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)
-    })
-    .await?;
-    Ok(())
+    db.execute_rows(conn, "audit.insert", sql, &rows).await
 }
 
 /// Appends one record.

@@ -108,19 +108,16 @@ async fn every_accepted_alert_survives_kill_9() {
             &lost[..lost.len().min(5)]
         );
         let one = ids.iter().next().unwrap();
-        let a: Value = client
-            .get(format!("{base}/api/v1/alerts/{one}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let a = get_json(&client, format!("{base}/api/v1/alerts/{one}")).await;
         assert_eq!(
             a["events"][0]["kind"], "fired",
             "{k}: events are as durable as alerts"
         );
     }
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Bytes in the journal files under `dir`.
@@ -201,14 +198,7 @@ async fn journaled_repeats_survive_kill_9() {
         );
         let base = server.base();
         for id in &ids {
-            let a: Value = client
-                .get(format!("{base}/api/v1/alerts/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let a = get_json(&client, format!("{base}/api/v1/alerts/{id}")).await;
             assert_eq!(a["count"], 1 + 8 * 25, "{k}: alert {id} lost repeats: {a}");
             let kinds: Vec<&str> = a["events"]
                 .as_array()

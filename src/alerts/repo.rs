@@ -334,16 +334,7 @@ pub async fn refresh(
              WHERE alerts.id = v.i AND alerts.count < v.c"
         }
     };
-    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-    db.timed("alerts.refresh", async {
-        sqlx::query(sql)
-            .bind(payload)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)
-    })
-    .await?;
-    Ok(())
+    db.execute_rows(conn, "alerts.refresh", sql, &rows).await
 }
 
 /// An event to insert.
@@ -383,16 +374,8 @@ pub async fn insert_events(
             SELECT i, k, t, d FROM json_to_recordset($1::json) AS x(i bigint, k text, t bigint, d text)"
         }
     };
-    let payload = serde_json::to_string(events).unwrap_or_else(|_| "[]".into());
-    db.timed("alert_events.insert", async {
-        sqlx::query(sql)
-            .bind(payload)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)
-    })
-    .await?;
-    Ok(())
+    db.execute_rows(conn, "alert_events.insert", sql, events)
+        .await
 }
 
 /// Appends one event outside the pipeline (e.g. `notified`, written by a notifier).

@@ -146,6 +146,27 @@ impl Db {
         }
     }
 
+    /// Runs one bulk statement whose rows are the JSON array `rows` (bound as `$1`) on
+    /// `conn`, timed as `name`.
+    pub async fn execute_rows<R: serde::Serialize>(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        name: &'static str,
+        sql: &'static str,
+        rows: &[R],
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(rows).unwrap_or_else(|_| "[]".into());
+        self.timed(name, async {
+            sqlx::query(sql)
+                .bind(payload)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Runs `fut` as the query named `name`: records count by outcome, latency, and
     /// slow queries (logged with their name and duration). Every query goes through here.
     pub async fn timed<T, E, F>(&self, name: &'static str, fut: F) -> Result<T, E>
