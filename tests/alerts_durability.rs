@@ -188,6 +188,25 @@ async fn journaled_repeats_survive_kill_9() {
             t.await.unwrap();
         }
         assert!(journal_bytes(&journal) > 0, "{k}: repeats are journaled");
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "watchpost_batch_queue_depth{queue=\"journal\"} 20"),
+            "{k}: the 20 alerts await a checkpoint:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("journal"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         server.child.kill().expect("kill -9");
         let _ = server.child.wait();
 

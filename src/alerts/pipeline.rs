@@ -55,6 +55,9 @@ use crate::store::{Db, StoreError, now_ms};
 
 /// The `queue` label of this pipeline's `watchpost_batch_*` metrics.
 pub const QUEUE: &str = "alerts";
+/// The `queue` label of the receipt journal's checkpoints: depth is the alerts with
+/// journaled repeats not yet in the database, a flush is one checkpoint.
+pub const JOURNAL_QUEUE: &str = "journal";
 /// How often expiry and silence transitions are checked.
 const TICK: Duration = Duration::from_secs(1);
 /// How often retention runs.
@@ -160,13 +163,17 @@ impl QueueMetrics {
             .capacity
             .with_label_values(&[QUEUE])
             .set(capacity as i64);
+        Self::of(m, QUEUE)
+    }
+
+    fn of(m: &Metrics, queue: &str) -> Self {
         QueueMetrics {
-            depth: m.batch.depth.with_label_values(&[QUEUE]),
-            flush: m.batch.flush_duration.with_label_values(&[QUEUE]),
-            committed: m.batch.items.with_label_values(&[QUEUE, "committed"]),
-            failed: m.batch.items.with_label_values(&[QUEUE, "failed"]),
-            rejected: m.batch.items.with_label_values(&[QUEUE, "rejected"]),
-            retries: m.batch.retries.with_label_values(&[QUEUE]),
+            depth: m.batch.depth.with_label_values(&[queue]),
+            flush: m.batch.flush_duration.with_label_values(&[queue]),
+            committed: m.batch.items.with_label_values(&[queue, "committed"]),
+            failed: m.batch.items.with_label_values(&[queue, "failed"]),
+            rejected: m.batch.items.with_label_values(&[queue, "rejected"]),
+            retries: m.batch.retries.with_label_values(&[queue]),
         }
     }
 }
@@ -463,7 +470,7 @@ struct Checkpoint {
     pending: Pending,
     journal: Option<Arc<Journal>>,
     generation: Arc<AtomicU64>,
-    retries: IntCounter,
+    metrics: QueueMetrics,
 }
 
 impl Checkpoint {
@@ -473,7 +480,7 @@ impl Checkpoint {
     async fn run(self, list: Vec<Refresh>, sealed: u64) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let db = self.db.clone();
-        retry_transient(&self.retries, || {
+        let written = retry_transient(&self.metrics.retries, || {
             let db = db.clone();
             let list = &list;
             async move {
@@ -483,7 +490,13 @@ impl Checkpoint {
                 Ok(())
             }
         })
-        .await?;
+        .await;
+        self.metrics.flush.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = written {
+            self.metrics.failed.inc_by(list.len() as u64);
+            return Err(e);
+        }
+        self.metrics.committed.inc_by(list.len() as u64);
         if let Some(j) = &self.journal {
             j.release(sealed);
         }
@@ -496,6 +509,7 @@ impl Checkpoint {
                 pending.remove(&r.id);
             }
         }
+        self.metrics.depth.set(pending.len() as i64);
         drop(pending);
         tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
         Ok(())
@@ -694,6 +708,8 @@ fn coalesce(c: &mut Throttle, alert: &Alert, applied: &mut Receipt, now: i64) ->
 struct Writer {
     p: WriterParts,
     qm: QueueMetrics,
+    /// `watchpost_batch_*{queue="journal"}`.
+    jm: QueueMetrics,
     handle: Pipeline,
     silences: SilenceSet,
     active_silences: BTreeSet<String>,
@@ -723,6 +739,7 @@ impl Writer {
         let now = now_ms();
         let silences = SilenceSet::new(silence::unexpired(&p.db, now).await?);
         let mut w = Writer {
+            jm: QueueMetrics::of(&p.metrics, JOURNAL_QUEUE),
             inhibitor: Inhibitor::new(p.rules.clone()),
             active_silences: silences.active_ids(now),
             silences,
@@ -1185,6 +1202,7 @@ impl Writer {
             for r in refreshes {
                 pending.insert(r.id, r);
             }
+            self.jm.depth.set(pending.len() as i64);
         }
         if in_db {
             // Full rows carry their refreshed fields: nothing left to checkpoint.
@@ -1232,7 +1250,7 @@ impl Writer {
             pending: self.p.pending.clone(),
             journal: self.p.journal.clone(),
             generation: self.p.generation.clone(),
-            retries: self.qm.retries.clone(),
+            metrics: self.jm.clone(),
         };
         self.inflight = Some(tokio::spawn(job.run(list, sealed)));
         Ok(())
