@@ -62,11 +62,7 @@ impl Refresh {
             ends_at_ms: a.ends_at_ms,
             starts_at_ms: a.starts_at_ms,
             risk_score: a.risk_score,
-            recent_rate: if a.recent_rate.is_finite() {
-                a.recent_rate
-            } else {
-                0.0
-            },
+            recent_rate: a.storable_rate(),
         }
     }
 

@@ -188,6 +188,15 @@ impl Alert {
         match_labels(&self.labels, self.severity, &self.source)
     }
 
+    /// The repeat rate as stored: a non-finite rate (never expected) is stored as 0.
+    pub fn storable_rate(&self) -> f64 {
+        if self.recent_rate.is_finite() {
+            self.recent_rate
+        } else {
+            0.0
+        }
+    }
+
     /// [`Alert::match_labels`] without copying.
     pub fn match_view(&self) -> MatchLabels<'_> {
         MatchLabels {

@@ -209,11 +209,7 @@ impl<'a> RowJson<'a> {
             fs: a.first_seen_ms,
             ls: a.last_seen_ms,
             c: a.count,
-            rr: if a.recent_rate.is_finite() {
-                a.recent_rate
-            } else {
-                0.0
-            },
+            rr: a.storable_rate(),
             kb: a.ack.as_ref().map(|k| k.by.as_str()),
             ka: a.ack.as_ref().map(|k| k.at_ms),
             kc: a.ack.as_ref().map(|k| k.comment.as_str()),
