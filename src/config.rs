@@ -307,7 +307,7 @@ impl Default for AlertsConfig {
             rate_limit_burst: 400,
             ntopng_shared_secret: None,
             journal_dir: None,
-            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(5),
         }
     }
 }

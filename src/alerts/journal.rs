@@ -5,8 +5,8 @@
 //! repeats. Writing each into the database would update a row and all its indexes per
 //! receipt; instead the writer appends a fixed 64-byte record per repeat to this journal,
 //! `fdatasync`s once per batch (group commit) and answers. It writes the latest state of
-//! each repeated alert to the database on a checkpoint (every second, before any read
-//! that needs it, and at shutdown).
+//! each repeated alert to the database on a checkpoint (every
+//! `alerts.checkpoint_interval`, before any read that needs it, and at shutdown).
 //!
 //! * Files (segments) are `<db>-<pid>-<nanos>.wal`, each held under an exclusive lock
 //!   (`flock`) while its process lives, so several processes (or several services in one

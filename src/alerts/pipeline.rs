@@ -19,8 +19,8 @@
 //! * **Repeats** (a receipt that only refreshes count, last seen, `ends_at`, rate and
 //!   risk of a firing alert) go to the [`Journal`] instead of the database: one record
 //!   each, one `fdatasync` per batch. A checkpoint writes their latest state to the
-//!   database every second, before reads that need it ([`Pipeline::sync`]) and at
-//!   shutdown. Their `repeated` event is logged for the first repeat of an incident
+//!   database every `alerts.checkpoint_interval`, before reads that need it
+//!   ([`Pipeline::sync`]) and at shutdown. Their `repeated` event is logged for the first repeat of an incident
 //!   only (the alert's count has the rest), and they are announced to the notifier when their
 //!   content changed, or at most every 30 s (so its copy of `ends_at` stays fresh).
 //! * After each commit the changes go to the notifier channel ([`AlertChange`]) and to
