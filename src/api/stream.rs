@@ -730,8 +730,8 @@ mod hub_tests {
         parse(&b)
     }
 
-    #[tokio::test]
-    async fn ticks_fan_out_evaluated_once_and_errors_once() {
+    /// A hub over the fake evaluator, with its tick sender, event bus and metrics.
+    fn fake_hub() -> (Arc<Hub>, watch::Sender<i64>, EventBus, Metrics) {
         let (tick_tx, tick_rx) = watch::channel(0i64);
         let bus = EventBus::default();
         let metrics = Metrics::new().unwrap();
@@ -742,6 +742,12 @@ mod hub_tests {
             Duration::from_secs(1),
             &metrics,
         );
+        (hub, tick_tx, bus, metrics)
+    }
+
+    #[tokio::test]
+    async fn ticks_fan_out_evaluated_once_and_errors_once() {
+        let (hub, tick_tx, bus, metrics) = fake_hub();
         let (a, mut rx_a) = hub.add();
         let (b, mut rx_b) = hub.add();
         hub.subscribe(a, vec![Arc::from("x"), Arc::from("bad")])
@@ -784,15 +790,7 @@ mod hub_tests {
 
     #[tokio::test]
     async fn distinct_expressions_are_capped_over_all_clients() {
-        let (_tick_tx, tick_rx) = watch::channel(0i64);
-        let metrics = Metrics::new().unwrap();
-        let hub = Hub::start(
-            Arc::new(Fake),
-            tick_rx,
-            EventBus::default().subscribe_alerts(),
-            Duration::from_secs(1),
-            &metrics,
-        );
+        let (hub, _tick_tx, _bus, _metrics) = fake_hub();
         let exprs = |client: usize| -> Vec<Arc<str>> {
             (0..MAX_SERIES)
                 .map(|i| Arc::from(format!("e{client}_{i}")))
@@ -816,16 +814,7 @@ mod hub_tests {
 
     #[tokio::test]
     async fn a_slow_client_is_dropped_without_blocking_others() {
-        let (tick_tx, tick_rx) = watch::channel(0i64);
-        let bus = EventBus::default();
-        let metrics = Metrics::new().unwrap();
-        let hub = Hub::start(
-            Arc::new(Fake),
-            tick_rx,
-            bus.subscribe_alerts(),
-            Duration::from_secs(1),
-            &metrics,
-        );
+        let (hub, tick_tx, _bus, metrics) = fake_hub();
         let (slow, mut rx_slow) = hub.add();
         let (fast, mut rx_fast) = hub.add();
         hub.subscribe(slow, vec![Arc::from("x")]).unwrap();
@@ -851,16 +840,7 @@ mod hub_tests {
 
     #[tokio::test]
     async fn the_pump_ends_and_disconnects_everyone_when_the_app_stops() {
-        let (tick_tx, tick_rx) = watch::channel(0i64);
-        let bus = EventBus::default();
-        let metrics = Metrics::new().unwrap();
-        let hub = Hub::start(
-            Arc::new(Fake),
-            tick_rx,
-            bus.subscribe_alerts(),
-            Duration::from_secs(1),
-            &metrics,
-        );
+        let (hub, tick_tx, _bus, _metrics) = fake_hub();
         let (_, mut rx) = hub.add();
         drop(tick_tx);
         let end = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
