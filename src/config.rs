@@ -69,6 +69,10 @@ pub struct Config {
     pub inhibit_rules: Option<Vec<InhibitRule>>,
     /// Scheduled reports.
     pub reports: ReportsConfig,
+    /// Delivery of notifications: timeouts, backoff, ambiguous sends.
+    pub notify: NotifyConfig,
+    /// This node's identity (claims on notifications name it).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -90,6 +94,8 @@ impl Default for Config {
             receivers: Vec::new(),
             inhibit_rules: None,
             reports: ReportsConfig::default(),
+            notify: NotifyConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -205,6 +211,53 @@ impl Default for TelegramConfig {
             max_retry: Duration::from_secs(3600),
         }
     }
+}
+
+/// What to do with a send whose outcome is unknown: the request went out and no answer
+/// came back (timeout, connection cut, crash or shutdown deadline mid-request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmbiguousPolicy {
+    /// Send it once more: the receiver may see it twice, but never zero times.
+    Retry,
+    /// Do not send it again: never twice, but possibly never.
+    Drop,
+}
+
+/// `[notify]`: how notifications are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// A send that timed out after the request went out: `retry` once, or `drop`.
+    pub ambiguous: AmbiguousPolicy,
+    /// Per-request timeout of a send (Telegram, webhook).
+    #[serde(with = "human_duration")]
+    pub timeout: Duration,
+    /// First retry delay after a transient failure (doubles per attempt, with jitter).
+    #[serde(with = "human_duration")]
+    pub min_backoff: Duration,
+    /// Largest retry delay.
+    #[serde(with = "human_duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            ambiguous: AmbiguousPolicy::Retry,
+            timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[cluster]`: this node's identity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's id; unset = `<hostname>:<port>` of the bound address.
+    pub node_id: Option<String>,
 }
 
 /// `[auth]`.
@@ -609,6 +662,8 @@ impl Config {
             ));
         }
         for (key, d) in [
+            ("notify.timeout", self.notify.timeout),
+            ("notify.min_backoff", self.notify.min_backoff),
             ("collect.interval", self.collect.interval),
             ("rules.evaluation_interval", self.rules.evaluation_interval),
             ("tsdb.retention", self.tsdb.retention),
@@ -621,6 +676,17 @@ impl Config {
             if d.is_zero() {
                 problems.push(format!("{key}: must be greater than 0"));
             }
+        }
+        if self.notify.max_backoff < self.notify.min_backoff {
+            problems.push("notify.max_backoff: must not be less than notify.min_backoff".into());
+        }
+        if self
+            .cluster
+            .node_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty() || id.contains('#'))
+        {
+            problems.push("cluster.node_id: must not be empty or contain '#'".into());
         }
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".into());

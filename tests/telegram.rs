@@ -172,7 +172,7 @@ async fn a_notice_makes_one_message_and_resolution_a_resolved_one() {
         assert_eq!(
             metric(
                 &app,
-                "watchpost_notifications_total{outcome=\"sent\",receiver=\"telegram\"}"
+                "watchpost_notifications_total{outcome=\"delivered\",receiver=\"telegram\"}"
             )
             .await,
             Some(2.0)
@@ -219,7 +219,7 @@ async fn retry_after_is_waited_for() {
     assert_eq!(
         metric(
             &app,
-            "watchpost_notifications_total{outcome=\"retry\",receiver=\"telegram\"}"
+            "watchpost_notifications_total{outcome=\"transient\",receiver=\"telegram\"}"
         )
         .await,
         Some(1.0)
@@ -275,7 +275,7 @@ async fn forbidden_is_failed_at_once_and_reported() {
         assert_eq!(
             metric(
                 &app,
-                "watchpost_notifications_total{outcome=\"failed\",receiver=\"telegram\"}"
+                "watchpost_notifications_total{outcome=\"rejected\",receiver=\"telegram\"}"
             )
             .await,
             Some(1.0)

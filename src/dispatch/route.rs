@@ -213,6 +213,11 @@ fn node(
         group_interval: cfg.group_interval.unwrap_or(parent.group_interval),
         repeat_interval: cfg.repeat_interval.unwrap_or(parent.repeat_interval),
     };
+    if cfg.receiver.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        problems.push(format!(
+            "{key}.receiver: must not be empty (omit the key to inherit the parent's receiver)"
+        ));
+    }
     if opts.group_interval.is_zero() {
         problems.push(format!("{key}.group_interval: must be greater than 0"));
     }
@@ -392,5 +397,16 @@ webhook = { url = "http://127.0.0.1:1/" }
             "{problems}"
         );
         assert!(problems.contains("route.routes[0].group_by"), "{problems}");
+    }
+
+    #[test]
+    fn an_empty_receiver_is_refused_not_inherited() {
+        let err = Config::from_toml(
+            "[route]\nreceiver = \"hook\"\n[[route.routes]]\nmatchers = [\"a=\\\"b\\\"\"]\nreceiver = \"\"\n\
+             [[receivers]]\nname = \"hook\"\nwebhook = { url = \"http://127.0.0.1:9/x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("route.routes[0].receiver: must not be empty"), "{err}");
     }
 }

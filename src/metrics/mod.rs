@@ -384,7 +384,7 @@ impl Metrics {
             )?,
             notifications: b.counter_vec(
                 "watchpost_notifications_total",
-                "Notification attempts by receiver and outcome (sent, retry, failed).",
+                "Notification attempts by receiver and outcome (delivered, rejected, transient, ambiguous, failed).",
                 &["receiver", "outcome"],
             )?,
             notification_queue_depth: b.int_gauge_vec(

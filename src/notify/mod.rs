@@ -9,6 +9,7 @@
 pub mod events;
 pub mod message;
 pub mod outbox;
+pub mod policy;
 pub mod ratelimit;
 pub mod sender;
 pub mod split;
@@ -28,12 +29,13 @@ use crate::dispatch::{
     AlertState, DispatchHandle, Dispatcher, Notification, NotificationSink, NotifyLogEntry,
 };
 use crate::metrics::AlertingMetrics;
-use crate::store::{Db, StoreError};
+use crate::store::{Backend, Db, StoreError};
 use crate::supervisor::Supervisor;
 pub use message::{MessageBuilder, TemplateEngine};
-pub use outbox::{NewOutboxRow, Outbox, OutboxFilter, OutboxRow};
+pub use outbox::{NewOutboxRow, Outbox, OutboxFilter, OutboxRow, Verdict};
+pub use policy::RetryPolicy;
 pub use ratelimit::{Limits, RateLimiter};
-pub use sender::{Attempt, DeliveryOutcome, DeliveryReport, OutboxSender, SenderOptions};
+pub use sender::{Attempt, DeliveryOutcome, DeliveryReport, OutboxSender, SenderOptions, claimer_id};
 pub use telegram::TelegramPayload;
 
 /// Notification-log entries unused this long are deleted at start.
@@ -164,7 +166,7 @@ pub fn validate(config: &Config) -> Vec<String> {
     if let Ok(Some(route)) = crate::dispatch::route::build(config) {
         for r in route.walk() {
             let name = &r.opts.receiver;
-            if !name.is_empty() && !receivers.contains_key(name) && problems.is_empty() {
+            if !receivers.contains_key(name) && problems.is_empty() {
                 problems.push(format!(
                     "route: unknown receiver {name:?} (declare it in [[receivers]]{})",
                     if name == crate::dispatch::route::DEFAULT_RECEIVER {
@@ -334,7 +336,14 @@ impl NotificationSink for Notifier {
         let mut rows = Vec::new();
         let mut logs = Vec::with_capacity(batch.len());
         for (n, entry) in batch {
-            rows.extend(self.rows_for(n).map_err(anyhow::Error::msg)?);
+            // One notification that cannot be rendered must not hold back the others:
+            // it is logged as told (so it is not retried forever) and skipped.
+            match self.rows_for(n) {
+                Ok(r) => rows.extend(r),
+                Err(e) => {
+                    tracing::error!(group = %n.group_key, receiver = %n.receiver, error = %e, "notification dropped: it cannot be delivered")
+                }
+            }
             logs.push((n.group_key.as_str(), n.receiver.as_str(), entry));
         }
         let inserted = self.outbox.enqueue_many(&rows, &logs).await?;
@@ -400,12 +409,41 @@ impl NotifyHandle {
     }
 }
 
+/// HTTP timeout of the bot's own requests (long polls of `getUpdates` included).
+const BOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The sender's settings from `config`: retries and backoff (`notify.*`,
+/// `telegram.max_retry`), this process's claimer id, which claims are known dead, and
+/// the shutdown drain.
+fn sender_options(config: &Config, backend: Backend, base: SenderOptions) -> SenderOptions {
+    let node = config.cluster.node_id.as_deref().unwrap_or("local");
+    SenderOptions {
+        retry: RetryPolicy {
+            max_retry: config.telegram.max_retry,
+            min_backoff: config.notify.min_backoff,
+            max_backoff: config.notify.max_backoff,
+            ambiguous: config.notify.ambiguous,
+        },
+        // A claim outlives the longest send: the request, plus rate-limit waits.
+        lease: config.notify.timeout * 2 + Duration::from_secs(60),
+        claimer: claimer_id(node),
+        // One process owns a SQLite file; on PostgreSQL, earlier runs of this node.
+        stale_claims: match backend {
+            Backend::Sqlite => "%".into(),
+            Backend::Postgres => format!("{node}#%"),
+        },
+        drain_timeout: config.shutdown_timeout,
+        ..base
+    }
+}
+
 /// Tunables that tests shorten; the defaults are the production values.
 #[derive(Debug, Clone, Default)]
 pub struct NotifyOptions {
     /// Telegram's limits.
     pub limits: Limits,
-    /// Outbox sender settings (`max_retry` is taken from `telegram.max_retry`).
+    /// Outbox sender settings (`poll_interval`, `retention`; the rest comes from the
+    /// config).
     pub sender: SenderOptions,
     /// Long-polling timeout of the bot (`getUpdates`), seconds; 0 = default (25).
     pub poll_timeout_secs: u32,
@@ -467,26 +505,28 @@ impl Notifications {
 
         let limiter = Arc::new(RateLimiter::new(options.limits));
         let mut transports: HashMap<String, Arc<dyn sender::OutboxTransport>> = HashMap::new();
-        transports.insert("webhook".into(), Arc::new(webhook::WebhookTransport::new()));
+        transports.insert(
+            "webhook".into(),
+            Arc::new(webhook::WebhookTransport::new(config.notify.timeout)),
+        );
         let bot = match &config.telegram.bot_token {
             Some(token) => {
-                let bot = telegram::make_bot(
-                    token.expose(),
-                    &config.telegram.api_url,
-                    Duration::from_secs(30),
-                )?;
+                // Notifications wait `notify.timeout`; the bot's long polls need longer.
+                let sends =
+                    telegram::make_bot(token.expose(), &config.telegram.api_url, config.notify.timeout)?;
                 transports.insert(
                     "telegram".into(),
-                    Arc::new(telegram::TelegramTransport::new(
-                        bot.clone(),
-                        limiter.clone(),
-                    )),
+                    Arc::new(telegram::TelegramTransport::new(sends, limiter.clone())),
                 );
-                Some(bot)
+                Some(telegram::make_bot(
+                    token.expose(),
+                    &config.telegram.api_url,
+                    BOT_TIMEOUT,
+                )?)
             }
             None => None,
         };
-        options.sender.max_retry = config.telegram.max_retry;
+        options.sender = sender_options(config, outbox.db().backend(), options.sender);
         let (reports, _) = broadcast::channel(1024);
         let sender = OutboxSender::new(
             outbox.clone(),
@@ -521,10 +561,30 @@ impl Notifications {
         supervisor: &mut Supervisor,
         backend: Arc<dyn crate::bot::BotBackend>,
     ) {
+        self.spawn_dispatcher(supervisor);
+        self.spawn_sender(supervisor);
+        self.spawn_bot(config, supervisor, backend);
+    }
+
+    /// Starts the dispatcher on `supervisor`.
+    pub fn spawn_dispatcher(&self, supervisor: &mut Supervisor) {
         let dispatcher = self.dispatcher.clone();
         supervisor.spawn("dispatch", move |token| dispatcher.clone().run(token));
+    }
+
+    /// Starts the outbox sender on `supervisor`.
+    pub fn spawn_sender(&self, supervisor: &mut Supervisor) {
         let sender = self.sender.clone();
         supervisor.spawn("notify-outbox", move |token| sender.clone().run(token));
+    }
+
+    /// With a bot token: starts the bot and the scheduled reports on `supervisor`.
+    pub fn spawn_bot(
+        &self,
+        config: &Arc<Config>,
+        supervisor: &mut Supervisor,
+        backend: Arc<dyn crate::bot::BotBackend>,
+    ) {
         if let Some(bot) = &self.bot {
             let service = crate::bot::BotService::new(
                 bot.clone(),

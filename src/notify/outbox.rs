@@ -86,11 +86,17 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// What the receiver answered (e.g. Telegram message id).
     pub response: Option<String>,
+    /// The sender holding the row (`node#instance`) while it is being sent.
+    pub claimed_by: Option<String>,
+    /// Until when the claim holds (unix ms); after it, another sender may take over.
+    pub lease_until_ms: Option<i64>,
+    /// Sends whose outcome was unknown (timed out after the request went out, or cut).
+    pub ambiguous: i64,
 }
 
 const COLUMNS: &str = "id, idempotency_key, receiver, kind, target, group_key, status, part, parts, \
     payload, alert_ids, state, attempts, created_ms, next_attempt_ms, updated_ms, delivered_ms, \
-    last_error, response";
+    last_error, response, claimed_by, lease_until_ms, ambiguous";
 
 fn row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
     let ids: String = r.try_get("alert_ids")?;
@@ -114,7 +120,43 @@ fn row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
         delivered_ms: r.try_get("delivered_ms")?,
         last_error: r.try_get("last_error")?,
         response: r.try_get("response")?,
+        claimed_by: r.try_get("claimed_by")?,
+        lease_until_ms: r.try_get("lease_until_ms")?,
+        ambiguous: r.try_get("ambiguous")?,
     })
+}
+
+/// The recorded end of one attempt (or of a claim taken over from a sender that died).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Delivered; what the receiver answered.
+    Delivered {
+        /// E.g. the Telegram message id.
+        response: Option<String>,
+    },
+    /// Not delivered yet: try again at `at_ms`.
+    Retry {
+        /// Next attempt, unix ms.
+        at_ms: i64,
+        /// Why this attempt did not deliver.
+        error: String,
+        /// The attempt's outcome is unknown (counted in the row's `ambiguous`).
+        ambiguous: bool,
+    },
+    /// Given up for good.
+    Failed {
+        /// Why.
+        error: String,
+        /// The last attempt's outcome is unknown.
+        ambiguous: bool,
+    },
+}
+
+impl Verdict {
+    /// Whether the verdict ends the row (delivered or failed).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Verdict::Retry { .. })
+    }
 }
 
 /// Filters for [`Outbox::list`].
@@ -282,10 +324,11 @@ impl Outbox {
             .await
     }
 
-    /// The oldest pending row of `target` (rows of a target go out in order).
-    pub async fn next_for_target(&self, target: &str) -> Result<Option<OutboxRow>, StoreError> {
+    /// The oldest pending row of `target` (rows of a target go out in order): the only
+    /// row of the target a sender may claim.
+    pub async fn head(&self, target: &str) -> Result<Option<OutboxRow>, StoreError> {
         self.db
-            .timed("notify.outbox_next", async {
+            .timed("notify.outbox_head", async {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM notification_outbox WHERE state = 'pending' AND target = $1 \
                      ORDER BY id LIMIT 1"
@@ -295,6 +338,96 @@ impl Outbox {
                     .fetch_optional(self.db.pool())
                     .await?;
                 r.as_ref().map(row).transpose().map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Claims row `id` for `claimer` until `lease_until_ms`, atomically: only while it is
+    /// pending, due, and not held by another claim (unless that claim's lease ran out, or
+    /// its holder matches `stale`, a `LIKE` pattern of claimers known to be dead). Taking
+    /// over a claim counts the row's send as ambiguous: its holder may have sent it.
+    ///
+    /// One conditional `UPDATE … RETURNING` on both databases. On PostgreSQL a second
+    /// claimer blocks on the row lock and then re-checks the conditions against the new
+    /// row, so exactly one wins. (`FOR UPDATE SKIP LOCKED` would hand the *next* row of
+    /// the chat to the loser while the head is in flight, breaking order per chat.)
+    pub async fn claim(
+        &self,
+        id: i64,
+        claimer: &str,
+        lease_until_ms: i64,
+        stale: &str,
+    ) -> Result<Option<OutboxRow>, StoreError> {
+        let now = now_ms();
+        self.db
+            .timed("notify.outbox_claim", async {
+                let sql = format!(
+                    "UPDATE notification_outbox SET claimed_by = $2, lease_until_ms = $3, \
+                     updated_ms = $4, \
+                     ambiguous = ambiguous + CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END \
+                     WHERE id = $1 AND state = 'pending' AND next_attempt_ms <= $4 \
+                     AND (claimed_by IS NULL OR lease_until_ms <= $4 \
+                          OR (claimed_by <> $2 AND claimed_by LIKE $5)) \
+                     RETURNING {COLUMNS}"
+                );
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(claimer)
+                    .bind(lease_until_ms)
+                    .bind(now)
+                    .bind(stale)
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                r.as_ref().map(row).transpose().map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Records `verdict` on row `id` and releases the claim, only if `claimer` still holds
+    /// it: `Ok(false)` when another sender took the row over (its lease had run out).
+    pub async fn record(
+        &self,
+        id: i64,
+        claimer: &str,
+        verdict: &Verdict,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let (state, next_ms, delivered_ms, response, error, ambiguous) = match verdict {
+            Verdict::Delivered { response } => {
+                (state::DELIVERED, None, Some(now), response.clone(), None, false)
+            }
+            Verdict::Retry {
+                at_ms,
+                error,
+                ambiguous,
+            } => (state::PENDING, Some(*at_ms), None, None, Some(error.clone()), *ambiguous),
+            Verdict::Failed { error, ambiguous } => {
+                (state::FAILED, None, None, None, Some(error.clone()), *ambiguous)
+            }
+        };
+        self.db
+            .timed("notify.outbox_record", async {
+                sqlx::query(
+                    "UPDATE notification_outbox SET state = $3, attempts = attempts + 1, \
+                     next_attempt_ms = COALESCE($4, next_attempt_ms), \
+                     delivered_ms = COALESCE($5, delivered_ms), response = COALESCE($6, response), \
+                     last_error = COALESCE($7, last_error), ambiguous = ambiguous + $8, \
+                     updated_ms = $9, claimed_by = NULL, lease_until_ms = NULL \
+                     WHERE id = $1 AND claimed_by = $2 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(claimer)
+                .bind(state)
+                .bind(next_ms)
+                .bind(delivered_ms)
+                .bind(response)
+                .bind(error)
+                .bind(i64::from(ambiguous))
+                .bind(now)
+                .execute(self.db.pool())
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err(StoreError::from)
             })
             .await
     }
@@ -309,77 +442,6 @@ impl Outbox {
                     .fetch_optional(self.db.pool())
                     .await?;
                 r.as_ref().map(row).transpose().map_err(StoreError::from)
-            })
-            .await
-    }
-
-    /// Marks a row delivered (only if still pending, so nothing is delivered twice).
-    pub async fn mark_delivered(&self, id: i64, response: Option<&str>) -> Result<(), StoreError> {
-        let now = now_ms();
-        self.update(
-            "notify.outbox_delivered",
-            "UPDATE notification_outbox SET state = 'delivered', attempts = attempts + 1, \
-             delivered_ms = $2, updated_ms = $2, response = $3 WHERE id = $1 AND state = 'pending'",
-            id,
-            now,
-            response,
-        )
-        .await
-    }
-
-    /// Schedules the next attempt of a row.
-    pub async fn mark_retry(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError> {
-        let now = now_ms();
-        self.db
-            .timed("notify.outbox_retry", async {
-                sqlx::query(
-                    "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_ms = $2, \
-                     updated_ms = $3, last_error = $4 WHERE id = $1 AND state = 'pending'",
-                )
-                .bind(id)
-                .bind(next_ms)
-                .bind(now)
-                .bind(error)
-                .execute(self.db.pool())
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from)
-            })
-            .await
-    }
-
-    /// Marks a row failed for good.
-    pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        let now = now_ms();
-        self.update(
-            "notify.outbox_failed",
-            "UPDATE notification_outbox SET state = 'failed', attempts = attempts + 1, \
-             updated_ms = $2, last_error = $3 WHERE id = $1 AND state = 'pending'",
-            id,
-            now,
-            Some(error),
-        )
-        .await
-    }
-
-    async fn update(
-        &self,
-        name: &'static str,
-        sql: &'static str,
-        id: i64,
-        now: i64,
-        text: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.db
-            .timed(name, async {
-                sqlx::query(sql)
-                    .bind(id)
-                    .bind(now)
-                    .bind(text.map(str::to_string))
-                    .execute(self.db.pool())
-                    .await
-                    .map(|_| ())
-                    .map_err(StoreError::from)
             })
             .await
     }

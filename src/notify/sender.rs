@@ -1,40 +1,34 @@
 //! Drains the outbox: one worker per target (chat or URL) sends that target's rows in
-//! order; outcomes are recorded in the row, counted, and broadcast as
-//! [`DeliveryReport`]s (for the alert event log).
+//! order. Each row is **claimed** (claimer id, lease) before it is sent, so two senders
+//! never send the same row; the outcome is recorded only while the claim is held.
 //!
-//! Retry policy: a 429 waits the time the receiver asked for (at least); 5xx and network
-//! errors back off exponentially with jitter; other 4xx fail at once. Nothing is retried
-//! past `max_retry` after the row was written.
+//! * A failed bookkeeping write never causes a resend: the worker keeps the verdict and
+//!   retries the *write* with backoff, sending nothing else to that target meanwhile.
+//!   While the database is unreachable nothing can be claimed, so nothing is sent.
+//! * A row found claimed by a sender that died (a crash, kill -9, or a shutdown that cut
+//!   the send) is taken over as an ambiguous send, per `notify.ambiguous`.
+//! * At shutdown, sends in flight may finish until `shutdown_timeout`; the ones still
+//!   running then are cut and recorded as ambiguous.
+//!
+//! What each attempt's outcome means is [`super::policy`]'s business.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, OutboxRow};
+use super::outbox::{Outbox, OutboxRow, Verdict};
+pub use super::policy::Attempt;
+use super::policy::RetryPolicy;
 use crate::metrics::AlertingMetrics;
 use crate::store::now_ms;
 
-/// The outcome of one send attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attempt {
-    /// Accepted; what the receiver answered (e.g. a message id).
-    Delivered(Option<String>),
-    /// Rate limited: wait at least this long.
-    RetryAfter(Duration, String),
-    /// Server or network error: back off and retry.
-    Transient(String),
-    /// Rejected (400, 403, …): do not retry.
-    Permanent(String),
-}
-
-/// Sends one row of a kind (`telegram`, `webhook`).
+/// Sends one row of a kind (`telegram`, `webhook`): formats and sends, nothing else.
 #[async_trait::async_trait]
 pub trait OutboxTransport: Send + Sync {
     /// One attempt.
@@ -85,39 +79,47 @@ pub struct DeliveryReport {
 /// Sender settings.
 #[derive(Debug, Clone)]
 pub struct SenderOptions {
-    /// Give up this long after a row was written (`telegram.max_retry`).
-    pub max_retry: Duration,
-    /// First backoff step.
-    pub backoff_base: Duration,
-    /// Largest backoff step.
-    pub backoff_max: Duration,
+    /// Retries, backoff and the ambiguous-send policy.
+    pub retry: RetryPolicy,
     /// How often the outbox is polled when nothing wakes the sender.
     pub poll_interval: Duration,
     /// Delivered and failed rows are deleted after this long.
     pub retention: Duration,
+    /// How long a claim holds before another sender may take the row over.
+    pub lease: Duration,
+    /// This sender's claimer id, `node#instance`.
+    pub claimer: String,
+    /// `LIKE` pattern of claimers known to be dead: earlier instances of this node (any
+    /// claimer on SQLite, where one process owns the file).
+    pub stale_claims: String,
+    /// At shutdown, how long sends in flight may take before they are cut.
+    pub drain_timeout: Duration,
 }
 
 impl Default for SenderOptions {
     fn default() -> Self {
+        let node = "local";
         SenderOptions {
-            max_retry: Duration::from_secs(3600),
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
             poll_interval: Duration::from_secs(2),
             retention: Duration::from_secs(30 * 86400),
+            lease: Duration::from_secs(120),
+            claimer: claimer_id(node),
+            stale_claims: format!("{node}#%"),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// Exponential backoff with equal jitter: `d/2 + rand(0..=d/2)`, `d = base·2^attempt`.
-pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let d = base
-        .checked_mul(1u32 << attempt.min(20))
-        .unwrap_or(max)
-        .min(max);
-    let half = d / 2;
-    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
+/// A claimer id for a new process of `node`: `node#<random>`.
+pub fn claimer_id(node: &str) -> String {
+    format!("{node}#{:016x}", rand::random::<u64>())
 }
+
+/// Longest pause between retries of a bookkeeping write or an outbox read.
+const DB_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Longest a worker waits for another sender's lease before looking again.
+const LEASE_POLL_MAX: Duration = Duration::from_secs(5);
 
 /// Marks a target as having a worker; unmarks it when dropped.
 struct ActiveTarget {
@@ -138,12 +140,14 @@ impl Drop for ActiveTarget {
 pub struct OutboxSender {
     outbox: Outbox,
     transports: Arc<HashMap<String, Arc<dyn OutboxTransport>>>,
-    options: SenderOptions,
+    options: Arc<SenderOptions>,
     metrics: AlertingMetrics,
     wake: Arc<Notify>,
     reports: broadcast::Sender<DeliveryReport>,
     receivers: Arc<Vec<String>>,
     active: Arc<Mutex<HashSet<String>>>,
+    /// Rows being sent right now (claimed by this sender).
+    in_flight: Arc<Mutex<HashMap<i64, OutboxRow>>>,
     depth_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -161,17 +165,19 @@ impl OutboxSender {
         OutboxSender {
             outbox,
             transports: Arc::new(transports),
-            options,
+            options: Arc::new(options),
             metrics,
             wake,
             reports,
             receivers: Arc::new(receivers),
             active: Arc::new(Mutex::new(HashSet::new())),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
             depth_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         }
     }
 
-    /// Runs until `shutdown`; sends in flight are finished, not cut.
+    /// Runs until `shutdown`; then lets sends in flight finish for `drain_timeout` and
+    /// records the ones still running as ambiguous.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = JoinSet::new();
         let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
@@ -184,36 +190,15 @@ impl OutboxSender {
             match self.outbox.pending_targets().await {
                 Ok(targets) => {
                     for target in targets {
-                        let fresh = self
-                            .active
-                            .lock()
-                            .map(|mut a| a.insert(target.clone()))
-                            .unwrap_or(false);
-                        if fresh {
-                            let me = self.clone();
-                            let token = shutdown.clone();
-                            workers.spawn(async move {
-                                // Frees the target even if the worker panics.
-                                let _active = ActiveTarget {
-                                    set: me.active.clone(),
-                                    target: target.clone(),
-                                };
-                                me.worker(&target, token).await;
-                            });
-                        }
+                        self.start_worker(&mut workers, target, &shutdown);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
+                Err(e) => tracing::warn!(error = %e, "cannot read the outbox; nothing is sent until it can be read"),
             }
             self.update_depth().await;
             if last_prune.elapsed() >= Duration::from_secs(3600) {
                 last_prune = tokio::time::Instant::now();
-                let cutoff = now_ms() - self.options.retention.as_millis() as i64;
-                match self.outbox.prune(cutoff).await {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "old outbox rows deleted"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
-                }
+                self.prune().await;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -221,17 +206,68 @@ impl OutboxSender {
                 _ = tokio::time::sleep(self.options.poll_interval) => {}
             }
         }
-        // Let sends in flight finish so they are recorded (a cut send could be resent).
-        let drain = async { while workers.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(4), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "outbox workers still busy at shutdown; pending rows resume at next start"
-            );
-        }
+        self.drain(workers).await;
         Ok(())
+    }
+
+    fn start_worker(&self, workers: &mut JoinSet<()>, target: String, token: &CancellationToken) {
+        let fresh = self
+            .active
+            .lock()
+            .map(|mut a| a.insert(target.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let me = self.clone();
+        let token = token.clone();
+        workers.spawn(async move {
+            // Frees the target even if the worker panics.
+            let _active = ActiveTarget {
+                set: me.active.clone(),
+                target: target.clone(),
+            };
+            me.worker(&target, token).await;
+        });
+    }
+
+    async fn prune(&self) {
+        let cutoff = now_ms() - self.options.retention.as_millis() as i64;
+        match self.outbox.prune(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "old outbox rows deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
+    }
+
+    /// Waits for sends in flight until `drain_timeout`, then cuts the rest and records
+    /// them as ambiguous (best effort: a row left claimed is taken over at the next start).
+    async fn drain(&self, mut workers: JoinSet<()>) {
+        let all = async { while workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.options.drain_timeout, all)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+        let cut: Vec<OutboxRow> = self
+            .in_flight
+            .lock()
+            .map(|mut m| m.drain().map(|(_, r)| r).collect())
+            .unwrap_or_default();
+        for row in cut {
+            tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "send cut by the shutdown deadline; recorded as ambiguous");
+            let attempt = Attempt::Ambiguous("cut by the shutdown deadline".into());
+            let (verdict, outcome) = self.options.retry.decide(&row, attempt, now_ms());
+            self.count(&row, outcome);
+            let write = self.outbox.record(row.id, &self.options.claimer, &verdict);
+            match tokio::time::timeout(Duration::from_secs(2), write).await {
+                Ok(Ok(_)) => self.finish(&row, &verdict),
+                _ => tracing::warn!(id = row.id, "cannot record the cut send; it is taken over as ambiguous at the next start"),
+            }
+        }
     }
 
     /// Wakes the sender (new rows were written).
@@ -273,114 +309,173 @@ impl OutboxSender {
 
     /// Sends the rows of one target in order until none is pending.
     async fn worker(&self, target: &str, shutdown: CancellationToken) {
+        let mut db_backoff = Duration::from_millis(250);
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
-            let row = match self.outbox.next_for_target(target).await {
+            let head = match self.outbox.head(target).await {
                 Ok(Some(row)) => row,
                 Ok(None) => {
                     self.update_depth().await;
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(target = %target, error = %e, "cannot read the outbox");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    tracing::warn!(target = %target, error = %e, retry_in = ?db_backoff, "cannot read the outbox; not sending");
+                    if !pause(&shutdown, db_backoff).await {
+                        return;
                     }
+                    db_backoff = (db_backoff * 2).min(DB_BACKOFF_MAX);
+                    continue;
                 }
             };
-            let wait = row.next_attempt_ms - now_ms();
-            if wait > 0 {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => continue,
+            db_backoff = Duration::from_millis(250);
+            let now = now_ms();
+            let wait_ms = self.not_before(&head) - now;
+            if wait_ms > 0 {
+                let wait = Duration::from_millis(wait_ms as u64);
+                if !pause(&shutdown, wait).await {
+                    return;
                 }
+                continue;
             }
-            self.attempt(&row).await;
+            let lease_until = now + self.options.lease.as_millis() as i64;
+            let claimed = self
+                .outbox
+                .claim(
+                    head.id,
+                    &self.options.claimer,
+                    lease_until,
+                    &self.options.stale_claims,
+                )
+                .await;
+            let row = match claimed {
+                Ok(Some(row)) => row,
+                // Taken, delivered or rescheduled meanwhile: look again.
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(target = %target, error = %e, "cannot claim an outbox row; not sending");
+                    if !pause(&shutdown, db_backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let takeover = head
+                .claimed_by
+                .as_deref()
+                .is_some_and(|c| c != self.options.claimer);
+            self.deliver(row, takeover).await;
             if self.depth_due() {
                 self.update_depth().await;
             }
         }
     }
 
-    async fn attempt(&self, row: &OutboxRow) {
-        let outcome = match self.transports.get(&row.kind) {
-            Some(t) => t.send(row).await,
-            None => Attempt::Permanent(format!("{} delivery is not configured", row.kind)),
-        };
-        let counter = |outcome: &str| {
-            self.metrics
-                .notifications
-                .with_label_values(&[row.receiver.as_str(), outcome])
-                .inc();
-        };
-        let deadline = row.created_ms + self.options.max_retry.as_millis() as i64;
-        let (retry_in, reason) = match outcome {
-            Attempt::Delivered(response) => {
-                if let Err(e) = self
-                    .outbox
-                    .mark_delivered(row.id, response.as_deref())
-                    .await
-                {
-                    tracing::error!(id = row.id, error = %e, "delivered, but cannot record it; it may be sent again");
-                    return;
+    /// When the head row may be claimed: its next attempt, or the end of another
+    /// sender's live lease (looked at again at least every few seconds).
+    fn not_before(&self, head: &OutboxRow) -> i64 {
+        let mut at = head.next_attempt_ms;
+        if let (Some(by), Some(until)) = (&head.claimed_by, head.lease_until_ms)
+            && *by != self.options.claimer
+            && !like(&self.options.stale_claims, by)
+        {
+            at = at.max(until.min(now_ms() + LEASE_POLL_MAX.as_millis() as i64));
+        }
+        at
+    }
+
+    /// Sends a claimed row (unless it was `taken_over` from a sender that stopped
+    /// mid-send and the policy says not again) and records the verdict.
+    async fn deliver(&self, row: OutboxRow, taken_over: bool) {
+        let decided = taken_over
+            .then(|| self.options.retry.takeover(&row))
+            .flatten();
+        let (verdict, outcome) = match decided {
+            Some(v) => (v, "ambiguous"),
+            None => {
+                if taken_over {
+                    self.count(&row, "ambiguous");
+                    tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
                 }
-                counter("sent");
-                tracing::info!(id = row.id, receiver = %row.receiver, target = %row.target, part = row.part, parts = row.parts, "notification delivered");
-                self.report(row, DeliveryOutcome::Delivered);
-                return;
+                self.in_flight_set(&row, true);
+                let attempt = match self.transports.get(&row.kind) {
+                    Some(t) => t.send(&row).await,
+                    None => Attempt::Rejected(format!("{} delivery is not configured", row.kind)),
+                };
+                self.log_attempt(&row, &attempt);
+                self.options.retry.decide(&row, attempt, now_ms())
             }
-            Attempt::Permanent(reason) => {
-                self.fail(row, &reason).await;
-                counter("failed");
-                return;
-            }
-            Attempt::RetryAfter(d, reason) => (d, reason),
-            Attempt::Transient(reason) => (
-                backoff(
-                    self.options.backoff_base,
-                    self.options.backoff_max,
-                    row.attempts as u32,
-                ),
-                reason,
-            ),
         };
-        let retry_in_ms = retry_in.as_millis().min(i64::MAX as u128) as i64;
-        // Round up so that "retry after N seconds" is never early.
-        let next = now_ms() + retry_in_ms + 1;
-        if next > deadline {
-            let reason = format!(
-                "gave up after {} attempts (max_retry {}): {reason}",
-                row.attempts + 1,
-                humantime::format_duration(self.options.max_retry)
-            );
-            self.fail(row, &reason).await;
-            counter("failed");
-            return;
-        }
-        counter("retry");
-        tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, retry_in = ?retry_in, reason = %reason, "notification not delivered; will retry");
-        if let Err(e) = self.outbox.mark_retry(row.id, next, &reason).await {
-            tracing::error!(id = row.id, error = %e, "cannot record the retry");
+        self.count(&row, outcome);
+        let ours = self.record(&row, &verdict).await;
+        self.in_flight_set(&row, false);
+        if ours {
+            self.finish(&row, &verdict);
         }
     }
 
-    async fn fail(&self, row: &OutboxRow, reason: &str) {
-        tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %reason, "notification failed; not retrying");
-        if let Err(e) = self.outbox.mark_failed(row.id, reason).await {
-            tracing::error!(id = row.id, error = %e, "cannot record the failure");
+    fn in_flight_set(&self, row: &OutboxRow, on: bool) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            if on {
+                m.insert(row.id, row.clone());
+            } else {
+                m.remove(&row.id);
+            }
         }
-        self.report(
-            row,
-            DeliveryOutcome::Failed {
-                reason: reason.to_string(),
-            },
-        );
     }
 
-    fn report(&self, row: &OutboxRow, outcome: DeliveryOutcome) {
+    /// Writes `verdict` until it is written: a failed write is retried with backoff,
+    /// never answered by sending again (also during shutdown, until the drain deadline
+    /// cuts the worker; the row then stays claimed and is taken over as ambiguous at the
+    /// next start). `false` when another sender had taken the row over.
+    async fn record(&self, row: &OutboxRow, verdict: &Verdict) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.outbox.record(row.id, &self.options.claimer, verdict).await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    tracing::warn!(id = row.id, "another sender took this notification over (our lease ran out); its outcome is theirs");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!(id = row.id, error = %e, retry_in = ?backoff, "cannot record the outcome of a send; retrying the write (not the send)");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(DB_BACKOFF_MAX);
+        }
+    }
+
+    fn log_attempt(&self, row: &OutboxRow, attempt: &Attempt) {
+        match attempt {
+            Attempt::Delivered(_) => tracing::info!(id = row.id, receiver = %row.receiver, target = %row.target, part = row.part, parts = row.parts, "notification delivered"),
+            Attempt::Rejected(why) => tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification rejected; not retrying"),
+            Attempt::Ambiguous(why) => tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification outcome unknown (ambiguous)"),
+            Attempt::RetryAfter(d, why) => tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, retry_in = ?d, reason = %why, "notification rate limited; will retry"),
+            Attempt::Transient(why) => tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification not delivered; will retry"),
+        }
+    }
+
+    fn count(&self, row: &OutboxRow, outcome: &str) {
+        self.metrics
+            .notifications
+            .with_label_values(&[row.receiver.as_str(), outcome])
+            .inc();
+    }
+
+    /// Announces a final verdict (for `notified` events).
+    fn finish(&self, row: &OutboxRow, verdict: &Verdict) {
+        let outcome = match verdict {
+            Verdict::Delivered { .. } => DeliveryOutcome::Delivered,
+            Verdict::Failed { error, .. } => {
+                tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %error, "notification failed; not retrying");
+                DeliveryOutcome::Failed {
+                    reason: error.clone(),
+                }
+            }
+            Verdict::Retry { .. } => return,
+        };
         let _ = self.reports.send(DeliveryReport {
             outbox_id: row.id,
             receiver: row.receiver.clone(),
@@ -397,19 +492,32 @@ impl OutboxSender {
     }
 }
 
+/// Sleeps `d` unless `shutdown` comes first (then `false`).
+async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// SQL `LIKE` for the patterns this sender builds: an exact id, or a prefix then `%`.
+fn like(pattern: &str, s: &str) -> bool {
+    match pattern.strip_suffix('%') {
+        Some(prefix) => s.starts_with(prefix),
+        None => pattern == s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let base = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 0..10 {
-            let d = backoff(base, max, attempt);
-            let full = (base * (1 << attempt)).min(max);
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
-        }
-        assert!(backoff(base, max, 40) <= max);
+    fn stale_claim_patterns() {
+        assert!(like("%", "node-a:8080#12"));
+        assert!(like("node-a:8080#%", "node-a:8080#12"));
+        assert!(!like("node-a:8080#%", "node-b:8080#12"));
+        assert!(!like("node-a:8080#%", "node-a:80800#12"));
+        assert!(like("x#1", "x#1"));
     }
 }

@@ -15,7 +15,8 @@ use teloxide::{ApiError, RequestError};
 
 use super::outbox::OutboxRow;
 use super::ratelimit::RateLimiter;
-use super::sender::{Attempt, OutboxTransport};
+use super::policy::Attempt;
+use super::sender::OutboxTransport;
 use super::split::strip_tags;
 
 /// What a Telegram outbox row sends.
@@ -75,13 +76,13 @@ pub fn classify(err: &RequestError) -> Attempt {
             s.duration(),
             format!("429 Too Many Requests: retry after {s}"),
         ),
-        RequestError::Network(e) => Attempt::Transient(format!("network error: {e}")),
+        RequestError::Network(e) => Attempt::network(e),
         RequestError::InvalidJson { raw, .. } => Attempt::Transient(format!(
             "unexpected answer from Telegram: {}",
             raw.chars().take(200).collect::<String>()
         )),
         RequestError::Io(e) => Attempt::Transient(format!("I/O error: {e}")),
-        RequestError::MigrateToChatId(id) => Attempt::Permanent(format!(
+        RequestError::MigrateToChatId(id) => Attempt::Rejected(format!(
             "group chat migrated to supergroup {id}; update chat_ids"
         )),
         RequestError::Api(api) => classify_api(api),
@@ -95,15 +96,18 @@ fn classify_api(api: &ApiError) -> Attempt {
                 .iter()
                 .any(|p| desc.starts_with(p));
             if permanent {
-                Attempt::Permanent(desc.clone())
+                Attempt::Rejected(desc.clone())
             } else {
                 // "Internal Server Error", "Bad Gateway", flood without parameters…
                 Attempt::Transient(desc.clone())
             }
         }
         ApiError::TerminatedByOtherGetUpdates => Attempt::Transient(api.to_string()),
-        // Every other known error is a 400/401/403 (chat not found, bot blocked, …).
-        other => Attempt::Permanent(other.to_string()),
+        ApiError::BotBlocked => Attempt::Rejected(
+            "403 Forbidden: the bot was blocked by the user (unblock it, or remove the chat from chat_ids)".into(),
+        ),
+        // Every other known error is a 400/401/403 (chat not found, kicked, …).
+        other => Attempt::Rejected(other.to_string()),
     }
 }
 
@@ -189,7 +193,7 @@ impl OutboxTransport for TelegramTransport {
     async fn send(&self, row: &OutboxRow) -> Attempt {
         let p: TelegramPayload = match serde_json::from_str(&row.payload) {
             Ok(p) => p,
-            Err(e) => return Attempt::Permanent(format!("unreadable payload: {e}")),
+            Err(e) => return Attempt::Rejected(format!("unreadable payload: {e}")),
         };
         let mut chat = p.chat_id;
         let mut html = true;
@@ -241,17 +245,17 @@ mod tests {
         ));
         assert!(matches!(
             classify(&RequestError::Api(ApiError::BotBlocked)),
-            Attempt::Permanent(_)
+            Attempt::Rejected(_)
         ));
         assert!(matches!(
             classify(&RequestError::Api(ApiError::ChatNotFound)),
-            Attempt::Permanent(_)
+            Attempt::Rejected(_)
         ));
         assert!(matches!(
             classify(&RequestError::Api(ApiError::Unknown(
                 "Forbidden: nope".into()
             ))),
-            Attempt::Permanent(_)
+            Attempt::Rejected(_)
         ));
         assert!(matches!(
             classify(&RequestError::Api(ApiError::Unknown(

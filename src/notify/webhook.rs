@@ -6,13 +6,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::outbox::OutboxRow;
-use super::sender::{Attempt, OutboxTransport};
+use super::policy::Attempt;
+use super::sender::OutboxTransport;
 use crate::dispatch::{AlertNotice, Notification};
 
 /// Alertmanager's "zero time" for `endsAt` of firing alerts.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
-/// Per-request timeout.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The Alertmanager webhook (v4) payload of a notification; also the data handed to
 /// user templates. Alerts carry watchpost's `id` and dashboard `url` in addition.
@@ -66,10 +65,10 @@ pub struct WebhookTransport {
 }
 
 impl WebhookTransport {
-    /// A transport with its own HTTP client.
-    pub fn new() -> Self {
+    /// A transport with its own HTTP client; each request may take `timeout`.
+    pub fn new(timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("watchpost/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -80,7 +79,7 @@ impl WebhookTransport {
 
 impl Default for WebhookTransport {
     fn default() -> Self {
-        Self::new()
+        Self::new(Duration::from_secs(30))
     }
 }
 
@@ -88,7 +87,7 @@ impl Default for WebhookTransport {
 impl OutboxTransport for WebhookTransport {
     async fn send(&self, row: &OutboxRow) -> Attempt {
         let Some(url) = row.target.strip_prefix("webhook:") else {
-            return Attempt::Permanent(format!("bad webhook target {:?}", row.target));
+            return Attempt::Rejected(format!("bad webhook target {:?}", row.target));
         };
         let resp = self
             .client
@@ -99,7 +98,7 @@ impl OutboxTransport for WebhookTransport {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return Attempt::Transient(format!("network error: {e}")),
+            Err(e) => return Attempt::network(&e),
         };
         let status = resp.status();
         let retry_after = resp
@@ -107,6 +106,7 @@ impl OutboxTransport for WebhookTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        // The status is the receiver's answer; a body cut short does not change it.
         let body: String = resp
             .text()
             .await
@@ -124,7 +124,7 @@ impl OutboxTransport for WebhookTransport {
         } else if status.is_server_error() || status.as_u16() == 408 {
             Attempt::Transient(format!("HTTP {} {body}", status.as_u16()))
         } else {
-            Attempt::Permanent(format!("HTTP {} {body}", status.as_u16()))
+            Attempt::Rejected(format!("HTTP {} {body}", status.as_u16()))
         }
     }
 }
