@@ -120,11 +120,16 @@ impl App {
         }
 
         // Links (notifications, the bot, rule generator URLs) point at the address
-        // actually bound when `external_url` is unset.
-        let config = with_external_url(config, addr);
+        // actually bound when `external_url` is unset; so does the node id.
+        let config = with_bound_address(config, addr);
 
+        // Shutdown: `shutdown` (the signal) stops inputs, rules and the sender (which
+        // lets sends in flight finish); `delivery` stops the dispatcher once the alert
+        // writer has committed and announced everything queued.
         let shutdown = CancellationToken::new();
+        let delivery = CancellationToken::new();
         let mut supervisor = Supervisor::new(shutdown.clone());
+        let mut dispatch_supervisor = Supervisor::new(delivery.clone());
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
 
@@ -199,12 +204,15 @@ impl App {
             alert_service.clone(),
             rule_manager.clone(),
         ));
-        notifications.spawn(&config, &mut supervisor, backend);
+        notifications.spawn_sender(&mut supervisor);
+        notifications.spawn_bot(&config, &mut supervisor, backend);
+        notifications.spawn_dispatcher(&mut dispatch_supervisor);
         let alert_notices = notifications.dispatcher.sender();
-        tokio::spawn(dispatch::changes::forward(
+        // Ends when the alert writer is gone (its channel closes) or at `delivery`.
+        let forward = tokio::spawn(dispatch::changes::forward(
             alert_changes_rx,
             alert_notices.clone(),
-            shutdown.clone(),
+            delivery.clone(),
         ));
         tokio::spawn(notify::events::record_deliveries(
             notifications.handle.subscribe(),
@@ -231,13 +239,28 @@ impl App {
         let token = shutdown.clone();
         let shutdown_timeout = config.shutdown_timeout;
         let task = tokio::spawn(async move {
-            serve(listener, router, token.clone(), shutdown_timeout).await;
+            let began = serve(listener, router, token.clone(), shutdown_timeout).await;
             token.cancel();
-            // In-flight requests are answered; let the alert writer commit the rest.
-            alert_pipeline.shutdown(Duration::from_secs(10)).await;
-            supervisor.join(Duration::from_secs(5)).await;
+            let deadline = began + shutdown_timeout;
+            let left = |floor: Duration| {
+                deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(floor)
+            };
+            // In-flight requests are answered; the alert writer commits and announces
+            // what is queued, then the dispatcher takes in the last changes and stops.
+            // (What it does not get to is rebuilt from the database at the next start.)
+            alert_pipeline.shutdown(left(Duration::from_secs(5))).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), forward).await;
+            delivery.cancel();
+            // The sender stopped at the signal; sends in flight finish by the deadline,
+            // then are cut and recorded as ambiguous.
+            tokio::join!(
+                dispatch_supervisor.join(Duration::from_secs(3)),
+                supervisor.join(left(Duration::ZERO) + Duration::from_secs(3)),
+            );
             db.close().await;
-            tracing::info!("stopped");
+            tracing::info!(took = ?began.elapsed(), "stopped");
         });
         Ok(App {
             addr,
@@ -288,18 +311,36 @@ impl App {
     }
 }
 
-/// `config` with `external_url` set from the bound address when unset: the address as
-/// bound, or the host name when bound to all interfaces (as Prometheus does).
-fn with_external_url(config: Arc<Config>, addr: SocketAddr) -> Arc<Config> {
-    if config.external_url.is_some() {
+/// This machine's host name.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `config` with what depends on the bound address filled in when unset:
+/// `cluster.node_id` (`<hostname>:<port>`) and `external_url` (the address as bound, or
+/// the host name when bound to all interfaces, as Prometheus does).
+fn with_bound_address(config: Arc<Config>, addr: SocketAddr) -> Arc<Config> {
+    if config.external_url.is_some() && config.cluster.node_id.is_some() {
         return config;
     }
+    let mut c = (*config).clone();
+    if c.cluster.node_id.is_none() {
+        c.cluster.node_id = Some(format!("{}:{}", hostname(), addr.port()));
+    }
+    if c.external_url.is_none() {
+        c.external_url = Some(external_url(addr));
+    }
+    Arc::new(c)
+}
+
+/// `http://<host>:<port>` of the bound address.
+fn external_url(addr: SocketAddr) -> String {
     let host = if addr.ip().is_unspecified() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into())
+        hostname()
     } else {
         addr.ip().to_string()
     };
@@ -309,18 +350,17 @@ fn with_external_url(config: Arc<Config>, addr: SocketAddr) -> Arc<Config> {
         }
         _ => format!("{host}:{}", addr.port()),
     };
-    let mut c = (*config).clone();
-    c.external_url = Some(format!("http://{authority}"));
-    Arc::new(c)
+    format!("http://{authority}")
 }
 
-/// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`.
+/// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`;
+/// returns when the shutdown began.
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+) -> tokio::time::Instant {
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     let server = axum::serve(listener, service)
@@ -332,14 +372,16 @@ async fn serve(
             if let Err(e) = result {
                 tracing::error!(error = %e, "server failed");
             }
-            return;
+            return tokio::time::Instant::now();
         }
         _ = shutdown.cancelled() => {}
     }
+    let began = tokio::time::Instant::now();
     tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
     match tokio::time::timeout(grace, &mut server).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server failed while draining"),
         Err(_) => tracing::warn!("shutdown_timeout reached; dropping unfinished requests"),
     }
+    began
 }

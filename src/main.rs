@@ -210,13 +210,21 @@ async fn reload_on_sighup(
     }
 }
 
-/// SIGINT and SIGTERM listeners, registered up front.
+/// SIGINT and SIGTERM listeners, registered up front; SIGXFSZ is taken too, so that a
+/// write past the file-size limit fails with an error the service handles (the receipt
+/// journal falls back to the database) instead of killing it, as PostgreSQL does.
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    _xfsz: tokio::signal::unix::Signal,
 }
+
+/// SIGXFSZ's number on Linux.
+#[cfg(unix)]
+const SIGXFSZ: i32 = 25;
 
 impl Signals {
     fn install() -> std::io::Result<Self> {
@@ -226,6 +234,7 @@ impl Signals {
             Ok(Self {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                _xfsz: signal(SignalKind::from_raw(SIGXFSZ))?,
             })
         }
         #[cfg(not(unix))]

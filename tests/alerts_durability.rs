@@ -238,3 +238,127 @@ async fn journaled_repeats_survive_kill_9() {
         );
     }
 }
+
+/// A webhook receiver that records every body it is sent.
+async fn recording_hook() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let bodies: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let b = bodies.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let b = b.clone();
+            async move {
+                b.lock().unwrap().push(v);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, bodies)
+}
+
+/// A receipt-journal append that fails after its batch committed (here: the file-size
+/// limit, `prlimit --fsize`, as on a full disk) loses nothing: the repeats go to the
+/// database instead, every request is answered 202, and the new alerts committed in the
+/// same batches are announced and notified. PostgreSQL only: SQLite's own files would
+/// hit the limit too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_journal_append_falls_back_to_the_database() {
+    let Some(db) = common::postgres_db().await else {
+        return;
+    };
+    let (hook, bodies) = recording_hook().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("watchpost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts]\njournal_dir = \"{}\"\ncheckpoint_interval = \"1h\"\nrate_limit_per_second = 0\n\
+             [route]\nreceiver = \"hook\"\ngroup_by = [\"...\"]\ngroup_wait = \"200ms\"\ngroup_interval = \"500ms\"\n\
+             [[receivers]]\nname = \"hook\"\nwebhook = {{ url = \"{hook}\" }}\n",
+            dir.path().join("journal").display()
+        ),
+    )
+    .unwrap();
+    // Journal segments may grow to 50 records; checkpoints (which start new ones) are
+    // an hour away.
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.current_dir(dir.path())
+        .arg(format!("--fsize={}", 50 * 64))
+        .arg("--")
+        .arg(common::binary());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WATCHPOST_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("WATCHPOST_LOG__FORMAT", "json")
+        .env("WATCHPOST_LISTEN", "127.0.0.1:0")
+        .env("WATCHPOST_DATABASE_URL", &db.url)
+        .env("WATCHPOST_RULES__FILES", "");
+    let server = Server::spawn(cmd);
+    let base = server.base();
+    let client = common::client();
+    let post = |body: Value| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r = client
+                .post(format!("{base}/api/v1/alerts"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let repeat =
+        json!({"message": "disk filling", "labels": {"alertname": "DiskFull", "host": "a"}});
+    let (status, first) = post(repeat.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["ids"][0].as_i64().unwrap();
+    // 80 repeats: past the 50th, every journal append fails. Each third request also
+    // brings a new alert into the failing batch.
+    for i in 0..80 {
+        let mut batch = vec![repeat.clone()];
+        if i % 3 == 0 {
+            batch.push(json!({"message": format!("new {i}"), "labels": {"alertname": "New", "n": i.to_string()}}));
+        }
+        let (status, body) = post(json!(batch)).await;
+        assert_eq!(status, 202, "request {i}: {body}");
+    }
+    let logs: Vec<String> = server.logs.try_iter().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("cannot append to the receipt journal")),
+        "the journal append really failed"
+    );
+    let a = get_json(&client, format!("{base}/api/v1/alerts/{id}")).await;
+    assert_eq!(a["count"], 81, "every repeat is stored: {a}");
+    // Every new alert is notified, the ones from failing batches too.
+    let notified = common::eventually(Duration::from_secs(20), || {
+        let bodies = bodies.clone();
+        async move {
+            let seen: BTreeSet<String> = bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a["labels"]["n"].as_str().map(String::from))
+                .collect();
+            (seen.len() == 27).then_some(seen)
+        }
+    })
+    .await;
+    assert!(
+        notified.is_some(),
+        "27 new alerts notified: {:?}",
+        bodies.lock().unwrap().len()
+    );
+}

@@ -118,7 +118,7 @@ impl PipelineError {
     fn store(e: &StoreError) -> Self {
         PipelineError::Store {
             message: e.to_string(),
-            transient: is_transient(e),
+            transient: e.is_transient(),
         }
     }
 }
@@ -410,33 +410,6 @@ fn reject(cmd: Command, e: PipelineError) {
     }
 }
 
-/// Whether retrying may help: connection trouble, pool exhaustion, lock contention,
-/// serialization failures.
-pub fn is_transient(e: &StoreError) -> bool {
-    let StoreError::Query(e) = e else {
-        return matches!(e, StoreError::Unreachable { .. } | StoreError::Journal(_));
-    };
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            matches!(
-                code.as_str(),
-                // SQLite: BUSY, LOCKED, BUSY_RECOVERY, BUSY_SNAPSHOT, IOERR.
-                "5" | "6" | "261" | "517" | "10"
-                // PostgreSQL: serialization, deadlock, shutdown, connection, resources.
-                | "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08000" | "08003"
-                | "08006" | "08001" | "08004" | "53300" | "53400"
-            ) || code.starts_with("08")
-        }
-        _ => false,
-    }
-}
-
 /// Runs `f` until it succeeds, retrying transient errors with exponential backoff and
 /// jitter (counted in `retries`).
 async fn retry_transient<T, F, Fut>(retries: &IntCounter, mut f: F) -> Result<T, StoreError>
@@ -449,7 +422,7 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
+            Err(e) if attempt < MAX_ATTEMPTS && e.is_transient() => {
                 retries.inc();
                 let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
                 let wait = delay + Duration::from_millis(jitter);
@@ -919,7 +892,7 @@ impl Writer {
         let result = self.ingest_batch(&jobs).await;
         self.qm.flush.observe(started.elapsed().as_secs_f64());
         match result {
-            Ok((ids, plan)) => {
+            Ok((ids, plan, undurable)) => {
                 self.qm.committed.inc_by(n as u64);
                 let mut per_source: HashMap<&str, u64> = HashMap::new();
                 for job in &jobs {
@@ -937,7 +910,22 @@ impl Writer {
                         .inc_by(count);
                 }
                 for (job, ids) in jobs.into_iter().zip(ids) {
-                    let _ = job.reply.send(Ok(ids));
+                    // A request is answered 202 only when every receipt in it is durable;
+                    // the rest of the batch is not held back by it.
+                    let durable = undurable.is_empty()
+                        || !job
+                            .alerts
+                            .iter()
+                            .any(|a| undurable.contains(&a.fingerprint));
+                    let reply = if durable {
+                        Ok(ids)
+                    } else {
+                        Err(PipelineError::Store {
+                            message: "repeats could not be made durable (receipt journal and database failed)".into(),
+                            transient: true,
+                        })
+                    };
+                    let _ = job.reply.send(reply);
                 }
                 self.handle.update_depth();
                 self.announce(&plan).await;
@@ -960,7 +948,7 @@ impl Writer {
     async fn ingest_batch(
         &mut self,
         jobs: &[IngestJob],
-    ) -> Result<(Vec<Vec<i64>>, Plan), StoreError> {
+    ) -> Result<(Vec<Vec<i64>>, Plan, HashSet<String>), StoreError> {
         let now = now_ms();
         let mut fps: Vec<&str> = jobs
             .iter()
@@ -1008,7 +996,7 @@ impl Writer {
         }
         self.load_into(&mut plan, &affected).await?;
         self.reinhibit(&mut plan, affected);
-        self.commit(&mut plan).await?;
+        let undurable = self.commit(&mut plan).await?;
         let ids = jobs
             .iter()
             .map(|j| {
@@ -1019,7 +1007,7 @@ impl Writer {
             })
             .collect();
         self.account(&plan);
-        Ok((ids, plan))
+        Ok((ids, plan, undurable))
     }
 
     /// Stored alerts by fingerprint (with retries).
@@ -1139,9 +1127,13 @@ impl Writer {
     }
 
     /// Writes a plan in one transaction (with retries) and fills in new ids.
-    async fn commit(&mut self, plan: &mut Plan) -> Result<(), StoreError> {
+    ///
+    /// Returns the fingerprints whose repeats could be made durable neither in the
+    /// journal nor in the database (normally none): the rows are committed, those
+    /// receipts are not, and a checkpoint retries them.
+    async fn commit(&mut self, plan: &mut Plan) -> Result<HashSet<String>, StoreError> {
         if plan.is_empty() {
-            return Ok(());
+            return Ok(HashSet::new());
         }
         let db = self.p.db.clone();
         let rows: Vec<&Alert> = plan
@@ -1196,11 +1188,26 @@ impl Writer {
             .await?
         };
         drop(rows);
-        if let Some(journal) = &self.p.journal {
-            journal.append(&refreshes).await?;
+        let mut undurable = HashSet::new();
+        if self.p.journal.is_some() && !refreshes.is_empty() {
+            let stored = self.journal_refreshes(&refreshes).await;
             let mut pending = lock(&self.p.pending);
-            for r in refreshes {
-                pending.insert(r.id, r);
+            match stored {
+                // In the database already: nothing to checkpoint.
+                Ok(false) => {}
+                Ok(true) => pending.extend(refreshes.iter().map(|r| (r.id, *r))),
+                Err(e) => {
+                    tracing::error!(error = %e, repeats = refreshes.len(), "repeats could be written neither to the receipt journal nor to the database; their requests are answered 503");
+                    let ids: HashSet<i64> = refreshes.iter().map(|r| r.id).collect();
+                    undurable.extend(
+                        plan.volatile
+                            .iter()
+                            .filter(|fp| plan.alerts.get(*fp).is_some_and(|a| ids.contains(&a.id)))
+                            .cloned(),
+                    );
+                    // The next checkpoint writes them when the database is back.
+                    pending.extend(refreshes.iter().map(|r| (r.id, *r)));
+                }
             }
             self.jm.depth.set(pending.len() as i64);
         }
@@ -1223,7 +1230,32 @@ impl Writer {
         if in_db {
             self.p.generation.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(undurable)
+    }
+
+    /// Makes repeats durable after their batch committed: in the journal (`Ok(true)`:
+    /// pending a checkpoint), or, when the journal cannot be written (disk full, I/O
+    /// error), in the database at once (`Ok(false)`).
+    async fn journal_refreshes(&self, refreshes: &[Refresh]) -> Result<bool, StoreError> {
+        let Some(journal) = &self.p.journal else {
+            return Ok(false);
+        };
+        let Err(e) = journal.append(refreshes).await else {
+            return Ok(true);
+        };
+        tracing::error!(error = %e, "cannot append to the receipt journal; writing the repeats to the database instead");
+        let db = self.p.db.clone();
+        self.retrying(|| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.pool().begin().await?;
+                repo::refresh(&db, &mut tx, refreshes).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(false)
     }
 
     /// Starts a checkpoint of everything pending, in the background, unless one is

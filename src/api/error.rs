@@ -67,14 +67,11 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        match &e {
-            crate::store::StoreError::Query(sqlx::Error::PoolTimedOut)
-            | crate::store::StoreError::Query(sqlx::Error::PoolClosed)
-            | crate::store::StoreError::Query(sqlx::Error::Io(_)) => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::unavailable("database unavailable", 5)
-            }
-            _ => ApiError::internal("database error", e),
+        if e.is_transient() {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::unavailable("database unavailable", 5)
+        } else {
+            ApiError::internal("database error", e)
         }
     }
 }

@@ -1,11 +1,51 @@
-//! The alert pipeline's committed changes, into the dispatcher.
+//! The alert pipeline's committed changes, into the dispatcher; and the stored alerts
+//! the dispatcher rebuilds its groups from at start.
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{AlertNotice, AlertState};
+use super::{AlertNotice, AlertSource, AlertState};
 use crate::alerts::change::{AlertChange, ChangeKind, ChangeReceiver};
-use crate::alerts::model;
+use crate::alerts::{model, repo};
+use crate::store::Db;
+
+/// Fingerprints looked up per query when restoring.
+const LOOKUP_CHUNK: usize = 5_000;
+
+/// The alerts table as the dispatcher's [`AlertSource`].
+pub struct StoredAlerts(pub Db);
+
+impl StoredAlerts {
+    fn notice(a: &model::Alert) -> AlertNotice {
+        let kind = match a.state {
+            model::AlertState::Firing => ChangeKind::Fired,
+            model::AlertState::Resolved => ChangeKind::Resolved,
+        };
+        AlertNotice::from(AlertChange::new(kind, a))
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertSource for StoredAlerts {
+    async fn firing(&self) -> anyhow::Result<Vec<AlertNotice>> {
+        Ok(repo::firing(&self.0)
+            .await?
+            .iter()
+            .map(Self::notice)
+            .collect())
+    }
+
+    async fn by_fingerprints(&self, fps: &[String]) -> anyhow::Result<Vec<AlertNotice>> {
+        let mut conn = self.0.pool().acquire().await?;
+        let mut out = Vec::with_capacity(fps.len());
+        for chunk in fps.chunks(LOOKUP_CHUNK) {
+            let list: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let alerts = repo::by_fingerprints(&self.0, &mut conn, &list).await?;
+            out.extend(alerts.iter().map(Self::notice));
+        }
+        Ok(out)
+    }
+}
 
 impl From<AlertChange> for AlertNotice {
     fn from(c: AlertChange) -> AlertNotice {

@@ -6,14 +6,23 @@
 //! a new group waits `group_wait`, then flushes every `group_interval`; a flush notifies
 //! when the group changed, or repeats after `repeat_interval`. Notifications go to a
 //! [`NotificationSink`] (the outbox), which also persists what each receiver was told
-//! so that a restart does not notify again.
+//! (the notification log) in the same transaction.
+//!
+//! Nothing the dispatcher holds in memory is needed after a restart: at start it
+//! rebuilds its groups from the database ([`AlertSource`]: every firing alert, and the
+//! resolved ones a receiver was told are firing) and the notification log, so what is
+//! owed — an alert accepted inside `group_wait`, a resolve inside `group_interval` — is
+//! notified once, and what was told is not told again. Timers are derived from the
+//! same facts: a group that notified before ticks on its `group_interval` grid from the
+//! last notification; one that never did flushes `group_wait` after its oldest alert
+//! started (at once if that is past).
 
 pub mod changes;
 pub mod group;
 pub mod route;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,6 +188,26 @@ pub trait NotificationSink: Send + Sync + 'static {
     async fn forget(&self, group_key: &str, receiver: &str) -> anyhow::Result<()>;
 }
 
+/// Where the dispatcher reads the alerts it rebuilds its groups from at start.
+#[async_trait::async_trait]
+pub trait AlertSource: Send + Sync + 'static {
+    /// Every firing alert.
+    async fn firing(&self) -> anyhow::Result<Vec<AlertNotice>>;
+    /// The alerts with these fingerprints, in whatever state.
+    async fn by_fingerprints(&self, fingerprints: &[String]) -> anyhow::Result<Vec<AlertNotice>>;
+}
+
+/// The first flush of a group that last notified at `at_ms`: the next tick of its
+/// `group_interval` grid at or after `now_ms`.
+fn next_tick(at_ms: i64, interval: Duration, now_ms: i64) -> i64 {
+    let gi = (interval.as_millis() as i64).max(1);
+    if at_ms >= now_ms {
+        return at_ms;
+    }
+    let k = (now_ms - at_ms + gi - 1) / gi;
+    at_ms + k * gi
+}
+
 /// Wall-clock milliseconds that advance with tokio's clock (so paused-time tests work).
 #[derive(Debug, Clone, Copy)]
 struct Clock {
@@ -195,6 +224,16 @@ impl Clock {
     }
     fn now_ms(&self) -> i64 {
         self.base_ms + self.base.elapsed().as_millis() as i64
+    }
+    /// The instant of wall-clock `ms` (now, if it is past).
+    fn instant_at(self, ms: i64) -> Instant {
+        let now = Instant::now();
+        let ahead = ms - self.now_ms();
+        if ahead > 0 {
+            now + Duration::from_millis(ahead as u64)
+        } else {
+            now
+        }
     }
     fn ms_at(self, at: Instant) -> i64 {
         let now = Instant::now();
@@ -223,6 +262,7 @@ struct State {
 pub struct Dispatcher {
     route: Option<Arc<Route>>,
     sink: Arc<dyn NotificationSink>,
+    source: Option<Arc<dyn AlertSource>>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AlertNotice>>>,
     handle: DispatchHandle,
     clock: Clock,
@@ -251,6 +291,7 @@ impl Dispatcher {
         Dispatcher {
             route: route.map(Arc::new),
             sink,
+            source: None,
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             handle: DispatchHandle { tx, state, clock },
             clock,
@@ -266,6 +307,13 @@ impl Dispatcher {
         Ok(Dispatcher::new(route, sink))
     }
 
+    /// Rebuilds the groups from `source` at start (without it, only the notification
+    /// log is restored).
+    pub fn with_source(mut self, source: Arc<dyn AlertSource>) -> Dispatcher {
+        self.source = Some(source);
+        self
+    }
+
     /// The handle for the pipeline (`sender()`) and the API (`groups()`).
     pub fn handle(&self) -> DispatchHandle {
         self.handle.clone()
@@ -278,7 +326,7 @@ impl Dispatcher {
 
     /// Runs until `shutdown`: receives notices and flushes due groups.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.load_log(&shutdown).await;
+        self.restore(&shutdown).await;
         let mut rx = self.rx.lock().await;
         loop {
             let next = self.next_timer();
@@ -292,10 +340,10 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => return Ok(()),
                 notice = rx.recv() => match notice {
                     Some(n) => {
-                        self.insert(n);
+                        self.insert(n, false);
                         // Take whatever else is queued before flushing.
                         while let Ok(n) = rx.try_recv() {
-                            self.insert(n);
+                            self.insert(n, false);
                         }
                     }
                     None => return Ok(()),
@@ -306,24 +354,37 @@ impl Dispatcher {
         }
     }
 
-    async fn load_log(&self, shutdown: &CancellationToken) {
+    /// Restores the notification log and rebuilds the groups from the stored alerts,
+    /// retrying until the database answers (or shutdown).
+    async fn restore(&self, shutdown: &CancellationToken) {
         if self.lock().loaded {
             return;
         }
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.sink.load_log().await {
-                Ok(entries) => {
-                    let mut st = self.lock();
-                    for (gk, rcv, e) in entries {
-                        st.restored.insert((gk, rcv), e);
+            match self.load_state().await {
+                Ok((entries, notices)) => {
+                    {
+                        let mut st = self.lock();
+                        for (gk, rcv, e) in entries {
+                            st.restored.insert((gk, rcv), e);
+                        }
                     }
+                    let alerts = notices.len();
+                    for n in notices {
+                        self.insert(n, true);
+                    }
+                    let mut st = self.lock();
                     st.loaded = true;
-                    tracing::debug!(entries = st.restored.len(), "notification log loaded");
+                    tracing::info!(
+                        alerts,
+                        groups = st.groups.len(),
+                        "notification groups rebuilt from the database"
+                    );
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "cannot load the notification log");
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "cannot load the notification state; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -332,6 +393,34 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// The notification log, and the alerts the groups hold: every firing one, plus the
+    /// resolved ones some receiver was told are firing (their resolve is owed).
+    #[allow(clippy::type_complexity)]
+    async fn load_state(
+        &self,
+    ) -> anyhow::Result<(Vec<(String, String, NotifyLogEntry)>, Vec<AlertNotice>)> {
+        let entries = self.sink.load_log().await?;
+        let Some(source) = &self.source else {
+            return Ok((entries, Vec::new()));
+        };
+        let mut notices = source.firing().await?;
+        let firing: HashSet<&str> = notices.iter().map(|n| n.fingerprint.as_str()).collect();
+        let told: BTreeSet<String> = entries
+            .iter()
+            .flat_map(|(_, _, e)| e.firing.keys())
+            .filter(|fp| !firing.contains(fp.as_str()))
+            .cloned()
+            .collect();
+        let told: Vec<String> = told.into_iter().collect();
+        let resolved = source.by_fingerprints(&told).await?;
+        notices.extend(
+            resolved
+                .into_iter()
+                .filter(|n| n.state == AlertState::Resolved),
+        );
+        Ok((entries, notices))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -356,8 +445,8 @@ impl Dispatcher {
     }
 
     /// Routes a notice into its groups (creating them), removing it from groups it no
-    /// longer belongs to.
-    fn insert(&self, notice: AlertNotice) {
+    /// longer belongs to. `restoring`: the notice comes from the database at start.
+    fn insert(&self, notice: AlertNotice, restoring: bool) {
         let Some(route) = &self.route else {
             tracing::trace!(id = notice.id, "no route configured; notice dropped");
             return;
@@ -371,11 +460,19 @@ impl Dispatcher {
             let group_labels = r.opts.group_by.group_labels(&labels);
             let key = format!("{}:{}", r.id, labels_key(&group_labels));
             keys.insert(key.clone());
+            let clock = self.clock;
             let group = st.groups.entry(key.clone()).or_insert_with(|| {
                 let log = st.restored.remove(&(key.clone(), r.opts.receiver.clone()));
-                let next_flush = Instant::now() + r.opts.group_wait;
+                // A group that notified before keeps its group_interval ticks.
+                let (next_flush, has_flushed) = match &log {
+                    Some(l) => (
+                        clock.instant_at(next_tick(l.at_ms, r.opts.group_interval, now_ms)),
+                        true,
+                    ),
+                    None => (Instant::now() + r.opts.group_wait, false),
+                };
                 st.timers.push(Reverse((next_flush, key.clone())));
-                tracing::debug!(group = %key, receiver = %r.opts.receiver, "new aggregation group");
+                tracing::debug!(group = %key, receiver = %r.opts.receiver, restored = log.is_some(), "new aggregation group");
                 AggregationGroup {
                     key: key.clone(),
                     route_id: r.id.clone(),
@@ -384,19 +481,26 @@ impl Dispatcher {
                     alerts: BTreeMap::new(),
                     created_ms: now_ms,
                     next_flush,
-                    has_flushed: false,
+                    has_flushed,
                     log,
                 }
             });
-            // An alert older than group_wait need not wait (Alertmanager does the same).
-            if !group.has_flushed
-                && notice.state == AlertState::Firing
-                && notice.starts_at.timestamp_millis() + (group.opts.group_wait.as_millis() as i64)
-                    < now_ms
-                && group.next_flush > Instant::now()
-            {
-                group.next_flush = Instant::now();
-                st.timers.push(Reverse((group.next_flush, key.clone())));
+            if !group.has_flushed && notice.state == AlertState::Firing {
+                let due_ms =
+                    notice.starts_at.timestamp_millis() + group.opts.group_wait.as_millis() as i64;
+                // An alert older than group_wait need not wait (Alertmanager does the
+                // same); rebuilt at start, a group waits what is left of its group_wait.
+                let due = if due_ms < now_ms {
+                    Some(Instant::now())
+                } else if restoring {
+                    Some(clock.instant_at(due_ms))
+                } else {
+                    None
+                };
+                if let Some(at) = due.filter(|at| *at < group.next_flush) {
+                    group.next_flush = at;
+                    st.timers.push(Reverse((at, key.clone())));
+                }
             }
             group.alerts.insert(
                 notice.fingerprint.clone(),

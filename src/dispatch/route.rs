@@ -407,6 +407,9 @@ webhook = { url = "http://127.0.0.1:1/" }
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("route.routes[0].receiver: must not be empty"), "{err}");
+        assert!(
+            err.contains("route.routes[0].receiver: must not be empty"),
+            "{err}"
+        );
     }
 }

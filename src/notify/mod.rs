@@ -35,7 +35,9 @@ pub use message::{MessageBuilder, TemplateEngine};
 pub use outbox::{NewOutboxRow, Outbox, OutboxFilter, OutboxRow, Verdict};
 pub use policy::RetryPolicy;
 pub use ratelimit::{Limits, RateLimiter};
-pub use sender::{Attempt, DeliveryOutcome, DeliveryReport, OutboxSender, SenderOptions, claimer_id};
+pub use sender::{
+    Attempt, DeliveryOutcome, DeliveryReport, OutboxSender, SenderOptions, claimer_id,
+};
 pub use telegram::TelegramPayload;
 
 /// Notification-log entries unused this long are deleted at start.
@@ -501,7 +503,9 @@ impl Notifications {
             external_url,
             wake.clone(),
         );
-        let dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?;
+        let dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?.with_source(
+            Arc::new(crate::dispatch::changes::StoredAlerts(outbox.db().clone())),
+        );
 
         let limiter = Arc::new(RateLimiter::new(options.limits));
         let mut transports: HashMap<String, Arc<dyn sender::OutboxTransport>> = HashMap::new();
@@ -512,8 +516,11 @@ impl Notifications {
         let bot = match &config.telegram.bot_token {
             Some(token) => {
                 // Notifications wait `notify.timeout`; the bot's long polls need longer.
-                let sends =
-                    telegram::make_bot(token.expose(), &config.telegram.api_url, config.notify.timeout)?;
+                let sends = telegram::make_bot(
+                    token.expose(),
+                    &config.telegram.api_url,
+                    config.notify.timeout,
+                )?;
                 transports.insert(
                     "telegram".into(),
                     Arc::new(telegram::TelegramTransport::new(sends, limiter.clone())),

@@ -393,17 +393,34 @@ impl Outbox {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let (state, next_ms, delivered_ms, response, error, ambiguous) = match verdict {
-            Verdict::Delivered { response } => {
-                (state::DELIVERED, None, Some(now), response.clone(), None, false)
-            }
+            Verdict::Delivered { response } => (
+                state::DELIVERED,
+                None,
+                Some(now),
+                response.clone(),
+                None,
+                false,
+            ),
             Verdict::Retry {
                 at_ms,
                 error,
                 ambiguous,
-            } => (state::PENDING, Some(*at_ms), None, None, Some(error.clone()), *ambiguous),
-            Verdict::Failed { error, ambiguous } => {
-                (state::FAILED, None, None, None, Some(error.clone()), *ambiguous)
-            }
+            } => (
+                state::PENDING,
+                Some(*at_ms),
+                None,
+                None,
+                Some(error.clone()),
+                *ambiguous,
+            ),
+            Verdict::Failed { error, ambiguous } => (
+                state::FAILED,
+                None,
+                None,
+                None,
+                Some(error.clone()),
+                *ambiguous,
+            ),
         };
         self.db
             .timed("notify.outbox_record", async {

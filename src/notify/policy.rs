@@ -88,12 +88,23 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
 
 impl RetryPolicy {
     /// The verdict on `row` after `attempt` at `now_ms`, and the outcome to count.
-    pub fn decide(&self, row: &OutboxRow, attempt: Attempt, now_ms: i64) -> (Verdict, &'static str) {
+    pub fn decide(
+        &self,
+        row: &OutboxRow,
+        attempt: Attempt,
+        now_ms: i64,
+    ) -> (Verdict, &'static str) {
         let (wait, error, ambiguous) = match attempt {
             Attempt::Delivered(response) => return (Verdict::Delivered { response }, "delivered"),
             Attempt::Rejected(error) => {
                 let error = format!("rejected: {error}");
-                return (Verdict::Failed { error, ambiguous: false }, "rejected");
+                return (
+                    Verdict::Failed {
+                        error,
+                        ambiguous: false,
+                    },
+                    "rejected",
+                );
             }
             Attempt::Ambiguous(error) => {
                 if let Some(v) = self.ambiguous_verdict(row.ambiguous + 1, &error) {
@@ -130,7 +141,8 @@ impl RetryPolicy {
     /// The verdict on a row whose sender died or was cut mid-send, found claimed: `None`
     /// when it may be sent again now (its `ambiguous` count already includes that send).
     pub fn takeover(&self, row: &OutboxRow) -> Option<Verdict> {
-        let error = "the previous sender stopped during the send (crash, kill or shutdown deadline)";
+        let error =
+            "the previous sender stopped during the send (crash, kill or shutdown deadline)";
         self.ambiguous_verdict(row.ambiguous, error)
     }
 
@@ -200,15 +212,32 @@ mod tests {
         let p = RetryPolicy::default();
         let (v, o) = p.decide(&row(0, 0), Attempt::Delivered(Some("m".into())), 10);
         assert_eq!(o, "delivered");
-        assert_eq!(v, Verdict::Delivered { response: Some("m".into()) });
+        assert_eq!(
+            v,
+            Verdict::Delivered {
+                response: Some("m".into())
+            }
+        );
 
-        let (v, o) = p.decide(&row(0, 0), Attempt::Rejected("403 Forbidden: bot was blocked".into()), 10);
+        let (v, o) = p.decide(
+            &row(0, 0),
+            Attempt::Rejected("403 Forbidden: bot was blocked".into()),
+            10,
+        );
         assert_eq!(o, "rejected");
-        assert!(matches!(v, Verdict::Failed { ref error, ambiguous: false } if error.contains("bot was blocked")));
+        assert!(
+            matches!(v, Verdict::Failed { ref error, ambiguous: false } if error.contains("bot was blocked"))
+        );
 
-        let (v, o) = p.decide(&row(0, 0), Attempt::RetryAfter(Duration::from_secs(7), "429".into()), 10);
+        let (v, o) = p.decide(
+            &row(0, 0),
+            Attempt::RetryAfter(Duration::from_secs(7), "429".into()),
+            10,
+        );
         assert_eq!(o, "transient");
-        assert!(matches!(v, Verdict::Retry { at_ms, ambiguous: false, .. } if at_ms == 10 + 7000 + 1));
+        assert!(
+            matches!(v, Verdict::Retry { at_ms, ambiguous: false, .. } if at_ms == 10 + 7000 + 1)
+        );
 
         let (v, o) = p.decide(&row(3, 0), Attempt::Transient("502".into()), 10);
         assert_eq!(o, "transient");
@@ -221,9 +250,15 @@ mod tests {
             max_retry: Duration::from_secs(5),
             ..Default::default()
         };
-        let (v, o) = p.decide(&row(2, 0), Attempt::RetryAfter(Duration::from_secs(9), "429".into()), 0);
+        let (v, o) = p.decide(
+            &row(2, 0),
+            Attempt::RetryAfter(Duration::from_secs(9), "429".into()),
+            0,
+        );
         assert_eq!(o, "failed");
-        assert!(matches!(v, Verdict::Failed { ref error, .. } if error.contains("gave up after 3 attempts")));
+        assert!(
+            matches!(v, Verdict::Failed { ref error, .. } if error.contains("gave up after 3 attempts"))
+        );
     }
 
     #[test]
@@ -231,9 +266,17 @@ mod tests {
         let retry = RetryPolicy::default();
         let (v, o) = retry.decide(&row(0, 0), Attempt::Ambiguous("timed out".into()), 0);
         assert_eq!(o, "ambiguous");
-        assert!(matches!(v, Verdict::Retry { ambiguous: true, .. }));
+        assert!(matches!(
+            v,
+            Verdict::Retry {
+                ambiguous: true,
+                ..
+            }
+        ));
         let (v, _) = retry.decide(&row(1, 1), Attempt::Ambiguous("timed out".into()), 0);
-        assert!(matches!(v, Verdict::Failed { ambiguous: true, ref error } if error.contains("resent once")));
+        assert!(
+            matches!(v, Verdict::Failed { ambiguous: true, ref error } if error.contains("resent once"))
+        );
 
         let drop = RetryPolicy {
             ambiguous: AmbiguousPolicy::Drop,
@@ -241,18 +284,30 @@ mod tests {
         };
         let (v, o) = drop.decide(&row(0, 0), Attempt::Ambiguous("timed out".into()), 0);
         assert_eq!(o, "ambiguous");
-        assert!(matches!(v, Verdict::Failed { ambiguous: true, ref error } if error.contains("drop")));
+        assert!(
+            matches!(v, Verdict::Failed { ambiguous: true, ref error } if error.contains("drop"))
+        );
     }
 
     #[test]
     fn takeover_follows_the_ambiguous_policy() {
         let retry = RetryPolicy::default();
-        assert_eq!(retry.takeover(&row(0, 1)), None, "first ambiguous send: resend");
+        assert_eq!(
+            retry.takeover(&row(0, 1)),
+            None,
+            "first ambiguous send: resend"
+        );
         assert!(retry.takeover(&row(1, 2)).is_some(), "second: give up");
         let drop = RetryPolicy {
             ambiguous: AmbiguousPolicy::Drop,
             ..Default::default()
         };
-        assert!(matches!(drop.takeover(&row(0, 1)), Some(Verdict::Failed { ambiguous: true, .. })));
+        assert!(matches!(
+            drop.takeover(&row(0, 1)),
+            Some(Verdict::Failed {
+                ambiguous: true,
+                ..
+            })
+        ));
     }
 }

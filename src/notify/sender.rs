@@ -193,7 +193,9 @@ impl OutboxSender {
                         self.start_worker(&mut workers, target, &shutdown);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read the outbox; nothing is sent until it can be read"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox; nothing is sent until it can be read")
+                }
             }
             self.update_depth().await;
             if last_prune.elapsed() >= Duration::from_secs(3600) {
@@ -265,7 +267,10 @@ impl OutboxSender {
             let write = self.outbox.record(row.id, &self.options.claimer, &verdict);
             match tokio::time::timeout(Duration::from_secs(2), write).await {
                 Ok(Ok(_)) => self.finish(&row, &verdict),
-                _ => tracing::warn!(id = row.id, "cannot record the cut send; it is taken over as ambiguous at the next start"),
+                _ => tracing::warn!(
+                    id = row.id,
+                    "cannot record the cut send; it is taken over as ambiguous at the next start"
+                ),
             }
         }
     }
@@ -432,10 +437,17 @@ impl OutboxSender {
     async fn record(&self, row: &OutboxRow, verdict: &Verdict) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.outbox.record(row.id, &self.options.claimer, verdict).await {
+            match self
+                .outbox
+                .record(row.id, &self.options.claimer, verdict)
+                .await
+            {
                 Ok(true) => return true,
                 Ok(false) => {
-                    tracing::warn!(id = row.id, "another sender took this notification over (our lease ran out); its outcome is theirs");
+                    tracing::warn!(
+                        id = row.id,
+                        "another sender took this notification over (our lease ran out); its outcome is theirs"
+                    );
                     return false;
                 }
                 Err(e) => {
@@ -449,11 +461,21 @@ impl OutboxSender {
 
     fn log_attempt(&self, row: &OutboxRow, attempt: &Attempt) {
         match attempt {
-            Attempt::Delivered(_) => tracing::info!(id = row.id, receiver = %row.receiver, target = %row.target, part = row.part, parts = row.parts, "notification delivered"),
-            Attempt::Rejected(why) => tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification rejected; not retrying"),
-            Attempt::Ambiguous(why) => tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification outcome unknown (ambiguous)"),
-            Attempt::RetryAfter(d, why) => tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, retry_in = ?d, reason = %why, "notification rate limited; will retry"),
-            Attempt::Transient(why) => tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification not delivered; will retry"),
+            Attempt::Delivered(_) => {
+                tracing::info!(id = row.id, receiver = %row.receiver, target = %row.target, part = row.part, parts = row.parts, "notification delivered")
+            }
+            Attempt::Rejected(why) => {
+                tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification rejected; not retrying")
+            }
+            Attempt::Ambiguous(why) => {
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification outcome unknown (ambiguous)")
+            }
+            Attempt::RetryAfter(d, why) => {
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, retry_in = ?d, reason = %why, "notification rate limited; will retry")
+            }
+            Attempt::Transient(why) => {
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification not delivered; will retry")
+            }
         }
     }
 

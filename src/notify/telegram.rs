@@ -14,8 +14,8 @@ use teloxide::types::{
 use teloxide::{ApiError, RequestError};
 
 use super::outbox::OutboxRow;
-use super::ratelimit::RateLimiter;
 use super::policy::Attempt;
+use super::ratelimit::RateLimiter;
 use super::sender::OutboxTransport;
 use super::split::strip_tags;
 

@@ -54,6 +54,43 @@ pub enum StoreError {
     Journal(#[from] crate::alerts::journal::JournalError),
 }
 
+impl StoreError {
+    /// Whether retrying later may help: the database unreachable, restarting, busy,
+    /// locked, out of disk or connections — an outage, not a bad query.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Query(e) = self else {
+            return matches!(
+                self,
+                StoreError::Unreachable { .. } | StoreError::Journal(_)
+            );
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                if code.len() == 5 {
+                    // PostgreSQL SQLSTATE: connection (08), resources (53), operator
+                    // intervention (57P), system errors (58), serialization, deadlock.
+                    ["08", "53", "57P", "58", "40001", "40P01"]
+                        .iter()
+                        .any(|p| code.starts_with(p))
+                } else {
+                    // SQLite (an extended code keeps the primary one in its low byte):
+                    // BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
+                    code.parse::<u32>()
+                        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15))
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The database handle: pool, backend and query instrumentation. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
