@@ -136,3 +136,68 @@ async fn killed_with_pending_messages_then_restarted_delivers_each_once() {
         store.close().await;
     }
 }
+
+/// Two processes on one PostgreSQL database drain the same outbox: every row is claimed
+/// by one of them, so each message is sent exactly once, in order per chat.
+#[tokio::test]
+async fn two_senders_on_one_database_send_each_row_once_in_order() {
+    let Some(db) = common::postgres_db().await else {
+        return;
+    };
+    let fake = FakeTelegram::start(TOKEN).await;
+    let config = test_config(&db.url);
+    let metrics = Metrics::new().unwrap();
+    let store = Db::connect(&config, metrics.db.clone()).await.unwrap();
+    store.migrate().await.unwrap();
+    let outbox = Outbox::new(store.clone());
+    let chats = [CHAT, CHAT + 1, CHAT + 2];
+    let rows: Vec<NewOutboxRow> = (0..30)
+        .map(|i| {
+            let chat = chats[i % 3];
+            NewOutboxRow {
+                idempotency_key: format!("two|{i}"),
+                receiver: "telegram".into(),
+                kind: "telegram".into(),
+                target: format!("telegram:{chat}"),
+                group_key: format!("{{}}:{{alertname=\"T{i}\"}}"),
+                status: "firing".into(),
+                part: 1,
+                parts: 1,
+                payload: serde_json::to_string(&TelegramPayload {
+                    chat_id: chat,
+                    text: format!("message {i}"),
+                    message_thread_id: None,
+                    disable_notification: false,
+                    buttons: false,
+                    ack_ids: vec![],
+                    silence_labels: Default::default(),
+                })
+                .unwrap(),
+                alert_ids: vec![i as i64],
+            }
+        })
+        .collect();
+    assert_eq!(outbox.enqueue(&rows, None).await.unwrap(), 30);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _one = spawn(a.path(), &db.url, &fake);
+    let _two = spawn(b.path(), &db.url, &fake);
+    fake.wait_delivered(30, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = fake.delivered();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for c in &sent {
+        *seen.entry(c.text()).or_default() += 1;
+    }
+    assert_eq!(sent.len(), 30, "each row once: {seen:?}");
+    for chat in chats {
+        let order: Vec<usize> = sent
+            .iter()
+            .filter(|c| c.chat_id() == Some(chat))
+            .map(|c| c.text()["message ".len()..].parse().unwrap())
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted, "in order for chat {chat}");
+    }
+    store.close().await;
+}

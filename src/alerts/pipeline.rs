@@ -68,6 +68,8 @@ const RETENTION_CHUNK: i64 = 5_000;
 const EXPIRE_CHUNK: usize = 2_000;
 /// Attempts of a commit before giving up.
 const MAX_ATTEMPTS: u32 = 6;
+/// Longest a batch keeps retrying transient database errors before it is answered 503.
+const RETRY_BUDGET: Duration = Duration::from_secs(4);
 /// Distinct `source` label values of `watchpost_alerts_received_total` (then `other`).
 const MAX_SOURCE_LABELS: usize = 64;
 /// Cached alerts beyond which resolved ones are dropped from the writer's memory.
@@ -112,6 +114,10 @@ pub enum PipelineError {
     /// The pipeline is stopping.
     #[error("the alert pipeline is shutting down")]
     Stopped,
+    /// The batch did not commit in time (the database is slow or unreachable); the
+    /// request may still be stored, and a retry is harmless.
+    #[error("alerts not confirmed stored within {0:?} (database slow or unreachable); retry later")]
+    Timeout(Duration),
 }
 
 impl PipelineError {
@@ -419,10 +425,15 @@ where
 {
     let mut delay = Duration::from_millis(25);
     let mut attempt = 1;
+    let started = Instant::now();
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if attempt < MAX_ATTEMPTS && e.is_transient() => {
+            Err(e)
+                if attempt < MAX_ATTEMPTS
+                    && e.is_transient()
+                    && started.elapsed() + delay < RETRY_BUDGET =>
+            {
                 retries.inc();
                 let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
                 let wait = delay + Duration::from_millis(jitter);

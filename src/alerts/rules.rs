@@ -82,7 +82,7 @@ async fn submit(service: &AlertService, batch: Vec<RawAlert>, token: &Cancellati
         let retry = match &result {
             Ok(_) => return,
             Err(PipelineError::Stopped) => return,
-            Err(PipelineError::Full { .. }) => true,
+            Err(PipelineError::Full { .. } | PipelineError::Timeout(_)) => true,
             Err(PipelineError::Store { transient, .. }) => *transient,
         };
         if let Err(e) = result {

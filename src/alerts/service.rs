@@ -77,6 +77,10 @@ fn open_journal(config: &Config) -> Result<Option<Arc<Journal>>, String> {
     }
 }
 
+/// Longest an ingest request waits for its batch to commit: under Prometheus' and
+/// Alertmanager's default 10 s client timeout.
+pub const INGEST_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Most events the detail view returns (the latest ones).
 pub const MAX_DETAIL_EVENTS: i64 = 500;
 
@@ -168,14 +172,19 @@ impl AlertService {
         &self.inner.limiter
     }
 
-    /// Classifies and stores `alerts` durably; returns their ids in order.
+    /// Classifies and stores `alerts` durably; returns their ids in order. Answers
+    /// within [`INGEST_TIMEOUT`] whatever the database does (then with
+    /// [`PipelineError::Timeout`]), so a sender never hangs past its own timeout.
     pub async fn ingest(
         &self,
         alerts: Vec<RawAlert>,
         audit: Option<AuditRecord>,
     ) -> Result<Vec<i64>, PipelineError> {
         let prepared: Vec<Incoming> = alerts.into_iter().map(RawAlert::prepare).collect();
-        self.inner.pipeline.submit(prepared, audit).await
+        let submit = self.inner.pipeline.submit(prepared, audit);
+        tokio::time::timeout(INGEST_TIMEOUT, submit)
+            .await
+            .unwrap_or(Err(PipelineError::Timeout(INGEST_TIMEOUT)))
     }
 
     /// Makes the database current with what the pipeline accepted (see

@@ -36,7 +36,8 @@ impl From<PipelineError> for ApiError {
             PipelineError::Store {
                 transient: true, ..
             }
-            | PipelineError::Stopped => ApiError::unavailable(e.to_string(), 5),
+            | PipelineError::Stopped
+            | PipelineError::Timeout(_) => ApiError::unavailable(e.to_string(), 5),
             PipelineError::Store { .. } => ApiError::internal("storing alerts", &e),
         }
     }

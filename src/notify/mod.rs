@@ -426,8 +426,6 @@ fn sender_options(config: &Config, backend: Backend, base: SenderOptions) -> Sen
             max_backoff: config.notify.max_backoff,
             ambiguous: config.notify.ambiguous,
         },
-        // A claim outlives the longest send: the request, plus rate-limit waits.
-        lease: config.notify.timeout * 2 + Duration::from_secs(60),
         claimer: claimer_id(node),
         // One process owns a SQLite file; on PostgreSQL, earlier runs of this node.
         stale_claims: match backend {

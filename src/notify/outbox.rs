@@ -383,6 +383,31 @@ impl Outbox {
             .await
     }
 
+    /// Extends `claimer`'s lease on row `id` (while its send is in flight); `Ok(false)`
+    /// when the claim is gone.
+    pub async fn renew(
+        &self,
+        id: i64,
+        claimer: &str,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .timed("notify.outbox_renew", async {
+                sqlx::query(
+                    "UPDATE notification_outbox SET lease_until_ms = $3 \
+                     WHERE id = $1 AND claimed_by = $2 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(claimer)
+                .bind(lease_until_ms)
+                .execute(self.db.pool())
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err(StoreError::from)
+            })
+            .await
+    }
+
     /// Records `verdict` on row `id` and releases the claim, only if `claimer` still holds
     /// it: `Ok(false)` when another sender took the row over (its lease had run out).
     pub async fn record(

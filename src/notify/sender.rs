@@ -85,7 +85,8 @@ pub struct SenderOptions {
     pub poll_interval: Duration,
     /// Delivered and failed rows are deleted after this long.
     pub retention: Duration,
-    /// How long a claim holds before another sender may take the row over.
+    /// How long a claim holds before another sender may take the row over; renewed
+    /// while the send is in flight.
     pub lease: Duration,
     /// This sender's claimer id, `node#instance`.
     pub claimer: String,
@@ -103,7 +104,7 @@ impl Default for SenderOptions {
             retry: RetryPolicy::default(),
             poll_interval: Duration::from_secs(2),
             retention: Duration::from_secs(30 * 86400),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(15),
             claimer: claimer_id(node),
             stale_claims: format!("{node}#%"),
             drain_timeout: Duration::from_secs(10),
@@ -404,10 +405,7 @@ impl OutboxSender {
                     tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
                 }
                 self.in_flight_set(&row, true);
-                let attempt = match self.transports.get(&row.kind) {
-                    Some(t) => t.send(&row).await,
-                    None => Attempt::Rejected(format!("{} delivery is not configured", row.kind)),
-                };
+                let attempt = self.send_holding_claim(&row).await;
                 self.log_attempt(&row, &attempt);
                 self.options.retry.decide(&row, attempt, now_ms())
             }
@@ -417,6 +415,31 @@ impl OutboxSender {
         self.in_flight_set(&row, false);
         if ours {
             self.finish(&row, &verdict);
+        }
+    }
+
+    /// Sends `row`, renewing its lease every third of it while the send is in flight
+    /// (rate-limit waits included), so a live sender keeps its claim and a dead one
+    /// loses it within one lease.
+    async fn send_holding_claim(&self, row: &OutboxRow) -> Attempt {
+        let Some(transport) = self.transports.get(&row.kind) else {
+            return Attempt::Rejected(format!("{} delivery is not configured", row.kind));
+        };
+        let send = transport.send(row);
+        tokio::pin!(send);
+        let every = self.options.lease / 3;
+        loop {
+            tokio::select! {
+                attempt = &mut send => return attempt,
+                _ = tokio::time::sleep(every) => {
+                    let until = now_ms() + self.options.lease.as_millis() as i64;
+                    match self.outbox.renew(row.id, &self.options.claimer, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(id = row.id, "lost the claim on a notification being sent"),
+                        Err(e) => tracing::warn!(id = row.id, error = %e, "cannot renew the claim on a notification being sent"),
+                    }
+                }
+            }
         }
     }
 
