@@ -3,7 +3,8 @@
 #   watchpost on SQLite, watchpost on PostgreSQL, Debian's prometheus-alertmanager.
 # N clients (default 64) POST batches (default 100) of Alertmanager v2 alerts to
 # /api/v2/alerts for SECONDS_RUN seconds each (examples/ingest_load.rs); prints
-# alerts/s and latency percentiles per target.
+# alerts/s and latency percentiles per target, and for watchpost the time from SIGTERM
+# (sent in the middle of the same load) to the process's exit.
 #
 #   scripts/bench-ingest.sh            # defaults: 64 clients, batches of 100, 20 s
 #   CLIENTS=32 BATCH=500 SECONDS_RUN=30 scripts/bench-ingest.sh
@@ -54,6 +55,22 @@ load() { # name url
 
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+# SIGTERM while the same load runs: seconds until the process has exited (it drains
+# in-flight requests, commits the ingest queue, stops the dispatcher and the sender).
+sigterm_under_load() { # name url pid
+  "$LOAD" --url "$2" --name "$1-sigterm" --clients "$CLIENTS" --batch "$BATCH" \
+    --seconds 6 --warmup 0 --distinct "$DISTINCT" >/dev/null 2>&1 &
+  local load_pid=$! t0 t1 code=0
+  sleep 3
+  t0=$(date +%s.%N)
+  kill -TERM "$3"
+  wait "$3" || code=$?
+  t1=$(date +%s.%N)
+  wait "$load_pid" 2>/dev/null || true
+  python3 -c "import json,sys; print(json.dumps({'target': sys.argv[1], 'sigterm_to_exit_s': round(float(sys.argv[3]) - float(sys.argv[2]), 3), 'exit_code': int(sys.argv[4])}))" \
+    "$1" "$t0" "$t1" "$code" | tee -a "$WORK/shutdown.jsonl"
+}
+
 run_watchpost() { # name database_url
   local port pid
   port=$(free_port)
@@ -64,7 +81,7 @@ run_watchpost() { # name database_url
   wait_http "http://127.0.0.1:$port/ready"
   log "$1: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
   load "$1" "http://127.0.0.1:$port"
-  stop_pid "$pid"
+  sigterm_under_load "$1" "http://127.0.0.1:$port" "$pid"
 }
 
 for t in $TARGETS; do
@@ -115,3 +132,14 @@ for r in rows:
     ratio = f'{r["alerts_per_sec"] / am:.2f}x' if am else "-"
     print(f'| {r["target"]} | {r["alerts_per_sec"]:.0f} | {r["p50_ms"]:.1f} | {r["p99_ms"]:.1f} | {r["requests"]} | {r["errors"]} | {ratio} |')
 PY
+if [ -s "$WORK/shutdown.jsonl" ]; then
+  python3 - "$WORK/shutdown.jsonl" <<'PY'
+import json, sys
+print()
+print("| target | SIGTERM under load -> exit | exit code |")
+print("|---|---:|---:|")
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(f'| {r["target"]} | {r["sigterm_to_exit_s"]:.2f} s | {r["exit_code"]} |')
+PY
+fi

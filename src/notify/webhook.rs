@@ -93,6 +93,9 @@ impl OutboxTransport for WebhookTransport {
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            // The same key on a resend (after an ambiguous attempt): receivers that
+            // honour it drop the duplicate.
+            .header("Idempotency-Key", &row.idempotency_key)
             .body(row.payload.clone())
             .send()
             .await;
