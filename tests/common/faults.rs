@@ -309,12 +309,18 @@ impl Proc {
 
     /// The outbox rows of alert `id` (`GET /api/v1/notifications?alert_id=`).
     pub async fn outbox_of(&self, id: i64) -> Vec<Value> {
+        self.try_outbox_of(id)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.tag))
+    }
+
+    async fn try_outbox_of(&self, id: i64) -> Result<Vec<Value>, String> {
         match self
             .get_json(&format!("/api/v1/notifications?alert_id={id}&limit=1000"))
             .await
         {
-            Some((200, v)) => v["notifications"].as_array().cloned().unwrap_or_default(),
-            other => panic!("{}: GET /api/v1/notifications: {other:?}", self.tag),
+            Some((200, v)) => Ok(v["notifications"].as_array().cloned().unwrap_or_default()),
+            other => Err(format!("GET /api/v1/notifications: {other:?}")),
         }
     }
 
@@ -344,9 +350,13 @@ impl Proc {
     pub async fn wait_outbox_state(&self, id: i64, state: &str, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let rows = self.outbox_of(id).await;
-            if !rows.is_empty() && rows.iter().all(|r| r["state"] == state) {
-                return rows;
+            // The API may answer 503 while the database is coming back.
+            let rows = self.try_outbox_of(id).await;
+            if let Ok(rows) = &rows
+                && !rows.is_empty()
+                && rows.iter().all(|r| r["state"] == state)
+            {
+                return rows.clone();
             }
             assert!(
                 Instant::now() < deadline,
@@ -403,7 +413,7 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .then(|| value.parse::<f64>().ok())
                 .flatten()
         })
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// An HTTP client without proxies and with the suite's 15 s client timeout.
@@ -674,4 +684,30 @@ pub fn token(prefix: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{prefix}{:x}", n % 0xffff_ffff)
+}
+
+/// Stops the PostgreSQL server of `cluster` (immediately: connections are cut).
+pub async fn pg_stop(cluster: &Arc<super::PgCluster>) {
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.stop_server())
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+}
+
+/// Starts the PostgreSQL server of `cluster` again and checks that a new connection to
+/// `db_url` works (so a failure after this is watchpost's, not the cluster's).
+pub async fn pg_start(cluster: &Arc<super::PgCluster>, db_url: &str) {
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.start_server())
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(db_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is back but the test cannot connect: {e}"));
+    sqlx::query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .expect("SELECT 1 on the restarted PostgreSQL");
+    let _ = conn.close().await;
 }
