@@ -7,6 +7,7 @@
     clippy::zombie_processes
 )]
 
+pub mod faults;
 pub mod peers;
 pub mod workload;
 

@@ -7,9 +7,19 @@
 //!   "parameters":{"retry_after":N}}`;
 //! - `getUpdates` serves queued updates by offset, long-polling up to its `timeout`;
 //! - records every call with its arrival time.
+//!
+//! Faults for the fault-injection suite (`tests/faults_*.rs`):
+//! - [`FakeTelegram::go_down`] / [`FakeTelegram::come_up`]: connections are refused
+//!   (listener closed, idle keep-alive connections closed), then it listens again on the
+//!   same port with the same state;
+//! - [`FakeTelegram::fail_all`]: every request is answered with one error (e.g. 502);
+//! - [`FakeTelegram::hold_next_sends`]: the next N successful sendMessage calls are
+//!   recorded as delivered at once (Telegram has the message) but answered only after a
+//!   delay, so a client with a shorter timeout cannot know it was delivered.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +43,8 @@ pub struct Call {
     pub at: Instant,
     /// HTTP status answered.
     pub status: u16,
+    /// The answer was held back (see [`FakeTelegram::hold_next_sends`]).
+    pub held: bool,
 }
 
 impl Call {
@@ -69,6 +81,10 @@ struct Inner {
     updates: Vec<Value>,
     next_update_id: i64,
     next_message_id: i64,
+    /// Every request (any method, any token) is answered with this, until cleared.
+    all: Option<Fault>,
+    /// How many more successful sendMessage answers are held, and for how long.
+    hold: Option<(usize, Duration)>,
 }
 
 struct Shared {
@@ -78,20 +94,63 @@ struct Shared {
     calls: Notify,
 }
 
+/// The HTTP server tasks: the one listening now (with the sender that stops it), and
+/// stopped ones still finishing held requests.
+#[derive(Default)]
+struct Listening {
+    current: Option<(
+        tokio::task::JoinHandle<()>,
+        tokio::sync::oneshot::Sender<()>,
+    )>,
+    stopped: Vec<tokio::task::JoinHandle<()>>,
+}
+
 /// The running fake.
 pub struct FakeTelegram {
     /// `http://127.0.0.1:PORT` — give it as `telegram.api_url`.
     pub url: String,
     /// The bot token it accepts.
     pub token: String,
+    addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    listening: Mutex<Listening>,
 }
 
 impl Drop for FakeTelegram {
     fn drop(&mut self) {
-        self.task.abort();
+        let l = self.listening.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some((task, _)) = l.current.take() {
+            task.abort();
+        }
+        for task in l.stopped.drain(..) {
+            task.abort();
+        }
     }
+}
+
+/// Serves `shared` on `listener` until the returned sender fires (or is dropped):
+/// then the listener is closed at once, idle connections are closed, and requests in
+/// flight are finished.
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = Router::new()
+        .route("/{bot}/{method}", any(handle))
+        .with_state(shared);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (task, stop)
 }
 
 impl FakeTelegram {
@@ -103,7 +162,8 @@ impl FakeTelegram {
 
     /// Starts a fake on a given port (for restarts of the service under test).
     pub fn serve(listener: tokio::net::TcpListener, token: &str) -> FakeTelegram {
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}");
         let shared = Arc::new(Shared {
             token: token.to_string(),
             inner: Mutex::new(Inner {
@@ -114,18 +174,95 @@ impl FakeTelegram {
             updates: Notify::new(),
             calls: Notify::new(),
         });
-        let app = Router::new()
-            .route("/{bot}/{method}", any(handle))
-            .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let current = spawn_server(listener, shared.clone());
         FakeTelegram {
             url,
             token: token.to_string(),
+            addr,
             shared,
-            task,
+            listening: Mutex::new(Listening {
+                current: Some(current),
+                stopped: Vec::new(),
+            }),
         }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening: from its return on, connections to the port are refused and
+    /// idle keep-alive connections are closed (held answers are still given). Recorded
+    /// calls and queued faults are kept. No-op when already down.
+    pub async fn go_down(&self) {
+        let current = self.listening.lock().unwrap().current.take();
+        let Some((task, stop)) = current else {
+            return;
+        };
+        let _ = stop.send(());
+        self.listening.lock().unwrap().stopped.push(task);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "fake Telegram: {} still accepts connections",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Listens again on the same port, with the same state. No-op when already up.
+    pub async fn come_up(&self) {
+        if self.listening.lock().unwrap().current.is_some() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "fake Telegram: cannot listen on {} again: {e}",
+                        self.addr
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let current = spawn_server(listener, self.shared.clone());
+        self.listening.lock().unwrap().current = Some(current);
+    }
+
+    /// Whether it listens.
+    pub fn is_up(&self) -> bool {
+        self.listening.lock().unwrap().current.is_some()
+    }
+
+    /// Answers every request (any method) with `fault` until [`Self::clear_fail_all`],
+    /// e.g. `Fault::Error(502, "Bad Gateway".into())`. Such calls are recorded with that
+    /// status and deliver nothing.
+    pub fn fail_all(&self, fault: Fault) {
+        self.lock().all = Some(fault);
+    }
+
+    /// Ends [`Self::fail_all`].
+    pub fn clear_fail_all(&self) {
+        self.lock().all = None;
+    }
+
+    /// The next `n` sendMessage calls that succeed are recorded (status 200, `held`)
+    /// as soon as they arrive — Telegram has the message — but answered only after
+    /// `delay`.
+    pub fn hold_next_sends(&self, n: usize, delay: Duration) {
+        self.lock().hold = (n > 0).then_some((n, delay));
+    }
+
+    /// How many held answers are still to come.
+    pub fn holds_left(&self) -> usize {
+        self.lock().hold.map(|(n, _)| n).unwrap_or(0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -335,20 +472,38 @@ async fn handle(
     let at = Instant::now();
     let method = method.to_ascii_lowercase();
     let params = params(&headers, query, &body);
-    let (status, answer) = if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
+    let all = shared.inner.lock().unwrap().all.clone();
+    let (status, answer) = if let Some(f) = all {
+        fault_response(&f)
+    } else if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
         error(401, "Unauthorized", None)
     } else if method == "getupdates" {
         get_updates(&shared, &params).await
     } else {
         respond(&shared, &method, &params)
     };
-    shared.inner.lock().unwrap().calls.push(Call {
-        method,
-        params,
-        at,
-        status,
-    });
+    let hold = {
+        let mut inner = shared.inner.lock().unwrap();
+        let hold = match inner.hold {
+            Some((n, delay)) if status == 200 && method == "sendmessage" => {
+                inner.hold = (n > 1).then_some((n - 1, delay));
+                Some(delay)
+            }
+            _ => None,
+        };
+        inner.calls.push(Call {
+            method,
+            params,
+            at,
+            status,
+            held: hold.is_some(),
+        });
+        hold
+    };
     shared.calls.notify_waiters();
+    if let Some(delay) = hold {
+        tokio::time::sleep(delay).await;
+    }
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         axum::Json(answer),
