@@ -346,16 +346,17 @@ async fn delivered_write_fails(db: TestDb, outage: Outage) {
     let t = token("Bookkeeping");
     let id = p.fire(&t).await;
     wait_sent(&tag, &fake, &t, 1, Duration::from_secs(20)).await;
-    match outage {
+    // By reference: the cluster must outlive the checks below (dropping it stops it).
+    match &outage {
         Outage::SqliteLock => {
             let lock = SqliteWriteLock::take(&db.url).await;
             tokio::time::sleep(Duration::from_secs(10)).await;
             lock.release().await;
         }
         Outage::Postgres(cluster) => {
-            pg_stop(&cluster).await;
+            pg_stop(cluster).await;
             tokio::time::sleep(Duration::from_secs(8)).await;
-            pg_start(&cluster, &db.url).await;
+            pg_start(cluster, &db.url).await;
         }
     }
     p.wait_outbox_state(id, "delivered", Duration::from_secs(60))
