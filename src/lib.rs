@@ -44,6 +44,22 @@ use crate::supervisor::Supervisor;
 use crate::tsdb::Tsdb;
 use crate::tsdb::scrape::SelfScraper;
 
+/// Validates the whole configuration: the config's own checks, then each part's owner
+/// (routing tree, receivers, report schedule). Every problem names its key.
+pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
+    let mut problems: Vec<String> = match config.validate() {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    };
+    problems.extend(dispatch::validate(config));
+    problems.extend(notify::validate(config));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(config::ConfigError::Invalid(problems.join("\n")))
+    }
+}
+
 /// Why the service could not start. [`StartError::exit_code`] maps it to the contract.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -90,9 +106,7 @@ impl App {
     /// Connects the database, applies migrations, takes a first sample, binds `listen`
     /// and starts serving and the background tasks.
     pub async fn start(config: Config) -> Result<App, StartError> {
-        config
-            .validate()
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        validate_config(&config).map_err(|e| StartError::Config(e.to_string()))?;
         let config = Arc::new(config);
         let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?;
         let db = Db::connect(&config, metrics.db.clone()).await?;

@@ -48,7 +48,9 @@ fn main() -> ExitCode {
     if let Some(Command::CheckRules { files }) = &cli.command {
         return check_rules(files);
     }
-    let config = match Config::load(cli.config.as_deref()) {
+    let loaded = Config::load(cli.config.as_deref())
+        .and_then(|c| watchpost::validate_config(&c).map(|()| c));
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("watchpost: invalid configuration:\n{e}");

@@ -401,12 +401,12 @@ webhook = { url = "http://127.0.0.1:1/" }
 
     #[test]
     fn an_empty_receiver_is_refused_not_inherited() {
-        let err = Config::from_toml(
+        let c = Config::from_toml(
             "[route]\nreceiver = \"hook\"\n[[route.routes]]\nmatchers = [\"a=\\\"b\\\"\"]\nreceiver = \"\"\n\
              [[receivers]]\nname = \"hook\"\nwebhook = { url = \"http://127.0.0.1:9/x\" }\n",
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        let err = build(&c).unwrap_err().join("\n");
         assert!(
             err.contains("route.routes[0].receiver: must not be empty"),
             "{err}"

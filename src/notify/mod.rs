@@ -618,6 +618,13 @@ impl Notifications {
 mod tests {
     use super::*;
 
+    /// Every problem `validate_config` finds in `toml`.
+    fn problems(toml: &str) -> String {
+        crate::validate_config(&Config::from_toml(toml).unwrap())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn receivers_and_validation() {
         let c = Config::from_toml(
@@ -651,39 +658,29 @@ webhook = { url = "http://127.0.0.1:9/x" }
         assert_eq!(ops.message_thread_id, Some(7));
         assert!(ops.disable_notification);
 
-        let err = Config::from_toml(
+        let err = problems(
             "[route]\nreceiver = \"nope\"\n[[receivers]]\nname = \"x\"\nwebhook = { url = \"ftp://x\" }\n",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(err.contains("receivers[0].webhook.url"), "{err}");
 
-        let err = Config::from_toml("[route]\nreceiver = \"nope\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = problems("[route]\nreceiver = \"nope\"\n");
         assert!(err.contains("unknown receiver \"nope\""), "{err}");
 
-        let err = Config::from_toml("[[receivers]]\nname = \"t\"\ntelegram = {}\n")
-            .unwrap_err()
-            .to_string();
+        let err = problems("[[receivers]]\nname = \"t\"\ntelegram = {}\n");
         assert!(
             err.contains("receivers[0].telegram: needs telegram.bot_token"),
             "{err}"
         );
 
-        let err = Config::from_toml(
+        let err = problems(
             "[telegram]\nbot_token = \"1:x\"\nchat_ids = [1]\n[[receivers]]\nname = \"t\"\ntelegram = { template = \"{{ if .Status }}x\" }\n",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             err.contains("receivers[0].telegram.template: line 1"),
             "{err}"
         );
 
-        let err = Config::from_toml("[reports]\ntelegram_schedule = \"not cron\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = problems("[reports]\ntelegram_schedule = \"not cron\"\n");
         assert!(err.contains("reports.telegram_schedule"), "{err}");
     }
 }
