@@ -59,20 +59,22 @@ where
 
 const CHATS: [i64; 2] = [5001, 5002];
 
-/// Alerts keep firing while the Bot API refuses connections (6 s), then answers 502
-/// (5 s), then is back: every notification is delivered once to each chat, in the order
-/// the alerts fired, and the outcomes are counted.
+/// Alerts keep firing while the Bot API refuses connections (70 s), then answers 502
+/// (50 s), then is back — two minutes of outage: every notification is delivered once to
+/// each chat, in the order the alerts fired, and the outcomes are counted.
 async fn bot_api_down(db: TestDb) {
     let tag = format!("{} Bot API down", db.kind);
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeTelegram::start(BOT_TOKEN).await;
     let conf = Conf::telegram(&db.url, &fake.url, BOT_TOKEN, &CHATS)
         .notify("min_backoff", "\"500ms\"")
-        .notify("max_backoff", "\"2s\"");
+        .notify("max_backoff", "\"5s\"");
     let p = Proc::start(&tag, dir.path(), &conf).await;
     let base = token("Down");
     let tokens: Vec<String> = (0..8).map(|i| format!("{base}_{i:02}")).collect();
     let gap = Duration::from_millis(700);
+    // During the outage the alerts come spread over it.
+    let outage_gap = Duration::from_secs(15);
 
     p.fire(&tokens[0]).await;
     wait_sent(
@@ -89,18 +91,18 @@ async fn bot_api_down(db: TestDb) {
     let down = std::time::Instant::now();
     for t in &tokens[1..4] {
         p.fire(t).await;
-        tokio::time::sleep(gap).await;
+        tokio::time::sleep(outage_gap).await;
     }
-    tokio::time::sleep(Duration::from_secs(6).saturating_sub(down.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(70).saturating_sub(down.elapsed())).await;
     // Back on the same port, answering 502 to everything.
     fake.fail_all(Fault::Error(502, "Bad Gateway".into()));
     fake.come_up().await;
     let bad = std::time::Instant::now();
     for t in &tokens[4..6] {
         p.fire(t).await;
-        tokio::time::sleep(gap).await;
+        tokio::time::sleep(outage_gap).await;
     }
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(bad.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(50).saturating_sub(bad.elapsed())).await;
     fake.clear_fail_all();
     for t in &tokens[6..] {
         p.fire(t).await;
@@ -133,7 +135,7 @@ async fn bot_api_down(db: TestDb) {
     )
     .await;
     // Long enough for a duplicate: more than max_backoff plus a group_interval.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
 
     for chat in CHATS {
         let order: Vec<&str> = per_chat(chat)
@@ -225,7 +227,7 @@ async fn ambiguous_send(db: TestDb, policy: Policy) {
         )
         .notify("timeout", "\"2s\"")
         .notify("min_backoff", "\"500ms\"")
-        .notify("max_backoff", "\"2s\"");
+        .notify("max_backoff", "\"5s\"");
     let p = Proc::start(&tag, dir.path(), &conf).await;
     fake.hold_next_sends(1, Duration::from_secs(6));
     let t = token("Ambiguous");
