@@ -147,8 +147,9 @@ pub struct OutboxSender {
     reports: broadcast::Sender<DeliveryReport>,
     receivers: Arc<Vec<String>>,
     active: Arc<Mutex<HashSet<String>>>,
-    /// Rows being sent right now (claimed by this sender).
-    in_flight: Arc<Mutex<HashMap<i64, OutboxRow>>>,
+    /// Rows claimed by this sender and not recorded yet, with their verdict once the
+    /// send has ended.
+    in_flight: Arc<Mutex<HashMap<i64, (OutboxRow, Option<Verdict>)>>>,
     depth_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -255,22 +256,26 @@ impl OutboxSender {
         }
         workers.abort_all();
         while workers.join_next().await.is_some() {}
-        let cut: Vec<OutboxRow> = self
+        let cut: Vec<(OutboxRow, Option<Verdict>)> = self
             .in_flight
             .lock()
-            .map(|mut m| m.drain().map(|(_, r)| r).collect())
+            .map(|mut m| m.drain().map(|(_, v)| v).collect())
             .unwrap_or_default();
-        for row in cut {
-            tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "send cut by the shutdown deadline; recorded as ambiguous");
-            let attempt = Attempt::Ambiguous("cut by the shutdown deadline".into());
-            let (verdict, outcome) = self.options.retry.decide(&row, attempt, now_ms());
-            self.count(&row, outcome);
+        for (row, known) in cut {
+            // A send that ended is recorded as it ended; one cut mid-request is ambiguous.
+            let verdict = known.unwrap_or_else(|| {
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "send cut by the shutdown deadline; recorded as ambiguous");
+                let attempt = Attempt::Ambiguous("cut by the shutdown deadline".into());
+                let (verdict, outcome) = self.options.retry.decide(&row, attempt, now_ms());
+                self.count(&row, outcome);
+                verdict
+            });
             let write = self.outbox.record(row.id, &self.options.claimer, &verdict);
             match tokio::time::timeout(Duration::from_secs(2), write).await {
                 Ok(Ok(_)) => self.finish(&row, &verdict),
                 _ => tracing::warn!(
                     id = row.id,
-                    "cannot record the cut send; it is taken over as ambiguous at the next start"
+                    "cannot record the outcome of a send at shutdown; the next start takes it over as ambiguous"
                 ),
             }
         }
@@ -404,15 +409,16 @@ impl OutboxSender {
                     self.count(&row, "ambiguous");
                     tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
                 }
-                self.in_flight_set(&row, true);
+                self.in_flight_set(&row, None);
                 let attempt = self.send_holding_claim(&row).await;
                 self.log_attempt(&row, &attempt);
                 self.options.retry.decide(&row, attempt, now_ms())
             }
         };
         self.count(&row, outcome);
+        self.in_flight_set(&row, Some(verdict.clone()));
         let ours = self.record(&row, &verdict).await;
-        self.in_flight_set(&row, false);
+        self.in_flight_done(row.id);
         if ours {
             self.finish(&row, &verdict);
         }
@@ -443,13 +449,17 @@ impl OutboxSender {
         }
     }
 
-    fn in_flight_set(&self, row: &OutboxRow, on: bool) {
+    /// Notes `row` as claimed by this sender, with its verdict once known.
+    fn in_flight_set(&self, row: &OutboxRow, verdict: Option<Verdict>) {
         if let Ok(mut m) = self.in_flight.lock() {
-            if on {
-                m.insert(row.id, row.clone());
-            } else {
-                m.remove(&row.id);
-            }
+            m.insert(row.id, (row.clone(), verdict));
+        }
+    }
+
+    /// The row's verdict is recorded.
+    fn in_flight_done(&self, id: i64) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.remove(&id);
         }
     }
 
