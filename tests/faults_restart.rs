@@ -11,8 +11,8 @@ mod fake_telegram;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::faults::{Conf, Proc, firing, mentioning, resolved, run_variants, token, wait_for};
-use common::{TestDb, databases};
+use common::TestDb;
+use common::faults::{Conf, Proc, each_database, firing, mentioning, resolved, token, wait_for};
 use fake_telegram::FakeTelegram;
 
 const BOT_TOKEN: &str = "42:faults-restart";
@@ -149,19 +149,6 @@ async fn resolve_inside_group_interval(db: TestDb, how: Stop) {
     assert_eq!(status, 200, "{tag}: {alert}");
     assert_eq!(alert["state"], "resolved", "{tag}: {alert}");
     p.terminate(SHUTDOWN_TIMEOUT + SLACK).await;
-}
-
-async fn each_database<F, Fut>(f: F)
-where
-    F: Fn(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let variants = databases()
-        .await
-        .into_iter()
-        .map(|db| (db.kind.to_string(), f(db)))
-        .collect();
-    run_variants(variants).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::faults::{
-    Conf, Proc, SqliteWriteLock, mentioning, pg_start, pg_stop, run_variants, token, wait_for,
+    Conf, Proc, SqliteWriteLock, each_database, mentioning, pg_start, pg_stop, run_variants, token,
+    wait_for,
 };
-use common::{PgCluster, TestDb, create_pg_database, databases};
+use common::{PgCluster, TestDb, create_pg_database};
 use fake_telegram::{FakeTelegram, Fault};
 
 const BOT_TOKEN: &str = "42:faults-telegram";
@@ -40,19 +41,6 @@ async fn wait_sent(tag: &str, fake: &FakeTelegram, needle: &str, n: usize, timeo
         },
     )
     .await;
-}
-
-async fn each_database<F, Fut>(f: F)
-where
-    F: Fn(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let variants = databases()
-        .await
-        .into_iter()
-        .map(|db| (db.kind.to_string(), f(db)))
-        .collect();
-    run_variants(variants).await;
 }
 
 // --- Bot API down -----------------------------------------------------------------------

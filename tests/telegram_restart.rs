@@ -1,8 +1,8 @@
-//! The real binary, killed with notifications pending in the outbox and restarted:
-//! everything is delivered, nothing twice (SQLite and PostgreSQL).
+//! The real binary's outbox sender: killed with notifications pending and restarted,
+//! everything is delivered, nothing twice (SQLite and PostgreSQL); two processes on one
+//! PostgreSQL send each row once, in order per chat (claims).
 //!
-//! The outbox is filled through the library (the alert pipeline is not merged yet);
-//! the binary's sender drains it.
+//! The outbox is filled through the library; the binary's sender drains it.
 
 mod common;
 #[path = "support/fake_telegram.rs"]
@@ -33,6 +33,31 @@ fn spawn(dir: &std::path::Path, db_url: &str, fake: &FakeTelegram) -> Server {
     Server::spawn(cmd)
 }
 
+/// Outbox row `i`: "message {i}" to `chat`.
+fn message_row(i: usize, chat: i64) -> NewOutboxRow {
+    NewOutboxRow {
+        idempotency_key: format!("test|{i}"),
+        receiver: "telegram".into(),
+        kind: "telegram".into(),
+        target: format!("telegram:{chat}"),
+        group_key: format!("{{}}:{{alertname=\"A{i}\"}}"),
+        status: "firing".into(),
+        part: 1,
+        parts: 1,
+        payload: serde_json::to_string(&TelegramPayload {
+            chat_id: chat,
+            text: format!("message {i}"),
+            message_thread_id: None,
+            disable_notification: false,
+            buttons: false,
+            ack_ids: vec![],
+            silence_labels: Default::default(),
+        })
+        .unwrap(),
+        alert_ids: vec![i as i64],
+    }
+}
+
 #[tokio::test]
 async fn killed_with_pending_messages_then_restarted_delivers_each_once() {
     for db in databases().await {
@@ -45,29 +70,7 @@ async fn killed_with_pending_messages_then_restarted_delivers_each_once() {
         let store = Db::connect(&config, metrics.db.clone()).await.unwrap();
         store.migrate().await.unwrap();
         let outbox = Outbox::new(store.clone());
-        let rows: Vec<NewOutboxRow> = (0..COUNT)
-            .map(|i| NewOutboxRow {
-                idempotency_key: format!("test|{i}"),
-                receiver: "telegram".into(),
-                kind: "telegram".into(),
-                target: format!("telegram:{CHAT}"),
-                group_key: format!("{{}}:{{alertname=\"A{i}\"}}"),
-                status: "firing".into(),
-                part: 1,
-                parts: 1,
-                payload: serde_json::to_string(&TelegramPayload {
-                    chat_id: CHAT,
-                    text: format!("message {i}"),
-                    message_thread_id: None,
-                    disable_notification: false,
-                    buttons: false,
-                    ack_ids: vec![],
-                    silence_labels: Default::default(),
-                })
-                .unwrap(),
-                alert_ids: vec![i as i64],
-            })
-            .collect();
+        let rows: Vec<NewOutboxRow> = (0..COUNT).map(|i| message_row(i, CHAT)).collect();
         assert_eq!(outbox.enqueue(&rows, None).await.unwrap(), COUNT as u64);
         // The same keys again are not queued twice.
         assert_eq!(outbox.enqueue(&rows, None).await.unwrap(), 0);
@@ -151,32 +154,7 @@ async fn two_senders_on_one_database_send_each_row_once_in_order() {
     store.migrate().await.unwrap();
     let outbox = Outbox::new(store.clone());
     let chats = [CHAT, CHAT + 1, CHAT + 2];
-    let rows: Vec<NewOutboxRow> = (0..30)
-        .map(|i| {
-            let chat = chats[i % 3];
-            NewOutboxRow {
-                idempotency_key: format!("two|{i}"),
-                receiver: "telegram".into(),
-                kind: "telegram".into(),
-                target: format!("telegram:{chat}"),
-                group_key: format!("{{}}:{{alertname=\"T{i}\"}}"),
-                status: "firing".into(),
-                part: 1,
-                parts: 1,
-                payload: serde_json::to_string(&TelegramPayload {
-                    chat_id: chat,
-                    text: format!("message {i}"),
-                    message_thread_id: None,
-                    disable_notification: false,
-                    buttons: false,
-                    ack_ids: vec![],
-                    silence_labels: Default::default(),
-                })
-                .unwrap(),
-                alert_ids: vec![i as i64],
-            }
-        })
-        .collect();
+    let rows: Vec<NewOutboxRow> = (0..30).map(|i| message_row(i, chats[i % 3])).collect();
     assert_eq!(outbox.enqueue(&rows, None).await.unwrap(), 30);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let _one = spawn(a.path(), &db.url, &fake);

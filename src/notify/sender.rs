@@ -117,6 +117,9 @@ pub fn claimer_id(node: &str) -> String {
     format!("{node}#{:016x}", rand::random::<u64>())
 }
 
+/// A row this sender claimed, and its verdict once the send has ended.
+type Claimed = (OutboxRow, Option<Verdict>);
+
 /// Longest pause between retries of a bookkeeping write or an outbox read.
 const DB_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Longest a worker waits for another sender's lease before looking again.
@@ -149,7 +152,7 @@ pub struct OutboxSender {
     active: Arc<Mutex<HashSet<String>>>,
     /// Rows claimed by this sender and not recorded yet, with their verdict once the
     /// send has ended.
-    in_flight: Arc<Mutex<HashMap<i64, (OutboxRow, Option<Verdict>)>>>,
+    in_flight: Arc<Mutex<HashMap<i64, Claimed>>>,
     depth_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -256,7 +259,7 @@ impl OutboxSender {
         }
         workers.abort_all();
         while workers.join_next().await.is_some() {}
-        let cut: Vec<(OutboxRow, Option<Verdict>)> = self
+        let cut: Vec<Claimed> = self
             .in_flight
             .lock()
             .map(|mut m| m.drain().map(|(_, v)| v).collect())

@@ -644,6 +644,21 @@ impl SqliteWriteLock {
     }
 }
 
+/// Runs scenario `f` on every test database (SQLite, and PostgreSQL when configured)
+/// side by side, as [`run_variants`].
+pub async fn each_database<F, Fut>(f: F)
+where
+    F: Fn(super::TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let variants = super::databases()
+        .await
+        .into_iter()
+        .map(|db| (db.kind.to_string(), f(db)))
+        .collect();
+    run_variants(variants).await;
+}
+
 /// Runs the variants of a scenario concurrently, each in its own task; panics after all
 /// finished, naming every variant that failed and why.
 pub async fn run_variants<F>(variants: Vec<(String, F)>)
