@@ -686,9 +686,10 @@ impl Config {
             .cluster
             .node_id
             .as_deref()
-            .is_some_and(|id| id.trim().is_empty() || id.contains('#'))
+            .is_some_and(|id| id.trim().is_empty() || id.contains(['#', '%', '_', '\\']))
         {
-            problems.push("cluster.node_id: must not be empty or contain '#'".into());
+            problems
+                .push("cluster.node_id: must not be empty or contain '#', '%', '_' or '\\'".into());
         }
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".into());

@@ -264,13 +264,13 @@ impl App {
             // In-flight requests are answered; the alert writer commits and announces
             // what is queued, then the dispatcher takes in the last changes and stops.
             // (What it does not get to is rebuilt from the database at the next start.)
-            alert_pipeline.shutdown(left(Duration::from_secs(5))).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), forward).await;
+            alert_pipeline.shutdown(left(Duration::from_secs(1))).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), forward).await;
             delivery.cancel();
             // The sender stopped at the signal; sends in flight finish by the deadline,
-            // then are cut and recorded as ambiguous.
+            // then are cut and recorded (a couple of seconds for those last writes).
             tokio::join!(
-                dispatch_supervisor.join(Duration::from_secs(3)),
+                dispatch_supervisor.join(Duration::from_secs(1)),
                 supervisor.join(left(Duration::ZERO) + Duration::from_secs(3)),
             );
             db.close().await;

@@ -351,6 +351,16 @@ async fn delivered_write_fails(db: TestDb, outage: Outage) {
     }
     p.wait_outbox_state(id, "delivered", Duration::from_secs(60))
         .await;
+    let failed_writes = p
+        .metric(
+            "watchpost_db_queries_total",
+            &[("query", "notify.outbox_record"), ("outcome", "error")],
+        )
+        .await;
+    assert!(
+        failed_writes >= 1.0,
+        "{tag}: the delivered write really failed at least once"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let s = sent(&fake, &t);
     assert_eq!(s.len(), 1, "{tag}: delivered exactly once: {s:#?}");

@@ -198,11 +198,12 @@ pub trait AlertSource: Send + Sync + 'static {
 }
 
 /// The first flush of a group that last notified at `at_ms`: the next tick of its
-/// `group_interval` grid at or after `now_ms`.
+/// `group_interval` grid at or after `now_ms` (at most one interval away, whatever a
+/// clock that stepped back says).
 fn next_tick(at_ms: i64, interval: Duration, now_ms: i64) -> i64 {
     let gi = (interval.as_millis() as i64).max(1);
     if at_ms >= now_ms {
-        return at_ms;
+        return at_ms.min(now_ms + gi);
     }
     let k = (now_ms - at_ms + gi - 1) / gi;
     at_ms + k * gi

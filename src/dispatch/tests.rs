@@ -378,6 +378,11 @@ async fn restart_does_not_repeat_what_was_told() {
 fn group_interval_ticks_continue_from_the_last_notification() {
     let gi = Duration::from_secs(300);
     assert_eq!(next_tick(1_000, gi, 1_000), 1_000);
+    assert_eq!(
+        next_tick(10_000_000, gi, 1_000),
+        301_000,
+        "a log from the future"
+    );
     assert_eq!(next_tick(0, gi, 100_000), 300_000);
     assert_eq!(next_tick(0, gi, 300_000), 300_000);
     assert_eq!(next_tick(0, gi, 300_001), 600_000);

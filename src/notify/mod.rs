@@ -40,8 +40,11 @@ pub use sender::{
 };
 pub use telegram::TelegramPayload;
 
-/// Notification-log entries unused this long are deleted at start.
-const LOG_MAX_AGE: Duration = Duration::from_secs(5 * 86400);
+/// Notification-log entries unused this long are deleted at start. Long: an entry is
+/// rewritten only when its group notifies, and an acknowledged alert in a quiet group
+/// may fire for weeks before its resolve must be announced (groups that empty delete
+/// their entry themselves).
+const LOG_MAX_AGE: Duration = Duration::from_secs(90 * 86400);
 
 /// A Telegram destination.
 #[derive(Debug, Clone, PartialEq)]

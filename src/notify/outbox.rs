@@ -152,13 +152,6 @@ pub enum Verdict {
     },
 }
 
-impl Verdict {
-    /// Whether the verdict ends the row (delivered or failed).
-    pub fn is_final(&self) -> bool {
-        !matches!(self, Verdict::Retry { .. })
-    }
-}
-
 /// Filters for [`Outbox::list`].
 #[derive(Debug, Clone, Default)]
 pub struct OutboxFilter {

@@ -112,12 +112,16 @@ impl RetryPolicy {
                 }
                 (self.backoff(row), format!("ambiguous: {error}"), true)
             }
-            Attempt::RetryAfter(d, error) => (d, error, false),
+            // A receiver asking for longer than max_retry gets max_retry (then: failed).
+            Attempt::RetryAfter(d, error) => (d.min(self.max_retry), error, false),
             Attempt::Transient(error) => (self.backoff(row), error, false),
         };
         // Round up so that "retry after N seconds" is never early.
-        let at_ms = now_ms + wait.as_millis().min(i64::MAX as u128) as i64 + 1;
-        let deadline = row.created_ms + self.max_retry.as_millis() as i64;
+        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        let at_ms = now_ms.saturating_add(wait_ms).saturating_add(1);
+        let deadline = row
+            .created_ms
+            .saturating_add(i64::try_from(self.max_retry.as_millis()).unwrap_or(i64::MAX));
         if at_ms > deadline {
             let error = format!(
                 "gave up after {} attempts (max_retry {}): {error}",
@@ -259,6 +263,15 @@ mod tests {
         assert!(
             matches!(v, Verdict::Failed { ref error, .. } if error.contains("gave up after 3 attempts"))
         );
+    }
+
+    #[test]
+    fn a_huge_retry_after_gives_up_instead_of_overflowing() {
+        let p = RetryPolicy::default();
+        let huge = Duration::from_secs(99_999_999_999_999_999);
+        let (v, o) = p.decide(&row(0, 0), Attempt::RetryAfter(huge, "429".into()), 10);
+        assert_eq!(o, "failed");
+        assert!(matches!(v, Verdict::Failed { .. }));
     }
 
     #[test]

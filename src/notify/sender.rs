@@ -13,6 +13,7 @@
 //! What each attempt's outcome means is [`super::policy`]'s business.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,8 +32,26 @@ use crate::store::now_ms;
 /// Sends one row of a kind (`telegram`, `webhook`): formats and sends, nothing else.
 #[async_trait::async_trait]
 pub trait OutboxTransport: Send + Sync {
-    /// One attempt.
-    async fn send(&self, row: &OutboxRow) -> Attempt;
+    /// One attempt; `started` is marked right before the request goes out (after any
+    /// rate-limit wait).
+    async fn send(&self, row: &OutboxRow, started: &Started) -> Attempt;
+}
+
+/// Whether a send's request went out: a send cut before that (say, while it waited for
+/// the rate limiter) is simply retried; after it, its outcome is unknown (ambiguous).
+#[derive(Debug, Default)]
+pub struct Started(AtomicBool);
+
+impl Started {
+    /// The request is going out now.
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether it went out.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// How a delivery ended.
@@ -117,11 +136,14 @@ pub fn claimer_id(node: &str) -> String {
     format!("{node}#{:016x}", rand::random::<u64>())
 }
 
-/// A row this sender claimed, and its verdict once the send has ended.
-type Claimed = (OutboxRow, Option<Verdict>);
+/// A row this sender claimed, whether its request went out, and its verdict once the
+/// send has ended.
+type Claimed = (OutboxRow, Arc<Started>, Option<Verdict>);
 
 /// Longest pause between retries of a bookkeeping write or an outbox read.
 const DB_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Pause after a claim lost to another sender (or a row that changed meanwhile).
+const CLAIM_LOST_PAUSE: Duration = Duration::from_millis(250);
 /// Longest a worker waits for another sender's lease before looking again.
 const LEASE_POLL_MAX: Duration = Duration::from_secs(5);
 
@@ -264,24 +286,36 @@ impl OutboxSender {
             .lock()
             .map(|mut m| m.drain().map(|(_, v)| v).collect())
             .unwrap_or_default();
-        for (row, known) in cut {
-            // A send that ended is recorded as it ended; one cut mid-request is ambiguous.
-            let verdict = known.unwrap_or_else(|| {
-                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "send cut by the shutdown deadline; recorded as ambiguous");
-                let attempt = Attempt::Ambiguous("cut by the shutdown deadline".into());
-                let (verdict, outcome) = self.options.retry.decide(&row, attempt, now_ms());
-                self.count(&row, outcome);
-                verdict
-            });
+        for (row, started, known) in cut {
+            // A send that ended is recorded as it ended; one cut mid-request is
+            // ambiguous; one cut before its request went out is simply retried.
+            let verdict = known.unwrap_or_else(|| self.cut(&row, started.is_set()));
             let write = self.outbox.record(row.id, &self.options.claimer, &verdict);
             match tokio::time::timeout(Duration::from_secs(2), write).await {
-                Ok(Ok(_)) => self.finish(&row, &verdict),
+                Ok(Ok(true)) => self.finish(&row, &verdict),
+                Ok(Ok(false)) => {}
                 _ => tracing::warn!(
                     id = row.id,
                     "cannot record the outcome of a send at shutdown; the next start takes it over as ambiguous"
                 ),
             }
         }
+    }
+
+    /// The verdict on a send cut by the shutdown deadline.
+    fn cut(&self, row: &OutboxRow, request_out: bool) -> Verdict {
+        if !request_out {
+            return Verdict::Retry {
+                at_ms: now_ms(),
+                error: "stopped before the request went out (shutdown)".into(),
+                ambiguous: false,
+            };
+        }
+        tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "send cut by the shutdown deadline; recorded as ambiguous");
+        let attempt = Attempt::Ambiguous("cut by the shutdown deadline".into());
+        let (verdict, outcome) = self.options.retry.decide(row, attempt, now_ms());
+        self.count(row, outcome);
+        verdict
     }
 
     /// Wakes the sender (new rows were written).
@@ -343,7 +377,6 @@ impl OutboxSender {
                     continue;
                 }
             };
-            db_backoff = Duration::from_millis(250);
             let now = now_ms();
             let wait_ms = self.not_before(&head) - now;
             if wait_ms > 0 {
@@ -352,6 +385,10 @@ impl OutboxSender {
                     return;
                 }
                 continue;
+            }
+            // Nothing new is claimed once shutdown began.
+            if shutdown.is_cancelled() {
+                return;
             }
             let lease_until = now + self.options.lease.as_millis() as i64;
             let claimed = self
@@ -365,20 +402,25 @@ impl OutboxSender {
                 .await;
             let row = match claimed {
                 Ok(Some(row)) => row,
-                // Taken, delivered or rescheduled meanwhile: look again.
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(target = %target, error = %e, "cannot claim an outbox row; not sending");
-                    if !pause(&shutdown, db_backoff).await {
+                // Taken, delivered or rescheduled meanwhile: look again shortly.
+                Ok(None) => {
+                    if !pause(&shutdown, CLAIM_LOST_PAUSE).await {
                         return;
                     }
                     continue;
                 }
+                Err(e) => {
+                    tracing::warn!(target = %target, error = %e, retry_in = ?db_backoff, "cannot claim an outbox row; not sending");
+                    if !pause(&shutdown, db_backoff).await {
+                        return;
+                    }
+                    db_backoff = (db_backoff * 2).min(DB_BACKOFF_MAX);
+                    continue;
+                }
             };
-            let takeover = head
-                .claimed_by
-                .as_deref()
-                .is_some_and(|c| c != self.options.claimer);
+            db_backoff = Duration::from_millis(250);
+            // Taking over another sender's claim counted the row's send as ambiguous.
+            let takeover = row.ambiguous > head.ambiguous;
             self.deliver(row, takeover).await;
             if self.depth_due() {
                 self.update_depth().await;
@@ -412,14 +454,15 @@ impl OutboxSender {
                     self.count(&row, "ambiguous");
                     tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
                 }
-                self.in_flight_set(&row, None);
-                let attempt = self.send_holding_claim(&row).await;
+                let started = Arc::new(Started::default());
+                self.in_flight_set(&row, &started, None);
+                let attempt = self.send_holding_claim(&row, &started).await;
                 self.log_attempt(&row, &attempt);
                 self.options.retry.decide(&row, attempt, now_ms())
             }
         };
         self.count(&row, outcome);
-        self.in_flight_set(&row, Some(verdict.clone()));
+        self.in_flight_set(&row, &Arc::new(Started::default()), Some(verdict.clone()));
         let ours = self.record(&row, &verdict).await;
         self.in_flight_done(row.id);
         if ours {
@@ -430,11 +473,11 @@ impl OutboxSender {
     /// Sends `row`, renewing its lease every third of it while the send is in flight
     /// (rate-limit waits included), so a live sender keeps its claim and a dead one
     /// loses it within one lease.
-    async fn send_holding_claim(&self, row: &OutboxRow) -> Attempt {
+    async fn send_holding_claim(&self, row: &OutboxRow, started: &Started) -> Attempt {
         let Some(transport) = self.transports.get(&row.kind) else {
             return Attempt::Rejected(format!("{} delivery is not configured", row.kind));
         };
-        let send = transport.send(row);
+        let send = transport.send(row, started);
         tokio::pin!(send);
         let every = self.options.lease / 3;
         loop {
@@ -453,9 +496,9 @@ impl OutboxSender {
     }
 
     /// Notes `row` as claimed by this sender, with its verdict once known.
-    fn in_flight_set(&self, row: &OutboxRow, verdict: Option<Verdict>) {
+    fn in_flight_set(&self, row: &OutboxRow, started: &Arc<Started>, verdict: Option<Verdict>) {
         if let Ok(mut m) = self.in_flight.lock() {
-            m.insert(row.id, (row.clone(), verdict));
+            m.insert(row.id, (row.clone(), started.clone(), verdict));
         }
     }
 

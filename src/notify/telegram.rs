@@ -16,7 +16,7 @@ use teloxide::{ApiError, RequestError};
 use super::outbox::OutboxRow;
 use super::policy::Attempt;
 use super::ratelimit::RateLimiter;
-use super::sender::OutboxTransport;
+use super::sender::{OutboxTransport, Started};
 use super::split::strip_tags;
 
 /// What a Telegram outbox row sends.
@@ -135,6 +135,7 @@ impl TelegramTransport {
         chat: i64,
         row_id: i64,
         html: bool,
+        started: &Started,
     ) -> Result<Message, RequestError> {
         let _permit = self.limiter.acquire(chat).await;
         let text = if html {
@@ -164,6 +165,7 @@ impl TelegramTransport {
         if p.buttons {
             req = req.reply_markup(buttons(row_id, !p.silence_labels.is_empty()));
         }
+        started.mark();
         let result = req.await;
         if let Err(RequestError::RetryAfter(s)) = &result {
             self.limiter
@@ -190,7 +192,7 @@ pub fn buttons(row_id: i64, with_silence: bool) -> InlineKeyboardMarkup {
 
 #[async_trait::async_trait]
 impl OutboxTransport for TelegramTransport {
-    async fn send(&self, row: &OutboxRow) -> Attempt {
+    async fn send(&self, row: &OutboxRow, started: &Started) -> Attempt {
         let p: TelegramPayload = match serde_json::from_str(&row.payload) {
             Ok(p) => p,
             Err(e) => return Attempt::Rejected(format!("unreadable payload: {e}")),
@@ -199,7 +201,7 @@ impl OutboxTransport for TelegramTransport {
         let mut html = true;
         // At most: the message, a plain-text fallback, a migrated chat.
         for _ in 0..3 {
-            match self.send_once(&p, chat, row.id, html).await {
+            match self.send_once(&p, chat, row.id, html, started).await {
                 Ok(msg) => {
                     let mut answer = format!("chat_id={} message_id={}", msg.chat.id.0, msg.id.0);
                     if !html {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::outbox::OutboxRow;
 use super::policy::Attempt;
-use super::sender::OutboxTransport;
+use super::sender::{OutboxTransport, Started};
 use crate::dispatch::{AlertNotice, Notification};
 
 /// Alertmanager's "zero time" for `endsAt` of firing alerts.
@@ -85,10 +85,11 @@ impl Default for WebhookTransport {
 
 #[async_trait::async_trait]
 impl OutboxTransport for WebhookTransport {
-    async fn send(&self, row: &OutboxRow) -> Attempt {
+    async fn send(&self, row: &OutboxRow, started: &Started) -> Attempt {
         let Some(url) = row.target.strip_prefix("webhook:") else {
             return Attempt::Rejected(format!("bad webhook target {:?}", row.target));
         };
+        started.mark();
         let resp = self
             .client
             .post(url)

@@ -57,7 +57,7 @@ pub struct Conf {
     /// `shutdown_timeout`, when set.
     pub shutdown_timeout: Option<String>,
     /// `[notify]` keys (`("ambiguous", "\"drop\"")`, values in TOML syntax); no
-    /// section when empty. These keys are new: today's binary refuses them.
+    /// section when empty.
     pub notify: Vec<(String, String)>,
     /// More TOML tables, appended as they are.
     pub extra: String,
@@ -111,6 +111,9 @@ impl Conf {
         if let Some(s) = &self.shutdown_timeout {
             t.push_str(&format!("shutdown_timeout = {}\n", q(s)));
         }
+        // A fixed node id across restarts: claims of an earlier run are taken over at
+        // once, not after their lease.
+        t.push_str("\n[cluster]\nnode_id = \"fault-test\"\n");
         t.push_str("\n[rules]\nfiles = []\n");
         t.push_str("\n[alerts]\nrate_limit_per_second = 0\n");
         t.push_str("\n[log]\nlevel = \"warn,watchpost=info\"\n");
