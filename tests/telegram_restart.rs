@@ -33,6 +33,17 @@ fn spawn(dir: &std::path::Path, db_url: &str, fake: &FakeTelegram) -> Server {
     Server::spawn(cmd)
 }
 
+/// The migrated database at `url` and its outbox, opened from the test.
+async fn open_outbox(url: &str) -> (Db, Outbox) {
+    let metrics = Metrics::new().unwrap();
+    let store = Db::connect(&test_config(url), metrics.db.clone())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let outbox = Outbox::new(store.clone());
+    (store, outbox)
+}
+
 /// Outbox row `i`: "message {i}" to `chat`.
 fn message_row(i: usize, chat: i64) -> NewOutboxRow {
     NewOutboxRow {
@@ -65,11 +76,7 @@ async fn killed_with_pending_messages_then_restarted_delivers_each_once() {
         let fake = FakeTelegram::start(TOKEN).await;
 
         // Migrate and fill the outbox before the service starts.
-        let config = test_config(&db.url);
-        let metrics = Metrics::new().unwrap();
-        let store = Db::connect(&config, metrics.db.clone()).await.unwrap();
-        store.migrate().await.unwrap();
-        let outbox = Outbox::new(store.clone());
+        let (store, outbox) = open_outbox(&db.url).await;
         let rows: Vec<NewOutboxRow> = (0..COUNT).map(|i| message_row(i, CHAT)).collect();
         assert_eq!(outbox.enqueue(&rows, None).await.unwrap(), COUNT as u64);
         // The same keys again are not queued twice.
@@ -148,11 +155,7 @@ async fn two_senders_on_one_database_send_each_row_once_in_order() {
         return;
     };
     let fake = FakeTelegram::start(TOKEN).await;
-    let config = test_config(&db.url);
-    let metrics = Metrics::new().unwrap();
-    let store = Db::connect(&config, metrics.db.clone()).await.unwrap();
-    store.migrate().await.unwrap();
-    let outbox = Outbox::new(store.clone());
+    let (store, outbox) = open_outbox(&db.url).await;
     let chats = [CHAT, CHAT + 1, CHAT + 2];
     let rows: Vec<NewOutboxRow> = (0..30).map(|i| message_row(i, chats[i % 3])).collect();
     assert_eq!(outbox.enqueue(&rows, None).await.unwrap(), 30);

@@ -370,10 +370,9 @@ impl OutboxSender {
                 }
                 Err(e) => {
                     tracing::warn!(target = %target, error = %e, retry_in = ?db_backoff, "cannot read the outbox; not sending");
-                    if !pause(&shutdown, db_backoff).await {
+                    if !backoff_pause(&shutdown, &mut db_backoff).await {
                         return;
                     }
-                    db_backoff = (db_backoff * 2).min(DB_BACKOFF_MAX);
                     continue;
                 }
             };
@@ -411,10 +410,9 @@ impl OutboxSender {
                 }
                 Err(e) => {
                     tracing::warn!(target = %target, error = %e, retry_in = ?db_backoff, "cannot claim an outbox row; not sending");
-                    if !pause(&shutdown, db_backoff).await {
+                    if !backoff_pause(&shutdown, &mut db_backoff).await {
                         return;
                     }
-                    db_backoff = (db_backoff * 2).min(DB_BACKOFF_MAX);
                     continue;
                 }
             };
@@ -599,6 +597,14 @@ async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(d) => true,
     }
+}
+
+/// Sleeps `backoff` (then doubles it, up to [`DB_BACKOFF_MAX`]) unless `shutdown` comes
+/// first (then `false`).
+async fn backoff_pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
+    let go_on = pause(shutdown, *backoff).await;
+    *backoff = (*backoff * 2).min(DB_BACKOFF_MAX);
+    go_on
 }
 
 /// SQL `LIKE` for the patterns this sender builds: an exact id, or a prefix then `%`.
