@@ -199,6 +199,11 @@ pub struct TelegramConfig {
     /// Give up retrying a notification after this long.
     #[serde(with = "human_duration")]
     pub max_retry: Duration,
+    /// The bot's `getUpdates` long-poll timeout (whole seconds, 1–50). A new cluster
+    /// leader waits this long before polling, so it never overlaps the last poll of the
+    /// leader it replaced.
+    #[serde(with = "human_duration")]
+    pub poll_timeout: Duration,
 }
 
 impl Default for TelegramConfig {
@@ -209,6 +214,7 @@ impl Default for TelegramConfig {
             chat_ids: Vec::new(),
             admin_user_ids: Vec::new(),
             max_retry: Duration::from_secs(3600),
+            poll_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -252,12 +258,32 @@ impl Default for NotifyConfig {
     }
 }
 
-/// `[cluster]`: this node's identity.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[cluster]`: this node's identity and membership timers (several nodes share one
+/// PostgreSQL database; with SQLite there is one node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// This node's id; unset = `<hostname>:<port>` of the bound address.
     pub node_id: Option<String>,
+    /// How other nodes and users reach this node; unset = `external_url`.
+    pub advertise_url: Option<String>,
+    /// How often this node refreshes its heartbeat.
+    #[serde(with = "human_duration")]
+    pub heartbeat_interval: Duration,
+    /// A node whose heartbeat is older than this is dead; a leader is replaced within it.
+    #[serde(with = "human_duration")]
+    pub node_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            advertise_url: None,
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[auth]`.
@@ -679,17 +705,11 @@ impl Config {
                 problems.push(format!("{key}: must be greater than 0"));
             }
         }
+        if !(1..=50).contains(&self.telegram.poll_timeout.as_secs()) {
+            problems.push("telegram.poll_timeout: must be between 1s and 50s".into());
+        }
         if self.notify.max_backoff < self.notify.min_backoff {
             problems.push("notify.max_backoff: must not be less than notify.min_backoff".into());
-        }
-        if self
-            .cluster
-            .node_id
-            .as_deref()
-            .is_some_and(|id| id.trim().is_empty() || id.contains(['#', '%', '_', '\\']))
-        {
-            problems
-                .push("cluster.node_id: must not be empty or contain '#', '%', '_' or '\\'".into());
         }
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".into());

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod bot;
+pub mod cluster;
 pub mod collect;
 pub mod config;
 pub mod dispatch;
@@ -51,6 +52,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
         Ok(()) => Vec::new(),
         Err(e) => vec![e.to_string()],
     };
+    problems.extend(cluster::validate(config));
     problems.extend(dispatch::validate(config));
     problems.extend(notify::validate(config));
     if problems.is_empty() {
@@ -77,6 +79,9 @@ pub enum StartError {
     /// Database unreachable or migrations failed (exit 2).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Cannot join the cluster: the SQLite file is in use by another process (exit 2).
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// Anything else at start (exit 2).
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
@@ -110,6 +115,8 @@ impl App {
         let config = Arc::new(config);
         let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?;
         let db = Db::connect(&config, metrics.db.clone()).await?;
+        // One process per SQLite file: refused before anything is written to it.
+        let file_lock = cluster::single::lock_file(config.database_url.expose())?;
         db.migrate().await?;
 
         let host = HostCollector::new(metrics.system.clone())
@@ -136,6 +143,9 @@ impl App {
         // Links (notifications, the bot, rule generator URLs) point at the address
         // actually bound when `external_url` is unset; so does the node id.
         let config = with_bound_address(config, addr);
+        // Membership and leadership: leader-only work runs once per term of this node.
+        let cluster =
+            cluster::Cluster::join(&config, db.clone(), metrics.cluster.clone(), file_lock).await?;
 
         // Shutdown: `shutdown` (the signal) stops inputs, rules and the sender (which
         // lets sends in flight finish); `delivery` stops the dispatcher once the alert
@@ -155,6 +165,7 @@ impl App {
             metrics.clone(),
             events.clone(),
             alert_changes,
+            cluster::LeaderGate::of(&cluster),
         )
         .await
         .map_err(StartError::Config)?;
@@ -211,15 +222,21 @@ impl App {
             Some(Arc::new(notify::template::GoTemplates::new(
                 &template_external_url,
             ))),
-            notify::NotifyOptions::default(),
+            notify::NotifyOptions {
+                sender: notify::sender::SenderOptions {
+                    fence: cluster::Fence::Cluster(cluster.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         )
         .map_err(StartError::Config)?;
         let backend = Arc::new(bot::backend::ServiceBackend::new(
             alert_service.clone(),
             rule_manager.clone(),
         ));
-        notifications.spawn_sender(&mut supervisor);
-        notifications.spawn_bot(&config, &mut supervisor, backend);
+        notifications.spawn_sender(&mut supervisor, Some(&cluster));
+        notifications.spawn_bot(&config, &mut supervisor, backend, Some(&cluster));
         notifications.spawn_dispatcher(&mut dispatch_supervisor);
         let alert_notices = notifications.dispatcher.sender();
         // Ends when the alert writer is gone (its channel closes) or at `delivery`.
@@ -246,6 +263,7 @@ impl App {
             rules: rule_manager.clone(),
             alerts: alert_service,
             notify: notifications.handle.clone(),
+            cluster: cluster.clone(),
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -273,6 +291,9 @@ impl App {
                 dispatch_supervisor.join(Duration::from_secs(1)),
                 supervisor.join(left(Duration::ZERO) + Duration::from_secs(3)),
             );
+            // Leadership is held until sends in flight are recorded, so a successor
+            // never takes over a claim that is still being sent.
+            cluster.leave().await;
             db.close().await;
             tracing::info!(took = ?began.elapsed(), "stopped");
         });

@@ -60,6 +60,27 @@ impl Supervisor {
         });
     }
 
+    /// Like [`Supervisor::spawn`], for leader-only work: with a `cluster`, `make` runs
+    /// once per leadership term of this node, its token cancelled when the term ends.
+    pub fn spawn_leading<F, Fut>(
+        &mut self,
+        name: &'static str,
+        cluster: Option<crate::cluster::Cluster>,
+        make: F,
+    ) where
+        F: Fn(CancellationToken) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let Some(cluster) = cluster else {
+            return self.spawn(name, make);
+        };
+        let make = Arc::new(make);
+        self.spawn(name, move |shutdown| {
+            let make = make.clone();
+            crate::cluster::each_term(cluster.clone(), shutdown, move |term| make(term))
+        });
+    }
+
     /// Waits for every task to stop after shutdown, at most `timeout`, then aborts the rest.
     pub async fn join(mut self, timeout: Duration) {
         let all = async { while self.tasks.join_next().await.is_some() {} };

@@ -62,9 +62,16 @@ async fn changes_carry_what_the_notifier_needs() {
         let events = EventBus::default();
         let mut stream = events.subscribe_alerts();
         let (tx, mut rx) = watchpost::alerts::change::channel();
-        let (svc, task) = AlertService::start(&config, store.clone(), metrics, events, tx)
-            .await
-            .unwrap();
+        let (svc, task) = AlertService::start(
+            &config,
+            store.clone(),
+            metrics,
+            events,
+            tx,
+            watchpost::cluster::LeaderGate::single_node(),
+        )
+        .await
+        .unwrap();
 
         let id = svc
             .ingest(vec![raw(Severity::Warning, "a", None)], None)

@@ -92,6 +92,8 @@ pub struct PipelineConfig {
     pub retention: Duration,
     /// How often journaled repeats are written to the database.
     pub checkpoint_interval: Duration,
+    /// Retention runs on the leader only.
+    pub leader: crate::cluster::LeaderGate,
 }
 
 /// Why the pipeline did not take or commit something.
@@ -1543,7 +1545,7 @@ impl Writer {
             tracing::warn!(error = %e, "resolving expired alerts failed; will retry");
             self.rebuild().await;
         }
-        if self.last_retention.elapsed() >= RETENTION_INTERVAL {
+        if self.last_retention.elapsed() >= RETENTION_INTERVAL && self.p.cfg.leader.is_leader() {
             self.last_retention = Instant::now();
             match self.retention().await {
                 Ok((0, 0)) => {}

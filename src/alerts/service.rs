@@ -123,6 +123,7 @@ impl AlertService {
         metrics: Metrics,
         events: EventBus,
         changes: ChangeSender,
+        leader: crate::cluster::LeaderGate,
     ) -> Result<(AlertService, PipelineTask), String> {
         let rules = inhibit::rules_from_config(config.inhibit_rules.as_deref())?;
         let journal = open_journal(config)?;
@@ -141,6 +142,7 @@ impl AlertService {
                 queue_capacity: a.queue_capacity.max(a.max_alerts_per_request).max(1),
                 retention: a.retention,
                 checkpoint_interval: a.checkpoint_interval,
+                leader,
             },
             rules,
             changes,

@@ -91,6 +91,12 @@ struct NotificationView {
     delivered_at: Option<String>,
     last_error: Option<String>,
     response: Option<String>,
+    /// Who holds the claim while it is being sent, and the leadership epoch of the
+    /// last claim (the term that sent it).
+    claimed_by: Option<String>,
+    epoch: Option<i64>,
+    /// Sends whose outcome was unknown.
+    ambiguous: i64,
 }
 
 fn rfc(ms: i64) -> Option<String> {
@@ -124,6 +130,9 @@ impl From<OutboxRow> for NotificationView {
             delivered_at: r.delivered_ms.and_then(rfc),
             last_error: r.last_error,
             response: r.response,
+            claimed_by: r.claimed_by,
+            epoch: r.claim_epoch,
+            ambiguous: r.ambiguous,
         }
     }
 }

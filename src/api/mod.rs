@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod groups;
 mod health;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub alerts: crate::alerts::AlertService,
     /// Notification groups, outbox and delivery reports.
     pub notify: crate::notify::NotifyHandle,
+    /// Membership and leadership.
+    pub cluster: crate::cluster::Cluster,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -82,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", axum::routing::post(rules::reload))
         .merge(alerts::routes())
         .merge(groups::routes())
+        .merge(cluster::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -305,6 +305,7 @@ pub struct BotService {
     poll_timeout: u32,
     username: Arc<Mutex<Option<String>>>,
     offset: Arc<Mutex<i32>>,
+    leader: crate::cluster::LeaderGate,
 }
 
 impl BotService {
@@ -338,7 +339,19 @@ impl BotService {
             poll_timeout,
             username: Arc::new(Mutex::new(None)),
             offset: Arc::new(Mutex::new(0)),
+            leader: crate::cluster::LeaderGate::single_node(),
         }
+    }
+
+    /// Polls only while `leader` answers true (a cluster's leader).
+    pub fn with_leader(mut self, leader: crate::cluster::LeaderGate) -> Self {
+        self.leader = leader;
+        self
+    }
+
+    /// The `getUpdates` long-polling timeout.
+    pub fn poll_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.poll_timeout))
     }
 
     /// Polls `getUpdates` until `shutdown`, handling each update in order.
@@ -359,6 +372,12 @@ impl BotService {
         }
         let mut backoff = Duration::from_secs(1);
         loop {
+            // A node that stopped leading (its lease lapsed) polls no more, even before
+            // its term is cancelled: Telegram allows one getUpdates per bot.
+            if !self.leader.is_leader() {
+                tracing::info!("no longer the cluster leader: the bot stops polling");
+                break;
+            }
             let offset = self.offset.lock().map(|o| *o).unwrap_or(0);
             let started = tokio::time::Instant::now();
             let request = self

@@ -45,6 +45,21 @@ pub struct Metrics {
     pub system: SystemMetrics,
     /// Rules, alerts and notifications.
     pub alerting: AlertingMetrics,
+    /// Cluster membership and leadership.
+    pub cluster: ClusterMetrics,
+}
+
+/// `watchpost_cluster_*`.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    /// `watchpost_cluster_leader`: 1 while this node leads.
+    pub leader: IntGauge,
+    /// `watchpost_cluster_nodes{state="alive|dead"}`.
+    pub nodes: IntGaugeVec,
+    /// `watchpost_cluster_leader_changes_total`: leadership terms this node saw begin.
+    pub leader_changes: IntCounter,
+    /// `watchpost_cluster_epoch`: the fencing epoch this node last saw.
+    pub epoch: IntGauge,
 }
 
 /// `watchpost_http_*`.
@@ -393,6 +408,28 @@ impl Metrics {
                 &["receiver"],
             )?,
         };
+        let cluster = ClusterMetrics {
+            leader: b.int_gauge(
+                "watchpost_cluster_leader",
+                "1 while this node is the cluster leader (dispatch, sending, the bot), else 0.",
+            )?,
+            nodes: b.int_gauge_vec(
+                "watchpost_cluster_nodes",
+                "Cluster nodes by state (alive: heartbeat within cluster.node_timeout).",
+                &["state"],
+            )?,
+            leader_changes: b.counter(
+                "watchpost_cluster_leader_changes_total",
+                "Changes of the cluster leader (new fencing epochs) seen by this node.",
+            )?,
+            epoch: b.int_gauge(
+                "watchpost_cluster_epoch",
+                "The fencing epoch of the current leadership term, as this node last saw it.",
+            )?,
+        };
+        for state in ["alive", "dead"] {
+            cluster.nodes.with_label_values(&[state]).set(0);
+        }
         for state in ["idle", "active"] {
             db.pool.with_label_values(&[state]).set(0);
         }
@@ -423,6 +460,7 @@ impl Metrics {
             batch,
             system,
             alerting,
+            cluster,
         })
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, broadcast};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::dispatch::{
     AlertState, DispatchHandle, Dispatcher, Notification, NotificationSink, NotifyLogEntry,
@@ -448,7 +449,7 @@ pub struct NotifyOptions {
     /// Outbox sender settings (`poll_interval`, `retention`; the rest comes from the
     /// config).
     pub sender: SenderOptions,
-    /// Long-polling timeout of the bot (`getUpdates`), seconds; 0 = default (25).
+    /// Long-polling timeout of the bot (`getUpdates`), seconds; 0 = `telegram.poll_timeout`.
     pub poll_timeout_secs: u32,
 }
 
@@ -562,7 +563,7 @@ impl Notifications {
     }
 
     /// Starts the dispatcher, the sender, and (with a bot token) the bot and the
-    /// scheduled reports, on `supervisor`.
+    /// scheduled reports, on `supervisor` (a single node: no cluster).
     pub fn spawn(
         &self,
         config: &Arc<Config>,
@@ -570,8 +571,8 @@ impl Notifications {
         backend: Arc<dyn crate::bot::BotBackend>,
     ) {
         self.spawn_dispatcher(supervisor);
-        self.spawn_sender(supervisor);
-        self.spawn_bot(config, supervisor, backend);
+        self.spawn_sender(supervisor, None);
+        self.spawn_bot(config, supervisor, backend, None);
     }
 
     /// Starts the dispatcher on `supervisor`.
@@ -580,18 +581,22 @@ impl Notifications {
         supervisor.spawn("dispatch", move |token| dispatcher.clone().run(token));
     }
 
-    /// Starts the outbox sender on `supervisor`.
-    pub fn spawn_sender(&self, supervisor: &mut Supervisor) {
+    /// Starts the outbox sender on `supervisor`; in a `cluster`, on the leader only.
+    pub fn spawn_sender(&self, supervisor: &mut Supervisor, cluster: Option<&Cluster>) {
         let sender = self.sender.clone();
-        supervisor.spawn("notify-outbox", move |token| sender.clone().run(token));
+        supervisor.spawn_leading("notify-outbox", cluster.cloned(), move |token| {
+            sender.clone().run(token)
+        });
     }
 
-    /// With a bot token: starts the bot and the scheduled reports on `supervisor`.
+    /// With a bot token: starts the bot and the scheduled reports on `supervisor`; in a
+    /// `cluster`, on the leader only (Telegram allows one `getUpdates` per bot).
     pub fn spawn_bot(
         &self,
         config: &Arc<Config>,
         supervisor: &mut Supervisor,
         backend: Arc<dyn crate::bot::BotBackend>,
+        cluster: Option<&Cluster>,
     ) {
         if let Some(bot) = &self.bot {
             let service = crate::bot::BotService::new(
@@ -600,9 +605,35 @@ impl Notifications {
                 backend.clone(),
                 self.handle.clone(),
                 self.limiter.clone(),
-                self.options.poll_timeout_secs,
+                match self.options.poll_timeout_secs {
+                    0 => config.telegram.poll_timeout.as_secs() as u32,
+                    n => n,
+                },
             );
-            supervisor.spawn("telegram-bot", move |token| service.clone().run(token));
+            let service = match cluster {
+                Some(c) => service.with_leader(crate::cluster::LeaderGate::of(c)),
+                None => service,
+            };
+            let c = cluster.cloned();
+            supervisor.spawn_leading("telegram-bot", cluster.cloned(), move |token| {
+                let (service, c) = (service.clone(), c.clone());
+                async move {
+                    if let Some(c) = c
+                        && let Some(previous) = c.term().previous
+                    {
+                        // The previous leader's last getUpdates may still be open at
+                        // Telegram (it was paused or cut off): a second poll would
+                        // conflict (409). It ends within one poll timeout.
+                        let wait = service.poll_timeout() + Duration::from_secs(2);
+                        tracing::info!(%previous, ?wait, "took over the bot: polling after the previous leader's last poll ended");
+                        tokio::select! {
+                            _ = token.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    service.run(token).await
+                }
+            });
             if config.reports.telegram_schedule.is_some() {
                 let reports = crate::bot::schedule::ReportSchedule::new(
                     config.clone(),
@@ -610,7 +641,9 @@ impl Notifications {
                     self.handle.clone(),
                 );
                 if let Ok(reports) = reports {
-                    supervisor.spawn("telegram-reports", move |token| reports.clone().run(token));
+                    supervisor.spawn_leading("telegram-reports", cluster.cloned(), move |token| {
+                        reports.clone().run(token)
+                    });
                 }
             }
         }

@@ -92,11 +92,13 @@ pub struct OutboxRow {
     pub lease_until_ms: Option<i64>,
     /// Sends whose outcome was unknown (timed out after the request went out, or cut).
     pub ambiguous: i64,
+    /// The leadership epoch the claim was made under (`None`: unfenced or unclaimed).
+    pub claim_epoch: Option<i64>,
 }
 
 const COLUMNS: &str = "id, idempotency_key, receiver, kind, target, group_key, status, part, parts, \
     payload, alert_ids, state, attempts, created_ms, next_attempt_ms, updated_ms, delivered_ms, \
-    last_error, response, claimed_by, lease_until_ms, ambiguous";
+    last_error, response, claimed_by, lease_until_ms, ambiguous, claim_epoch";
 
 fn row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
     let ids: String = r.try_get("alert_ids")?;
@@ -123,6 +125,7 @@ fn row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
         claimed_by: r.try_get("claimed_by")?,
         lease_until_ms: r.try_get("lease_until_ms")?,
         ambiguous: r.try_get("ambiguous")?,
+        claim_epoch: r.try_get("claim_epoch")?,
     })
 }
 
@@ -337,8 +340,12 @@ impl Outbox {
 
     /// Claims row `id` for `claimer` until `lease_until_ms`, atomically: only while it is
     /// pending, due, and not held by another claim (unless that claim's lease ran out, or
-    /// its holder matches `stale`, a `LIKE` pattern of claimers known to be dead). Taking
-    /// over a claim counts the row's send as ambiguous: its holder may have sent it.
+    /// its holder matches `stale`, a `LIKE` pattern of claimers known to be dead, or it
+    /// was made under an earlier leadership epoch). Taking over a claim counts the row's
+    /// send as ambiguous: its holder may have sent it.
+    ///
+    /// With `epoch` (a cluster's fencing token) the claim succeeds only while that epoch
+    /// is current, and records it: a leader that lost its term cannot claim any more.
     ///
     /// One conditional `UPDATE … RETURNING` on both databases. On PostgreSQL a second
     /// claimer blocks on the row lock and then re-checks the conditions against the new
@@ -350,28 +357,59 @@ impl Outbox {
         claimer: &str,
         lease_until_ms: i64,
         stale: &str,
+        epoch: Option<i64>,
     ) -> Result<Option<OutboxRow>, StoreError> {
         let now = now_ms();
+        let (set_epoch, fence, older) = match epoch {
+            Some(_) => (
+                "$6",
+                " AND EXISTS (SELECT 1 FROM cluster_leader WHERE id = 1 AND epoch = $6)",
+                " OR claim_epoch IS NULL OR claim_epoch < $6",
+            ),
+            None => ("NULL", "", ""),
+        };
         self.db
             .timed("notify.outbox_claim", async {
                 let sql = format!(
                     "UPDATE notification_outbox SET claimed_by = $2, lease_until_ms = $3, \
-                     updated_ms = $4, \
+                     updated_ms = $4, claim_epoch = {set_epoch}, \
                      ambiguous = ambiguous + CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END \
                      WHERE id = $1 AND state = 'pending' AND next_attempt_ms <= $4 \
                      AND (claimed_by IS NULL OR lease_until_ms <= $4 \
-                          OR (claimed_by <> $2 AND claimed_by LIKE $5)) \
+                          OR (claimed_by <> $2 AND (claimed_by LIKE $5{older}))){fence} \
                      RETURNING {COLUMNS}"
                 );
-                let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .bind(claimer)
                     .bind(lease_until_ms)
                     .bind(now)
-                    .bind(stale)
-                    .fetch_optional(self.db.pool())
-                    .await?;
+                    .bind(stale);
+                if let Some(e) = epoch {
+                    q = q.bind(e);
+                }
+                let r = q.fetch_optional(self.db.pool()).await?;
                 r.as_ref().map(row).transpose().map_err(StoreError::from)
+            })
+            .await
+    }
+
+    /// Gives up `claimer`'s claim on row `id` without an attempt (this node stopped
+    /// leading before the request went out): the next leader sends it, not as a
+    /// takeover.
+    pub async fn release(&self, id: i64, claimer: &str) -> Result<bool, StoreError> {
+        self.db
+            .timed("notify.outbox_release", async {
+                sqlx::query(
+                    "UPDATE notification_outbox SET claimed_by = NULL, lease_until_ms = NULL, \
+                     claim_epoch = NULL WHERE id = $1 AND claimed_by = $2 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(claimer)
+                .execute(self.db.pool())
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err(StoreError::from)
             })
             .await
     }

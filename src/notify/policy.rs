@@ -196,6 +196,7 @@ mod tests {
             claimed_by: Some("n#1".into()),
             lease_until_ms: None,
             ambiguous,
+            claim_epoch: None,
         }
     }
 

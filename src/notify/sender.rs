@@ -114,6 +114,8 @@ pub struct SenderOptions {
     pub stale_claims: String,
     /// At shutdown, how long sends in flight may take before they are cut.
     pub drain_timeout: Duration,
+    /// The leadership epoch claims carry (a cluster's leader only claims and sends).
+    pub fence: crate::cluster::Fence,
 }
 
 impl Default for SenderOptions {
@@ -127,6 +129,7 @@ impl Default for SenderOptions {
             claimer: claimer_id(node),
             stale_claims: format!("{node}#%"),
             drain_timeout: Duration::from_secs(10),
+            fence: crate::cluster::Fence::None,
         }
     }
 }
@@ -385,10 +388,15 @@ impl OutboxSender {
                 }
                 continue;
             }
-            // Nothing new is claimed once shutdown began.
+            // Nothing new is claimed once shutdown began, or by a node that stopped
+            // leading.
             if shutdown.is_cancelled() {
                 return;
             }
+            let Ok(epoch) = self.options.fence.epoch() else {
+                tracing::debug!(target = %target, "not the leader: not sending");
+                return;
+            };
             let lease_until = now + self.options.lease.as_millis() as i64;
             let claimed = self
                 .outbox
@@ -397,6 +405,7 @@ impl OutboxSender {
                     &self.options.claimer,
                     lease_until,
                     &self.options.stale_claims,
+                    epoch,
                 )
                 .await;
             let row = match claimed {
@@ -430,9 +439,12 @@ impl OutboxSender {
     /// sender's live lease (looked at again at least every few seconds).
     fn not_before(&self, head: &OutboxRow) -> i64 {
         let mut at = head.next_attempt_ms;
+        let current = self.options.fence.epoch().ok().flatten();
+        let earlier_term = current.is_some() && head.claim_epoch.is_none_or(|e| Some(e) < current);
         if let (Some(by), Some(until)) = (&head.claimed_by, head.lease_until_ms)
             && *by != self.options.claimer
             && !like(&self.options.stale_claims, by)
+            && !earlier_term
         {
             at = at.max(until.min(now_ms() + LEASE_POLL_MAX.as_millis() as i64));
         }
@@ -448,6 +460,11 @@ impl OutboxSender {
         let (verdict, outcome) = match decided {
             Some(v) => (v, "ambiguous"),
             None => {
+                if self.options.fence.epoch().is_err() {
+                    // Stopped leading since the claim: leave the row to the next leader.
+                    self.release(&row).await;
+                    return;
+                }
                 if taken_over {
                     self.count(&row, "ambiguous");
                     tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
@@ -465,6 +482,20 @@ impl OutboxSender {
         self.in_flight_done(row.id);
         if ours {
             self.finish(&row, &verdict);
+        }
+    }
+
+    /// Gives up the claim on `row` unsent (best effort: if this fails the claim is
+    /// taken over as one from an earlier term).
+    async fn release(&self, row: &OutboxRow) {
+        match self.outbox.release(row.id, &self.options.claimer).await {
+            Ok(_) => tracing::info!(
+                id = row.id,
+                "stopped leading: notification left to the next leader"
+            ),
+            Err(e) => {
+                tracing::warn!(id = row.id, error = %e, "stopped leading; cannot release the claim (the next leader takes it over)")
+            }
         }
     }
 

@@ -76,40 +76,10 @@ pub trait SeriesSink: Send + Sync + 'static {
     fn append(&self, labels: &LabelSet, ts_ms: i64, value: f64);
 }
 
-/// The single "am I the leader" gate: rule evaluation (and later dispatch) only runs
-/// where it answers true. One node is always the leader; a multi-node setup plugs its
-/// lock in here.
-#[derive(Clone)]
-pub struct LeaderGate(Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl LeaderGate {
-    /// A single node: always the leader.
-    pub fn single_node() -> Self {
-        Self(Arc::new(|| true))
-    }
-
-    /// A gate asking `f`.
-    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    /// Whether this node should evaluate rules now.
-    pub fn is_leader(&self) -> bool {
-        (self.0)()
-    }
-}
-
-impl Default for LeaderGate {
-    fn default() -> Self {
-        Self::single_node()
-    }
-}
-
-impl std::fmt::Debug for LeaderGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LeaderGate")
-    }
-}
+/// The "am I the leader" gate rule evaluation runs behind. Every node of a cluster
+/// evaluates its own rules over its own metrics, so `lib.rs` passes
+/// [`LeaderGate::single_node`]; the gate stays for setups that want one evaluator.
+pub use crate::cluster::LeaderGate;
 
 /// Whether a [`RuleAlert`] reports firing or resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

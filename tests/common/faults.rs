@@ -61,6 +61,13 @@ pub struct Conf {
     pub notify: Vec<(String, String)>,
     /// More TOML tables, appended as they are.
     pub extra: String,
+    /// `cluster.node_id` (fixed across restarts: claims of an earlier run of the same
+    /// node are taken over at once, not after their lease).
+    pub node_id: String,
+    /// More `[cluster]` keys (values in TOML syntax).
+    pub cluster: Vec<(String, String)>,
+    /// More `[telegram]` keys (values in TOML syntax), with a Telegram sink.
+    pub telegram: Vec<(String, String)>,
 }
 
 impl Conf {
@@ -93,6 +100,9 @@ impl Conf {
             shutdown_timeout: None,
             notify: Vec::new(),
             extra: String::new(),
+            node_id: "fault-test".into(),
+            cluster: Vec::new(),
+            telegram: Vec::new(),
         }
     }
 
@@ -111,9 +121,10 @@ impl Conf {
         if let Some(s) = &self.shutdown_timeout {
             t.push_str(&format!("shutdown_timeout = {}\n", q(s)));
         }
-        // A fixed node id across restarts: claims of an earlier run are taken over at
-        // once, not after their lease.
-        t.push_str("\n[cluster]\nnode_id = \"fault-test\"\n");
+        t.push_str(&format!("\n[cluster]\nnode_id = {}\n", q(&self.node_id)));
+        for (k, v) in &self.cluster {
+            t.push_str(&format!("{k} = {v}\n"));
+        }
         t.push_str("\n[rules]\nfiles = []\n");
         t.push_str("\n[alerts]\nrate_limit_per_second = 0\n");
         t.push_str("\n[log]\nlevel = \"warn,watchpost=info\"\n");
@@ -128,6 +139,9 @@ impl Conf {
                     q(token),
                     q(api_url)
                 ));
+                for (k, v) in &self.telegram {
+                    t.push_str(&format!("{k} = {v}\n"));
+                }
                 format!("telegram = {{ chat_ids = {chats:?} }}")
             }
             Sink::Webhook(url) => format!("webhook = {{ url = {} }}", q(url)),

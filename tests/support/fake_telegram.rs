@@ -85,6 +85,20 @@ struct Inner {
     all: Option<Fault>,
     /// How many more successful sendMessage answers are held, and for how long.
     hold: Option<(usize, Duration)>,
+    /// `getUpdates` requests in flight.
+    polling: usize,
+    /// `getUpdates` requests refused with 409 because another one was in flight.
+    conflicts: usize,
+}
+
+/// Counts a `getUpdates` in flight until dropped (answered, or its client went away).
+struct Polling<'a>(&'a Shared);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.polling = inner.polling.saturating_sub(1);
+    }
 }
 
 struct Shared {
@@ -284,6 +298,11 @@ impl FakeTelegram {
     /// Clears the per-chat faults.
     pub fn clear_chat_faults(&self) {
         self.lock().chats.clear();
+    }
+
+    /// How many `getUpdates` were refused with 409 because another one was in flight.
+    pub fn conflicts(&self) -> usize {
+        self.lock().conflicts
     }
 
     /// Every call so far.
@@ -570,6 +589,20 @@ async fn get_updates(shared: &Shared, params: &Value) -> (u16, Value) {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),
         _ => None,
+    };
+    // Telegram allows one long poll per bot: a second one in flight is a conflict.
+    let _polling = {
+        let mut inner = shared.inner.lock().unwrap();
+        if inner.polling > 0 {
+            inner.conflicts += 1;
+            return error(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                None,
+            );
+        }
+        inner.polling += 1;
+        Polling(shared)
     };
     let offset = num(&params["offset"]).unwrap_or(0);
     let timeout = num(&params["timeout"]).unwrap_or(0).clamp(0, 10) as u64;

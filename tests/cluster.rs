@@ -1,0 +1,368 @@
+//! Several `watchpost serve` processes on one PostgreSQL (real processes, a private
+//! PostgreSQL server, the fake Bot API): exactly one leader that all agree on; kill -9
+//! of the leader and a new one within `node_timeout` + 2 s; a leader paused with SIGSTOP
+//! is fenced out and rejoins as a follower; PostgreSQL restarted under the cluster. In
+//! every case each notification is sent once and no two `getUpdates` overlap. And with
+//! SQLite, a second process on the same file is refused.
+
+mod common;
+#[path = "support/fake_telegram.rs"]
+mod fake_telegram;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::faults::{Conf, Proc, mentioning, pg_start, pg_stop, token};
+use common::{PgCluster, command, create_pg_database, sqlite_db};
+use fake_telegram::FakeTelegram;
+use serde_json::Value;
+
+const BOT_TOKEN: &str = "42:cluster";
+const CHAT: i64 = 7100;
+/// `cluster.node_timeout` in these tests.
+const NODE_TIMEOUT: Duration = Duration::from_secs(3);
+/// What the issue allows for a failover: `node_timeout` + 2 s.
+const FAILOVER: Duration = Duration::from_secs(5);
+
+fn conf(db_url: &str, fake: &FakeTelegram, node: &str) -> Conf {
+    let mut c = Conf::telegram(db_url, &fake.url, BOT_TOKEN, &[CHAT]);
+    c.node_id = node.into();
+    c.cluster = vec![
+        ("heartbeat_interval".into(), "\"500ms\"".into()),
+        (
+            "node_timeout".into(),
+            format!("\"{}s\"", NODE_TIMEOUT.as_secs()),
+        ),
+    ];
+    c.telegram = vec![("poll_timeout".into(), "\"2s\"".into())];
+    c.group_wait = "3s".into();
+    c
+}
+
+/// Three nodes `n1`..`n3` on `db_url`, each in its own directory.
+async fn three_nodes(
+    tag: &str,
+    db_url: &str,
+    fake: &FakeTelegram,
+) -> (Vec<Proc>, Vec<tempfile::TempDir>) {
+    let mut procs = Vec::new();
+    let mut dirs = Vec::new();
+    for n in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let node = format!("n{n}");
+        procs.push(
+            Proc::start(
+                &format!("{tag} {node}"),
+                dir.path(),
+                &conf(db_url, fake, &node),
+            )
+            .await,
+        );
+        dirs.push(dir);
+    }
+    (procs, dirs)
+}
+
+/// `GET /api/v1/cluster` of `p`, when it answers 200.
+async fn status(p: &Proc) -> Option<Value> {
+    match p.get_json("/api/v1/cluster").await {
+        Some((200, v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Waits until every node of `procs` names the same live leader, other than `not`, and
+/// lists `alive` live nodes; returns the leader's id and the epoch.
+async fn agreed_leader(
+    procs: &[&Proc],
+    not: Option<&str>,
+    alive: usize,
+    timeout: Duration,
+) -> (String, i64) {
+    let deadline = Instant::now() + timeout;
+    let mut last = Vec::new();
+    loop {
+        last.clear();
+        for p in procs {
+            last.push(status(p).await);
+        }
+        let leaders: Vec<Option<(String, i64, usize)>> = last
+            .iter()
+            .map(|s| {
+                let s = s.as_ref()?;
+                let live = s["nodes"]
+                    .as_array()?
+                    .iter()
+                    .filter(|n| n["alive"] == true)
+                    .count();
+                Some((
+                    s["leader"].as_str()?.to_string(),
+                    s["epoch"].as_i64()?,
+                    live,
+                ))
+            })
+            .collect();
+        if let Some(Some((leader, epoch, _))) = leaders.first()
+            && leaders.iter().all(|l| {
+                l.as_ref()
+                    .is_some_and(|(l, e, n)| l == leader && e == epoch && *n == alive)
+            })
+            && Some(leader.as_str()) != not
+        {
+            return (leader.clone(), *epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader (other than {not:?}, {alive} alive) within {timeout:?}: {last:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The index of node `id` (`n1` → 0).
+fn index(id: &str) -> usize {
+    id.trim_start_matches('n')
+        .parse::<usize>()
+        .expect("node id nN")
+        - 1
+}
+
+/// Delivered sendMessage texts mentioning `needle`.
+fn sent(fake: &FakeTelegram, needle: &str) -> Vec<String> {
+    mentioning(fake.delivered().into_iter().map(|c| c.text()), needle)
+}
+
+/// Waits until each of `tokens` was delivered at least once, then a quiet while, and
+/// asserts each exactly once.
+async fn delivered_once(tag: &str, fake: &FakeTelegram, tokens: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while tokens.iter().any(|t| sent(fake, t).is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "{tag}: not every alert notified within 40 s: {:#?}",
+            tokens
+                .iter()
+                .map(|t| (t, sent(fake, t).len()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for t in tokens {
+        assert_eq!(sent(fake, t).len(), 1, "{tag}: {t} notified once");
+    }
+}
+
+/// Waits until a `getUpdates` reached the fake after `since` (the bot polls again).
+async fn polled_after(tag: &str, fake: &FakeTelegram, since: Instant, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !fake.calls_of("getupdates").iter().any(|c| c.at > since) {
+        assert!(
+            Instant::now() < deadline,
+            "{tag}: no getUpdates within {timeout:?} after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn private_postgres() -> Option<(Arc<PgCluster>, String)> {
+    let cluster = Arc::new(PgCluster::start()?);
+    let db = create_pg_database(&cluster.url()).await;
+    Some((cluster, db.url))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_agree_on_one_leader_and_fail_over_after_kill9() {
+    let Some((_pg, url)) = private_postgres().await else {
+        return;
+    };
+    let tag = "kill -9";
+    let fake = FakeTelegram::start(BOT_TOKEN).await;
+    let (mut procs, _dirs) = three_nodes(tag, &url, &fake).await;
+    let all: Vec<&Proc> = procs.iter().collect();
+    let (leader, epoch) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    let mut on = Vec::new();
+    for p in &procs {
+        on.push(p.metric("watchpost_cluster_leader", &[]).await);
+    }
+    let want: Vec<f64> = (0..3)
+        .map(|i| if i == index(&leader) { 1.0 } else { 0.0 })
+        .collect();
+    assert_eq!(
+        on, want,
+        "{tag}: watchpost_cluster_leader is 1 on the leader ({leader}) only"
+    );
+
+    // Alerts on the followers, then the leader is killed before group_wait ends.
+    let li = index(&leader);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let mut tokens = Vec::new();
+    for &i in &followers {
+        let t = token(&format!("Kill9N{i}"));
+        procs[i].fire(&t).await;
+        tokens.push(t);
+    }
+    let killed = Instant::now();
+    procs[li].kill9().await;
+    let rest: Vec<&Proc> = followers.iter().map(|&i| &procs[i]).collect();
+    let (next, next_epoch) = agreed_leader(&rest, Some(&leader), 2, FAILOVER).await;
+    let took = killed.elapsed();
+    assert!(next_epoch > epoch, "{tag}: a takeover increments the epoch");
+    eprintln!("{tag}: {leader} killed; {next} leads (epoch {next_epoch}) after {took:?}");
+    assert!(took <= FAILOVER, "{tag}: failover took {took:?}");
+
+    delivered_once(tag, &fake, &tokens).await;
+    // The bot moved to the new leader, never two polls at once.
+    polled_after(tag, &fake, killed, Duration::from_secs(15)).await;
+    assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
+    // The killed node is listed, dead.
+    let s = status(rest[0]).await.expect("cluster status");
+    let dead: Vec<&Value> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["id"] == leader.as_str())
+        .collect();
+    assert_eq!(dead.len(), 1, "{tag}: {s}");
+    assert_eq!(dead[0]["alive"], false, "{tag}: {s}");
+    assert_eq!(
+        rest[0]
+            .metric("watchpost_cluster_nodes", &[("state", "dead")])
+            .await,
+        1.0,
+        "{tag}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_leader_is_fenced_out_and_rejoins_as_a_follower() {
+    let Some((_pg, url)) = private_postgres().await else {
+        return;
+    };
+    let tag = "SIGSTOP";
+    let fake = FakeTelegram::start(BOT_TOKEN).await;
+    let (mut procs, _dirs) = three_nodes(tag, &url, &fake).await;
+    let all: Vec<&Proc> = procs.iter().collect();
+    let (leader, epoch) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    let li = index(&leader);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+
+    procs[li].signal("STOP");
+    let paused = Instant::now();
+    let t = token("Paused");
+    procs[followers[0]].fire(&t).await;
+    let rest: Vec<&Proc> = followers.iter().map(|&i| &procs[i]).collect();
+    let (next, next_epoch) = agreed_leader(&rest, Some(&leader), 2, FAILOVER + NODE_TIMEOUT).await;
+    assert!(next_epoch > epoch, "{tag}");
+    eprintln!(
+        "{tag}: {leader} paused; {next} leads (epoch {next_epoch}) after {:?}",
+        paused.elapsed()
+    );
+    let pause = NODE_TIMEOUT * 3;
+    tokio::time::sleep(pause.saturating_sub(paused.elapsed())).await;
+    let resumed = Instant::now();
+    procs[li].signal("CONT");
+
+    // It rejoins as a follower of the new leader; all three agree.
+    let all: Vec<&Proc> = procs.iter().collect();
+    let (after, after_epoch) = agreed_leader(&all, Some(&leader), 3, Duration::from_secs(15)).await;
+    assert_eq!(
+        (after.as_str(), after_epoch),
+        (next.as_str(), next_epoch),
+        "{tag}"
+    );
+    assert_eq!(
+        procs[li].metric("watchpost_cluster_leader", &[]).await,
+        0.0,
+        "{tag}"
+    );
+
+    // Nothing was claimed or sent under the old epoch after the takeover: every row
+    // delivered since carries the new one; the alert went out once.
+    delivered_once(tag, &fake, std::slice::from_ref(&t)).await;
+    let t2 = token("AfterResume");
+    procs[li].fire(&t2).await;
+    delivered_once(tag, &fake, std::slice::from_ref(&t2)).await;
+    for row in procs[followers[0]].outbox().await {
+        assert!(
+            row["epoch"].as_i64().is_some_and(|e| e >= next_epoch),
+            "{tag}: a row sent after the takeover under an older epoch: {row}"
+        );
+    }
+    polled_after(tag, &fake, resumed, Duration::from_secs(15)).await;
+    assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarted_under_three_nodes() {
+    let Some((pg, url)) = private_postgres().await else {
+        return;
+    };
+    let tag = "PostgreSQL restart";
+    let fake = FakeTelegram::start(BOT_TOKEN).await;
+    let (procs, _dirs) = three_nodes(tag, &url, &fake).await;
+    let all: Vec<&Proc> = procs.iter().collect();
+    let (_, epoch) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    let before = token("BeforeRestart");
+    procs[0].fire(&before).await;
+    delivered_once(tag, &fake, std::slice::from_ref(&before)).await;
+
+    pg_stop(&pg).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for p in &procs {
+        assert_eq!(
+            p.metric("watchpost_cluster_leader", &[]).await,
+            0.0,
+            "{tag}: nobody leads without the database"
+        );
+    }
+    let down = Instant::now();
+    pg_start(&pg, &url).await;
+    let (_, again) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    eprintln!(
+        "{tag}: a leader again {:?} after the restart began",
+        down.elapsed()
+    );
+    assert!(again > epoch, "{tag}: a new term after the restart");
+    let after = token("AfterRestart");
+    procs[1].fire(&after).await;
+    delivered_once(tag, &fake, &[before, after]).await;
+    assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_one_sqlite_file_is_refused() {
+    let db = sqlite_db();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = "http://127.0.0.1:9/unused";
+    let mut first = Proc::start("sqlite first", dir.path(), &Conf::webhook(&db.url, hook)).await;
+    let s = status(&first).await.expect("cluster status");
+    assert_eq!(s["leader"], s["self"], "{s}");
+    assert_eq!(s["nodes"].as_array().map(Vec::len), Some(1), "{s}");
+    let epoch = s["epoch"].as_i64().expect("epoch");
+
+    let other = tempfile::tempdir().unwrap();
+    let config = other.path().join("watchpost.toml");
+    std::fs::write(&config, Conf::webhook(&db.url, hook).toml()).unwrap();
+    let mut cmd = command(other.path());
+    cmd.arg("serve").arg("--config").arg(&config);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run watchpost"))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "second process: {stderr}");
+    assert!(
+        stderr.contains("is in use by another process (pid"),
+        "the refusal names the holder: {stderr}"
+    );
+    // The first one is untouched, and once it stopped the file is free again.
+    assert!(status(&first).await.is_some());
+    first.terminate(Duration::from_secs(10)).await;
+    let second = Proc::start("sqlite second", other.path(), &Conf::webhook(&db.url, hook)).await;
+    let s = status(&second).await.expect("cluster status");
+    assert_eq!(
+        s["epoch"].as_i64(),
+        Some(epoch + 1),
+        "every start is a new term: {s}"
+    );
+}
