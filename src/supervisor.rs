@@ -60,24 +60,29 @@ impl Supervisor {
         });
     }
 
-    /// Like [`Supervisor::spawn`], for leader-only work: with a `cluster`, `make` runs
-    /// once per leadership term of this node, its token cancelled when the term ends.
+    /// Like [`Supervisor::spawn`], for leader-only work: with a `cluster`,
+    /// `make(term, shutdown)` runs once per leadership term of this node, `term`
+    /// cancelled when the term ends (or at shutdown), `shutdown` only at shutdown.
+    /// Without one, both are the shutdown token.
     pub fn spawn_leading<F, Fut>(
         &mut self,
         name: &'static str,
         cluster: Option<crate::cluster::Cluster>,
         make: F,
     ) where
-        F: Fn(CancellationToken) -> Fut + Send + Sync + 'static,
+        F: Fn(CancellationToken, CancellationToken) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let Some(cluster) = cluster else {
-            return self.spawn(name, make);
-        };
         let make = Arc::new(make);
+        let Some(cluster) = cluster else {
+            return self.spawn(name, move |shutdown| make(shutdown.clone(), shutdown));
+        };
         self.spawn(name, move |shutdown| {
             let make = make.clone();
-            crate::cluster::each_term(cluster.clone(), shutdown, move |term| make(term))
+            let process = shutdown.clone();
+            crate::cluster::each_term(cluster.clone(), shutdown, move |term| {
+                make(term, process.clone())
+            })
         });
     }
 

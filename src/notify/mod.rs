@@ -584,8 +584,8 @@ impl Notifications {
     /// Starts the outbox sender on `supervisor`; in a `cluster`, on the leader only.
     pub fn spawn_sender(&self, supervisor: &mut Supervisor, cluster: Option<&Cluster>) {
         let sender = self.sender.clone();
-        supervisor.spawn_leading("notify-outbox", cluster.cloned(), move |token| {
-            sender.clone().run(token)
+        supervisor.spawn_leading("notify-outbox", cluster.cloned(), move |term, shutdown| {
+            sender.clone().run_term(term, shutdown)
         });
     }
 
@@ -615,7 +615,7 @@ impl Notifications {
                 None => service,
             };
             let c = cluster.cloned();
-            supervisor.spawn_leading("telegram-bot", cluster.cloned(), move |token| {
+            supervisor.spawn_leading("telegram-bot", cluster.cloned(), move |token, _| {
                 let (service, c) = (service.clone(), c.clone());
                 async move {
                     if let Some(c) = c
@@ -641,9 +641,11 @@ impl Notifications {
                     self.handle.clone(),
                 );
                 if let Ok(reports) = reports {
-                    supervisor.spawn_leading("telegram-reports", cluster.cloned(), move |token| {
-                        reports.clone().run(token)
-                    });
+                    supervisor.spawn_leading(
+                        "telegram-reports",
+                        cluster.cloned(),
+                        move |token, _| reports.clone().run(token),
+                    );
                 }
             }
         }

@@ -209,6 +209,19 @@ impl OutboxSender {
     /// Runs until `shutdown`; then lets sends in flight finish for `drain_timeout` and
     /// records the ones still running as ambiguous.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run_term(shutdown.clone(), shutdown).await
+    }
+
+    /// Claims and sends until `term` ends (this node stopped leading, or shutdown);
+    /// then lets sends in flight finish and record their outcome. Only when `cut`
+    /// (the process shutdown) fires are they given `drain_timeout` and cut: a term that
+    /// ends with the database down waits for it, so an outcome is recorded, never
+    /// answered by a resend.
+    pub async fn run_term(
+        self,
+        shutdown: CancellationToken,
+        cut: CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut workers = JoinSet::new();
         let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
         loop {
@@ -236,6 +249,13 @@ impl OutboxSender {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.options.poll_interval) => {}
+            }
+        }
+        if !cut.is_cancelled() {
+            let all = async { while workers.join_next().await.is_some() {} };
+            tokio::select! {
+                _ = all => return Ok(()),
+                _ = cut.cancelled() => {}
             }
         }
         self.drain(workers).await;
