@@ -237,14 +237,21 @@ impl App {
         ));
         notifications.spawn_sender(&mut supervisor, Some(&cluster));
         notifications.spawn_bot(&config, &mut supervisor, backend, Some(&cluster));
-        notifications.spawn_dispatcher(&mut dispatch_supervisor);
+        notifications.spawn_dispatcher(&mut dispatch_supervisor, Some(&cluster));
         let alert_notices = notifications.dispatcher.sender();
-        // Ends when the alert writer is gone (its channel closes) or at `delivery`.
-        let forward = tokio::spawn(dispatch::changes::forward(
-            alert_changes_rx,
-            alert_notices.clone(),
-            delivery.clone(),
-        ));
+        // Ends when the alert writer is gone (its channel closes) or at `delivery`. With
+        // a change feed (PostgreSQL) the leader reads every node's changes from the
+        // database instead.
+        let forward = if notifications.reads_feed() {
+            drop(alert_changes_rx);
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(dispatch::changes::forward(
+                alert_changes_rx,
+                alert_notices.clone(),
+                delivery.clone(),
+            ))
+        };
         tokio::spawn(notify::events::record_deliveries(
             notifications.handle.subscribe(),
             db.clone(),

@@ -193,13 +193,13 @@ async fn three_nodes_agree_on_one_leader_and_fail_over_after_kill9() {
         "{tag}: watchpost_cluster_leader is 1 on the leader ({leader}) only"
     );
 
-    // Alerts on the followers, then the leader is killed before group_wait ends.
+    // Alerts on all three nodes, then the leader is killed before group_wait ends.
     let li = index(&leader);
     let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
     let mut tokens = Vec::new();
-    for &i in &followers {
+    for (i, p) in procs.iter().enumerate() {
         let t = token(&format!("Kill9N{i}"));
-        procs[i].fire(&t).await;
+        p.fire(&t).await;
         tokens.push(t);
     }
     let killed = Instant::now();

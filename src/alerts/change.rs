@@ -63,6 +63,21 @@ impl ChangeKind {
             ChangeKind::SeverityRaised => "severity_raised",
         }
     }
+
+    /// The kind named `s` (as written by [`ChangeKind::as_str`]).
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        [
+            ChangeKind::Fired,
+            ChangeKind::Repeated,
+            ChangeKind::Resolved,
+            ChangeKind::Acked,
+            ChangeKind::Silenced,
+            ChangeKind::Unsilenced,
+            ChangeKind::SeverityRaised,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// One committed change of one alert: the alert after the change, and what changed.

@@ -94,6 +94,9 @@ pub struct PipelineConfig {
     pub checkpoint_interval: Duration,
     /// Retention runs on the leader only.
     pub leader: crate::cluster::LeaderGate,
+    /// Whether committed changes also go to the database's change feed (several nodes
+    /// on PostgreSQL: the leader's dispatcher reads them from there).
+    pub feed: bool,
 }
 
 /// Why the pipeline did not take or commit something.
@@ -636,6 +639,22 @@ impl Plan {
     }
 }
 
+/// The change-feed rows of `plan` (what [`Plan::announcements`] announces), with the
+/// ids new alerts got in this transaction.
+fn feed_rows(plan: &Plan, by_fp: &HashMap<&str, i64>) -> Vec<repo::NewChange> {
+    plan.announcements()
+        .into_iter()
+        .filter_map(|(a, kind)| {
+            let id = by_fp.get(a.fingerprint.as_str()).copied().unwrap_or(a.id);
+            (id > 0).then(|| repo::NewChange {
+                alert_id: id,
+                kind: kind.as_str(),
+                at_ms: plan.now,
+            })
+        })
+        .collect()
+}
+
 /// How recently an alert's repeats were logged and announced.
 #[derive(Debug, Default, Clone, Copy)]
 struct Throttle {
@@ -986,7 +1005,10 @@ impl Writer {
                     Some(t) => t,
                     None => self.throttle.entry(fp.to_string()).or_default(),
                 };
-                let volatile = coalesce(throttle, &alert, &mut receipt, now);
+                // With a change feed, a repeat that is announced is written (and fed):
+                // the leader learns of it only through the database.
+                let volatile = coalesce(throttle, &alert, &mut receipt, now)
+                    && !(self.p.cfg.feed && !receipt.changes.is_empty());
                 plan.put(key, alert, receipt, volatile);
             }
             if let Some(a) = &job.audit {
@@ -1161,7 +1183,11 @@ impl Writer {
             Some(_) => &[],
             None => &refreshes,
         };
-        let in_db = !rows.is_empty() || !direct.is_empty() || !plan.audit.is_empty();
+        let feed = self.p.cfg.feed;
+        let in_db = !rows.is_empty()
+            || !direct.is_empty()
+            || !plan.audit.is_empty()
+            || (feed && !plan.changes.is_empty());
         let plan_ref = &*plan;
         let ids: Vec<(i64, String)> = if !in_db {
             Vec::new()
@@ -1193,6 +1219,10 @@ impl Writer {
                         })
                         .collect();
                     repo::insert_events(&db, &mut tx, &events).await?;
+                    if feed {
+                        let changes = feed_rows(plan_ref, &by_fp);
+                        repo::append_changes(&db, &mut tx, &changes).await?;
+                    }
                     audit::insert_many(&db, &mut tx, &plan_ref.audit).await?;
                     tx.commit().await?;
                     Ok(ids)

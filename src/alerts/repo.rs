@@ -374,6 +374,112 @@ pub async fn insert_events(
         .await
 }
 
+/// One row of the change feed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewChange {
+    /// `alert_id`.
+    #[serde(rename = "i")]
+    pub alert_id: i64,
+    /// [`crate::alerts::change::ChangeKind::as_str`].
+    #[serde(rename = "k")]
+    pub kind: &'static str,
+    /// When (unix ms).
+    #[serde(rename = "t")]
+    pub at_ms: i64,
+}
+
+/// The advisory lock that orders the change feed (`pg_advisory_xact_lock`).
+const FEED_LOCK_KEY: i64 = 0x5741_5446; // "WATF"
+
+/// Appends `changes` to the feed in the caller's transaction (PostgreSQL), behind a
+/// transaction-level lock held until commit, so feed order is commit order; wakes the
+/// leader's dispatcher at commit (`NOTIFY`).
+pub async fn append_changes(
+    db: &Db,
+    conn: &mut AnyConnection,
+    changes: &[NewChange],
+) -> Result<(), StoreError> {
+    if changes.is_empty() || db.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    db.timed("alert_changes.lock", async {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FEED_LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    db.execute_rows(
+        conn,
+        "alert_changes.insert",
+        "INSERT INTO alert_changes (alert_id, kind, at_ms) \
+         SELECT i, k, t FROM json_to_recordset($1::json) AS x(i bigint, k text, t bigint)",
+        changes,
+    )
+    .await?;
+    db.timed("alert_changes.notify", async {
+        sqlx::query("SELECT pg_notify('watchpost_alert_changes', '')")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
+}
+
+/// The feed's last position (0 when empty).
+pub async fn changes_head(db: &Db) -> Result<i64, StoreError> {
+    db.timed("alert_changes.head", async {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM alert_changes")
+            .fetch_one(db.pool())
+            .await?;
+        row.try_get::<i64, _>("head").map_err(StoreError::from)
+    })
+    .await
+}
+
+/// Feed rows after `cursor`, in order, at most `limit`: `(seq, alert_id, kind)`.
+pub async fn changes_since(
+    db: &Db,
+    cursor: i64,
+    limit: i64,
+) -> Result<Vec<(i64, i64, String)>, StoreError> {
+    db.timed("alert_changes.since", async {
+        let rows = sqlx::query(
+            "SELECT seq, alert_id, kind FROM alert_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("seq")?,
+                    r.try_get("alert_id")?,
+                    r.try_get("kind")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    })
+    .await
+}
+
+/// Deletes feed rows older than `cutoff_ms` (the leader's housekeeping).
+pub async fn prune_changes(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
+    db.timed("alert_changes.prune", async {
+        sqlx::query("DELETE FROM alert_changes WHERE at_ms < $1")
+            .bind(cutoff_ms)
+            .execute(db.pool())
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(StoreError::from)
+    })
+    .await
+}
+
 /// Appends one event outside the pipeline (e.g. `notified`, written by a notifier).
 pub async fn record_event(
     db: &Db,

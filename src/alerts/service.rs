@@ -143,6 +143,7 @@ impl AlertService {
                 retention: a.retention,
                 checkpoint_interval: a.checkpoint_interval,
                 leader,
+                feed: db.backend() == crate::store::Backend::Postgres,
             },
             rules,
             changes,

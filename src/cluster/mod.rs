@@ -147,6 +147,8 @@ struct Inner {
     stop: CancellationToken,
     /// The membership loop.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Woken by `NOTIFY watchpost_alert_changes` (the change feed has news).
+    alert_changes: Arc<tokio::sync::Notify>,
 }
 
 /// A handle on this node's membership; cheap to clone.
@@ -176,6 +178,7 @@ impl Cluster {
             file_lock: Mutex::new(file_lock),
             stop: CancellationToken::new(),
             task: Mutex::new(None),
+            alert_changes: Arc::new(tokio::sync::Notify::new()),
         }));
         let stop = cluster.0.stop.clone();
         let task = match db.backend() {
@@ -207,6 +210,12 @@ impl Cluster {
         }
         self.step_down("shutting down");
         lock_mutex(&self.0.file_lock).take();
+    }
+
+    /// Woken when the alert change feed may have news (PostgreSQL `LISTEN` on this
+    /// node's cluster connection; also after a reconnect).
+    pub fn alert_changes(&self) -> Arc<tokio::sync::Notify> {
+        self.0.alert_changes.clone()
     }
 
     /// This node's id.

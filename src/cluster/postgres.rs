@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, LEADER_LOCK_KEY};
@@ -121,21 +121,12 @@ impl Node {
                 .map_err(|_| anyhow::anyhow!("connecting to {} timed out", redact_url(&self.url)))?
                 .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", redact_url(&self.url)))?;
         let lost = CancellationToken::new();
-        {
-            let (lost, cluster) = (lost.clone(), self.cluster.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    r = connection => {
-                        if let Err(e) = r {
-                            tracing::warn!(error = %e, "cluster: connection lost");
-                        }
-                        cluster.step_down("the cluster connection closed");
-                        lost.cancel();
-                    }
-                    _ = lost.cancelled() => {}
-                }
-            });
-        }
+        tokio::spawn(drive(connection, self.cluster.clone(), lost.clone()));
+        client
+            .batch_execute("LISTEN watchpost_alert_changes")
+            .await?;
+        // Changes committed while this node was not listening: look once.
+        self.cluster.0.alert_changes.notify_one();
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
@@ -294,6 +285,35 @@ impl Node {
         }
         s.lost.cancel();
     }
+}
+
+/// Drives the connection: passes feed notifications on, and steps this node down the
+/// moment the connection ends.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    cluster: Cluster,
+    lost: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let message = tokio::select! {
+            m = std::future::poll_fn(|cx| connection.poll_message(cx)) => m,
+            _ = lost.cancelled() => return,
+        };
+        match message {
+            Some(Ok(AsyncMessage::Notification(_))) => cluster.0.alert_changes.notify_one(),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cluster: connection lost");
+                break;
+            }
+            None => break,
+        }
+    }
+    cluster.step_down("the cluster connection closed");
+    lost.cancel();
 }
 
 /// The dedicated connection.

@@ -1,10 +1,14 @@
 //! The alert pipeline's committed changes, into the dispatcher; and the stored alerts
 //! the dispatcher rebuilds its groups from at start.
 
-use tokio::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{AlertNotice, AlertSource, AlertState};
+use super::{AlertFeed, AlertNotice, AlertSource, AlertState};
 use crate::alerts::change::{AlertChange, ChangeKind, ChangeReceiver};
 use crate::alerts::{model, repo};
 use crate::store::Db;
@@ -44,6 +48,74 @@ impl AlertSource for StoredAlerts {
             out.extend(alerts.iter().map(Self::notice));
         }
         Ok(out)
+    }
+}
+
+/// Feed rows read per query.
+const FEED_BATCH: i64 = 2_000;
+/// How often the feed is polled when no notification comes.
+const FEED_POLL: Duration = Duration::from_secs(1);
+/// How long feed rows are kept (a new leader reads from the head, so only a reader
+/// that falls behind by more than this would miss rows).
+const FEED_KEEP: Duration = Duration::from_secs(3600);
+
+/// The database's alert change feed as the dispatcher's [`AlertFeed`].
+pub struct StoredChanges {
+    db: Db,
+    wake: Arc<Notify>,
+}
+
+impl StoredChanges {
+    /// The feed of `db`, woken by `wake` (the cluster connection's `LISTEN`).
+    pub fn new(db: Db, wake: Arc<Notify>) -> Self {
+        StoredChanges { db, wake }
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertFeed for StoredChanges {
+    async fn head(&self) -> anyhow::Result<i64> {
+        Ok(repo::changes_head(&self.db).await?)
+    }
+
+    async fn since(&self, cursor: i64) -> anyhow::Result<(Vec<AlertNotice>, i64)> {
+        let rows = repo::changes_since(&self.db, cursor, FEED_BATCH).await?;
+        let Some(next) = rows.last().map(|r| r.0) else {
+            return Ok((Vec::new(), cursor));
+        };
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let alerts: HashMap<i64, model::Alert> = repo::by_ids(&self.db, &ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let notices = rows
+            .iter()
+            .filter_map(|(_, id, kind)| {
+                let alert = alerts.get(id)?;
+                let kind = ChangeKind::parse(kind)?;
+                Some(AlertNotice::from(AlertChange::new(kind, alert)))
+            })
+            .collect();
+        Ok((notices, next))
+    }
+
+    async fn wait(&self) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(FEED_POLL) => {}
+        }
+    }
+
+    async fn housekeeping(&self) {
+        let cutoff = crate::store::now_ms() - FEED_KEEP.as_millis() as i64;
+        match repo::prune_changes(&self.db, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "old alert change feed rows deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the alert change feed"),
+        }
     }
 }
 

@@ -197,6 +197,24 @@ pub trait AlertSource: Send + Sync + 'static {
     async fn by_fingerprints(&self, fingerprints: &[String]) -> anyhow::Result<Vec<AlertNotice>>;
 }
 
+/// Committed alert changes in commit order, as a cursor over a database feed (several
+/// nodes: each node's pipeline appends, the leader's dispatcher reads).
+#[async_trait::async_trait]
+pub trait AlertFeed: Send + Sync + 'static {
+    /// The position after the last change committed so far.
+    async fn head(&self) -> anyhow::Result<i64>;
+    /// The next changes after `cursor` (as notices with the alert's current state),
+    /// and the new cursor.
+    async fn since(&self, cursor: i64) -> anyhow::Result<(Vec<AlertNotice>, i64)>;
+    /// Resolves when there may be news (a notification, or the polling interval).
+    async fn wait(&self);
+    /// Periodic clean-up (old feed rows); called by the leader now and then.
+    async fn housekeeping(&self) {}
+}
+
+/// How often the leader cleans up the change feed.
+const FEED_HOUSEKEEPING: Duration = Duration::from_secs(300);
+
 /// The first flush of a group that last notified at `at_ms`: the next tick of its
 /// `group_interval` grid at or after `now_ms` (at most one interval away, whatever a
 /// clock that stepped back says).
@@ -264,6 +282,7 @@ pub struct Dispatcher {
     route: Option<Arc<Route>>,
     sink: Arc<dyn NotificationSink>,
     source: Option<Arc<dyn AlertSource>>,
+    feed: Option<Arc<dyn AlertFeed>>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AlertNotice>>>,
     handle: DispatchHandle,
     clock: Clock,
@@ -293,6 +312,7 @@ impl Dispatcher {
             route: route.map(Arc::new),
             sink,
             source: None,
+            feed: None,
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             handle: DispatchHandle { tx, state, clock },
             clock,
@@ -315,6 +335,20 @@ impl Dispatcher {
         self
     }
 
+    /// Reads changes from `feed` (besides the channel): a cluster's leader learns of
+    /// every node's changes there. Each run then starts from scratch: the groups are
+    /// rebuilt from the database after the feed's head is noted, so no change between
+    /// the two is missed (one seen twice is harmless: notices carry state).
+    pub fn with_feed(mut self, feed: Arc<dyn AlertFeed>) -> Dispatcher {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Whether changes come from a feed (see [`Dispatcher::with_feed`]).
+    pub fn reads_feed(&self) -> bool {
+        self.feed.is_some()
+    }
+
     /// The handle for the pipeline (`sender()`) and the API (`groups()`).
     pub fn handle(&self) -> DispatchHandle {
         self.handle.clone()
@@ -327,13 +361,30 @@ impl Dispatcher {
 
     /// Runs until `shutdown`: receives notices and flushes due groups.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut cursor = match &self.feed {
+            Some(feed) => {
+                self.reset();
+                match self.feed_head(feed, &shutdown).await {
+                    Some(c) => Some(c),
+                    None => return Ok(()),
+                }
+            }
+            None => None,
+        };
         self.restore(&shutdown).await;
         let mut rx = self.rx.lock().await;
+        let mut housekeeping = Instant::now();
         loop {
             let next = self.next_timer();
             let sleep = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let news = async {
+                match &self.feed {
+                    Some(f) => f.wait().await,
                     None => std::future::pending().await,
                 }
             };
@@ -347,11 +398,75 @@ impl Dispatcher {
                             self.insert(n, false);
                         }
                     }
-                    None => return Ok(()),
+                    None if self.feed.is_none() => return Ok(()),
+                    None => {}
                 },
+                _ = news => {}
                 _ = sleep => {}
             }
+            if let (Some(feed), Some(c)) = (&self.feed, cursor.as_mut()) {
+                self.read_feed(feed, c).await;
+                if housekeeping.elapsed() >= FEED_HOUSEKEEPING {
+                    housekeeping = Instant::now();
+                    feed.housekeeping().await;
+                }
+            }
             self.flush_due().await;
+        }
+    }
+
+    /// Forgets every group (a new leadership term rebuilds them from the database).
+    fn reset(&self) {
+        let mut st = self.lock();
+        st.groups.clear();
+        st.index.clear();
+        st.restored.clear();
+        st.timers.clear();
+        st.loaded = false;
+    }
+
+    /// The feed's head, retried until the database answers; `None` at shutdown.
+    async fn feed_head(
+        &self,
+        feed: &Arc<dyn AlertFeed>,
+        shutdown: &CancellationToken,
+    ) -> Option<i64> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match feed.head().await {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "cannot read the alert change feed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Takes in every change after `cursor`, advancing it (a failed read is tried
+    /// again at the next wake-up: the cursor stays).
+    async fn read_feed(&self, feed: &Arc<dyn AlertFeed>, cursor: &mut i64) {
+        loop {
+            match feed.since(*cursor).await {
+                Ok((notices, next)) => {
+                    let more = next > *cursor;
+                    *cursor = next;
+                    for n in notices {
+                        self.insert(n, false);
+                    }
+                    if !more {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot read the alert change feed; will retry");
+                    return;
+                }
+            }
         }
     }
 

@@ -483,7 +483,7 @@ impl Notifications {
             return Err(problems.join("\n"));
         }
         let receivers = receivers(config).map_err(|p| p.join("\n"))?;
-        let outbox = Outbox::new(db);
+        let outbox = Outbox::new(db).with_fence(options.sender.fence.clone());
         let wake = Arc::new(Notify::new());
         let external_url = config.external_url();
         let builder = MessageBuilder::new(&external_url, engine);
@@ -505,9 +505,20 @@ impl Notifications {
             external_url,
             wake.clone(),
         );
-        let dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?.with_source(
+        let mut dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?.with_source(
             Arc::new(crate::dispatch::changes::StoredAlerts(outbox.db().clone())),
         );
+        // Several nodes share a PostgreSQL database: the leader learns of every node's
+        // changes from the database's change feed.
+        if let crate::cluster::Fence::Cluster(c) = &options.sender.fence
+            && outbox.db().backend() == Backend::Postgres
+        {
+            dispatcher =
+                dispatcher.with_feed(Arc::new(crate::dispatch::changes::StoredChanges::new(
+                    outbox.db().clone(),
+                    c.alert_changes(),
+                )));
+        }
 
         let limiter = Arc::new(RateLimiter::new(options.limits));
         let mut transports: HashMap<String, Arc<dyn sender::OutboxTransport>> = HashMap::new();
@@ -570,15 +581,24 @@ impl Notifications {
         supervisor: &mut Supervisor,
         backend: Arc<dyn crate::bot::BotBackend>,
     ) {
-        self.spawn_dispatcher(supervisor);
+        self.spawn_dispatcher(supervisor, None);
         self.spawn_sender(supervisor, None);
         self.spawn_bot(config, supervisor, backend, None);
     }
 
-    /// Starts the dispatcher on `supervisor`.
-    pub fn spawn_dispatcher(&self, supervisor: &mut Supervisor) {
+    /// Starts the dispatcher on `supervisor`; in a `cluster`, on the leader only (each
+    /// term rebuilds the groups from the database).
+    pub fn spawn_dispatcher(&self, supervisor: &mut Supervisor, cluster: Option<&Cluster>) {
         let dispatcher = self.dispatcher.clone();
-        supervisor.spawn("dispatch", move |token| dispatcher.clone().run(token));
+        supervisor.spawn_leading("dispatch", cluster.cloned(), move |term, _| {
+            dispatcher.clone().run(term)
+        });
+    }
+
+    /// Whether the dispatcher reads the database's change feed (then the pipeline's
+    /// in-process changes need not be forwarded).
+    pub fn reads_feed(&self) -> bool {
+        self.dispatcher.reads_feed()
     }
 
     /// Starts the outbox sender on `supervisor`; in a `cluster`, on the leader only.

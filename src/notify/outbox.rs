@@ -6,8 +6,9 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::cluster::Fence;
 use crate::dispatch::NotifyLogEntry;
-use crate::store::{Db, StoreError, now_ms};
+use crate::store::{Backend, Db, StoreError, now_ms};
 
 /// Row states.
 pub mod state {
@@ -174,12 +175,56 @@ pub struct OutboxFilter {
 #[derive(Clone)]
 pub struct Outbox {
     db: Db,
+    fence: Fence,
 }
 
 impl Outbox {
     /// An outbox on `db`.
     pub fn new(db: Db) -> Self {
-        Outbox { db }
+        Outbox {
+            db,
+            fence: Fence::None,
+        }
+    }
+
+    /// Writes of the notification log and new rows only under this node's leadership
+    /// epoch (checked in their transaction; a takeover waits for them to commit).
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// In `tx`: refuses unless this node leads under the stored epoch, and holds the
+    /// term row (PostgreSQL `FOR SHARE`) so a takeover waits for the commit.
+    async fn check_fence(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        let expected = match self.fence.epoch() {
+            Ok(None) => return Ok(()),
+            Ok(Some(e)) => e,
+            Err(_) => {
+                return Err(StoreError::Fenced {
+                    expected: None,
+                    current: None,
+                });
+            }
+        };
+        let sql = match self.db.backend() {
+            Backend::Postgres => "SELECT epoch FROM cluster_leader WHERE id = 1 FOR SHARE",
+            Backend::Sqlite => "SELECT epoch FROM cluster_leader WHERE id = 1",
+        };
+        let current: i64 = sqlx::query(sql)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("epoch")?;
+        if current != expected {
+            return Err(StoreError::Fenced {
+                expected: Some(expected),
+                current: Some(current),
+            });
+        }
+        Ok(())
     }
 
     /// The database.
@@ -208,6 +253,7 @@ impl Outbox {
         self.db
             .timed("notify.outbox_enqueue", async {
                 let mut tx = self.db.pool().begin().await?;
+                self.check_fence(&mut tx).await?;
                 let mut inserted = 0;
                 for r in rows {
                     let ids = serde_json::to_string(&r.alert_ids).unwrap_or_else(|_| "[]".into());
@@ -252,6 +298,7 @@ impl Outbox {
         self.db
             .timed("notify.log_save", async {
                 let mut tx = self.db.pool().begin().await?;
+                self.check_fence(&mut tx).await?;
                 upsert_log(&mut tx, group_key, receiver, entry, now_ms()).await?;
                 tx.commit().await?;
                 Ok::<_, StoreError>(())
@@ -263,13 +310,15 @@ impl Outbox {
     pub async fn delete_log(&self, group_key: &str, receiver: &str) -> Result<(), StoreError> {
         self.db
             .timed("notify.log_delete", async {
+                let mut tx = self.db.pool().begin().await?;
+                self.check_fence(&mut tx).await?;
                 sqlx::query("DELETE FROM notification_log WHERE group_key = $1 AND receiver = $2")
                     .bind(group_key)
                     .bind(receiver)
-                    .execute(self.db.pool())
-                    .await
-                    .map(|_| ())
-                    .map_err(StoreError::from)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
             })
             .await
     }

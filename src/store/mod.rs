@@ -52,6 +52,16 @@ pub enum StoreError {
     /// The alert pipeline's receipt journal could not be written.
     #[error(transparent)]
     Journal(#[from] crate::alerts::journal::JournalError),
+    /// A leader-only write refused: this node does not lead under the current epoch.
+    #[error(
+        "fenced out: this node acts under leadership epoch {expected:?}, the cluster is at {current:?}"
+    )]
+    Fenced {
+        /// The epoch this node acts under (`None`: it does not lead).
+        expected: Option<i64>,
+        /// The stored epoch (`None`: not read).
+        current: Option<i64>,
+    },
 }
 
 impl StoreError {
