@@ -1007,8 +1007,8 @@ impl Writer {
                 };
                 // With a change feed, a repeat that is announced is written (and fed):
                 // the leader learns of it only through the database.
-                let volatile = coalesce(throttle, &alert, &mut receipt, now)
-                    && !(self.p.cfg.feed && !receipt.changes.is_empty());
+                let journaled = coalesce(throttle, &alert, &mut receipt, now);
+                let volatile = journaled && (!self.p.cfg.feed || receipt.changes.is_empty());
                 plan.put(key, alert, receipt, volatile);
             }
             if let Some(a) = &job.audit {
