@@ -152,6 +152,7 @@ impl BotBackend for TestBackend {
             rules_loaded: 14,
             rules_failing: 0,
             firing_alerts: 2,
+            cluster: None,
         })
     }
 }

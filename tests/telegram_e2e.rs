@@ -661,6 +661,14 @@ async fn bot_commands_act_on_the_real_alerts() {
         let text = command(&fake, CHAT, "/status").await;
         assert!(text.contains("rules:"), "{kind}: {text}");
         assert!(text.contains("notification queue"), "{kind}: {text}");
+        // One node (SQLite or a lone PostgreSQL node): it leads.
+        let (_, cluster) = app.get_json("/api/v1/cluster").await;
+        let me = cluster["self"].as_str().unwrap_or_default().to_string();
+        assert!(
+            text.contains(&format!("leader: <code>{me}</code>"))
+                && text.contains("1/1 nodes alive"),
+            "{kind}: /status names the leader ({cluster}): {text}"
+        );
 
         // A stranger changes nothing and learns nothing.
         let text = command(&fake, STRANGER_CHAT, &format!("/ack {id} mine")).await;

@@ -27,12 +27,23 @@ const LIST_SCAN: i64 = 1000;
 pub struct ServiceBackend {
     alerts: AlertService,
     rules: RuleManager,
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl ServiceBackend {
     /// A backend over the running service.
     pub fn new(alerts: AlertService, rules: RuleManager) -> Self {
-        ServiceBackend { alerts, rules }
+        ServiceBackend {
+            alerts,
+            rules,
+            cluster: None,
+        }
+    }
+
+    /// `/status` names the cluster's leader and members.
+    pub fn with_cluster(mut self, cluster: crate::cluster::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 }
 
@@ -288,6 +299,10 @@ impl BotBackend for ServiceBackend {
             rules_loaded: loaded,
             rules_failing: failing,
             firing_alerts: firing,
+            cluster: match &self.cluster {
+                Some(c) if database => c.status().await.ok(),
+                _ => None,
+            },
         })
     }
 }

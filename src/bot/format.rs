@@ -207,6 +207,19 @@ pub fn status(s: &StatusInfo, depths: &[(String, i64)], groups: usize) -> String
         s.rules_loaded,
         s.rules_failing
     );
+    if let Some(c) = &s.cluster {
+        let alive = c.nodes.iter().filter(|n| n.alive).count();
+        let leader = c.leader.as_deref().unwrap_or("none");
+        let _ = writeln!(
+            out,
+            "{} leader: <code>{}</code> (epoch {}), this node <code>{}</code>, {alive}/{} nodes alive",
+            ok(c.leader.is_some()),
+            escape(leader),
+            c.epoch,
+            escape(&c.self_id),
+            c.nodes.len()
+        );
+    }
     let _ = writeln!(out, "🔔 firing alerts: {}", s.firing_alerts);
     let _ = writeln!(out, "🗂 notification groups: {groups}");
     let pending: i64 = depths.iter().map(|(_, n)| n).sum();

@@ -197,6 +197,8 @@ pub struct StatusInfo {
     pub rules_failing: u64,
     /// Firing alerts.
     pub firing_alerts: u64,
+    /// Members and leader, when known.
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// A backend failure; the message is shown to the user.
@@ -287,6 +289,7 @@ impl BotBackend for UnavailableBackend {
             rules_loaded: 0,
             rules_failing: 0,
             firing_alerts: 0,
+            cluster: None,
         })
     }
 }

@@ -383,7 +383,7 @@ impl Cluster {
 }
 
 /// `GET /api/v1/cluster`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterStatus {
     /// This node's id.
     #[serde(rename = "self")]
@@ -397,7 +397,7 @@ pub struct ClusterStatus {
 }
 
 /// One member.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeStatus {
     /// `cluster.node_id`.
     pub id: String,
