@@ -32,8 +32,13 @@ enum Command {
     Serve,
     /// Load and validate the configuration; print it with secrets redacted.
     CheckConfig,
-    /// Apply pending database migrations and exit.
-    Migrate,
+    /// Apply pending database migrations and exit; with `--from`, then import a
+    /// SQLite history into the configured PostgreSQL (idempotent).
+    Migrate {
+        /// A watchpost SQLite database to import: `sqlite://PATH`.
+        #[arg(long, value_name = "sqlite://PATH")]
+        from: Option<String>,
+    },
     /// Check Prometheus rule files: YAML, expressions, templates. Exit 1 with
     /// `file:line: message` per problem.
     CheckRules {
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
             print!("{}", config.to_redacted_toml());
             ExitCode::SUCCESS
         }
-        Command::Migrate => runtime(|| migrate(config)),
+        Command::Migrate { from } => runtime(|| migrate(config, from)),
         Command::Serve => runtime(|| serve(config)),
         Command::CheckRules { .. } => unreachable!("handled before loading the configuration"),
     }
@@ -127,7 +132,7 @@ where
     }
 }
 
-async fn migrate(config: Config) -> ExitCode {
+async fn migrate(config: Config, from: Option<String>) -> ExitCode {
     telemetry::init(&config.log);
     let metrics = match watchpost::metrics::Metrics::new() {
         Ok(m) => m,
@@ -145,14 +150,48 @@ async fn migrate(config: Config) -> ExitCode {
         }
     };
     let result = db.migrate().await;
-    db.close().await;
-    match result {
+    let code = match result {
         Ok(()) => {
             tracing::info!("migrations applied");
-            ExitCode::SUCCESS
+            match from {
+                Some(from) => import(&db, &from).await,
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("watchpost: {e}");
+            ExitCode::from(2)
+        }
+    };
+    db.close().await;
+    code
+}
+
+/// `migrate --from`: the import, one progress line per chunk on stderr, a summary on
+/// stdout.
+async fn import(db: &watchpost::store::Db, from: &str) -> ExitCode {
+    use watchpost::store::import::{ImportError, import_sqlite};
+    let report = |p: &watchpost::store::import::Progress| {
+        eprintln!(
+            "migrate: {}: {}/{} rows read, {} new",
+            p.table, p.read, p.total, p.written
+        );
+    };
+    match import_sqlite(db, from, report).await {
+        Ok(done) => {
+            let summary: Vec<String> = done
+                .iter()
+                .map(|p| format!("{} {}/{} new", p.table, p.written, p.total))
+                .collect();
+            println!("imported {from}: {}", summary.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Usage(m)) => {
+            eprintln!("watchpost: {m}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("watchpost: import failed: {e}");
             ExitCode::from(2)
         }
     }

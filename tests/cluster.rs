@@ -366,3 +366,59 @@ async fn a_second_process_on_one_sqlite_file_is_refused() {
         "every start is a new term: {s}"
     );
 }
+
+/// Failover time, for BENCHMARKS.md (`cargo test --release --test cluster --
+/// --ignored --nocapture failover_time`): three nodes; ten times, the leader is killed
+/// and an alert posted at once to a survivor; the time from kill -9 to its notification
+/// (sent by the new leader, `group_wait` 100 ms). The killed node is started again
+/// before the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run on demand"]
+async fn failover_time() {
+    let Some((_pg, url)) = private_postgres().await else {
+        return;
+    };
+    let fake = FakeTelegram::start(BOT_TOKEN).await;
+    let mut procs = Vec::new();
+    let mut dirs = Vec::new();
+    for n in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = conf(&url, &fake, &format!("n{n}"));
+        c.group_wait = "100ms".into();
+        procs.push(Proc::start(&format!("bench n{n}"), dir.path(), &c).await);
+        dirs.push(dir);
+    }
+    let mut times = Vec::new();
+    for run in 0..10 {
+        let all: Vec<&Proc> = procs.iter().collect();
+        let (l, _) = agreed_leader(&all, None, 3, Duration::from_secs(20)).await;
+        let li = index(&l);
+        let survivor = (li + 1) % 3;
+        let t = token(&format!("Failover{run}"));
+        let killed = Instant::now();
+        procs[li].kill9().await;
+        procs[survivor].fire(&t).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sent(&fake, &t).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "run {run}: no notification within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = killed.elapsed();
+        eprintln!("failover run {run}: {l} killed, first notification after {took:?}");
+        times.push(took);
+        procs[li].restart().await;
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "failover over {} runs: min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        times.len(),
+        ms(times[0]),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1])
+    );
+    assert_eq!(fake.conflicts(), 0);
+}

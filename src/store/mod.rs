@@ -5,6 +5,7 @@
 //! CONFLICT`, `RETURNING`, timestamps as integer milliseconds, JSON as text); where the
 //! dialects differ, a repository branches on [`Db::backend`].
 
+pub mod import;
 mod migrate;
 
 use std::future::Future;
