@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Alerts cycle through `--distinct` label sets (like Prometheus resending its firing
-//! alerts), so a run exercises both first receipts and repeats.
+//! alerts), so a run exercises both first receipts and repeats. `--url` may list several
+//! nodes (comma-separated): client `i` sends to node `i mod n`, and the label sets are
+//! split between the nodes (each alert source talks to one node, as docs/cluster.md
+//! advises).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -109,7 +112,12 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");
-    let url = format!("{}/api/v2/alerts", a.url.trim_end_matches('/'));
+    let urls: Vec<String> = a
+        .url
+        .split(',')
+        .map(|u| format!("{}/api/v2/alerts", u.trim().trim_end_matches('/')))
+        .collect();
+    let nodes = urls.len();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -117,7 +125,7 @@ async fn main() {
     for c in 0..a.clients {
         let (client, url, bodies, measuring, stop, errors) = (
             client.clone(),
-            url.clone(),
+            urls[c % nodes].clone(),
             bodies.clone(),
             measuring.clone(),
             stop.clone(),
@@ -128,9 +136,12 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 14);
             let mut ok_alerts = 0u64;
+            // With several nodes, node k gets bodies k, k+n, k+2n, …: disjoint label sets.
+            let node = c % nodes;
+            let per_node = (bodies.len() / nodes).max(1);
             let mut i = c * 7919;
             while !stop.load(Ordering::Relaxed) {
-                let body = bodies[i % bodies.len()].clone();
+                let body = bodies[((i % per_node) * nodes + node) % bodies.len()].clone();
                 i += 1;
                 let mut req = client
                     .post(&url)

@@ -8,6 +8,10 @@
 #
 #   scripts/bench-ingest.sh            # defaults: 64 clients, batches of 100, 20 s
 #   CLIENTS=32 BATCH=500 SECONDS_RUN=30 scripts/bench-ingest.sh
+#   TARGETS="postgres postgres3" scripts/bench-ingest.sh   # one node vs three nodes
+#
+# `postgres3` runs three watchpost nodes on one PostgreSQL (a cluster, docs/cluster.md);
+# the clients are spread over the three, each node receiving its own label sets.
 #
 # watchpost answers only after the batch holding the alerts has committed (SQLite WAL
 # with synchronous=FULL; PostgreSQL with its defaults fsync=on, synchronous_commit=on).
@@ -84,6 +88,16 @@ run_watchpost() { # name database_url
   sigterm_under_load "$1" "http://127.0.0.1:$port" "$pid"
 }
 
+start_pg() { # sets PG_URL
+  mkdir -p "$PG_DIR"; [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
+  PG_PORT=$(free_port)
+  run_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w start \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
+  PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+stop_pg() { run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null; rm -rf "$PG_DIR"; }
+
 for t in $TARGETS; do
   case $t in
     sqlite)
@@ -91,13 +105,29 @@ for t in $TARGETS; do
       ;;
     postgres)
       [ -n "$PG_BIN" ] || { log "no PostgreSQL binaries; skipping"; continue; }
-      mkdir -p "$PG_DIR"; [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
-      PG_PORT=$(free_port)
-      run_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
-      run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w start \
-        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null
-      run_watchpost watchpost-postgres "postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-      run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null
+      start_pg
+      run_watchpost watchpost-postgres "$PG_URL"
+      stop_pg
+      ;;
+    postgres3)
+      [ -n "$PG_BIN" ] || { log "no PostgreSQL binaries; skipping"; continue; }
+      start_pg
+      urls=()
+      for n in 1 2 3; do
+        port=$(free_port)
+        WATCHPOST_LISTEN=127.0.0.1:$port WATCHPOST_DATABASE_URL=$PG_URL WATCHPOST_RULES__FILES= \
+          WATCHPOST_CLUSTER__NODE_ID=n$n WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 \
+          WATCHPOST_LOG__FORMAT=json WATCHPOST_LOG__LEVEL=warn \
+          "$BIN" serve >"$WORK/n$n.log" 2>&1 &
+        PIDS+=("$!")
+        wait_http "http://127.0.0.1:$port/ready"
+        urls+=("http://127.0.0.1:$port")
+      done
+      log "three nodes on one PostgreSQL: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
+      load watchpost-postgres-3-nodes "$(IFS=,; echo "${urls[*]}")"
+      for p in "${PIDS[@]}"; do stop_pid "$p"; done
+      PIDS=()
+      stop_pg
       ;;
     alertmanager)
       command -v prometheus-alertmanager >/dev/null || { log "prometheus-alertmanager missing; skipping"; continue; }
