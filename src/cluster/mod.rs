@@ -17,6 +17,7 @@
 
 pub mod postgres;
 pub mod single;
+mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -49,9 +50,9 @@ pub fn validate(config: &Config) -> Vec<String> {
     if c.heartbeat_interval.is_zero() {
         problems.push("cluster.heartbeat_interval: must be greater than 0".into());
     }
-    if c.node_timeout < c.heartbeat_interval * 2 {
+    if c.node_timeout < c.heartbeat_interval * 3 {
         problems.push(format!(
-            "cluster.node_timeout: must be at least twice cluster.heartbeat_interval ({:?})",
+            "cluster.node_timeout: must be at least three times cluster.heartbeat_interval ({:?})",
             c.heartbeat_interval
         ));
     }
@@ -437,15 +438,19 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let mut rx = cluster.subscribe();
+    let tick = cluster.0.heartbeat.min(Duration::from_millis(250));
     loop {
+        // Leading with a live lease (a lapsed one is renewed without any news on the
+        // channel, hence the tick).
         let epoch = loop {
-            let t = rx.borrow_and_update().clone();
-            if t.leading {
-                break t.epoch;
+            rx.borrow_and_update();
+            if let Some(epoch) = cluster.fence() {
+                break epoch;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 r = rx.changed() => if r.is_err() { return Ok(()) },
+                _ = tokio::time::sleep(tick) => {}
             }
         };
         let term = shutdown.child_token();

@@ -115,13 +115,21 @@ impl Node {
     /// Opens the dedicated session; its end steps this node down at once.
     async fn connect(&self) -> anyhow::Result<Session> {
         let (_, timeout) = self.cluster.timers();
-        let (client, connection) =
-            tokio::time::timeout(timeout, tokio_postgres::connect(&self.url, NoTls))
-                .await
-                .map_err(|_| anyhow::anyhow!("connecting to {} timed out", redact_url(&self.url)))?
-                .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", redact_url(&self.url)))?;
+        let plan = super::tls::plan(&self.url)?;
         let lost = CancellationToken::new();
-        tokio::spawn(drive(connection, self.cluster.clone(), lost.clone()));
+        let client = match plan.tls {
+            None => {
+                let (client, connection) = self.open(&plan.url, NoTls, timeout).await?;
+                tokio::spawn(drive(connection, self.cluster.clone(), lost.clone()));
+                client
+            }
+            Some(tls) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                let (client, connection) = self.open(&plan.url, tls, timeout).await?;
+                tokio::spawn(drive(connection, self.cluster.clone(), lost.clone()));
+                client
+            }
+        };
         client
             .batch_execute("LISTEN watchpost_alert_changes")
             .await?;
@@ -137,6 +145,26 @@ impl Node {
             lost,
             holds_lock: AtomicBool::new(false),
         })
+    }
+
+    /// Connects to `url` with `tls`, within `timeout`.
+    async fn open<T>(
+        &self,
+        url: &str,
+        tls: T,
+        timeout: Duration,
+    ) -> anyhow::Result<(
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, T::Stream>,
+    )>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    {
+        let shown = redact_url(&self.url);
+        tokio::time::timeout(timeout, tokio_postgres::connect(url, tls))
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to {shown} timed out"))?
+            .map_err(|e| anyhow::anyhow!("connecting to {shown}: {e}"))
     }
 
     /// Heartbeat, then confirm the term (leader) or try to take it (follower).
@@ -214,33 +242,41 @@ impl Node {
             self.cluster.lead(row.get(0), lease, row.get(1));
             return Ok(());
         }
+        // The lock's holder, and the node whose session it is (the freshest row with
+        // that backend pid, should a dead node's row carry a reused pid).
         let row = s
             .client
             .query_one(
                 &format!(
-                    "SELECT l.epoch, l.node_id, n.heartbeat_ms, n.backend_pid, {DB_NOW} AS now, \
-                     (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                    "SELECT l.epoch, l.node_id, h.pid, n.id, n.heartbeat_ms, {DB_NOW} AS now \
+                     FROM cluster_leader l \
+                     LEFT JOIN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
                        AND classid = 0 AND objid = $1 AND objsubid = 1 \
                        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                       LIMIT 1) AS holder \
-                     FROM cluster_leader l LEFT JOIN cluster_nodes n ON n.id = l.node_id WHERE l.id = 1"
+                       LIMIT 1) h ON true \
+                     LEFT JOIN LATERAL (SELECT id, heartbeat_ms FROM cluster_nodes \
+                       WHERE backend_pid = h.pid ORDER BY heartbeat_ms DESC LIMIT 1) n ON true \
+                     WHERE l.id = 1"
                 ),
                 &[&(LEADER_LOCK_KEY as u32)],
             )
             .await?;
         let epoch: i64 = row.get(0);
         let leader: Option<String> = row.get(1);
-        let heartbeat: Option<i64> = row.get(2);
-        let leader_pid: Option<i64> = row.get(3);
-        let now: i64 = row.get(4);
-        let holder: Option<i32> = row.get(5);
+        let holder: Option<i32> = row.get(2);
+        let holder_node: Option<String> = row.get(3);
+        let heartbeat: Option<i64> = row.get(4);
+        let now: i64 = row.get(5);
         self.cluster.follow(epoch, leader.clone());
-        let stale = heartbeat.is_none_or(|h| now - h > timeout.as_millis() as i64);
+        // A holder that stopped heartbeating (paused, cut off) — the leader, or a node
+        // that got the lock and stalled before taking the term — is let go of; so is
+        // a session no live node calls its own (a node reconnected while its old
+        // session lingers: every node records its session before it tries the lock).
+        let stale = heartbeat.is_some_and(|h| now - h > timeout.as_millis() as i64);
         if let Some(pid) = holder
-            && stale
-            && leader_pid == Some(i64::from(pid))
+            && (stale || holder_node.is_none())
         {
-            tracing::warn!(leader = ?leader, pid, "cluster: the leader stopped heartbeating but holds the lock; terminating its session");
+            tracing::warn!(holder = ?holder_node, leader = ?leader, pid, "cluster: the lock holder stopped heartbeating or is no node's session; terminating it");
             s.client
                 .execute("SELECT pg_terminate_backend($1)", &[&pid])
                 .await?;

@@ -194,6 +194,14 @@ impl Outbox {
         self
     }
 
+    /// `cluster.node_timeout` in ms (0 when unfenced).
+    fn node_timeout_ms(&self) -> i64 {
+        match &self.fence {
+            Fence::Cluster(c) => c.timers().1.as_millis() as i64,
+            Fence::None => 0,
+        }
+    }
+
     /// In `tx`: refuses unless this node leads under the stored epoch, and holds the
     /// term row (PostgreSQL `FOR SHARE`) so a takeover waits for the commit.
     async fn check_fence(
@@ -409,13 +417,25 @@ impl Outbox {
         epoch: Option<i64>,
     ) -> Result<Option<OutboxRow>, StoreError> {
         let now = now_ms();
-        let (set_epoch, fence, older) = match epoch {
+        // A claim from an earlier term is stale once its holder is gone: on SQLite that
+        // is certain (one process per file); on PostgreSQL its node must have stopped
+        // heartbeating, else it may still be sending (and renewing its lease).
+        let older = match (epoch, self.db.backend()) {
+            (None, _) => String::new(),
+            (Some(_), Backend::Sqlite) => " OR claim_epoch IS NULL OR claim_epoch < $6".into(),
+            (Some(_), Backend::Postgres) => format!(
+                " OR ((claim_epoch IS NULL OR claim_epoch < $6) AND NOT EXISTS (\
+                 SELECT 1 FROM cluster_nodes n WHERE notification_outbox.claimed_by LIKE n.id || '#%' \
+                 AND n.heartbeat_ms >= (extract(epoch from clock_timestamp()) * 1000)::bigint - {}))",
+                self.node_timeout_ms()
+            ),
+        };
+        let (set_epoch, fence) = match epoch {
             Some(_) => (
                 "$6",
                 " AND EXISTS (SELECT 1 FROM cluster_leader WHERE id = 1 AND epoch = $6)",
-                " OR claim_epoch IS NULL OR claim_epoch < $6",
             ),
-            None => ("NULL", "", ""),
+            None => ("NULL", ""),
         };
         self.db
             .timed("notify.outbox_claim", async {

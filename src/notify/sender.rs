@@ -39,19 +39,45 @@ pub trait OutboxTransport: Send + Sync {
 
 /// Whether a send's request went out: a send cut before that (say, while it waited for
 /// the rate limiter) is simply retried; after it, its outcome is unknown (ambiguous).
+///
+/// It is also the last gate before the request: a node that stopped leading (its lease
+/// lapsed while it waited for the rate limiter, or it was paused) does not send.
 #[derive(Debug, Default)]
-pub struct Started(AtomicBool);
+pub struct Started {
+    sent: AtomicBool,
+    fence: crate::cluster::Fence,
+}
 
 impl Started {
-    /// The request is going out now.
-    pub fn mark(&self) {
-        self.0.store(true, Ordering::Release);
+    /// A marker for a send by a sender claiming under `fence`.
+    pub fn new(fence: crate::cluster::Fence) -> Self {
+        Started {
+            sent: AtomicBool::new(false),
+            fence,
+        }
+    }
+
+    /// The request is going out now; `false` (and nothing marked) when this node no
+    /// longer leads: then it must not go out.
+    #[must_use]
+    pub fn mark(&self) -> bool {
+        if self.fence.epoch().is_err() {
+            return false;
+        }
+        self.sent.store(true, Ordering::Release);
+        true
     }
 
     /// Whether it went out.
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.sent.load(Ordering::Acquire)
     }
+}
+
+/// What a transport answers when [`Started::mark`] refused: retried (by the next
+/// leader), never ambiguous.
+pub fn not_leading() -> Attempt {
+    Attempt::Transient("not sent: this node stopped leading the cluster".into())
 }
 
 /// How a delivery ended.
@@ -489,7 +515,7 @@ impl OutboxSender {
                     self.count(&row, "ambiguous");
                     tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
                 }
-                let started = Arc::new(Started::default());
+                let started = Arc::new(Started::new(self.options.fence.clone()));
                 self.in_flight_set(&row, &started, None);
                 let attempt = self.send_holding_claim(&row, &started).await;
                 self.log_attempt(&row, &attempt);

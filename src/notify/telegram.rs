@@ -165,7 +165,11 @@ impl TelegramTransport {
         if p.buttons {
             req = req.reply_markup(buttons(row_id, !p.silence_labels.is_empty()));
         }
-        started.mark();
+        if !started.mark() {
+            return Err(RequestError::Io(Arc::new(std::io::Error::other(
+                "not sent: this node stopped leading the cluster",
+            ))));
+        }
         let result = req.await;
         if let Err(RequestError::RetryAfter(s)) = &result {
             self.limiter

@@ -89,7 +89,9 @@ impl OutboxTransport for WebhookTransport {
         let Some(url) = row.target.strip_prefix("webhook:") else {
             return Attempt::Rejected(format!("bad webhook target {:?}", row.target));
         };
-        started.mark();
+        if !started.mark() {
+            return super::sender::not_leading();
+        }
         let resp = self
             .client
             .post(url)

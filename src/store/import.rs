@@ -1,8 +1,9 @@
 //! `watchpost migrate --from sqlite://PATH`: copies a single node's SQLite history into
 //! the configured PostgreSQL, so that it can grow into a cluster.
 //!
-//! Alerts (with their acknowledgements), their events, silences, the audit log and the
-//! notification log are copied with their ids, in chunks. SQLite renders each row as
+//! Alerts (with their acknowledgements), their events, silences, the audit log, the
+//! notification log and the notifications still owed (pending outbox rows, unclaimed)
+//! are copied with their ids, in chunks. SQLite renders each row as
 //! JSON, PostgreSQL reads a chunk with `json_to_recordset`, and rows already present are
 //! skipped (`ON CONFLICT DO NOTHING`). Running it twice therefore gives the same
 //! contents. An event is copied only when its alert was, with the same fingerprint.
@@ -111,6 +112,34 @@ const TABLES: &[Table] = &[
         from: "audit_log t",
         extra: &[],
         only_if: "",
+        serial: true,
+    },
+    // Notifications the single node owed but had not delivered: the log above says
+    // they were made, so without them they would never be sent.
+    Table {
+        name: "notification_outbox",
+        columns: &[
+            ("id", "bigint"),
+            ("idempotency_key", "text"),
+            ("receiver", "text"),
+            ("kind", "text"),
+            ("target", "text"),
+            ("group_key", "text"),
+            ("status", "text"),
+            ("part", "bigint"),
+            ("parts", "bigint"),
+            ("payload", "text"),
+            ("alert_ids", "text"),
+            ("state", "text"),
+            ("attempts", "bigint"),
+            ("created_ms", "bigint"),
+            ("next_attempt_ms", "bigint"),
+            ("updated_ms", "bigint"),
+            ("last_error", "text"),
+        ],
+        from: "notification_outbox t",
+        extra: &[],
+        only_if: "WHERE x.state = 'pending'",
         serial: true,
     },
     Table {

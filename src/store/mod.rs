@@ -128,10 +128,19 @@ impl Db {
         };
         let options =
             AnyConnectOptions::from_str(&url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+        // PostgreSQL: a transaction left open by a node that was paused or cut off (its
+        // locks: the leader term row, the change feed's order lock) ends when that
+        // node's leadership lease would have lapsed, so it blocks no other node longer.
+        let idle_tx_ms = config
+            .cluster
+            .node_timeout
+            .saturating_sub(config.cluster.heartbeat_interval)
+            .as_millis()
+            .max(1000) as u64;
         let pool_options = AnyPoolOptions::new()
             .max_connections(config.database.max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                         conn.execute(
@@ -139,6 +148,9 @@ impl Db {
                              PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
+                    } else {
+                        let set = format!("SET idle_in_transaction_session_timeout = {idle_tx_ms}");
+                        conn.execute(sqlx::AssertSqlSafe(set)).await?;
                     }
                     Ok(())
                 })
