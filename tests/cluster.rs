@@ -39,28 +39,40 @@ fn conf(db_url: &str, fake: &FakeTelegram, node: &str) -> Conf {
     c
 }
 
-/// Three nodes `n1`..`n3` on `db_url`, each in its own directory.
-async fn three_nodes(
-    tag: &str,
-    db_url: &str,
-    fake: &FakeTelegram,
-) -> (Vec<Proc>, Vec<tempfile::TempDir>) {
-    let mut procs = Vec::new();
-    let mut dirs = Vec::new();
-    for n in 1..=3 {
-        let dir = tempfile::tempdir().unwrap();
-        let node = format!("n{n}");
-        procs.push(
-            Proc::start(
-                &format!("{tag} {node}"),
-                dir.path(),
-                &conf(db_url, fake, &node),
-            )
-            .await,
-        );
-        dirs.push(dir);
+/// Three nodes `n1`..`n3` on a private PostgreSQL, each in its own directory, sending
+/// to one fake Bot API.
+struct Nodes {
+    pg: Arc<PgCluster>,
+    url: String,
+    fake: FakeTelegram,
+    procs: Vec<Proc>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Nodes {
+    /// Starts them with `group_wait`; `None` without PostgreSQL binaries.
+    async fn start(tag: &str, group_wait: &str) -> Option<Nodes> {
+        let pg = Arc::new(PgCluster::start()?);
+        let url = create_pg_database(&pg.url()).await.url;
+        let fake = FakeTelegram::start(BOT_TOKEN).await;
+        let mut procs = Vec::new();
+        let mut dirs = Vec::new();
+        for n in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let node = format!("n{n}");
+            let mut c = conf(&url, &fake, &node);
+            c.group_wait = group_wait.into();
+            procs.push(Proc::start(&format!("{tag} {node}"), dir.path(), &c).await);
+            dirs.push(dir);
+        }
+        Some(Nodes {
+            pg,
+            url,
+            fake,
+            procs,
+            _dirs: dirs,
+        })
     }
-    (procs, dirs)
 }
 
 /// `GET /api/v1/cluster` of `p`, when it answers 200.
@@ -119,6 +131,12 @@ async fn agreed_leader(
     }
 }
 
+/// The leader the nodes `procs` all agree on (all three alive), and the epoch.
+async fn nodes_leader(procs: &[Proc]) -> (String, i64) {
+    let all: Vec<&Proc> = procs.iter().collect();
+    agreed_leader(&all, None, 3, Duration::from_secs(15)).await
+}
+
 /// The index of node `id` (`n1` → 0).
 fn index(id: &str) -> usize {
     id.trim_start_matches('n')
@@ -165,24 +183,16 @@ async fn polled_after(tag: &str, fake: &FakeTelegram, since: Instant, timeout: D
     }
 }
 
-async fn private_postgres() -> Option<(Arc<PgCluster>, String)> {
-    let cluster = Arc::new(PgCluster::start()?);
-    let db = create_pg_database(&cluster.url()).await;
-    Some((cluster, db.url))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_agree_on_one_leader_and_fail_over_after_kill9() {
-    let Some((_pg, url)) = private_postgres().await else {
+    let tag = "kill -9";
+    let Some(mut nodes) = Nodes::start(tag, "3s").await else {
         return;
     };
-    let tag = "kill -9";
-    let fake = FakeTelegram::start(BOT_TOKEN).await;
-    let (mut procs, _dirs) = three_nodes(tag, &url, &fake).await;
-    let all: Vec<&Proc> = procs.iter().collect();
-    let (leader, epoch) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    let (fake, procs) = (&nodes.fake, &mut nodes.procs);
+    let (leader, epoch) = nodes_leader(procs).await;
     let mut on = Vec::new();
-    for p in &procs {
+    for p in procs.iter() {
         on.push(p.metric("watchpost_cluster_leader", &[]).await);
     }
     let want: Vec<f64> = (0..3)
@@ -211,9 +221,9 @@ async fn three_nodes_agree_on_one_leader_and_fail_over_after_kill9() {
     eprintln!("{tag}: {leader} killed; {next} leads (epoch {next_epoch}) after {took:?}");
     assert!(took <= FAILOVER, "{tag}: failover took {took:?}");
 
-    delivered_once(tag, &fake, &tokens).await;
+    delivered_once(tag, fake, &tokens).await;
     // The bot moved to the new leader, never two polls at once.
-    polled_after(tag, &fake, killed, Duration::from_secs(15)).await;
+    polled_after(tag, fake, killed, Duration::from_secs(15)).await;
     assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
     // The killed node is listed, dead.
     let s = status(rest[0]).await.expect("cluster status");
@@ -236,14 +246,12 @@ async fn three_nodes_agree_on_one_leader_and_fail_over_after_kill9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_leader_is_fenced_out_and_rejoins_as_a_follower() {
-    let Some((_pg, url)) = private_postgres().await else {
+    let tag = "SIGSTOP";
+    let Some(mut nodes) = Nodes::start(tag, "3s").await else {
         return;
     };
-    let tag = "SIGSTOP";
-    let fake = FakeTelegram::start(BOT_TOKEN).await;
-    let (mut procs, _dirs) = three_nodes(tag, &url, &fake).await;
-    let all: Vec<&Proc> = procs.iter().collect();
-    let (leader, epoch) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    let (fake, procs) = (&nodes.fake, &mut nodes.procs);
+    let (leader, epoch) = nodes_leader(procs).await;
     let li = index(&leader);
     let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
 
@@ -279,37 +287,36 @@ async fn a_paused_leader_is_fenced_out_and_rejoins_as_a_follower() {
 
     // Nothing was claimed or sent under the old epoch after the takeover: every row
     // delivered since carries the new one; the alert went out once.
-    delivered_once(tag, &fake, std::slice::from_ref(&t)).await;
+    delivered_once(tag, fake, std::slice::from_ref(&t)).await;
     let t2 = token("AfterResume");
     procs[li].fire(&t2).await;
-    delivered_once(tag, &fake, std::slice::from_ref(&t2)).await;
+    delivered_once(tag, fake, std::slice::from_ref(&t2)).await;
     for row in procs[followers[0]].outbox().await {
         assert!(
             row["epoch"].as_i64().is_some_and(|e| e >= next_epoch),
             "{tag}: a row sent after the takeover under an older epoch: {row}"
         );
     }
-    polled_after(tag, &fake, resumed, Duration::from_secs(15)).await;
+    polled_after(tag, fake, resumed, Duration::from_secs(15)).await;
     assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restarted_under_three_nodes() {
-    let Some((pg, url)) = private_postgres().await else {
+    let tag = "PostgreSQL restart";
+    let Some(nodes) = Nodes::start(tag, "3s").await else {
         return;
     };
-    let tag = "PostgreSQL restart";
-    let fake = FakeTelegram::start(BOT_TOKEN).await;
-    let (procs, _dirs) = three_nodes(tag, &url, &fake).await;
+    let (pg, url, fake, procs) = (&nodes.pg, &nodes.url, &nodes.fake, &nodes.procs);
     let all: Vec<&Proc> = procs.iter().collect();
-    let (_, epoch) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
+    let (_, epoch) = nodes_leader(procs).await;
     let before = token("BeforeRestart");
     procs[0].fire(&before).await;
-    delivered_once(tag, &fake, std::slice::from_ref(&before)).await;
+    delivered_once(tag, fake, std::slice::from_ref(&before)).await;
 
-    pg_stop(&pg).await;
+    pg_stop(pg).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for p in &procs {
+    for p in procs {
         assert_eq!(
             p.metric("watchpost_cluster_leader", &[]).await,
             0.0,
@@ -317,7 +324,7 @@ async fn postgres_restarted_under_three_nodes() {
         );
     }
     let down = Instant::now();
-    pg_start(&pg, &url).await;
+    pg_start(pg, url).await;
     let (_, again) = agreed_leader(&all, None, 3, Duration::from_secs(15)).await;
     eprintln!(
         "{tag}: a leader again {:?} after the restart began",
@@ -326,7 +333,7 @@ async fn postgres_restarted_under_three_nodes() {
     assert!(again > epoch, "{tag}: a new term after the restart");
     let after = token("AfterRestart");
     procs[1].fire(&after).await;
-    delivered_once(tag, &fake, &[before, after]).await;
+    delivered_once(tag, fake, &[before, after]).await;
     assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
 }
 
@@ -375,23 +382,13 @@ async fn a_second_process_on_one_sqlite_file_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark: run on demand"]
 async fn failover_time() {
-    let Some((_pg, url)) = private_postgres().await else {
+    let Some(mut nodes) = Nodes::start("bench", "100ms").await else {
         return;
     };
-    let fake = FakeTelegram::start(BOT_TOKEN).await;
-    let mut procs = Vec::new();
-    let mut dirs = Vec::new();
-    for n in 1..=3 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = conf(&url, &fake, &format!("n{n}"));
-        c.group_wait = "100ms".into();
-        procs.push(Proc::start(&format!("bench n{n}"), dir.path(), &c).await);
-        dirs.push(dir);
-    }
+    let (fake, procs) = (&nodes.fake, &mut nodes.procs);
     let mut times = Vec::new();
     for run in 0..10 {
-        let all: Vec<&Proc> = procs.iter().collect();
-        let (l, _) = agreed_leader(&all, None, 3, Duration::from_secs(20)).await;
+        let (l, _) = nodes_leader(procs).await;
         let li = index(&l);
         let survivor = (li + 1) % 3;
         let t = token(&format!("Failover{run}"));
@@ -399,7 +396,7 @@ async fn failover_time() {
         procs[li].kill9().await;
         procs[survivor].fire(&t).await;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while sent(&fake, &t).is_empty() {
+        while sent(fake, &t).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "run {run}: no notification within 30 s"

@@ -54,22 +54,15 @@ pub fn plan(url: &str) -> anyhow::Result<Plan> {
             _ => {}
         }
     }
-    let tls = match mode.as_str() {
-        "disable" => None,
-        "allow" | "prefer" | "require" => Some(unverified()?),
-        "verify-ca" | "verify-full" => Some(verified(root.as_deref())?),
+    // What tokio-postgres is told, and how the TLS session checks the server.
+    let (sslmode, tls) = match mode.as_str() {
+        "disable" => ("sslmode=disable", None),
+        "allow" | "prefer" => ("sslmode=prefer", Some(unverified()?)),
+        "require" => ("sslmode=require", Some(unverified()?)),
+        "verify-ca" | "verify-full" => ("sslmode=require", Some(verified(root.as_deref())?)),
         other => anyhow::bail!("database_url: unknown sslmode {other:?}"),
     };
-    let libpq_mode = match mode.as_str() {
-        "disable" => "disable",
-        "allow" | "prefer" => "prefer",
-        _ => "require",
-    };
-    kept.push(match libpq_mode {
-        "disable" => "sslmode=disable",
-        "prefer" => "sslmode=prefer",
-        _ => "sslmode=require",
-    });
+    kept.push(sslmode);
     Ok(Plan {
         url: format!("{base}?{}", kept.join("&")),
         tls,
@@ -78,24 +71,9 @@ pub fn plan(url: &str) -> anyhow::Result<Plan> {
 
 /// Percent-decodes a URL value (paths of certificate files).
 fn decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
