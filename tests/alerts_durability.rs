@@ -125,7 +125,7 @@ fn journal_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
                 .filter_map(|e| e.metadata().ok())
                 .map(|m| m.len())
                 .sum()

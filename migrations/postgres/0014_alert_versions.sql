@@ -2,7 +2,7 @@
 -- of a row, and a full write applies only over the version its writer read, so a node
 -- never overwrites a state (resolve, re-fire, ack, silence) it has not seen. Counts
 -- are written as increments, never as totals.
-ALTER TABLE alerts ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
 -- Receipt-journal segments whose increments are in the database: a segment replayed
 -- after a crash is applied only if it is not listed here (increments are not idempotent).
 CREATE TABLE IF NOT EXISTS journal_applied (

@@ -8,28 +8,36 @@
 //! each repeated alert to the database on a checkpoint (every
 //! `alerts.checkpoint_interval`, before any read that needs it, and at shutdown).
 //!
-//! * Files (segments) are `<db>-<pid>-<nanos>.wal`, each held under an exclusive lock
+//! * Files (segments) are `<db>-<pid>-<nanos>.jnl`, each held under an exclusive lock
 //!   (`flock`) while its process lives, so several processes (or several services in one
 //!   process) can share the directory. A checkpoint starts a new segment ([`Journal::rotate`])
 //!   and, once its rows are committed, deletes the sealed ones ([`Journal::release`]);
 //!   appends go on meanwhile.
 //! * At start, files of the same database whose lock is free belong to a process that
 //!   died: their records are replayed into the database, then the files are removed.
-//! * A record is `id, count, last_seen, ends_at, starts_at, risk` as little-endian i64,
+//! * A record is `id, added, last_seen, ends_at, starts_at, risk` as little-endian i64,
 //!   the rate as f64 and a CRC-32 of the rest; replay stops at the first torn record.
-//! * Replay is idempotent: a record only applies while the stored count is lower.
+//!   `added` is the receipts the record counts: several nodes add to one alert's count,
+//!   so counts travel as increments, never as totals.
+//! * Increments are not idempotent: a checkpoint lists the segments it covers in
+//!   `journal_applied` in its own transaction, and replay skips a listed segment.
+//!   Files of the older format (`.wal`, totals) are replayed as totals.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::model::Alert;
+use super::model::{Alert, AlertState};
 
 /// Bytes of one record.
 const RECORD: usize = 64;
 /// Bytes of a record's payload (before its CRC).
 const PAYLOAD: usize = 56;
+/// Segment files (increments).
+const EXT: &str = "jnl";
+/// Segment files of the older format (totals).
+const LEGACY_EXT: &str = "wal";
 /// `ends_at` absent.
 const NONE: i64 = i64::MIN;
 
@@ -38,8 +46,8 @@ const NONE: i64 = i64::MIN;
 pub struct Refresh {
     /// Alert id.
     pub id: i64,
-    /// Receipts while firing.
-    pub count: i64,
+    /// Receipts counted since the alert was last written or journaled.
+    pub added: i64,
     /// Last receipt (Unix ms).
     pub last_seen_ms: i64,
     /// When it resolves unless refreshed.
@@ -53,11 +61,11 @@ pub struct Refresh {
 }
 
 impl Refresh {
-    /// The volatile fields of `a`.
-    pub fn of(a: &Alert) -> Refresh {
+    /// The volatile fields of `a`, which counted `a.count - base_count` receipts.
+    pub fn of(a: &Alert, base_count: i64) -> Refresh {
         Refresh {
             id: a.id,
-            count: a.count,
+            added: a.count - base_count,
             last_seen_ms: a.last_seen_ms,
             ends_at_ms: a.ends_at_ms,
             starts_at_ms: a.starts_at_ms,
@@ -66,10 +74,14 @@ impl Refresh {
         }
     }
 
-    /// Puts these fields into `a` when they are newer than its own.
+    /// Adds this record's receipts to `a` (a row read from the database, which does not
+    /// hold them yet) and its fields when they are newer than the row's.
     pub fn apply_to(&self, a: &mut Alert) {
-        if a.id == self.id && self.count > a.count {
-            a.count = self.count;
+        if a.id != self.id {
+            return;
+        }
+        a.count += self.added;
+        if a.state == AlertState::Firing && self.last_seen_ms >= a.last_seen_ms {
             a.last_seen_ms = self.last_seen_ms;
             a.ends_at_ms = self.ends_at_ms;
             a.starts_at_ms = self.starts_at_ms;
@@ -78,11 +90,21 @@ impl Refresh {
         }
     }
 
+    /// Folds a later record of the same alert into this one.
+    pub fn absorb(&mut self, later: &Refresh) {
+        self.added += later.added;
+        if later.last_seen_ms >= self.last_seen_ms {
+            let added = self.added;
+            *self = *later;
+            self.added = added;
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         for v in [
             self.id,
-            self.count,
+            self.added,
             self.last_seen_ms,
             self.ends_at_ms.unwrap_or(NONE),
             self.starts_at_ms,
@@ -109,7 +131,7 @@ impl Refresh {
         let int = |i| i64::from_le_bytes(word(i));
         Some(Refresh {
             id: int(0),
-            count: int(1),
+            added: int(1),
             last_seen_ms: int(2),
             ends_at_ms: Some(int(3)).filter(|v| *v != NONE),
             starts_at_ms: int(4),
@@ -173,7 +195,7 @@ fn new_segment(dir: &Path, key: &str) -> Result<Segment, JournalError> {
     // Created and locked under a name no other process looks at, then renamed: a
     // starting process never mistakes a segment being created for an orphan.
     let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(format!("{name}.wal"));
+    let path = dir.join(format!("{name}.{EXT}"));
     let file = OpenOptions::new()
         .create_new(true)
         .append(true)
@@ -234,7 +256,8 @@ impl Journal {
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let orphan = name.ends_with(".wal");
+            let orphan =
+                name.ends_with(&format!(".{EXT}")) || name.ends_with(&format!(".{LEGACY_EXT}"));
             if !name.starts_with(key) || !(orphan || name.ends_with(".tmp")) {
                 continue;
             }
@@ -259,10 +282,12 @@ impl Journal {
         Ok(out)
     }
 
-    /// The latest record per alert in the files of dead processes.
-    pub fn orphaned(&self) -> Vec<Refresh> {
+    /// The records in the files of dead processes: per segment (by file name) the
+    /// increments of the current format, and the totals of older-format files.
+    pub fn orphaned(&self) -> Orphans {
         let mut orphans = guard(&self.orphans);
-        let mut latest = std::collections::HashMap::new();
+        let mut out = Orphans::default();
+        let mut totals = std::collections::HashMap::new();
         for Segment { path, file, .. } in orphans.iter_mut() {
             let mut bytes = Vec::new();
             if let Err(e) = file.read_to_end(&mut bytes) {
@@ -271,9 +296,21 @@ impl Journal {
             }
             let records = decode_all(&bytes);
             tracing::info!(path = %path.display(), records = records.len(), "replaying the receipt journal of a stopped process");
-            merge(&mut latest, records);
+            if path.extension().is_some_and(|e| e == LEGACY_EXT) {
+                for r in records {
+                    match totals.get(&r.id) {
+                        Some(Refresh { added, .. }) if *added >= r.added => {}
+                        _ => {
+                            totals.insert(r.id, r);
+                        }
+                    }
+                }
+            } else {
+                out.segments.push((file_name(path), records));
+            }
         }
-        latest.into_values().collect()
+        out.totals = totals.into_values().collect();
+        out
     }
 
     /// Removes the files of dead processes (after their records are committed).
@@ -333,6 +370,16 @@ impl Journal {
         Ok(seq)
     }
 
+    /// The file names of the sealed segments up to number `upto` (what a checkpoint
+    /// of that number covers).
+    pub fn sealed_names(&self, upto: u64) -> Vec<String> {
+        guard(&self.sealed)
+            .iter()
+            .filter(|s| s.seq <= upto)
+            .map(|s| file_name(&s.path))
+            .collect()
+    }
+
     /// Deletes the sealed segments up to number `upto` (their records are committed).
     pub fn release(&self, upto: u64) {
         let mut sealed = guard(&self.sealed);
@@ -376,28 +423,46 @@ fn decode_all(bytes: &[u8]) -> Vec<Refresh> {
         .collect()
 }
 
-/// Keeps the record with the highest count per alert.
-fn merge(latest: &mut std::collections::HashMap<i64, Refresh>, records: Vec<Refresh>) {
+/// A segment's file name (its identity in `journal_applied`).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// One record per alert: the increments of `records` summed, the latest fields.
+pub fn merge(records: impl IntoIterator<Item = Refresh>) -> Vec<Refresh> {
+    let mut by_id: std::collections::HashMap<i64, Refresh> = std::collections::HashMap::new();
     for r in records {
-        match latest.get(&r.id) {
-            Some(old) if old.count >= r.count => {}
-            _ => {
-                latest.insert(r.id, r);
+        match by_id.get_mut(&r.id) {
+            Some(old) => old.absorb(&r),
+            None => {
+                by_id.insert(r.id, r);
             }
         }
     }
+    by_id.into_values().collect()
+}
+
+/// What dead processes left in the journal directory.
+#[derive(Debug, Default)]
+pub struct Orphans {
+    /// Per segment file name, its records (increments).
+    pub segments: Vec<(String, Vec<Refresh>)>,
+    /// The latest record per alert of older-format files (totals).
+    pub totals: Vec<Refresh>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(id: i64, count: i64) -> Refresh {
+    fn rec(id: i64, added: i64) -> Refresh {
         Refresh {
             id,
-            count,
-            last_seen_ms: 1_700_000_000_000 + count,
-            ends_at_ms: (count % 2 == 0).then_some(1_700_000_100_000),
+            added,
+            last_seen_ms: 1_700_000_000_000 + added,
+            ends_at_ms: (added % 2 == 0).then_some(1_700_000_100_000),
             starts_at_ms: 1_699_999_000_000,
             risk_score: 40,
             recent_rate: 2.5,
@@ -427,22 +492,45 @@ mod tests {
             .append(&[rec(1, 2), rec(1, 5), rec(2, 3)])
             .await
             .expect("append");
+        let name = file_name(&first.path());
         // While the first holds its lock, a second journal sees no orphans.
         let second = Journal::open(dir.path(), &key).expect("open");
-        assert!(second.orphaned().is_empty());
+        assert!(second.orphaned().segments.is_empty());
         let other_db = Journal::open(dir.path(), &database_key("postgres://y")).expect("open");
         // The first "dies": its lock goes with its file handle.
         drop(first);
         let third = Journal::open(dir.path(), &key).expect("open");
-        let mut got = third.orphaned();
-        got.sort_by_key(|r| r.id);
-        assert_eq!(got, vec![rec(1, 5), rec(2, 3)]);
+        let got = third.orphaned();
+        assert_eq!(got.segments.len(), 1);
+        assert_eq!(got.segments[0].0, name);
+        let mut merged = merge(got.segments[0].1.clone());
+        merged.sort_by_key(|r| r.id);
+        // Increments add up; the fields are the latest record's.
+        let mut one = rec(1, 5);
+        one.added = 7;
+        assert_eq!(merged, vec![one, rec(2, 3)]);
+        assert!(got.totals.is_empty());
         third.remove_orphans();
         drop((second, third));
         let fourth = Journal::open(dir.path(), &key).expect("open");
         // The second's file was empty; nothing is replayed twice.
-        assert!(fourth.orphaned().is_empty());
-        assert!(other_db.orphaned().is_empty());
+        assert!(fourth.orphaned().segments.iter().all(|(_, r)| r.is_empty()));
+        assert!(other_db.orphaned().segments.is_empty());
+    }
+
+    #[test]
+    fn an_older_format_file_is_replayed_as_totals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = database_key("sqlite://old.db");
+        let mut buf = Vec::new();
+        for r in [rec(1, 4), rec(1, 9), rec(1, 6)] {
+            r.encode(&mut buf);
+        }
+        std::fs::write(dir.path().join(format!("{key}-1-2.{LEGACY_EXT}")), &buf).expect("write");
+        let j = Journal::open(dir.path(), &key).expect("open");
+        let got = j.orphaned();
+        assert!(got.segments.is_empty());
+        assert_eq!(got.totals, vec![rec(1, 9)]);
     }
 
     #[tokio::test]
@@ -464,6 +552,8 @@ mod tests {
         let third = j.path();
         assert_eq!(j.rotate().expect("rotate"), 2);
         assert_eq!(j.path(), third);
+        assert_eq!(j.sealed_names(1), vec![file_name(&first)]);
+        assert_eq!(j.sealed_names(2).len(), 2);
         j.release(1);
         j.release(0);
         assert!(!first.exists() && second.exists());

@@ -164,6 +164,10 @@ pub struct Alert {
     pub recent_rate: f64,
     /// The acknowledgement, if any.
     pub ack: Option<Ack>,
+    /// The row's version as last read or written (0: not stored yet). Every full write
+    /// increments it and applies only over the version its writer read, so a node
+    /// never overwrites a change another node made (not part of the API).
+    pub version: i64,
 }
 
 impl Alert {
@@ -418,6 +422,7 @@ mod tests {
             count: 2,
             recent_rate: 2.0,
             ack: None,
+            version: 1,
         }
     }
 

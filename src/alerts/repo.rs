@@ -2,6 +2,8 @@
 //! parameter (`json_each` on SQLite, `json_to_recordset` on PostgreSQL), so a batch of
 //! any size is one fixed, prepared statement: one round trip, no parameter limits.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -13,7 +15,7 @@ use crate::store::{Backend, Db, StoreError};
 /// Every column of `alerts`, in [`from_row`]'s order.
 pub const COLUMNS: &str = "id, fingerprint, source, alertname, message, severity, type, risk_score, \
     state, silenced_by, inhibited_by, labels, annotations, generator_url, starts_at_ms, ends_at_ms, \
-    first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment";
+    first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment, version";
 
 /// An alert from a row selected with [`COLUMNS`].
 pub fn from_row(row: &AnyRow) -> Result<Alert, StoreError> {
@@ -54,6 +56,7 @@ pub fn from_row(row: &AnyRow) -> Result<Alert, StoreError> {
             }),
             _ => None,
         },
+        version: row.try_get("version")?,
     })
 }
 
@@ -186,10 +189,11 @@ struct RowJson<'a> {
     kb: Option<&'a str>,
     ka: Option<i64>,
     kc: Option<&'a str>,
+    v: i64,
 }
 
 impl<'a> RowJson<'a> {
-    fn of(a: &'a Alert) -> Self {
+    fn of(a: &'a Alert, base_count: i64) -> Self {
         RowJson {
             f: &a.fingerprint,
             s: &a.source,
@@ -208,36 +212,42 @@ impl<'a> RowJson<'a> {
             ea: a.ends_at_ms,
             fs: a.first_seen_ms,
             ls: a.last_seen_ms,
-            c: a.count,
+            c: a.count - base_count,
             rr: a.storable_rate(),
             kb: a.ack.as_ref().map(|k| k.by.as_str()),
             ka: a.ack.as_ref().map(|k| k.at_ms),
             kc: a.ack.as_ref().map(|k| k.comment.as_str()),
+            v: a.version + 1,
         }
     }
 }
 
+/// A full write: the row's count goes up by the receipts counted since it was read
+/// (never set to a total another node may have moved), and the update applies only
+/// over the version its writer read; `RETURNING` omits the rows that changed meanwhile.
 const UPSERT_TAIL: &str = " ON CONFLICT (fingerprint) DO UPDATE SET source = excluded.source, \
     alertname = excluded.alertname, message = excluded.message, severity = excluded.severity, \
     type = excluded.type, risk_score = excluded.risk_score, state = excluded.state, \
     silenced_by = excluded.silenced_by, inhibited_by = excluded.inhibited_by, labels = excluded.labels, \
     annotations = excluded.annotations, generator_url = excluded.generator_url, \
     starts_at_ms = excluded.starts_at_ms, ends_at_ms = excluded.ends_at_ms, \
-    first_seen_ms = excluded.first_seen_ms, last_seen_ms = excluded.last_seen_ms, count = excluded.count, \
+    first_seen_ms = excluded.first_seen_ms, last_seen_ms = excluded.last_seen_ms, \
+    count = alerts.count + excluded.count, \
     recent_rate = excluded.recent_rate, ack_by = excluded.ack_by, ack_at_ms = excluded.ack_at_ms, \
-    ack_comment = excluded.ack_comment \
-    RETURNING id, fingerprint";
+    ack_comment = excluded.ack_comment, version = excluded.version \
+    WHERE alerts.version = excluded.version - 1 \
+    RETURNING id, fingerprint, version";
 
 const INSERT_HEAD: &str = "INSERT INTO alerts (fingerprint, source, alertname, message, severity, type, \
     risk_score, state, silenced_by, inhibited_by, labels, annotations, generator_url, starts_at_ms, \
-    ends_at_ms, first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment) ";
+    ends_at_ms, first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment, version) ";
 
 fn upsert_sql(backend: Backend) -> String {
     match backend {
         Backend::Sqlite => {
             let cols = [
                 "f", "s", "n", "m", "sv", "t", "r", "st", "sb", "ib", "l", "a", "g", "sa", "ea",
-                "fs", "ls", "c", "rr", "kb", "ka", "kc",
+                "fs", "ls", "c", "rr", "kb", "ka", "kc", "v",
             ]
             .iter()
             .map(|k| format!("json_extract(value, '$.{k}')"))
@@ -246,24 +256,38 @@ fn upsert_sql(backend: Backend) -> String {
             format!("{INSERT_HEAD}SELECT {cols} FROM json_each($1) WHERE true{UPSERT_TAIL}")
         }
         Backend::Postgres => format!(
-            "{INSERT_HEAD}SELECT f, s, n, m, sv, t, r, st, sb, ib, l, a, g, sa, ea, fs, ls, c, rr, kb, ka, kc \
+            "{INSERT_HEAD}SELECT f, s, n, m, sv, t, r, st, sb, ib, l, a, g, sa, ea, fs, ls, c, rr, kb, ka, kc, v \
              FROM json_to_recordset($1::json) AS x(f text, s text, n text, m text, sv text, t text, \
              r bigint, st text, sb text, ib text, l text, a text, g text, sa bigint, ea bigint, fs bigint, \
-             ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text){UPSERT_TAIL}"
+             ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text, v bigint){UPSERT_TAIL}"
         ),
     }
 }
 
-/// Inserts or updates `alerts` by fingerprint; returns `(id, fingerprint)` of each.
+/// A full write of an alert: the alert as it is now, and its count when it was read
+/// (the difference is added to the stored count).
+pub struct FullWrite<'a> {
+    /// The alert, with the version it was read at.
+    pub alert: &'a Alert,
+    /// Its count when read (0 for a new alert).
+    pub base_count: i64,
+}
+
+/// Inserts or updates `alerts` by fingerprint, each over the version it was read at;
+/// returns `(id, fingerprint, version)` of each, or [`StoreError::Conflict`] naming the
+/// rows another writer changed meanwhile (then the caller rolls back and re-reads them).
 pub async fn upsert(
     db: &Db,
     conn: &mut AnyConnection,
-    alerts: &[&Alert],
-) -> Result<Vec<(i64, String)>, StoreError> {
-    if alerts.is_empty() {
+    writes: &[FullWrite<'_>],
+) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<RowJson<'_>> = alerts.iter().map(|a| RowJson::of(a)).collect();
+    let rows: Vec<RowJson<'_>> = writes
+        .iter()
+        .map(|w| RowJson::of(w.alert, w.base_count))
+        .collect();
     let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
     let sql = upsert_sql(db.backend());
     let rows = db
@@ -275,17 +299,79 @@ pub async fn upsert(
                 .map_err(StoreError::from)
         })
         .await?;
+    let written = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("fingerprint")?,
+                r.try_get("version")?,
+            ))
+        })
+        .collect::<Result<Vec<(i64, String, i64)>, StoreError>>()?;
+    if written.len() < writes.len() {
+        let done: std::collections::HashSet<&str> =
+            written.iter().map(|(_, fp, _)| fp.as_str()).collect();
+        let fingerprints = writes
+            .iter()
+            .map(|w| w.alert.fingerprint.clone())
+            .filter(|fp| !done.contains(fp.as_str()))
+            .collect();
+        return Err(StoreError::Conflict { fingerprints });
+    }
+    Ok(written)
+}
+
+/// The stored version of each of these fingerprints (absent: not stored).
+pub async fn versions(
+    db: &Db,
+    conn: &mut AnyConnection,
+    fingerprints: &[&str],
+) -> Result<HashMap<String, i64>, StoreError> {
+    if fingerprints.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "SELECT fingerprint, version FROM alerts WHERE fingerprint IN (SELECT value FROM json_each($1))"
+        }
+        Backend::Postgres => {
+            "SELECT fingerprint, version FROM alerts WHERE fingerprint IN (SELECT json_array_elements_text($1::json))"
+        }
+    };
+    let rows = db
+        .timed("alerts.versions", async {
+            sqlx::query(sql)
+                .bind(json_list(fingerprints))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("fingerprint")?)))
+        .map(|r| Ok((r.try_get("fingerprint")?, r.try_get("version")?)))
         .collect()
 }
 
-/// Writes the refreshed fields of firing alerts (journaled repeats); a refresh applies
-/// only while the stored count is lower, so replaying one twice changes nothing.
+/// How [`refresh`] writes a record's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshMode {
+    /// `count` goes up by the record's `added` (the current journal format).
+    Add,
+    /// `count` is set to the record's `added` read as a total, only while the stored
+    /// count is lower (files of the older journal format; idempotent).
+    Total,
+}
+
+/// Writes journaled repeats: each record's receipts are added to the alert's count,
+/// and its fields (last seen, `ends_at`, start, risk, rate) replace the row's while
+/// the alert is firing and the record is at least as recent as the row, so a late
+/// record never undoes a newer write from this or another node.
 pub async fn refresh(
     db: &Db,
     conn: &mut AnyConnection,
     list: &[Refresh],
+    mode: RefreshMode,
 ) -> Result<(), StoreError> {
     if list.is_empty() {
         return Ok(());
@@ -304,7 +390,7 @@ pub async fn refresh(
         .iter()
         .map(|x| R {
             i: x.id,
-            c: x.count,
+            c: x.added,
             l: x.last_seen_ms,
             e: x.ends_at_ms,
             s: x.starts_at_ms,
@@ -312,25 +398,132 @@ pub async fn refresh(
             q: x.recent_rate,
         })
         .collect();
-    let sql = match db.backend() {
+    let fresh = "alerts.state = 'firing' AND v.l >= alerts.last_seen_ms";
+    let take =
+        |col: &str, v: &str| format!("{col} = CASE WHEN {fresh} THEN {v} ELSE alerts.{col} END");
+    let (count, only) = match mode {
+        RefreshMode::Add => ("count = alerts.count + v.c".to_string(), ""),
+        RefreshMode::Total => ("count = v.c".to_string(), " AND alerts.count < v.c"),
+    };
+    let set = [
+        count,
+        take("last_seen_ms", "v.l"),
+        take("ends_at_ms", "v.e"),
+        take("starts_at_ms", "v.s"),
+        take("risk_score", "v.r"),
+        take("recent_rate", "v.q"),
+    ]
+    .join(", ");
+    let from = match db.backend() {
         Backend::Sqlite => {
-            "UPDATE alerts SET count = v.c, last_seen_ms = v.l, ends_at_ms = v.e, \
-             starts_at_ms = v.s, risk_score = v.r, recent_rate = v.q \
-             FROM (SELECT json_extract(value, '$.i') AS i, json_extract(value, '$.c') AS c, \
+            "(SELECT json_extract(value, '$.i') AS i, json_extract(value, '$.c') AS c, \
              json_extract(value, '$.l') AS l, json_extract(value, '$.e') AS e, \
              json_extract(value, '$.s') AS s, json_extract(value, '$.r') AS r, \
-             json_extract(value, '$.q') AS q FROM json_each($1)) AS v \
-             WHERE alerts.id = v.i AND alerts.count < v.c"
+             json_extract(value, '$.q') AS q FROM json_each($1)) AS v"
         }
         Backend::Postgres => {
-            "UPDATE alerts SET count = v.c, last_seen_ms = v.l, ends_at_ms = v.e, \
-             starts_at_ms = v.s, risk_score = v.r, recent_rate = v.q \
-             FROM json_to_recordset($1::json) AS v(i bigint, c bigint, l bigint, e bigint, \
-             s bigint, r bigint, q double precision) \
-             WHERE alerts.id = v.i AND alerts.count < v.c"
+            "json_to_recordset($1::json) AS v(i bigint, c bigint, l bigint, e bigint, \
+             s bigint, r bigint, q double precision)"
         }
     };
-    db.execute_rows(conn, "alerts.refresh", sql, &rows).await
+    let sql = format!("UPDATE alerts SET {set} FROM {from} WHERE alerts.id = v.i{only}");
+    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    db.timed("alerts.refresh", async {
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(payload)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Of these journal segments, the ones whose increments are in the database.
+pub async fn applied_segments(
+    db: &Db,
+    conn: &mut AnyConnection,
+    names: &[String],
+) -> Result<Vec<String>, StoreError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "SELECT segment FROM journal_applied WHERE segment IN (SELECT value FROM json_each($1))"
+        }
+        Backend::Postgres => {
+            "SELECT segment FROM journal_applied WHERE segment IN (SELECT json_array_elements_text($1::json))"
+        }
+    };
+    let rows = db
+        .timed("journal_applied.select", async {
+            sqlx::query(sql)
+                .bind(json_list(names))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get("segment").map_err(StoreError::from))
+        .collect()
+}
+
+/// Records that the increments of these journal segments are in the database (in the
+/// transaction that wrote them).
+pub async fn mark_applied(
+    db: &Db,
+    conn: &mut AnyConnection,
+    names: &[String],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "INSERT INTO journal_applied (segment, at_ms) SELECT value, $2 FROM json_each($1) WHERE true \
+             ON CONFLICT (segment) DO NOTHING"
+        }
+        Backend::Postgres => {
+            "INSERT INTO journal_applied (segment, at_ms) SELECT json_array_elements_text($1::json), $2 \
+             ON CONFLICT (segment) DO NOTHING"
+        }
+    };
+    db.timed("journal_applied.insert", async {
+        sqlx::query(sql)
+            .bind(json_list(names))
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Forgets segments that are deleted (best effort; `before_ms` also drops entries left
+/// by a crash between a checkpoint and the deletion of its files).
+pub async fn forget_applied(db: &Db, names: &[String], before_ms: i64) -> Result<(), StoreError> {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "DELETE FROM journal_applied WHERE segment IN (SELECT value FROM json_each($1)) OR at_ms < $2"
+        }
+        Backend::Postgres => {
+            "DELETE FROM journal_applied WHERE segment IN (SELECT json_array_elements_text($1::json)) OR at_ms < $2"
+        }
+    };
+    db.timed("journal_applied.delete", async {
+        sqlx::query(sql)
+            .bind(json_list(names))
+            .bind(before_ms)
+            .execute(db.pool())
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
 }
 
 /// An event to insert.

@@ -53,6 +53,13 @@ pub enum StoreError {
     /// The alert pipeline's receipt journal could not be written.
     #[error(transparent)]
     Journal(#[from] crate::alerts::journal::JournalError),
+    /// Rows changed since they were read (another node wrote them): nothing was
+    /// written; read them again and re-apply.
+    #[error("{} alert row(s) changed concurrently (another node wrote them)", fingerprints.len())]
+    Conflict {
+        /// The fingerprints of the rows that changed.
+        fingerprints: Vec<String>,
+    },
     /// A leader-only write refused: this node does not lead under the current epoch.
     #[error(
         "fenced out: this node acts under leadership epoch {expected:?}, the cluster is at {current:?}"

@@ -11,9 +11,9 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{MAX_ATTEMPTS, Pending, QueueMetrics, RETRY_BUDGET, lock};
-use crate::alerts::journal::{Journal, Refresh};
-use crate::alerts::repo;
-use crate::store::{Db, StoreError};
+use crate::alerts::journal::{Journal, Refresh, merge};
+use crate::alerts::repo::{self, RefreshMode};
+use crate::store::{Db, StoreError, now_ms};
 
 pub(super) async fn retry_transient<T, F, Fut>(
     retries: &IntCounter,
@@ -47,8 +47,12 @@ where
     }
 }
 
-/// Writes journaled repeats to the database, beside the writer: the rows change only
-/// where the stored count is lower, so it cannot undo a newer full write.
+/// How long `journal_applied` keeps a segment whose files were never deleted.
+const APPLIED_KEPT_MS: i64 = 30 * 86_400_000;
+
+/// Writes journaled repeats to the database, beside the writer: each adds its receipts
+/// to the count and refreshes the fields only where it is the newest news of a firing
+/// alert, so it cannot undo a newer full write of this or another node.
 pub(super) struct Checkpoint {
     pub(super) db: Db,
     pub(super) pending: Pending,
@@ -58,18 +62,30 @@ pub(super) struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Commits `list`; then deletes the journal segments sealed up to `sealed` (they hold
-    /// nothing newer than `list`) and drops
-    /// the pending entries it wrote (unless a newer repeat came meanwhile).
-    pub(super) async fn run(self, list: Vec<Refresh>, sealed: u64) -> Result<(), StoreError> {
+    /// Commits `list` and marks the journal segments sealed up to `sealed` (`names`)
+    /// applied in the same transaction; then deletes those segments (they hold nothing
+    /// `list` does not) and takes the committed increments off the pending entries.
+    pub(super) async fn run(
+        self,
+        list: Vec<Refresh>,
+        sealed: u64,
+        names: Vec<String>,
+    ) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let db = self.db.clone();
         let written = retry_transient(&self.metrics.retries, || {
             let db = db.clone();
-            let list = &list;
+            let (list, names) = (&list, &names);
             async move {
                 let mut tx = db.pool().begin().await?;
-                repo::refresh(&db, &mut tx, list).await?;
+                // A retry after a commit whose answer was lost: already applied.
+                let applied = repo::applied_segments(&db, &mut tx, names).await?;
+                if !names.is_empty() && applied.len() == names.len() {
+                    tracing::info!(segments = names.len(), "checkpoint already committed");
+                    return Ok(());
+                }
+                repo::refresh(&db, &mut tx, list, RefreshMode::Add).await?;
+                repo::mark_applied(&db, &mut tx, names, now_ms()).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -87,32 +103,58 @@ impl Checkpoint {
         // Before `pending` empties: a read that then skips `sync` must not get stats
         // cached before this checkpoint.
         self.generation.fetch_add(1, Ordering::Relaxed);
-        let mut pending = lock(&self.pending);
-        for r in &list {
-            if pending.get(&r.id).is_some_and(|p| p.count <= r.count) {
-                pending.remove(&r.id);
+        {
+            let mut pending = lock(&self.pending);
+            for r in &list {
+                if let Some(p) = pending.get_mut(&r.id) {
+                    p.added -= r.added;
+                    if p.added <= 0 {
+                        pending.remove(&r.id);
+                    }
+                }
             }
+            self.metrics.depth.set(pending.len() as i64);
         }
-        self.metrics.depth.set(pending.len() as i64);
-        drop(pending);
+        forget(&self.db, &names).await;
         tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
         Ok(())
     }
 }
 
-/// Writes the repeats journaled by processes that died; their files are removed once
-/// committed. Runs before the service answers reads.
+/// Drops the `journal_applied` entries of deleted segments (and very old ones).
+async fn forget(db: &Db, names: &[String]) {
+    if let Err(e) = repo::forget_applied(db, names, now_ms() - APPLIED_KEPT_MS).await {
+        tracing::debug!(error = %e, "cannot forget applied journal segments; retried later");
+    }
+}
+
+/// Writes the repeats journaled by processes that died, each segment once (those
+/// `journal_applied` lists are skipped); their files are removed once committed.
+/// Runs before the service answers reads.
 pub async fn replay_orphans(db: &Db, journal: &Journal) -> Result<(), StoreError> {
-    let list = journal.orphaned();
-    if !list.is_empty() {
-        let mut tx = db.pool().begin().await?;
-        repo::refresh(db, &mut tx, &list).await?;
-        tx.commit().await?;
+    let orphans = journal.orphaned();
+    let names: Vec<String> = orphans.segments.iter().map(|(n, _)| n.clone()).collect();
+    let mut tx = db.pool().begin().await?;
+    let applied = repo::applied_segments(db, &mut tx, &names).await?;
+    let list = merge(
+        orphans
+            .segments
+            .into_iter()
+            .filter(|(name, _)| !applied.contains(name))
+            .flat_map(|(_, records)| records),
+    );
+    repo::refresh(db, &mut tx, &list, RefreshMode::Add).await?;
+    repo::mark_applied(db, &mut tx, &names, now_ms()).await?;
+    repo::refresh(db, &mut tx, &orphans.totals, RefreshMode::Total).await?;
+    tx.commit().await?;
+    if !list.is_empty() || !orphans.totals.is_empty() {
         tracing::info!(
-            alerts = list.len(),
+            alerts = list.len() + orphans.totals.len(),
+            skipped_segments = applied.len(),
             "replayed repeats from the receipt journal"
         );
     }
     journal.remove_orphans();
+    forget(db, &names).await;
     Ok(())
 }

@@ -69,6 +69,8 @@ const RETENTION_CHUNK: i64 = 5_000;
 const EXPIRE_CHUNK: usize = 2_000;
 /// Attempts of a commit before giving up.
 const MAX_ATTEMPTS: u32 = 6;
+/// Attempts of a batch whose rows other nodes keep writing meanwhile.
+const CONFLICT_ATTEMPTS: u32 = 5;
 /// Longest a batch keeps retrying transient database errors before it is answered 503.
 const RETRY_BUDGET: Duration = Duration::from_secs(4);
 /// Distinct `source` label values of `watchpost_alerts_received_total` (then `other`).
@@ -130,7 +132,8 @@ impl PipelineError {
     fn store(e: &StoreError) -> Self {
         PipelineError::Store {
             message: e.to_string(),
-            transient: e.is_transient(),
+            // Rows other nodes kept writing: a retry applies over them.
+            transient: e.is_transient() || matches!(e, StoreError::Conflict { .. }),
         }
     }
 }

@@ -16,6 +16,8 @@ pub(super) struct Plan {
     pub(super) order: Vec<String>,
     pub(super) alerts: HashMap<String, Alert>,
     pub(super) before: HashMap<String, Option<(AlertState, Severity)>>,
+    /// Each alert's count when it entered the plan: a write adds what it counted since.
+    pub(super) base: HashMap<String, i64>,
     pub(super) dirty: HashSet<String>,
     /// Alerts whose receipts only refreshed volatile fields (journaled).
     pub(super) volatile: HashSet<String>,
@@ -39,6 +41,7 @@ impl Plan {
         }
         self.before
             .insert(a.fingerprint.clone(), Some((a.state, a.severity)));
+        self.base.insert(a.fingerprint.clone(), a.count);
         self.order.push(a.fingerprint.clone());
         self.alerts.insert(a.fingerprint.clone(), a);
     }
@@ -60,6 +63,8 @@ impl Plan {
         if !self.before.contains_key(fp) {
             let state = alert.as_ref().map(|a| (a.state, a.severity));
             self.before.insert(key.clone(), state);
+            self.base
+                .insert(key.clone(), alert.as_ref().map_or(0, |a| a.count));
             self.order.push(key.clone());
         }
         (key, alert)
@@ -104,7 +109,28 @@ impl Plan {
             .filter(|fp| !self.dirty.contains(*fp))
             .filter_map(|fp| self.alerts.get(fp))
             .filter(|a| a.id > 0)
-            .map(Refresh::of)
+            .map(|a| Refresh::of(a, self.base_count(&a.fingerprint, a)))
+            .filter(|r| r.added > 0)
+            .collect()
+    }
+
+    /// The count `fp` had when it entered the plan.
+    pub(super) fn base_count(&self, fp: &str, a: &Alert) -> i64 {
+        self.base.get(fp).copied().unwrap_or(a.count)
+    }
+
+    /// The full writes of the dirty alerts, in order.
+    pub(super) fn full_writes(&self) -> Vec<repo::FullWrite<'_>> {
+        self.order
+            .iter()
+            .filter(|fp| self.dirty.contains(*fp))
+            .filter_map(|fp| {
+                let alert = self.alerts.get(fp)?;
+                Some(repo::FullWrite {
+                    alert,
+                    base_count: self.base_count(fp, alert),
+                })
+            })
             .collect()
     }
 

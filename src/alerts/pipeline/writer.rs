@@ -14,15 +14,15 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{Checkpoint, retry_transient};
 use super::plan::{Plan, Throttle, coalesce, feed_rows};
 use super::{
-    AckJob, CACHE_LIMIT, Command, EXPIRE_CHUNK, IngestJob, JOURNAL_QUEUE, MAX_SOURCE_LABELS,
-    Pipeline, PipelineError, QueueMetrics, RETENTION_CHUNK, RETENTION_INTERVAL, TICK, WriterParts,
-    lock,
+    AckJob, CACHE_LIMIT, CONFLICT_ATTEMPTS, Command, EXPIRE_CHUNK, IngestJob, JOURNAL_QUEUE,
+    MAX_SOURCE_LABELS, Pipeline, PipelineError, QueueMetrics, RETENTION_CHUNK, RETENTION_INTERVAL,
+    TICK, WriterParts, lock,
 };
 use crate::alerts::change::{AlertChange, ChangeKind};
 use crate::alerts::journal::Refresh;
 use crate::alerts::lifecycle::{self, Event, silence_transition};
 use crate::alerts::model::{Ack, Alert, AlertState, EventKind, Labels, Severity};
-use crate::alerts::repo::{self, NewEvent};
+use crate::alerts::repo::{self, NewEvent, RefreshMode};
 use crate::audit;
 use crate::events::{AlertEvent, AlertEventKind};
 use crate::inhibit::Inhibitor;
@@ -296,18 +296,96 @@ impl Writer {
     }
 
     /// Applies a batch in memory and commits it.
+    ///
+    /// When another node wrote some of its rows meanwhile, the batch is applied again
+    /// over their stored state (the write applied nothing).
     async fn ingest_batch(
         &mut self,
         jobs: &[IngestJob],
     ) -> Result<(Vec<Vec<i64>>, Plan, HashSet<String>), StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.try_batch(jobs).await {
+                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(
+                        rows = fingerprints.len(),
+                        attempt,
+                        "alerts changed on another node; applying the batch again over them"
+                    );
+                    self.forget(&fingerprints);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Drops cached copies (read again from the database when next needed).
+    fn forget(&mut self, fps: &[String]) {
+        for fp in fps {
+            self.cache.remove(fp);
+            self.throttle.remove(fp);
+        }
+    }
+
+    /// With several writers, drops the cached alerts of `fps` whose stored row another
+    /// node has written since (its version moved): the batch decides over the database's
+    /// state, not over this node's memory.
+    async fn revalidate(&mut self, fps: &[&str]) -> Result<(), StoreError> {
+        if !self.p.cfg.feed {
+            return Ok(());
+        }
+        let cached: Vec<&str> = fps
+            .iter()
+            .copied()
+            .filter(|fp| self.cache.contains_key(*fp))
+            .collect();
+        if cached.is_empty() {
+            return Ok(());
+        }
+        let db = self.p.db.clone();
+        let stored = self
+            .retrying(|| {
+                let db = db.clone();
+                let cached = &cached;
+                async move {
+                    let mut conn = db.pool().acquire().await?;
+                    repo::versions(&db, &mut conn, cached).await
+                }
+            })
+            .await?;
+        let moved: Vec<String> = cached
+            .iter()
+            .filter(|fp| stored.get(**fp) != self.cache.get(**fp).map(|a| &a.version))
+            .map(|fp| fp.to_string())
+            .collect();
+        if !moved.is_empty() {
+            tracing::debug!(
+                alerts = moved.len(),
+                "alerts written by another node; reading them again"
+            );
+            self.forget(&moved);
+        }
+        Ok(())
+    }
+
+    /// One attempt of [`Writer::ingest_batch`].
+    async fn try_batch(
+        &mut self,
+        jobs: &[IngestJob],
+    ) -> Result<(Vec<Vec<i64>>, Plan, HashSet<String>), StoreError> {
         let now = now_ms();
-        let mut fps: Vec<&str> = jobs
+        let mut all: Vec<&str> = jobs
             .iter()
             .flat_map(|j| j.alerts.iter().map(|a| a.fingerprint.as_str()))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        self.revalidate(&all).await?;
+        let fps: Vec<&str> = all
+            .into_iter()
             .filter(|fp| !self.cache.contains_key(*fp))
             .collect();
-        fps.sort_unstable();
-        fps.dedup();
         for (fp, a) in self.load(&fps).await? {
             self.cache.insert(fp, a);
         }
@@ -490,12 +568,7 @@ impl Writer {
             return Ok(HashSet::new());
         }
         let db = self.p.db.clone();
-        let rows: Vec<&Alert> = plan
-            .order
-            .iter()
-            .filter(|fp| plan.dirty.contains(*fp))
-            .map(|fp| &plan.alerts[fp])
-            .collect();
+        let rows = plan.full_writes();
         let refreshes = plan.refreshes();
         // Without a journal, refreshes are written in the batch's transaction.
         let direct: &[Refresh] = match self.p.journal {
@@ -508,7 +581,7 @@ impl Writer {
             || !plan.audit.is_empty()
             || (feed && !plan.changes.is_empty());
         let plan_ref = &*plan;
-        let ids: Vec<(i64, String)> = if !in_db {
+        let ids: Vec<(i64, String, i64)> = if !in_db {
             Vec::new()
         } else {
             self.retrying(|| {
@@ -516,10 +589,10 @@ impl Writer {
                 let rows = &rows;
                 async move {
                     let mut tx = db.pool().begin().await?;
-                    repo::refresh(&db, &mut tx, direct).await?;
+                    repo::refresh(&db, &mut tx, direct, RefreshMode::Add).await?;
                     let ids = repo::upsert(&db, &mut tx, rows).await?;
                     let by_fp: HashMap<&str, i64> =
-                        ids.iter().map(|(id, fp)| (fp.as_str(), *id)).collect();
+                        ids.iter().map(|(id, fp, _)| (fp.as_str(), *id)).collect();
                     let events: Vec<NewEvent> = plan_ref
                         .events
                         .iter()
@@ -557,7 +630,7 @@ impl Writer {
             match stored {
                 // In the database already: nothing to checkpoint.
                 Ok(false) => {}
-                Ok(true) => pending.extend(refreshes.iter().map(|r| (r.id, *r))),
+                Ok(true) => add_pending(&mut pending, &refreshes),
                 Err(e) => {
                     tracing::error!(error = %e, repeats = refreshes.len(), "repeats could be written neither to the receipt journal nor to the database; their requests are answered 503");
                     let ids: HashSet<i64> = refreshes.iter().map(|r| r.id).collect();
@@ -568,25 +641,15 @@ impl Writer {
                             .cloned(),
                     );
                     // The next checkpoint writes them when the database is back.
-                    pending.extend(refreshes.iter().map(|r| (r.id, *r)));
+                    add_pending(&mut pending, &refreshes);
                 }
             }
             self.jm.depth.set(pending.len() as i64);
         }
-        if in_db {
-            // Full rows carry their refreshed fields: nothing left to checkpoint.
-            let mut pending = lock(&self.p.pending);
-            if !pending.is_empty() {
-                for fp in &plan.dirty {
-                    if let Some(a) = plan.alerts.get(fp) {
-                        pending.remove(&a.id);
-                    }
-                }
-            }
-        }
-        for (id, fp) in ids {
+        for (id, fp, version) in ids {
             if let Some(a) = plan.alerts.get_mut(&fp) {
                 a.id = id;
+                a.version = version;
             }
         }
         if in_db {
@@ -611,7 +674,7 @@ impl Writer {
             let db = db.clone();
             async move {
                 let mut tx = db.pool().begin().await?;
-                repo::refresh(&db, &mut tx, refreshes).await?;
+                repo::refresh(&db, &mut tx, refreshes, RefreshMode::Add).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -635,9 +698,12 @@ impl Writer {
         if list.is_empty() {
             return Ok(());
         }
-        let sealed = match &self.p.journal {
-            Some(j) => j.rotate()?,
-            None => 0,
+        let (sealed, names) = match &self.p.journal {
+            Some(j) => {
+                let sealed = j.rotate()?;
+                (sealed, j.sealed_names(sealed))
+            }
+            None => (0, Vec::new()),
         };
         let job = Checkpoint {
             db: self.p.db.clone(),
@@ -646,7 +712,7 @@ impl Writer {
             generation: self.p.generation.clone(),
             metrics: self.jm.clone(),
         };
-        self.inflight = Some(tokio::spawn(job.run(list, sealed)));
+        self.inflight = Some(tokio::spawn(job.run(list, sealed, names)));
         Ok(())
     }
 
@@ -810,16 +876,28 @@ impl Writer {
         }
     }
 
+    /// Acknowledges an alert over its stored row (again if another node wrote it
+    /// meanwhile).
     async fn ack(&mut self, job: &AckJob) -> Result<Option<Alert>, PipelineError> {
         self.checkpoint()
             .await
             .map_err(|e| PipelineError::store(&e))?;
+        let mut attempt = 1;
+        loop {
+            match self.try_ack(job).await {
+                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
+                    self.forget(&fingerprints);
+                    attempt += 1;
+                }
+                other => return other.map_err(|e| PipelineError::store(&e)),
+            }
+        }
+    }
+
+    async fn try_ack(&mut self, job: &AckJob) -> Result<Option<Alert>, StoreError> {
         let now = now_ms();
         let db = self.p.db.clone();
-        let stored = self
-            .retrying(|| repo::get(&db, job.id))
-            .await
-            .map_err(|e| PipelineError::store(&e))?;
+        let stored = self.retrying(|| repo::get(&db, job.id)).await?;
         let Some(mut alert) = stored else {
             return Ok(None);
         };
@@ -843,9 +921,7 @@ impl Writer {
             Some(ChangeKind::Acked),
         );
         plan.audit.push(job.audit.clone());
-        self.commit(&mut plan)
-            .await
-            .map_err(|e| PipelineError::store(&e))?;
+        self.commit(&mut plan).await?;
         self.announce(&plan).await;
         let acked = plan.alerts.get(&fp).cloned();
         self.remember(plan);
@@ -854,6 +930,19 @@ impl Writer {
 
     /// Reloads (when `reload`) and re-applies silences to every firing alert.
     async fn reevaluate_silences(&mut self, reload: bool) -> Result<(), StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.try_reevaluate_silences(reload).await {
+                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
+                    self.forget(&fingerprints);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_reevaluate_silences(&mut self, reload: bool) -> Result<(), StoreError> {
         self.checkpoint().await?;
         let now = now_ms();
         if reload {
@@ -890,9 +979,14 @@ impl Writer {
         {
             tracing::warn!(error = %e, "re-applying silences failed; will retry");
         }
-        if let Err(e) = self.expire(now).await {
-            tracing::warn!(error = %e, "resolving expired alerts failed; will retry");
-            self.rebuild().await;
+        match self.expire(now).await {
+            Ok(()) => {}
+            // Another node wrote them: their stored state decides at the next tick.
+            Err(StoreError::Conflict { fingerprints }) => self.forget(&fingerprints),
+            Err(e) => {
+                tracing::warn!(error = %e, "resolving expired alerts failed; will retry");
+                self.rebuild().await;
+            }
         }
         if self.last_retention.elapsed() >= RETENTION_INTERVAL && self.p.cfg.leader.is_leader() {
             self.last_retention = Instant::now();
@@ -980,6 +1074,18 @@ impl Writer {
             return source.to_string();
         }
         "other".into()
+    }
+}
+
+/// Adds journaled receipts to the pending set (the increments add up).
+fn add_pending(pending: &mut HashMap<i64, Refresh>, refreshes: &[Refresh]) {
+    for r in refreshes {
+        match pending.get_mut(&r.id) {
+            Some(p) => p.absorb(r),
+            None => {
+                pending.insert(r.id, *r);
+            }
+        }
     }
 }
 
