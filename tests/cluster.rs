@@ -2,7 +2,9 @@
 //! PostgreSQL server, the fake Bot API): exactly one leader that all agree on; kill -9
 //! of the leader and a new one within `node_timeout` + 2 s; a leader paused with SIGSTOP
 //! is fenced out and rejoins as a follower; PostgreSQL restarted under the cluster. In
-//! every case each notification is sent once and no two `getUpdates` overlap. And with
+//! every case each notification is sent once and no two `getUpdates` overlap. One
+//! alert received by all three nodes at once is decided in the database: its count is
+//! every receipt, a resolve or an ack on one node is never undone by another. And with
 //! SQLite, a second process on the same file is refused.
 
 mod common;
@@ -35,6 +37,7 @@ fn conf(db_url: &str, fake: &FakeTelegram, node: &str) -> Conf {
         ),
     ];
     c.telegram = vec![("poll_timeout".into(), "\"2s\"".into())];
+    c.alerts = vec![("checkpoint_interval".into(), "\"1s\"".into())];
     c.group_wait = "3s".into();
     c
 }
@@ -335,6 +338,115 @@ async fn postgres_restarted_under_three_nodes() {
     procs[1].fire(&after).await;
     delivered_once(tag, fake, &[before, after]).await;
     assert_eq!(fake.conflicts(), 0, "{tag}: two getUpdates overlapped");
+}
+
+/// `GET /api/v1/alerts/{id}` on `p`.
+async fn alert(p: &Proc, id: i64) -> Value {
+    match p.get_json(&format!("/api/v1/alerts/{id}")).await {
+        Some((200, v)) => v,
+        other => panic!("GET alert {id}: {other:?}"),
+    }
+}
+
+/// Waits until alert `id` read on `p` satisfies `ok` (checkpoints run every second).
+async fn alert_until(p: &Proc, id: i64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = alert(p, id).await;
+        if ok(&a) {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "{what}: {a:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// POSTs a firing alert `token` with `message` to `p`; asserts 202.
+async fn fire_with(p: &Proc, token: &str, message: &str) {
+    let r = common::faults::reqwest_client()
+        .post(p.url("/api/v1/alerts"))
+        .json(
+            &serde_json::json!({"message": message, "severity": "critical",
+            "labels": {"alertname": token}}),
+        )
+        .send()
+        .await
+        .expect("POST alert");
+    assert_eq!(r.status().as_u16(), 202, "POST {token} to {}", p.tag);
+}
+
+/// Fires `token` on `p` `n` times in a row.
+async fn repeat(p: &Proc, token: &str, n: usize) {
+    for _ in 0..n {
+        p.fire(token).await;
+    }
+}
+
+fn fired_events(a: &Value) -> usize {
+    a["events"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["kind"] == "fired").count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_alert_on_every_node_is_decided_in_the_database() {
+    let tag = "multi-writer";
+    let Some(nodes) = Nodes::start(tag, "1s").await else {
+        return;
+    };
+    let procs = &nodes.procs;
+    nodes_leader(procs).await;
+    let t = token("MultiWriter");
+    // The same new alert on all three nodes at once: one row, one `fired`.
+    let (a, b, c) = tokio::join!(procs[0].fire(&t), procs[1].fire(&t), procs[2].fire(&t));
+    assert!(a == b && b == c, "{tag}: one alert, one id: {a} {b} {c}");
+    let id = a;
+    // Repeats on every node, concurrently: the count is every receipt (3 + 3 x 10).
+    tokio::join!(
+        repeat(&procs[0], &t, 10),
+        repeat(&procs[1], &t, 10),
+        repeat(&procs[2], &t, 10)
+    );
+    let v = alert_until(&procs[0], id, "every receipt counted", |a| a["count"] == 33).await;
+    assert_eq!(v["state"], "firing", "{tag}: {v:#}");
+    assert_eq!(fired_events(&v), 1, "{tag}: fired once: {v:#}");
+
+    // Resolved on n2, firing again on n1 (whose memory still says firing): a re-fire.
+    procs[1].resolve(&t).await;
+    alert_until(&procs[2], id, "resolved", |a| a["state"] == "resolved").await;
+    procs[0].fire(&t).await;
+    let v = alert_until(&procs[1], id, "fired again on n1", |a| {
+        a["state"] == "firing"
+    })
+    .await;
+    assert_eq!(
+        fired_events(&v),
+        2,
+        "{tag}: the re-fire is a new incident: {v:#}"
+    );
+    assert_eq!(v["count"], 34, "{tag}: {v:#}");
+
+    // Acknowledged on n3; a changed message on n1 (a full write) keeps the ack.
+    let r = common::faults::reqwest_client()
+        .post(procs[2].url(&format!("/api/v1/alerts/{id}/ack")))
+        .json(&serde_json::json!({"by": "alice", "comment": "on it"}))
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(r.status().as_u16(), 200, "{tag}: ack");
+    fire_with(&procs[0], &t, &format!("{t} changed on n1")).await;
+    let v = alert_until(&procs[1], id, "message changed", |a| {
+        a["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("changed on n1"))
+    })
+    .await;
+    assert_eq!(
+        v["acknowledged"]["by"], "alice",
+        "{tag}: the ack stays: {v:#}"
+    );
+    assert_eq!(v["state"], "firing", "{tag}: {v:#}");
+    assert_eq!(v["count"], 35, "{tag}: {v:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

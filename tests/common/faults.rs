@@ -68,6 +68,8 @@ pub struct Conf {
     pub cluster: Vec<(String, String)>,
     /// More `[telegram]` keys (values in TOML syntax), with a Telegram sink.
     pub telegram: Vec<(String, String)>,
+    /// More `[alerts]` keys (values in TOML syntax).
+    pub alerts: Vec<(String, String)>,
 }
 
 impl Conf {
@@ -103,6 +105,7 @@ impl Conf {
             node_id: "fault-test".into(),
             cluster: Vec::new(),
             telegram: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 
@@ -127,6 +130,9 @@ impl Conf {
         }
         t.push_str("\n[rules]\nfiles = []\n");
         t.push_str("\n[alerts]\nrate_limit_per_second = 0\n");
+        for (k, v) in &self.alerts {
+            t.push_str(&format!("{k} = {v}\n"));
+        }
         t.push_str("\n[log]\nlevel = \"warn,watchpost=info\"\n");
         let receiver = match &self.sink {
             Sink::Telegram {
