@@ -4,7 +4,9 @@
 //! is fenced out and rejoins as a follower; PostgreSQL restarted under the cluster. In
 //! every case each notification is sent once and no two `getUpdates` overlap. One
 //! alert received by all three nodes at once is decided in the database: its count is
-//! every receipt, a resolve or an ack on one node is never undone by another. And with
+//! every receipt, a resolve or an ack on one node is never undone by another; a source
+//! alert or a silence on one node mutes an alert arriving on another, and the leader
+//! resolves an alert whose node died once its `ends_at` passes. And with
 //! SQLite, a second process on the same file is refused.
 
 mod common;
@@ -447,6 +449,112 @@ async fn one_alert_on_every_node_is_decided_in_the_database() {
     );
     assert_eq!(v["state"], "firing", "{tag}: {v:#}");
     assert_eq!(v["count"], 35, "{tag}: {v:#}");
+}
+
+/// POSTs `body` (one generic alert) to `p`; asserts 202 and returns the id.
+async fn post_one(p: &Proc, body: Value) -> i64 {
+    let r = common::faults::reqwest_client()
+        .post(p.url("/api/v1/alerts"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST alert");
+    assert_eq!(r.status().as_u16(), 202, "POST {body} to {}", p.tag);
+    let v: Value = r.json().await.expect("ids");
+    v["ids"][0].as_i64().expect("id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inhibition_silences_and_expiry_span_the_nodes() {
+    let tag = "shared state";
+    let Some(mut nodes) = Nodes::start(tag, "1s").await else {
+        return;
+    };
+    let (leader, _) = nodes_leader(&nodes.procs).await;
+    let li = index(&leader);
+    let (f1, f2) = match li {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    let procs = &nodes.procs;
+
+    // A critical on one follower inhibits a warning that arrives on the other.
+    let t = token("Inhibit");
+    post_one(
+        &procs[f1],
+        serde_json::json!({"message": format!("{t} source"), "severity": "critical",
+            "labels": {"alertname": t, "instance": "db-1", "part": "source"}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let target = post_one(
+        &procs[f2],
+        serde_json::json!({"message": format!("{t} target"), "severity": "warning",
+            "labels": {"alertname": t, "instance": "db-1", "part": "target"}}),
+    )
+    .await;
+    let v = alert(&procs[f2], target).await;
+    assert_eq!(
+        v["inhibited"], true,
+        "{tag}: inhibited at ingest on {f2}: {v:#}"
+    );
+
+    // A silence made on one node mutes an alert that arrives on another.
+    let s = token("Silenced");
+    let ends = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let r = common::faults::reqwest_client()
+        .post(procs[f1].url("/api/v1/silences"))
+        .json(
+            &serde_json::json!({"matchers": [{"name": "alertname", "value": s,
+            "isRegex": false, "isEqual": true}], "endsAt": ends, "createdBy": "ann",
+            "comment": "maintenance"}),
+        )
+        .send()
+        .await
+        .expect("silence");
+    assert_eq!(r.status().as_u16(), 200, "{tag}: silence");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let silenced = post_one(
+        &procs[f2],
+        serde_json::json!({"message": format!("{s} muted"), "severity": "critical",
+            "labels": {"alertname": s}}),
+    )
+    .await;
+    let v = alert(&procs[f2], silenced).await;
+    assert_eq!(
+        v["silenced"], true,
+        "{tag}: silenced at ingest on {f2}: {v:#}"
+    );
+
+    // An alert whose node died resolves when its ends_at passes (the leader expires it).
+    let e = token("Expires");
+    let ends = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let expiring = post_one(
+        &procs[f2],
+        serde_json::json!({"message": format!("{e} expiring"), "severity": "critical",
+            "labels": {"alertname": e}, "ends_at": ends}),
+    )
+    .await;
+    nodes.procs[f2].kill9().await;
+    let v = alert_until(&nodes.procs[li], expiring, "resolved by the leader", |a| {
+        a["state"] == "resolved"
+    })
+    .await;
+    assert_eq!(v["state"], "resolved", "{tag}: {v:#}");
+
+    // Muted alerts were never sent; the expired one was sent firing, then resolved.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sent(&nodes.fake, &format!("{t} target")).is_empty(),
+        "{tag}: the inhibited warning was notified"
+    );
+    assert!(
+        sent(&nodes.fake, &s).is_empty(),
+        "{tag}: the silenced alert was notified"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

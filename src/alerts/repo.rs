@@ -148,6 +148,25 @@ pub async fn firing(db: &Db) -> Result<Vec<Alert>, StoreError> {
     rows.iter().map(from_row).collect()
 }
 
+/// Firing alerts whose `ends_at` is at or before `before_ms`, soonest first.
+pub async fn expired(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<Alert>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts WHERE state = 'firing' AND ends_at_ms <= $1 \
+         ORDER BY ends_at_ms, id LIMIT $2"
+    );
+    let rows = db
+        .timed("alerts.expired", async {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(before_ms)
+                .bind(limit)
+                .fetch_all(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Firing alerts by severity.
 pub async fn firing_counts(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
     let rows = db

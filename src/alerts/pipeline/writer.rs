@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{Checkpoint, retry_transient};
 use super::plan::{Plan, Throttle, coalesce, feed_rows};
 use super::{
-    AckJob, CACHE_LIMIT, CONFLICT_ATTEMPTS, Command, EXPIRE_CHUNK, IngestJob, JOURNAL_QUEUE,
-    MAX_SOURCE_LABELS, Pipeline, PipelineError, QueueMetrics, RETENTION_CHUNK, RETENTION_INTERVAL,
-    TICK, WriterParts, lock,
+    AckJob, CACHE_LIMIT, CONFLICT_ATTEMPTS, Command, IngestJob, JOURNAL_QUEUE, MAX_SOURCE_LABELS,
+    Pipeline, PipelineError, QueueMetrics, RETENTION_CHUNK, RETENTION_INTERVAL, TICK, WriterParts,
+    lock,
 };
 use crate::alerts::change::{AlertChange, ChangeKind};
 use crate::alerts::journal::Refresh;
@@ -28,6 +28,8 @@ use crate::events::{AlertEvent, AlertEventKind};
 use crate::inhibit::Inhibitor;
 use crate::silence::{self, SilenceSet};
 use crate::store::{StoreError, now_ms};
+
+mod shared;
 
 pub(super) struct Writer {
     p: WriterParts,
@@ -50,6 +52,10 @@ pub(super) struct Writer {
     cache: HashMap<String, Alert>,
     /// Repeat logging and announcing, by fingerprint (for cached alerts).
     throttle: HashMap<String, Throttle>,
+    /// Several nodes: the change feed read up to here ([`shared`]).
+    feed_cursor: i64,
+    /// Several nodes: when `watchpost_alerts_active` was last read from the database.
+    last_active: Instant,
 }
 
 impl Writer {
@@ -79,9 +85,12 @@ impl Writer {
             stale: false,
             cache: HashMap::new(),
             throttle: HashMap::new(),
+            feed_cursor: 0,
+            last_active: Instant::now(),
         };
         // Repeats a previous incarnation journaled but did not checkpoint.
         w.checkpoint().await?;
+        w.follow_from_head().await?;
         let firing = repo::firing(&w.p.db).await?;
         let mut plan = Plan::new(now);
         for a in firing {
@@ -846,6 +855,11 @@ impl Writer {
     /// reload it from the database.
     async fn rebuild(&mut self) {
         let now = now_ms();
+        if let Err(e) = self.follow_from_head().await {
+            self.stale = true;
+            tracing::warn!(error = %e, "cannot reload firing alerts; will retry");
+            return;
+        }
         match repo::firing(&self.p.db).await {
             Ok(firing) => {
                 self.inhibitor.clear();
@@ -974,10 +988,25 @@ impl Writer {
             }
         }
         let now = now_ms();
-        if self.silences.active_ids(now) != self.active_silences
-            && let Err(e) = self.reevaluate_silences(true).await
-        {
-            tracing::warn!(error = %e, "re-applying silences failed; will retry");
+        if let Err(e) = self.follow().await {
+            tracing::warn!(error = %e, "cannot read the alert change feed; will retry");
+        }
+        if let Err(e) = self.reload_silences(now).await {
+            tracing::warn!(error = %e, "cannot read silences; will retry");
+        }
+        if self.silences.active_ids(now) != self.active_silences {
+            if !self.does_timed_work() {
+                // The leader writes the transitions.
+                self.active_silences = self.silences.active_ids(now);
+            } else if let Err(e) = self.reevaluate_silences(true).await {
+                tracing::warn!(error = %e, "re-applying silences failed; will retry");
+            }
+        }
+        if self.last_active.elapsed() >= self.p.cfg.checkpoint_interval {
+            self.last_active = Instant::now();
+            if let Err(e) = self.refresh_active().await {
+                tracing::debug!(error = %e, "cannot count firing alerts; will retry");
+            }
         }
         match self.expire(now).await {
             Ok(()) => {}
@@ -1002,28 +1031,19 @@ impl Writer {
 
     /// Resolves firing alerts whose `ends_at` has passed (Alertmanager's timeout).
     async fn expire(&mut self, now: i64) -> Result<(), StoreError> {
-        // The cache holds every firing alert, with `ends_at` as last received.
-        let mut due: Vec<Alert> = self
-            .cache
-            .values()
-            .filter(|a| a.state == AlertState::Firing && a.ends_at_ms.is_some_and(|e| e <= now))
-            .cloned()
-            .collect();
-        due.sort_by_key(|a| (a.ends_at_ms, a.id));
-        due.truncate(EXPIRE_CHUNK);
+        let due = self.due_to_expire(now).await?;
         if due.is_empty() {
             return Ok(());
         }
         let mut plan = Plan::new(now);
         let mut affected = BTreeSet::new();
-        for mut a in due {
+        for a in due {
             let fp = a.fingerprint.clone();
-            let before = Some((a.state, a.severity));
-            a.state = AlertState::Resolved;
             let at = a.ends_at_ms.unwrap_or(now);
-            plan.before.insert(fp.clone(), before);
-            plan.order.push(fp.clone());
-            plan.alerts.insert(fp.clone(), a);
+            plan.add_stored(a);
+            if let Some(x) = plan.alerts.get_mut(&fp) {
+                x.state = AlertState::Resolved;
+            }
             plan.event(
                 &fp,
                 Event::new(EventKind::Resolved, json!({"reason": "ends_at passed"})).at(at),

@@ -1,0 +1,174 @@
+//! Several nodes writing one database (PostgreSQL with the change feed): what this
+//! node's writer learns from the others, and what only the leader's writer does.
+//!
+//! * Every node follows the change feed each tick: a newer copy of an alert another
+//!   node changed replaces the cached one and updates the inhibition index, so a
+//!   receipt here is inhibited by a source that fired elsewhere. The leader writes the
+//!   inhibition flags such a change moves.
+//! * Silences are read again each tick (one may have been made on another node).
+//! * Time-driven work runs on the leader only, over the database rather than its
+//!   memory: resolving alerts whose `ends_at` passed (after a grace that lets the
+//!   other nodes' journaled repeats reach the database), silence start and end.
+//! * `watchpost_alerts_active` is read from the database (every node's alerts).
+
+use std::collections::BTreeSet;
+
+use super::Writer;
+use crate::alerts::model::{Alert, AlertState, Labels};
+use crate::alerts::pipeline::plan::Plan;
+use crate::alerts::pipeline::{CONFLICT_ATTEMPTS, EXPIRE_CHUNK, TICK, lock};
+use crate::alerts::repo;
+use crate::silence::{self, SilenceSet};
+use crate::store::{StoreError, now_ms};
+
+/// Feed rows read per round.
+const FOLLOW_BATCH: i64 = 2_000;
+
+impl Writer {
+    /// Whether other nodes may write the same alerts.
+    pub(super) fn shared(&self) -> bool {
+        self.p.cfg.feed
+    }
+
+    /// Whether this node does the time-driven writes (always, when alone).
+    pub(super) fn does_timed_work(&self) -> bool {
+        !self.shared() || self.p.cfg.leader.is_leader()
+    }
+
+    /// Starts following the feed at its head (read before the firing alerts are).
+    pub(super) async fn follow_from_head(&mut self) -> Result<(), StoreError> {
+        if self.shared() {
+            self.feed_cursor = repo::changes_head(&self.p.db).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes in what was committed since the last call (see the module docs).
+    pub(super) async fn follow(&mut self) -> Result<(), StoreError> {
+        if !self.shared() {
+            return Ok(());
+        }
+        loop {
+            let rows = repo::changes_since(&self.p.db, self.feed_cursor, FOLLOW_BATCH).await?;
+            let Some(last) = rows.last().map(|r| r.0) else {
+                return Ok(());
+            };
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let fresh = repo::by_ids(&self.p.db, &ids).await?;
+            let affected = self.take_newer(fresh);
+            if self.p.cfg.leader.is_leader() && !affected.is_empty() {
+                self.reinhibit_stored(&affected).await?;
+            }
+            self.feed_cursor = last;
+            if (rows.len() as i64) < FOLLOW_BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Replaces cached alerts older than their stored copies in `fresh`; returns the
+    /// alerts whose inhibition may have changed.
+    fn take_newer(&mut self, fresh: Vec<Alert>) -> BTreeSet<String> {
+        let pending = lock(&self.p.pending).clone();
+        let mut affected = BTreeSet::new();
+        for mut a in fresh {
+            if self
+                .cache
+                .get(&a.fingerprint)
+                .is_some_and(|c| c.version >= a.version)
+            {
+                continue;
+            }
+            if let Some(r) = pending.get(&a.id) {
+                r.apply_to(&mut a);
+            }
+            let view = a.match_view();
+            let labels = (a.state == AlertState::Firing).then_some(&view as &dyn Labels);
+            affected.extend(self.inhibitor.update(&a.fingerprint, labels));
+            self.cache.insert(a.fingerprint.clone(), a);
+        }
+        affected
+    }
+
+    /// Writes the inhibition flags of `fps` as the index now says (over their stored
+    /// rows, again if another node wrote one meanwhile).
+    async fn reinhibit_stored(&mut self, fps: &BTreeSet<String>) -> Result<(), StoreError> {
+        let mut attempt = 1;
+        loop {
+            let mut plan = Plan::new(now_ms());
+            self.load_into(&mut plan, fps).await?;
+            self.reinhibit(&mut plan, fps.clone());
+            match self.commit(&mut plan).await {
+                Ok(_) => {
+                    self.announce(&plan).await;
+                    self.remember(plan);
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
+                    self.forget(&fingerprints);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the silences again (one may have been made, changed or expired on another
+    /// node).
+    pub(super) async fn reload_silences(&mut self, now: i64) -> Result<(), StoreError> {
+        if self.shared() {
+            self.silences = SilenceSet::new(silence::unexpired(&self.p.db, now).await?);
+        }
+        Ok(())
+    }
+
+    /// The firing alerts whose `ends_at` has passed: from memory when alone, from the
+    /// database on the leader (with a grace for journaled repeats of other nodes not yet
+    /// checkpointed), none on other nodes.
+    pub(super) async fn due_to_expire(&self, now: i64) -> Result<Vec<Alert>, StoreError> {
+        if !self.shared() {
+            // The cache holds every firing alert, with `ends_at` as last received.
+            let mut due: Vec<Alert> = self
+                .cache
+                .values()
+                .filter(|a| a.state == AlertState::Firing && a.ends_at_ms.is_some_and(|e| e <= now))
+                .cloned()
+                .collect();
+            due.sort_by_key(|a| (a.ends_at_ms, a.id));
+            due.truncate(EXPIRE_CHUNK);
+            return Ok(due);
+        }
+        if !self.p.cfg.leader.is_leader() {
+            return Ok(Vec::new());
+        }
+        let grace = (self.p.cfg.checkpoint_interval + 2 * TICK).as_millis() as i64;
+        let mut due = repo::expired(&self.p.db, now - grace, EXPIRE_CHUNK as i64).await?;
+        let pending = lock(&self.p.pending);
+        for a in &mut due {
+            if let Some(r) = pending.get(&a.id) {
+                r.apply_to(a);
+            }
+        }
+        // A repeat journaled here moved `ends_at` on.
+        due.retain(|a| a.ends_at_ms.is_some_and(|e| e <= now));
+        Ok(due)
+    }
+
+    /// Sets `watchpost_alerts_active` from the database (every node's alerts).
+    pub(super) async fn refresh_active(&mut self) -> Result<(), StoreError> {
+        if !self.shared() {
+            return Ok(());
+        }
+        let counts = repo::firing_counts(&self.p.db).await?;
+        self.active.clear();
+        for (severity, n) in counts {
+            if let Some(s) = crate::alerts::model::Severity::parse_strict(&severity) {
+                *self.active.entry(s).or_default() += n;
+            }
+        }
+        self.publish_active();
+        Ok(())
+    }
+}
