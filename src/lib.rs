@@ -194,7 +194,7 @@ impl App {
                 sink: Arc::new(TsdbSink(tsdb.clone())),
                 notifier: Notifier::new(rule_tx, rules::DEFAULT_RESEND_DELAY),
                 metrics: metrics.alerting.clone(),
-                external_labels: Arc::new(config.rules.external_labels.clone()),
+                external_labels: Arc::new(rule_labels(&config, &cluster, db.backend())),
                 external_url,
                 leader: LeaderGate::single_node(),
             },
@@ -426,4 +426,22 @@ async fn serve(
         Err(_) => tracing::warn!("shutdown_timeout reached; dropping unfinished requests"),
     }
     began
+}
+
+/// `rules.external_labels`, plus `instance = <node id>` with several nodes (PostgreSQL)
+/// unless set there: each node's rules watch its own host and internals, so the same
+/// rule firing on two nodes is two alerts. A rule whose result names an `instance`
+/// (ClusterNodeDown) keeps it, and is then one alert whichever node evaluates it.
+fn rule_labels(
+    config: &Config,
+    cluster: &cluster::Cluster,
+    backend: store::Backend,
+) -> std::collections::BTreeMap<String, String> {
+    let mut labels = config.rules.external_labels.clone();
+    if backend == store::Backend::Postgres {
+        labels
+            .entry("instance".into())
+            .or_insert_with(|| cluster.node().id.clone());
+    }
+    labels
 }

@@ -40,6 +40,7 @@ fn conf(db_url: &str, fake: &FakeTelegram, node: &str) -> Conf {
     ];
     c.telegram = vec![("poll_timeout".into(), "\"2s\"".into())];
     c.alerts = vec![("checkpoint_interval".into(), "\"1s\"".into())];
+    c.rules = vec![format!("{}/alerts/cluster.yml", env!("CARGO_MANIFEST_DIR"))];
     c.group_wait = "3s".into();
     c
 }
@@ -246,6 +247,35 @@ async fn three_nodes_agree_on_one_leader_and_fail_over_after_kill9() {
             .await,
         1.0,
         "{tag}"
+    );
+    assert_eq!(
+        rest[0]
+            .metric("watchpost_cluster_node_alive", &[("node", leader.as_str())])
+            .await,
+        0.0,
+        "{tag}"
+    );
+    // The default ClusterNodeDown rule (alerts/cluster.yml, `for: 15s`), evaluated by
+    // both survivors, is one alert naming the killed node, notified once.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let down = || {
+        sent(fake, "ClusterNodeDown")
+            .into_iter()
+            .filter(|m| m.contains(&leader))
+            .count()
+    };
+    while down() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{tag}: no ClusterNodeDown for {leader} within 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        down(),
+        1,
+        "{tag}: ClusterNodeDown for {leader} notified once"
     );
 }
 

@@ -82,6 +82,28 @@ fn default_rules_pass_promtool() {
     );
 }
 
+/// The default rules' unit tests (`tests/fixtures/rules/*_test.yml`), run by promtool
+/// over Prometheus' own engine: ClusterNodeDown fires after its `for` for each dead
+/// member only, names it as `instance`, and resolves when it is back.
+#[test]
+fn default_rules_pass_their_promtool_unit_tests() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    let dir = repo().join("tests/fixtures/rules");
+    let out = Command::new(promtool)
+        .current_dir(&dir)
+        .args(["test", "rules", "cluster_test.yml"])
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn default_rules_follow_the_conventions() {
     for file in default_rule_files() {

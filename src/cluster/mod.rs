@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod single;
 mod tls;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -150,6 +151,8 @@ struct Inner {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Woken by `NOTIFY watchpost_alert_changes` (the change feed has news).
     alert_changes: Arc<tokio::sync::Notify>,
+    /// The members last published in `watchpost_cluster_node_alive`.
+    members: Mutex<BTreeSet<String>>,
 }
 
 /// A handle on this node's membership; cheap to clone.
@@ -180,6 +183,7 @@ impl Cluster {
             stop: CancellationToken::new(),
             task: Mutex::new(None),
             alert_changes: Arc::new(tokio::sync::Notify::new()),
+            members: Mutex::new(BTreeSet::new()),
         }));
         let stop = cluster.0.stop.clone();
         let task = match db.backend() {
@@ -321,13 +325,26 @@ impl Cluster {
         }
     }
 
-    fn set_node_counts(&self, alive: i64, dead: i64) {
-        self.0
-            .metrics
-            .nodes
-            .with_label_values(&["alive"])
-            .set(alive);
-        self.0.metrics.nodes.with_label_values(&["dead"]).set(dead);
+    /// Publishes the members `(id, alive)`: `watchpost_cluster_nodes{state}` and
+    /// `watchpost_cluster_node_alive{node}` (members gone from the list are dropped).
+    fn set_members(&self, members: &[(String, bool)]) {
+        let m = &self.0.metrics;
+        let alive = members.iter().filter(|(_, a)| *a).count() as i64;
+        m.nodes.with_label_values(&["alive"]).set(alive);
+        m.nodes
+            .with_label_values(&["dead"])
+            .set(members.len() as i64 - alive);
+        let mut known = lock_mutex(&self.0.members);
+        for (id, up) in members {
+            m.node_alive
+                .with_label_values(&[id.as_str()])
+                .set(i64::from(*up));
+        }
+        let now: BTreeSet<String> = members.iter().map(|(id, _)| id.clone()).collect();
+        for gone in known.difference(&now) {
+            let _ = m.node_alive.remove_label_values(&[gone.as_str()]);
+        }
+        *known = now;
     }
 
     /// Members and leadership as stored, for `GET /api/v1/cluster`.

@@ -285,17 +285,15 @@ impl Node {
     }
 
     async fn count_nodes(&self, s: &Session, timeout: Duration) -> anyhow::Result<()> {
-        let row = s
+        let rows = s
             .client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FILTER (WHERE {DB_NOW} - heartbeat_ms <= $1), \
-                     count(*) FILTER (WHERE {DB_NOW} - heartbeat_ms > $1) FROM cluster_nodes"
-                ),
+            .query(
+                &format!("SELECT id, {DB_NOW} - heartbeat_ms <= $1 FROM cluster_nodes"),
                 &[&(timeout.as_millis() as i64)],
             )
             .await?;
-        self.cluster.set_node_counts(row.get(0), row.get(1));
+        let members: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        self.cluster.set_members(&members);
         Ok(())
     }
 

@@ -89,7 +89,7 @@ pub async fn lead(cluster: &Cluster) -> Result<(), ClusterError> {
         .await?;
     heartbeat(cluster).await?;
     cluster.lead(epoch, Instant::now() + FOREVER, None);
-    cluster.set_node_counts(1, 0);
+    cluster.set_members(&[(cluster.node().id.clone(), true)]);
     Ok(())
 }
 

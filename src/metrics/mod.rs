@@ -56,6 +56,8 @@ pub struct ClusterMetrics {
     pub leader: IntGauge,
     /// `watchpost_cluster_nodes{state="alive|dead"}`.
     pub nodes: IntGaugeVec,
+    /// `watchpost_cluster_node_alive{node}`: 1 per live member, 0 per dead one.
+    pub node_alive: IntGaugeVec,
     /// `watchpost_cluster_leader_changes_total`: leadership terms this node saw begin.
     pub leader_changes: IntCounter,
     /// `watchpost_cluster_epoch`: the fencing epoch this node last saw.
@@ -417,6 +419,12 @@ impl Metrics {
                 "watchpost_cluster_nodes",
                 "Cluster nodes by state (alive: heartbeat within cluster.node_timeout).",
                 &["state"],
+            )?,
+            node_alive: b.int_gauge_vec(
+                "watchpost_cluster_node_alive",
+                "Per cluster member: 1 while its heartbeat is within cluster.node_timeout, 0 once it is \
+                 dead (a node stopped cleanly leaves the list).",
+                &["node"],
             )?,
             leader_changes: b.counter(
                 "watchpost_cluster_leader_changes_total",

@@ -70,6 +70,8 @@ pub struct Conf {
     pub telegram: Vec<(String, String)>,
     /// More `[alerts]` keys (values in TOML syntax).
     pub alerts: Vec<(String, String)>,
+    /// `rules.files` (none by default), evaluated every second.
+    pub rules: Vec<String>,
 }
 
 impl Conf {
@@ -106,6 +108,7 @@ impl Conf {
             cluster: Vec::new(),
             telegram: Vec::new(),
             alerts: Vec::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -128,7 +131,11 @@ impl Conf {
         for (k, v) in &self.cluster {
             t.push_str(&format!("{k} = {v}\n"));
         }
-        t.push_str("\n[rules]\nfiles = []\n");
+        let files: Vec<String> = self.rules.iter().map(|f| q(f)).collect();
+        t.push_str(&format!(
+            "\n[rules]\nfiles = [{}]\nevaluation_interval = \"1s\"\n",
+            files.join(", ")
+        ));
         t.push_str("\n[alerts]\nrate_limit_per_second = 0\n");
         for (k, v) in &self.alerts {
             t.push_str(&format!("{k} = {v}\n"));
