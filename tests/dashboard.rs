@@ -213,7 +213,14 @@ async fn page_routes_serve_html_and_unknown_api_paths_stay_json() {
     let app = TestApp::start(test_config(&db.url)).await;
     let (status, root) = app.get_text("/").await;
     assert_eq!(status, 200);
-    for path in ["/alerts", "/alerts/123", "/rules", "/silences", "/history"] {
+    for path in [
+        "/alerts",
+        "/alerts/123",
+        "/rules",
+        "/silences",
+        "/history",
+        "/cluster",
+    ] {
         let r = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert!(

@@ -895,6 +895,64 @@ pub fn parse_query(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `GET /api/v1/cluster`: the members and who leads.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct ClusterView {
+    /// This node (the one the dashboard talks to).
+    #[serde(rename = "self", default)]
+    pub self_id: String,
+    /// The leader, if any node leads.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The fencing epoch of the current term.
+    #[serde(default)]
+    pub epoch: i64,
+    /// Every member.
+    #[serde(default)]
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct ClusterNode {
+    /// `cluster.node_id`.
+    pub id: String,
+    /// Advertised URL.
+    #[serde(default)]
+    pub address: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Leads the current term.
+    #[serde(default)]
+    pub leader: bool,
+    /// Heartbeat within `cluster.node_timeout`.
+    #[serde(default)]
+    pub alive: bool,
+    /// RFC 3339.
+    #[serde(default)]
+    pub started_at: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub last_heartbeat: String,
+}
+
+impl ClusterView {
+    /// Reads the answer; the leader first, then live nodes, then by id.
+    pub fn parse(v: &Value) -> Result<ClusterView, String> {
+        let mut c: ClusterView =
+            serde_json::from_value(v.clone()).map_err(|e| format!("cluster: {e}"))?;
+        c.nodes
+            .sort_by(|a, b| (!a.leader, !a.alive, &a.id).cmp(&(!b.leader, !b.alive, &b.id)));
+        Ok(c)
+    }
+
+    /// Live members.
+    pub fn alive(&self) -> usize {
+        self.nodes.iter().filter(|n| n.alive).count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1135,5 +1193,24 @@ mod tests {
         assert_eq!(a[0].state(t), "active");
         assert_eq!(a[0].state(t + 3_600_000), "expired");
         assert!(parse_silences(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn cluster_view_lists_the_leader_first_then_live_nodes() {
+        let v = serde_json::json!({"self": "n2", "leader": "n3", "epoch": 4, "nodes": [
+            {"id": "n1", "address": "http://a", "version": "0.1.0", "leader": false, "alive": false,
+             "started_at": "2026-12-06T10:00:00Z", "last_heartbeat": "2026-12-06T10:05:00Z"},
+            {"id": "n2", "address": "http://b", "version": "0.1.0", "leader": false, "alive": true,
+             "started_at": "2026-12-06T10:00:00Z", "last_heartbeat": "2026-12-06T11:00:00Z"},
+            {"id": "n3", "address": "http://c", "version": "0.1.0", "leader": true, "alive": true,
+             "started_at": "2026-12-06T10:00:00Z", "last_heartbeat": "2026-12-06T11:00:00Z"}]});
+        let c = ClusterView::parse(&v).unwrap();
+        let order: Vec<&str> = c.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(order, ["n3", "n2", "n1"]);
+        assert_eq!(
+            (c.self_id.as_str(), c.leader.as_deref(), c.epoch, c.alive()),
+            ("n2", Some("n3"), 4, 2)
+        );
+        assert!(ClusterView::parse(&serde_json::json!([1])).is_err());
     }
 }

@@ -13,6 +13,8 @@ pub enum Page {
     Rules,
     /// `/silences`.
     Silences,
+    /// `/cluster`.
+    Cluster,
     /// Anything else.
     NotFound,
 }
@@ -33,6 +35,7 @@ impl Page {
             (Some("history"), None, _) => Page::History,
             (Some("rules"), None, _) => Page::Rules,
             (Some("silences"), None, _) => Page::Silences,
+            (Some("cluster"), None, _) => Page::Cluster,
             _ => Page::NotFound,
         }
     }
@@ -46,6 +49,7 @@ impl Page {
             Page::History => "/history".into(),
             Page::Rules => "/rules".into(),
             Page::Silences => "/silences".into(),
+            Page::Cluster => "/cluster".into(),
             Page::NotFound => "/".into(),
         }
     }
@@ -58,6 +62,7 @@ impl Page {
             Page::History => "history",
             Page::Rules => "rules",
             Page::Silences => "silences",
+            Page::Cluster => "cluster",
         }
     }
 
@@ -70,6 +75,7 @@ impl Page {
             Page::History => "History & stats".to_string(),
             Page::Rules => "Rules".to_string(),
             Page::Silences => "Silences".to_string(),
+            Page::Cluster => "Cluster".to_string(),
             Page::NotFound => "Not found".to_string(),
         };
         format!("{t} · watchpost")
@@ -89,6 +95,7 @@ mod tests {
             Page::History,
             Page::Rules,
             Page::Silences,
+            Page::Cluster,
         ] {
             assert_eq!(Page::parse(&p.path()), p);
         }
@@ -100,5 +107,6 @@ mod tests {
         assert_eq!(Page::parse("/nope"), Page::NotFound);
         assert_eq!(Page::Alerts(Some(1)).section(), "alerts");
         assert_eq!(Page::Rules.title(), "Rules · watchpost");
+        assert_eq!(Page::parse("/cluster/"), Page::Cluster);
     }
 }

@@ -432,6 +432,22 @@ async function run(base, context) {
     await page.evaluate((t) => sessionStorage.setItem('watchpost.token', t), TOKENS.operator);
   });
 
+  await check('Cluster page: this node listed alive and leading, as GET /api/v1/cluster says', async () => {
+    const r = await api(base, 'GET', '/api/v1/cluster', null, TOKENS.viewer);
+    assert(r.status === 200, `GET /api/v1/cluster: ${r.status}`);
+    const me = r.json.self;
+    await page.goto(base + '/cluster', { waitUntil: 'load' });
+    const row = `#cluster-table tr[data-id="${me}"]`;
+    await page.waitForSelector(row, { timeout: 10_000 });
+    const got = await page.$eval(row, (tr) => [tr.dataset.role, tr.dataset.state, tr.textContent]);
+    assert(got[0] === 'leader' && got[1] === 'alive', `row ${JSON.stringify(got)}`);
+    assert(got[2].includes('(this node)'), `row text ${got[2]}`);
+    const summary = await page.textContent('#cluster-summary');
+    assert(summary.includes(`leader ${me}`) && summary.includes(`epoch ${r.json.epoch}`), `summary ${summary}`);
+    await page.screenshot({ path: join(artifacts, 'cluster.png'), fullPage: true });
+    return summary;
+  });
+
   await check('History & stats: counts, noisiest alerts and the Markdown report', async () => {
     await page.goto(base + '/history?window=1h', { waitUntil: 'load' });
     await page.waitForSelector('#history-1h[aria-pressed="true"]', { timeout: 10_000 });
@@ -470,7 +486,7 @@ async function run(base, context) {
   await check('every page fits a phone screen (390 px) without horizontal scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     const wide = [];
-    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences']];
+    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster']];
     if (alertId !== null) pages.push(['alert-detail', `/alerts/${alertId}`]);
     for (const [name, path] of pages) {
       await page.goto(base + path, { waitUntil: 'load' });

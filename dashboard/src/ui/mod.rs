@@ -2,6 +2,7 @@
 
 mod alerts;
 mod chart;
+mod cluster;
 mod history;
 mod live;
 mod net;
@@ -275,6 +276,7 @@ fn App() -> impl IntoView {
                 Page::History => view! { <history::HistoryPage/> }.into_any(),
                 Page::Rules => view! { <rules::RulesPage/> }.into_any(),
                 Page::Silences => view! { <silences::SilencesPage/> }.into_any(),
+                Page::Cluster => view! { <cluster::ClusterPage/> }.into_any(),
                 Page::NotFound => view! {
                     <div class="card empty">
                         <p>"There is no page at " <code>{move || ctx.path.get()}</code> "."</p>
@@ -321,6 +323,7 @@ fn TopBar() -> impl IntoView {
                 {link("/history", "history", "History")}
                 {link("/rules", "rules", "Rules")}
                 {link("/silences", "silences", "Silences")}
+                {link("/cluster", "cluster", "Cluster")}
             </nav>
             <div class="spacer"></div>
             <ConnStatus/>
