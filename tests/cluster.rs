@@ -479,6 +479,35 @@ async fn one_alert_on_every_node_is_decided_in_the_database() {
     );
     assert_eq!(v["state"], "firing", "{tag}: {v:#}");
     assert_eq!(v["count"], 35, "{tag}: {v:#}");
+    // The groups live on the leader; every node answers them (followers ask it).
+    let mut seen = Vec::new();
+    for p in procs {
+        let (code, groups) = p
+            .get_json("/api/v1/alerts/groups")
+            .await
+            .expect("GET groups");
+        assert_eq!(code, 200, "{tag}: groups on {}: {groups}", p.tag);
+        // Group labels and alert fingerprints (timestamps move with every flush).
+        let mut members: Vec<String> =
+            groups
+                .as_array()
+                .expect("a list of groups")
+                .iter()
+                .flat_map(|g| {
+                    g["alerts"].as_array().into_iter().flatten().map(move |a| {
+                        format!("{} {} {}", g["labels"], a["fingerprint"], a["labels"])
+                    })
+                })
+                .collect();
+        members.sort();
+        seen.push(members.join("\n"));
+    }
+    assert!(
+        seen[0].contains(&t),
+        "{tag}: the alert's group: {}",
+        seen[0]
+    );
+    assert!(seen.iter().all(|g| *g == seen[0]), "{tag}: {seen:#?}");
 }
 
 /// POSTs `body` (one generic alert) to `p`; asserts 202 and returns the id.

@@ -1,9 +1,14 @@
 //! `GET /api/v1/alerts/groups` — the dispatcher's aggregation groups (pending and
-//! active), shaped like Alertmanager's `/api/v2/alerts/groups` — and
+//! active), shaped like Alertmanager's `/api/v2/alerts/groups`; the groups live on the
+//! cluster's leader, so another node passes the request on to it — and
 //! `GET /api/v1/notifications` — the outbox with each notification's delivery state.
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::DateTime;
 use serde::Serialize;
@@ -36,10 +41,78 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, ApiError> {
 async fn groups(
     _: Viewer,
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let filter = group_filter(&params)?;
+    if !state.cluster.is_leader() && !headers.contains_key(FORWARDED) {
+        return from_leader(&state, raw.as_deref(), &headers).await;
+    }
+    let groups = match state.notify.dispatch() {
+        Some(d) => d.groups(&filter),
+        None => Vec::new(),
+    };
+    Ok(axum::Json(serde_json::to_value(groups).unwrap_or(Value::Array(vec![]))).into_response())
+}
+
+/// Marks a request one node passed on to the leader (never passed on again).
+const FORWARDED: &str = "x-watchpost-forwarded-by";
+/// How long the leader has to answer a passed-on request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the leader for its groups with the caller's query and credentials: a node
+/// that does not lead has none (it dispatches nothing).
+async fn from_leader(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let status = state.cluster.status().await?;
+    let Some(leader) = status.nodes.iter().find(|n| n.leader && n.alive) else {
+        return Err(ApiError::unavailable(
+            "no node leads the cluster right now (a new leader is chosen within cluster.node_timeout); retry",
+            2,
+        ));
+    };
+    let mut url = format!(
+        "{}/api/v1/alerts/groups",
+        leader.address.trim_end_matches('/')
+    );
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(FORWARD_TIMEOUT)
+            .build()
+            .unwrap_or_default()
+    });
+    let mut req = client.get(&url).header(FORWARDED, status.self_id.as_str());
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        req = req.header(header::AUTHORIZATION, auth.as_bytes());
+    }
+    let unreachable = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the groups live on the leader {} ({}), which did not answer: {e}",
+                leader.id, leader.address
+            ),
+        )
+    };
+    let resp = req.send().await.map_err(|e| unreachable(&e))?;
+    let code = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = resp.bytes().await.map_err(|e| unreachable(&e))?;
+    Ok((code, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The filter of `GET /api/v1/alerts/groups`.
+fn group_filter(params: &[(String, String)]) -> Result<GroupFilter, ApiError> {
     let mut filter = GroupFilter::all();
-    for (k, v) in &params {
+    for (k, v) in params {
         match k.as_str() {
             "filter" => {
                 let m = Matchers::parse(v)
@@ -61,13 +134,7 @@ async fn groups(
             }
         }
     }
-    let groups = match state.notify.dispatch() {
-        Some(d) => d.groups(&filter),
-        None => Vec::new(),
-    };
-    Ok(axum::Json(
-        serde_json::to_value(groups).unwrap_or(Value::Array(vec![])),
-    ))
+    Ok(filter)
 }
 
 /// One outbox row as the API shows it.
