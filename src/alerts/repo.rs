@@ -2,8 +2,6 @@
 //! parameter (`json_each` on SQLite, `json_to_recordset` on PostgreSQL), so a batch of
 //! any size is one fixed, prepared statement: one round trip, no parameter limits.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -341,37 +339,6 @@ pub async fn upsert(
     Ok(written)
 }
 
-/// The stored version of each of these fingerprints (absent: not stored).
-pub async fn versions(
-    db: &Db,
-    conn: &mut AnyConnection,
-    fingerprints: &[&str],
-) -> Result<HashMap<String, i64>, StoreError> {
-    if fingerprints.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let sql = match db.backend() {
-        Backend::Sqlite => {
-            "SELECT fingerprint, version FROM alerts WHERE fingerprint IN (SELECT value FROM json_each($1))"
-        }
-        Backend::Postgres => {
-            "SELECT fingerprint, version FROM alerts WHERE fingerprint IN (SELECT json_array_elements_text($1::json))"
-        }
-    };
-    let rows = db
-        .timed("alerts.versions", async {
-            sqlx::query(sql)
-                .bind(json_list(fingerprints))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::from)
-        })
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("fingerprint")?, r.try_get("version")?)))
-        .collect()
-}
-
 /// How [`refresh`] writes a record's count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshMode {
@@ -446,16 +413,7 @@ pub async fn refresh(
         }
     };
     let sql = format!("UPDATE alerts SET {set} FROM {from} WHERE alerts.id = v.i{only}");
-    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-    db.timed("alerts.refresh", async {
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(payload)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)
-    })
-    .await?;
-    Ok(())
+    db.execute_rows(conn, "alerts.refresh", &sql, &rows).await
 }
 
 /// Of these journal segments, the ones whose increments are in the database.

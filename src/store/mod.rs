@@ -219,12 +219,12 @@ impl Db {
         &self,
         conn: &mut sqlx::AnyConnection,
         name: &'static str,
-        sql: &'static str,
+        sql: &str,
         rows: &[R],
     ) -> Result<(), StoreError> {
         let payload = serde_json::to_string(rows).unwrap_or_else(|_| "[]".into());
         self.timed(name, async {
-            sqlx::query(sql)
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
                 .bind(payload)
                 .execute(&mut *conn)
                 .await

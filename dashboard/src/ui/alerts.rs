@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::silence_form::SilenceForm;
-use super::{Ctx, live, navigate, net, replace_query, session};
+use super::{Ctx, live, local_offset, navigate, net, replace_query, session};
 use crate::format::{format_ago, format_duration};
 use crate::model::{
     Alert, AlertFilter, AlertList, LabelMatch, SortKey, StateFilter, build_query, matchers_for,
@@ -15,10 +15,6 @@ use crate::time::{format_local, parse_rfc3339};
 
 /// How many alerts the table loads.
 const LIMIT: usize = 1000;
-
-fn local_offset() -> i32 {
-    -(js_sys::Date::new_0().get_timezone_offset() as i32)
-}
 
 /// "5m ago" with the exact local time as a tooltip.
 fn when(ctx: Ctx, rfc: Option<String>) -> impl IntoView {

@@ -3,30 +3,11 @@
 
 use leptos::prelude::*;
 
-use super::{Ctx, live, net};
-use crate::format::format_ago;
+use super::{Ctx, ago, live, net};
 use crate::model::ClusterView;
-use crate::time::{format_local, parse_rfc3339};
 
 /// How often the page reads `GET /api/v1/cluster` while open.
 const REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn local_offset() -> i32 {
-    -(js_sys::Date::new_0().get_timezone_offset() as i32)
-}
-
-/// A timestamp as "3s ago", with the local time as its tooltip.
-fn ago(ctx: Ctx, rfc: &str) -> impl IntoView + use<> {
-    let ms = parse_rfc3339(rfc).filter(|t| *t > 0);
-    let title = ms
-        .map(|m| format_local(m, local_offset()))
-        .unwrap_or_default();
-    view! {
-        <span class="num" title=title>
-            {move || ms.map(|m| format_ago(ctx.clock.get() as i64, m)).unwrap_or_else(|| "—".into())}
-        </span>
-    }
-}
 
 #[component]
 pub fn ClusterPage() -> impl IntoView {
@@ -112,8 +93,8 @@ pub fn ClusterPage() -> impl IntoView {
                                     </td>
                                     <td>{if n.leader { view! { <strong>"leader"</strong> }.into_any() } else { view! { <span class="muted">"follower"</span> }.into_any() }}</td>
                                     <td><span class=class>{state}</span></td>
-                                    <td>{ago(ctx, &n.last_heartbeat)}</td>
-                                    <td class="hide-narrow">{ago(ctx, &n.started_at)}</td>
+                                    <td>{ago(ctx, Some(n.last_heartbeat.clone()))}</td>
+                                    <td class="hide-narrow">{ago(ctx, Some(n.started_at.clone()))}</td>
                                     <td class="hide-narrow mono">{n.address.clone()}</td>
                                     <td class="hide-narrow">{n.version.clone()}</td>
                                 </tr>

@@ -107,6 +107,28 @@ impl Ctx {
     }
 }
 
+/// The browser's offset from UTC, in minutes.
+pub fn local_offset() -> i32 {
+    -(js_sys::Date::new_0().get_timezone_offset() as i32)
+}
+
+/// An RFC 3339 time as "3s ago" (ticking with the clock), the local time as its
+/// tooltip; "never" when absent.
+pub fn ago(ctx: Ctx, rfc: Option<String>) -> impl IntoView {
+    let ms = rfc
+        .as_deref()
+        .and_then(crate::time::parse_rfc3339)
+        .filter(|t| *t > 0);
+    let title = ms
+        .map(|m| crate::time::format_local(m, local_offset()))
+        .unwrap_or_default();
+    view! {
+        <span class="num" title=title>
+            {move || ms.map(|m| crate::format::format_ago(ctx.clock.get() as i64, m)).unwrap_or_else(|| "never".into())}
+        </span>
+    }
+}
+
 /// Navigates within the app (pushes history, no reload).
 pub fn navigate(ctx: Ctx, url: &str) {
     if let Some(w) = web_sys::window()

@@ -3,26 +3,9 @@
 
 use leptos::prelude::*;
 
-use super::{Ctx, net};
-use crate::format::{format_ago, format_duration, format_seconds};
+use super::{Ctx, ago, net};
+use crate::format::{format_duration, format_seconds};
 use crate::model::{RuleGroup, parse_rules, reload_summary, rules_reload_error};
-use crate::time::{format_local, parse_rfc3339};
-
-fn local_offset() -> i32 {
-    -(js_sys::Date::new_0().get_timezone_offset() as i32)
-}
-
-fn ago(ctx: Ctx, rfc: Option<String>) -> impl IntoView {
-    let ms = rfc.as_deref().and_then(parse_rfc3339).filter(|t| *t > 0);
-    let title = ms
-        .map(|m| format_local(m, local_offset()))
-        .unwrap_or_default();
-    view! {
-        <span class="num" title=title>
-            {move || ms.map(|m| format_ago(ctx.clock.get() as i64, m)).unwrap_or_else(|| "never".into())}
-        </span>
-    }
-}
 
 #[component]
 pub fn RulesPage() -> impl IntoView {

@@ -3,14 +3,10 @@
 use leptos::prelude::*;
 
 use super::silence_form::SilenceForm;
-use super::{Ctx, live, net};
+use super::{Ctx, live, local_offset, net};
 use crate::format::format_ago;
 use crate::model::{Silence, parse_silences};
 use crate::time::{format_local, parse_rfc3339};
-
-fn local_offset() -> i32 {
-    -(js_sys::Date::new_0().get_timezone_offset() as i32)
-}
 
 fn state_rank(s: &str) -> u8 {
     match s {

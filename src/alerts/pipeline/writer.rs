@@ -29,6 +29,30 @@ use crate::inhibit::Inhibitor;
 use crate::silence::{self, SilenceSet};
 use crate::store::{StoreError, now_ms};
 
+/// Runs one attempt (`$attempt`, an expression) again while it finds rows that another
+/// node wrote since they were read (the attempt wrote nothing): their cached copies are
+/// dropped, so the next attempt applies over the stored state. Gives up after
+/// [`CONFLICT_ATTEMPTS`].
+macro_rules! over_fresh_rows {
+    ($writer:expr, $attempt:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $attempt {
+                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(
+                        rows = fingerprints.len(),
+                        attempt,
+                        "alerts changed on another node; applying again over them"
+                    );
+                    $writer.forget(&fingerprints);
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 mod shared;
 
 pub(super) struct Writer {
@@ -312,21 +336,7 @@ impl Writer {
         &mut self,
         jobs: &[IngestJob],
     ) -> Result<(Vec<Vec<i64>>, Plan, HashSet<String>), StoreError> {
-        let mut attempt = 1;
-        loop {
-            match self.try_batch(jobs).await {
-                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
-                    tracing::debug!(
-                        rows = fingerprints.len(),
-                        attempt,
-                        "alerts changed on another node; applying the batch again over them"
-                    );
-                    self.forget(&fingerprints);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        over_fresh_rows!(self, self.try_batch(jobs).await)
     }
 
     /// Drops cached copies (read again from the database when next needed).
@@ -335,47 +345,6 @@ impl Writer {
             self.cache.remove(fp);
             self.throttle.remove(fp);
         }
-    }
-
-    /// With several writers, drops the cached alerts of `fps` whose stored row another
-    /// node has written since (its version moved): the batch decides over the database's
-    /// state, not over this node's memory.
-    async fn revalidate(&mut self, fps: &[&str]) -> Result<(), StoreError> {
-        if !self.p.cfg.feed {
-            return Ok(());
-        }
-        let cached: Vec<&str> = fps
-            .iter()
-            .copied()
-            .filter(|fp| self.cache.contains_key(*fp))
-            .collect();
-        if cached.is_empty() {
-            return Ok(());
-        }
-        let db = self.p.db.clone();
-        let stored = self
-            .retrying(|| {
-                let db = db.clone();
-                let cached = &cached;
-                async move {
-                    let mut conn = db.pool().acquire().await?;
-                    repo::versions(&db, &mut conn, cached).await
-                }
-            })
-            .await?;
-        let moved: Vec<String> = cached
-            .iter()
-            .filter(|fp| stored.get(**fp) != self.cache.get(**fp).map(|a| &a.version))
-            .map(|fp| fp.to_string())
-            .collect();
-        if !moved.is_empty() {
-            tracing::debug!(
-                alerts = moved.len(),
-                "alerts written by another node; reading them again"
-            );
-            self.forget(&moved);
-        }
-        Ok(())
     }
 
     /// One attempt of [`Writer::ingest_batch`].
@@ -390,7 +359,10 @@ impl Writer {
             .collect();
         all.sort_unstable();
         all.dedup();
-        self.revalidate(&all).await?;
+        // With several writers, first take in what the others committed (the feed holds
+        // every state change), so new-versus-repeat is decided over the stored state;
+        // a full write is checked against the row's version in any case.
+        self.follow().await?;
         let fps: Vec<&str> = all
             .into_iter()
             .filter(|fp| !self.cache.contains_key(*fp))
@@ -896,16 +868,7 @@ impl Writer {
         self.checkpoint()
             .await
             .map_err(|e| PipelineError::store(&e))?;
-        let mut attempt = 1;
-        loop {
-            match self.try_ack(job).await {
-                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
-                    self.forget(&fingerprints);
-                    attempt += 1;
-                }
-                other => return other.map_err(|e| PipelineError::store(&e)),
-            }
-        }
+        over_fresh_rows!(self, self.try_ack(job).await).map_err(|e| PipelineError::store(&e))
     }
 
     async fn try_ack(&mut self, job: &AckJob) -> Result<Option<Alert>, StoreError> {
@@ -944,16 +907,7 @@ impl Writer {
 
     /// Reloads (when `reload`) and re-applies silences to every firing alert.
     async fn reevaluate_silences(&mut self, reload: bool) -> Result<(), StoreError> {
-        let mut attempt = 1;
-        loop {
-            match self.try_reevaluate_silences(reload).await {
-                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
-                    self.forget(&fingerprints);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        over_fresh_rows!(self, self.try_reevaluate_silences(reload).await)
     }
 
     async fn try_reevaluate_silences(&mut self, reload: bool) -> Result<(), StoreError> {

@@ -95,24 +95,17 @@ impl Writer {
     /// Writes the inhibition flags of `fps` as the index now says (over their stored
     /// rows, again if another node wrote one meanwhile).
     async fn reinhibit_stored(&mut self, fps: &BTreeSet<String>) -> Result<(), StoreError> {
-        let mut attempt = 1;
-        loop {
-            let mut plan = Plan::new(now_ms());
-            self.load_into(&mut plan, fps).await?;
-            self.reinhibit(&mut plan, fps.clone());
-            match self.commit(&mut plan).await {
-                Ok(_) => {
-                    self.announce(&plan).await;
-                    self.remember(plan);
-                    return Ok(());
-                }
-                Err(StoreError::Conflict { fingerprints }) if attempt < CONFLICT_ATTEMPTS => {
-                    self.forget(&fingerprints);
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        over_fresh_rows!(self, self.try_reinhibit_stored(fps).await)
+    }
+
+    async fn try_reinhibit_stored(&mut self, fps: &BTreeSet<String>) -> Result<(), StoreError> {
+        let mut plan = Plan::new(now_ms());
+        self.load_into(&mut plan, fps).await?;
+        self.reinhibit(&mut plan, fps.clone());
+        self.commit(&mut plan).await?;
+        self.announce(&plan).await;
+        self.remember(plan);
+        Ok(())
     }
 
     /// Reads the silences again (one may have been made, changed or expired on another
