@@ -28,6 +28,9 @@ struct Args {
     warmup: u64,
     distinct: usize,
     token: Option<String>,
+    /// With several URLs: every node gets every label set (as from a Prometheus that
+    /// sends to all of them), instead of its own share.
+    same: bool,
 }
 
 fn args() -> Args {
@@ -40,6 +43,7 @@ fn args() -> Args {
         warmup: 3,
         distinct: 20_000,
         token: None,
+        same: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +57,7 @@ fn args() -> Args {
             "--warmup" => a.warmup = val().parse().expect("--warmup"),
             "--distinct" => a.distinct = val().parse().expect("--distinct"),
             "--token" => a.token = Some(val()),
+            "--same" => a.same = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -133,11 +138,13 @@ async fn main() {
         );
         let token = a.token.clone();
         let batch = a.batch as u64;
+        let same = a.same;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 14);
             let mut ok_alerts = 0u64;
             // With several nodes, node k gets bodies k, k+n, k+2n, …: disjoint label sets.
-            let node = c % nodes;
+            // With --same, every node gets every body.
+            let (node, nodes) = if same { (0, 1) } else { (c % nodes, nodes) };
             let per_node = (bodies.len() / nodes).max(1);
             let mut i = c * 7919;
             while !stop.load(Ordering::Relaxed) {

@@ -12,6 +12,8 @@
 #
 # `postgres3` runs three watchpost nodes on one PostgreSQL (a cluster, docs/cluster.md);
 # the clients are spread over the three, each node receiving its own label sets.
+# `postgres3same` is the same cluster with every node receiving every label set (one
+# Prometheus sending to all nodes): the same alerts written by three writers.
 #
 # watchpost answers only after the batch holding the alerts has committed (SQLite WAL
 # with synchronous=FULL; PostgreSQL with its defaults fsync=on, synchronous_commit=on).
@@ -52,9 +54,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-load() { # name url
-  "$LOAD" --url "$2" --name "$1" --clients "$CLIENTS" --batch "$BATCH" \
-    --seconds "$SECONDS_RUN" --warmup "$WARMUP" --distinct "$DISTINCT" | tee -a "$WORK/results.jsonl"
+load() { # name url [flags...]
+  local name=$1 url=$2
+  shift 2
+  "$LOAD" --url "$url" --name "$name" --clients "$CLIENTS" --batch "$BATCH" \
+    --seconds "$SECONDS_RUN" --warmup "$WARMUP" --distinct "$DISTINCT" "$@" | tee -a "$WORK/results.jsonl"
 }
 
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
@@ -109,7 +113,7 @@ for t in $TARGETS; do
       run_watchpost watchpost-postgres "$PG_URL"
       stop_pg
       ;;
-    postgres3)
+    postgres3|postgres3same)
       [ -n "$PG_BIN" ] || { log "no PostgreSQL binaries; skipping"; continue; }
       start_pg
       urls=()
@@ -123,8 +127,13 @@ for t in $TARGETS; do
         wait_http "http://127.0.0.1:$port/ready"
         urls+=("http://127.0.0.1:$port")
       done
-      log "three nodes on one PostgreSQL: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
-      load watchpost-postgres-3-nodes "$(IFS=,; echo "${urls[*]}")"
+      if [ "$t" = postgres3same ]; then
+        log "three nodes on one PostgreSQL, the same alerts to all: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
+        load watchpost-postgres-3-nodes-same "$(IFS=,; echo "${urls[*]}")" --same
+      else
+        log "three nodes on one PostgreSQL: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
+        load watchpost-postgres-3-nodes "$(IFS=,; echo "${urls[*]}")"
+      fi
       for p in "${PIDS[@]}"; do stop_pid "$p"; done
       PIDS=()
       stop_pg

@@ -165,7 +165,7 @@ impl App {
             metrics.clone(),
             events.clone(),
             alert_changes,
-            cluster::LeaderGate::of(&cluster),
+            cluster::NodeRole::of(&cluster),
         )
         .await
         .map_err(StartError::Config)?;

@@ -68,7 +68,7 @@ async fn changes_carry_what_the_notifier_needs() {
             metrics,
             events,
             tx,
-            watchpost::cluster::LeaderGate::single_node(),
+            watchpost::cluster::NodeRole::single_node(),
         )
         .await
         .unwrap();

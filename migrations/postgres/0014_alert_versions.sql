@@ -9,3 +9,6 @@ CREATE TABLE IF NOT EXISTS journal_applied (
     segment TEXT   PRIMARY KEY,
     at_ms   BIGINT NOT NULL
 );
+-- The node whose transaction appended a feed row (a node skips its own when it
+-- follows the feed).
+ALTER TABLE alert_changes ADD COLUMN node TEXT;

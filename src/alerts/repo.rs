@@ -561,13 +561,15 @@ pub struct NewChange {
 /// The advisory lock that orders the change feed (`pg_advisory_xact_lock`).
 const FEED_LOCK_KEY: i64 = 0x5741_5446; // "WATF"
 
-/// Appends `changes` to the feed in the caller's transaction (PostgreSQL), behind a
-/// transaction-level lock held until commit, so feed order is commit order; wakes the
-/// leader's dispatcher at commit (`NOTIFY`).
+/// Appends `changes` by `node` to the feed in the caller's transaction (PostgreSQL),
+/// behind a transaction-level lock held until commit, so feed order is commit order;
+/// wakes the leader's dispatcher and the other nodes' writers at commit (`NOTIFY` with
+/// the node's id).
 pub async fn append_changes(
     db: &Db,
     conn: &mut AnyConnection,
     changes: &[NewChange],
+    node: &str,
 ) -> Result<(), StoreError> {
     if changes.is_empty() || db.backend() != Backend::Postgres {
         return Ok(());
@@ -580,16 +582,22 @@ pub async fn append_changes(
             .map_err(StoreError::from)
     })
     .await?;
-    db.execute_rows(
-        conn,
-        "alert_changes.insert",
-        "INSERT INTO alert_changes (alert_id, kind, at_ms) \
-         SELECT i, k, t FROM json_to_recordset($1::json) AS x(i bigint, k text, t bigint)",
-        changes,
-    )
+    let payload = serde_json::to_string(changes).unwrap_or_else(|_| "[]".into());
+    db.timed("alert_changes.insert", async {
+        sqlx::query(
+            "INSERT INTO alert_changes (alert_id, kind, at_ms, node) \
+             SELECT i, k, t, $2 FROM json_to_recordset($1::json) AS x(i bigint, k text, t bigint)",
+        )
+        .bind(payload)
+        .bind(node)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)
+    })
     .await?;
     db.timed("alert_changes.notify", async {
-        sqlx::query("SELECT pg_notify('watchpost_alert_changes', '')")
+        sqlx::query("SELECT pg_notify('watchpost_alert_changes', $1)")
+            .bind(node)
             .execute(&mut *conn)
             .await
             .map_err(StoreError::from)
@@ -609,15 +617,24 @@ pub async fn changes_head(db: &Db) -> Result<i64, StoreError> {
     .await
 }
 
-/// Feed rows after `cursor`, in order, at most `limit`: `(seq, alert_id, kind)`.
-pub async fn changes_since(
-    db: &Db,
-    cursor: i64,
-    limit: i64,
-) -> Result<Vec<(i64, i64, String)>, StoreError> {
+/// One row of the change feed as read back.
+#[derive(Debug, Clone)]
+pub struct FeedRow {
+    /// Position (commit order).
+    pub seq: i64,
+    /// The alert.
+    pub alert_id: i64,
+    /// [`crate::alerts::change::ChangeKind::as_str`].
+    pub kind: String,
+    /// The node that committed it.
+    pub node: Option<String>,
+}
+
+/// Feed rows after `cursor`, in order, at most `limit`.
+pub async fn changes_since(db: &Db, cursor: i64, limit: i64) -> Result<Vec<FeedRow>, StoreError> {
     db.timed("alert_changes.since", async {
         let rows = sqlx::query(
-            "SELECT seq, alert_id, kind FROM alert_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, alert_id, kind, node FROM alert_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(cursor)
         .bind(limit)
@@ -625,11 +642,12 @@ pub async fn changes_since(
         .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("seq")?,
-                    r.try_get("alert_id")?,
-                    r.try_get("kind")?,
-                ))
+                Ok(FeedRow {
+                    seq: r.try_get("seq")?,
+                    alert_id: r.try_get("alert_id")?,
+                    kind: r.try_get("kind")?,
+                    node: r.try_get("node")?,
+                })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(StoreError::from)

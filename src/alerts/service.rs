@@ -123,7 +123,7 @@ impl AlertService {
         metrics: Metrics,
         events: EventBus,
         changes: ChangeSender,
-        leader: crate::cluster::LeaderGate,
+        role: crate::cluster::NodeRole,
     ) -> Result<(AlertService, PipelineTask), String> {
         let rules = inhibit::rules_from_config(config.inhibit_rules.as_deref())?;
         let journal = open_journal(config)?;
@@ -142,8 +142,10 @@ impl AlertService {
                 queue_capacity: a.queue_capacity.max(a.max_alerts_per_request).max(1),
                 retention: a.retention,
                 checkpoint_interval: a.checkpoint_interval,
-                leader,
+                leader: role.leader,
                 feed: db.backend() == crate::store::Backend::Postgres,
+                node: role.node,
+                news: role.news,
             },
             rules,
             changes,

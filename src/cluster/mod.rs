@@ -153,6 +153,25 @@ struct Inner {
     alert_changes: Arc<tokio::sync::Notify>,
     /// The members last published in `watchpost_cluster_node_alive`.
     members: Mutex<BTreeSet<String>>,
+    /// Other nodes' commits to the change feed, as their `NOTIFY`s arrive.
+    news: FeedNews,
+}
+
+/// Counts other nodes' commits to the alert change feed (their `NOTIFY`s, and every
+/// reconnection of the listening connection, which may have missed some), so a writer
+/// reads the feed before a batch only when there is news. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct FeedNews(Arc<std::sync::atomic::AtomicU64>);
+
+impl FeedNews {
+    /// Grows with every piece of news.
+    pub fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn arrived(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// A handle on this node's membership; cheap to clone.
@@ -184,6 +203,7 @@ impl Cluster {
             task: Mutex::new(None),
             alert_changes: Arc::new(tokio::sync::Notify::new()),
             members: Mutex::new(BTreeSet::new()),
+            news: FeedNews::default(),
         }));
         let stop = cluster.0.stop.clone();
         let task = match db.backend() {
@@ -221,6 +241,19 @@ impl Cluster {
     /// node's cluster connection; also after a reconnect).
     pub fn alert_changes(&self) -> Arc<tokio::sync::Notify> {
         self.0.alert_changes.clone()
+    }
+
+    /// Other nodes' commits to the change feed ([`FeedNews`]).
+    pub fn feed_news(&self) -> FeedNews {
+        self.0.news.clone()
+    }
+
+    /// A `NOTIFY watchpost_alert_changes` from `node` (`None`: possibly missed ones).
+    fn feed_notified(&self, node: Option<&str>) {
+        if node != Some(self.0.node.id.as_str()) {
+            self.0.news.arrived();
+        }
+        self.0.alert_changes.notify_one();
     }
 
     /// This node's id.
@@ -529,6 +562,36 @@ impl LeaderGate {
     /// Whether this node leads now.
     pub fn is_leader(&self) -> bool {
         (self.0)()
+    }
+}
+
+/// What the alert writer needs of this node's membership.
+#[derive(Clone, Default)]
+pub struct NodeRole {
+    /// Whether this node leads now.
+    pub leader: LeaderGate,
+    /// This node's id.
+    pub node: String,
+    /// Other nodes' commits to the change feed.
+    pub news: FeedNews,
+}
+
+impl NodeRole {
+    /// One node, always leading.
+    pub fn single_node() -> Self {
+        NodeRole {
+            leader: LeaderGate::single_node(),
+            ..Default::default()
+        }
+    }
+
+    /// This node in `cluster`.
+    pub fn of(cluster: &Cluster) -> Self {
+        NodeRole {
+            leader: LeaderGate::of(cluster),
+            node: cluster.node().id.clone(),
+            news: cluster.feed_news(),
+        }
     }
 }
 

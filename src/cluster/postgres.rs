@@ -134,7 +134,7 @@ impl Node {
             .batch_execute("LISTEN watchpost_alert_changes")
             .await?;
         // Changes committed while this node was not listening: look once.
-        self.cluster.0.alert_changes.notify_one();
+        self.cluster.feed_notified(None);
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
@@ -337,7 +337,7 @@ async fn drive<S, T>(
             _ = lost.cancelled() => return,
         };
         match message {
-            Some(Ok(AsyncMessage::Notification(_))) => cluster.0.alert_changes.notify_one(),
+            Some(Ok(AsyncMessage::Notification(n))) => cluster.feed_notified(Some(n.payload())),
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "cluster: connection lost");

@@ -80,10 +80,10 @@ impl AlertFeed for StoredChanges {
 
     async fn since(&self, cursor: i64) -> anyhow::Result<(Vec<AlertNotice>, i64)> {
         let rows = repo::changes_since(&self.db, cursor, FEED_BATCH).await?;
-        let Some(next) = rows.last().map(|r| r.0) else {
+        let Some(next) = rows.last().map(|r| r.seq) else {
             return Ok((Vec::new(), cursor));
         };
-        let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.alert_id).collect();
         ids.sort_unstable();
         ids.dedup();
         let alerts: HashMap<i64, model::Alert> = repo::by_ids(&self.db, &ids)
@@ -93,9 +93,9 @@ impl AlertFeed for StoredChanges {
             .collect();
         let notices = rows
             .iter()
-            .filter_map(|(_, id, kind)| {
-                let alert = alerts.get(id)?;
-                let kind = ChangeKind::parse(kind)?;
+            .filter_map(|r| {
+                let alert = alerts.get(&r.alert_id)?;
+                let kind = ChangeKind::parse(&r.kind)?;
                 Some(AlertNotice::from(AlertChange::new(kind, alert)))
             })
             .collect();

@@ -100,6 +100,10 @@ pub struct PipelineConfig {
     /// Whether committed changes also go to the database's change feed (several nodes
     /// on PostgreSQL: the leader's dispatcher reads them from there).
     pub feed: bool,
+    /// This node's id (on its feed rows).
+    pub node: String,
+    /// Other nodes' commits to the feed: a batch reads the feed first when there is news.
+    pub news: crate::cluster::FeedNews,
 }
 
 /// Why the pipeline did not take or commit something.

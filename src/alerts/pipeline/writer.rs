@@ -80,6 +80,8 @@ pub(super) struct Writer {
     feed_cursor: i64,
     /// Several nodes: when `watchpost_alerts_active` was last read from the database.
     last_active: Instant,
+    /// Several nodes: the other nodes' feed news taken in by the last [`shared`] follow.
+    news_seen: u64,
 }
 
 impl Writer {
@@ -111,6 +113,7 @@ impl Writer {
             throttle: HashMap::new(),
             feed_cursor: 0,
             last_active: Instant::now(),
+            news_seen: 0,
         };
         // Repeats a previous incarnation journaled but did not checkpoint.
         w.checkpoint().await?;
@@ -362,7 +365,9 @@ impl Writer {
         // With several writers, first take in what the others committed (the feed holds
         // every state change), so new-versus-repeat is decided over the stored state;
         // a full write is checked against the row's version in any case.
-        self.follow().await?;
+        if self.p.cfg.news.count() != self.news_seen {
+            self.follow().await?;
+        }
         let fps: Vec<&str> = all
             .into_iter()
             .filter(|fp| !self.cache.contains_key(*fp))
@@ -557,6 +562,7 @@ impl Writer {
             None => &refreshes,
         };
         let feed = self.p.cfg.feed;
+        let node = self.p.cfg.node.as_str();
         let in_db = !rows.is_empty()
             || !direct.is_empty()
             || !plan.audit.is_empty()
@@ -594,7 +600,7 @@ impl Writer {
                     repo::insert_events(&db, &mut tx, &events).await?;
                     if feed {
                         let changes = feed_rows(plan_ref, &by_fp);
-                        repo::append_changes(&db, &mut tx, &changes).await?;
+                        repo::append_changes(&db, &mut tx, &changes, node).await?;
                     }
                     audit::insert_many(&db, &mut tx, &plan_ref.audit).await?;
                     tx.commit().await?;

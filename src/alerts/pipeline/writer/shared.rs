@@ -48,12 +48,18 @@ impl Writer {
         if !self.shared() {
             return Ok(());
         }
+        self.news_seen = self.p.cfg.news.count();
         loop {
             let rows = repo::changes_since(&self.p.db, self.feed_cursor, FOLLOW_BATCH).await?;
-            let Some(last) = rows.last().map(|r| r.0) else {
+            let Some(last) = rows.last().map(|r| r.seq) else {
                 return Ok(());
             };
-            let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+            let me = Some(self.p.cfg.node.as_str());
+            let mut ids: Vec<i64> = rows
+                .iter()
+                .filter(|r| r.node.as_deref() != me)
+                .map(|r| r.alert_id)
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             let fresh = repo::by_ids(&self.p.db, &ids).await?;
