@@ -281,6 +281,42 @@ fn upsert_sql(backend: Backend) -> String {
     }
 }
 
+/// Rows to lock, by id or by fingerprint.
+enum Locate<'a> {
+    Ids(&'a [i64]),
+    Fingerprints(&'a [&'a str]),
+}
+
+/// Locks the existing rows of `which` in id order (PostgreSQL; SQLite has one writer).
+/// Every writer of several rows — a batch, a checkpoint, on any node — takes its row
+/// locks in this one order first, so two of them never wait for each other in a cycle.
+async fn lock_rows(db: &Db, conn: &mut AnyConnection, which: Locate<'_>) -> Result<(), StoreError> {
+    if db.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    let (sql, list) = match which {
+        Locate::Ids(ids) => (
+            "SELECT id FROM alerts WHERE id IN \
+             (SELECT CAST(json_array_elements_text($1::json) AS BIGINT)) ORDER BY id FOR UPDATE",
+            json_list(ids),
+        ),
+        Locate::Fingerprints(fps) => (
+            "SELECT id FROM alerts WHERE fingerprint IN \
+             (SELECT json_array_elements_text($1::json)) ORDER BY id FOR UPDATE",
+            json_list(fps),
+        ),
+    };
+    db.timed("alerts.lock", async {
+        sqlx::query(sql)
+            .bind(list)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    })
+    .await?;
+    Ok(())
+}
+
 /// A full write of an alert: the alert as it is now, and its count when it was read
 /// (the difference is added to the stored count).
 pub struct FullWrite<'a> {
@@ -301,10 +337,19 @@ pub async fn upsert(
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<RowJson<'_>> = writes
+    let mut fps: Vec<&str> = writes
+        .iter()
+        .map(|w| w.alert.fingerprint.as_str())
+        .collect();
+    fps.sort_unstable();
+    lock_rows(db, conn, Locate::Fingerprints(&fps)).await?;
+    // New rows are inserted in fingerprint order (writers racing to insert the same
+    // alerts wait for each other in one order).
+    let mut rows: Vec<RowJson<'_>> = writes
         .iter()
         .map(|w| RowJson::of(w.alert, w.base_count))
         .collect();
+    rows.sort_unstable_by(|a, b| a.f.cmp(b.f));
     let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
     let sql = upsert_sql(db.backend());
     let rows = db
@@ -362,6 +407,8 @@ pub async fn refresh(
     if list.is_empty() {
         return Ok(());
     }
+    let ids: Vec<i64> = list.iter().map(|r| r.id).collect();
+    lock_rows(db, conn, Locate::Ids(&ids)).await?;
     #[derive(Serialize)]
     struct R {
         i: i64,
