@@ -269,7 +269,7 @@ impl Journal {
             }
             if !orphan {
                 // Left by a process that died creating a segment: empty.
-                remove_file(&path);
+                let _ = remove_file(&path);
             } else {
                 out.push(Segment {
                     path,
@@ -313,9 +313,10 @@ impl Journal {
         out
     }
 
-    /// Removes the files of dead processes (after their records are committed).
-    pub fn remove_orphans(&self) {
-        remove(guard(&self.orphans).drain(..));
+    /// Removes the files of dead processes (after their records are committed);
+    /// returns the names of those removed.
+    pub fn remove_orphans(&self) -> Vec<String> {
+        remove(guard(&self.orphans).drain(..))
     }
 
     /// Appends `records` and waits until they are on disk.
@@ -380,21 +381,22 @@ impl Journal {
             .collect()
     }
 
-    /// Deletes the sealed segments up to number `upto` (their records are committed).
-    pub fn release(&self, upto: u64) {
+    /// Deletes the sealed segments up to number `upto` (their records are committed);
+    /// returns the names of those removed.
+    pub fn release(&self, upto: u64) -> Vec<String> {
         let mut sealed = guard(&self.sealed);
         let (done, keep): (Vec<Segment>, Vec<Segment>) =
             sealed.drain(..).partition(|s| s.seq <= upto);
         *sealed = keep;
         drop(sealed);
-        remove(done.into_iter());
+        remove(done.into_iter())
     }
 
     /// Removes this process's files (at a clean shutdown, after a final checkpoint).
     pub fn close(&self) {
-        remove(guard(&self.sealed).drain(..));
+        let _ = remove(guard(&self.sealed).drain(..));
         let seg = guard(&self.current);
-        remove_file(&seg.path);
+        let _ = remove_file(&seg.path);
     }
 
     /// The segment appended to now.
@@ -403,15 +405,21 @@ impl Journal {
     }
 }
 
-fn remove(segments: impl Iterator<Item = Segment>) {
-    for seg in segments {
-        remove_file(&seg.path);
-    }
+/// Removes the segments' files; returns the names of those removed.
+fn remove(segments: impl Iterator<Item = Segment>) -> Vec<String> {
+    segments
+        .filter(|seg| remove_file(&seg.path))
+        .map(|seg| file_name(&seg.path))
+        .collect()
 }
 
-fn remove_file(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove a receipt journal file");
+fn remove_file(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a receipt journal file");
+            false
+        }
     }
 }
 
@@ -510,7 +518,7 @@ mod tests {
         one.added = 7;
         assert_eq!(merged, vec![one, rec(2, 3)]);
         assert!(got.totals.is_empty());
-        third.remove_orphans();
+        assert_eq!(third.remove_orphans(), vec![name.clone()]);
         drop((second, third));
         let fourth = Journal::open(dir.path(), &key).expect("open");
         // The second's file was empty; nothing is replayed twice.
@@ -554,8 +562,8 @@ mod tests {
         assert_eq!(j.path(), third);
         assert_eq!(j.sealed_names(1), vec![file_name(&first)]);
         assert_eq!(j.sealed_names(2).len(), 2);
-        j.release(1);
-        j.release(0);
+        assert_eq!(j.release(1), vec![file_name(&first)]);
+        assert!(j.release(0).is_empty());
         assert!(!first.exists() && second.exists());
         j.close();
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);

@@ -239,18 +239,29 @@ impl<'a> RowJson<'a> {
     }
 }
 
+/// When a full write's volatile fields (last seen, `ends_at`, start, risk, rate) win:
+/// it changes the state, or it is at least as recent as the row (a journaled repeat of
+/// another node, checkpointed since this writer read the row, is not rolled back).
+const NEWER: &str =
+    "(excluded.state <> alerts.state OR excluded.last_seen_ms >= alerts.last_seen_ms)";
+
 /// A full write: the row's count goes up by the receipts counted since it was read
 /// (never set to a total another node may have moved), and the update applies only
 /// over the version its writer read; `RETURNING` omits the rows that changed meanwhile.
 const UPSERT_TAIL: &str = " ON CONFLICT (fingerprint) DO UPDATE SET source = excluded.source, \
     alertname = excluded.alertname, message = excluded.message, severity = excluded.severity, \
-    type = excluded.type, risk_score = excluded.risk_score, state = excluded.state, \
+    type = excluded.type, \
+    risk_score = CASE WHEN {NEWER} THEN excluded.risk_score ELSE alerts.risk_score END, \
+    state = excluded.state, \
     silenced_by = excluded.silenced_by, inhibited_by = excluded.inhibited_by, labels = excluded.labels, \
     annotations = excluded.annotations, generator_url = excluded.generator_url, \
-    starts_at_ms = excluded.starts_at_ms, ends_at_ms = excluded.ends_at_ms, \
-    first_seen_ms = excluded.first_seen_ms, last_seen_ms = excluded.last_seen_ms, \
+    starts_at_ms = CASE WHEN {NEWER} THEN excluded.starts_at_ms ELSE alerts.starts_at_ms END, \
+    ends_at_ms = CASE WHEN {NEWER} THEN excluded.ends_at_ms ELSE alerts.ends_at_ms END, \
+    first_seen_ms = excluded.first_seen_ms, \
+    last_seen_ms = CASE WHEN {NEWER} THEN excluded.last_seen_ms ELSE alerts.last_seen_ms END, \
     count = alerts.count + excluded.count, \
-    recent_rate = excluded.recent_rate, ack_by = excluded.ack_by, ack_at_ms = excluded.ack_at_ms, \
+    recent_rate = CASE WHEN {NEWER} THEN excluded.recent_rate ELSE alerts.recent_rate END, \
+    ack_by = excluded.ack_by, ack_at_ms = excluded.ack_at_ms, \
     ack_comment = excluded.ack_comment, version = excluded.version \
     WHERE alerts.version = excluded.version - 1 \
     RETURNING id, fingerprint, version";
@@ -258,6 +269,10 @@ const UPSERT_TAIL: &str = " ON CONFLICT (fingerprint) DO UPDATE SET source = exc
 const INSERT_HEAD: &str = "INSERT INTO alerts (fingerprint, source, alertname, message, severity, type, \
     risk_score, state, silenced_by, inhibited_by, labels, annotations, generator_url, starts_at_ms, \
     ends_at_ms, first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment, version) ";
+
+fn upsert_tail() -> String {
+    UPSERT_TAIL.replace("{NEWER}", NEWER)
+}
 
 fn upsert_sql(backend: Backend) -> String {
     match backend {
@@ -270,51 +285,90 @@ fn upsert_sql(backend: Backend) -> String {
             .map(|k| format!("json_extract(value, '$.{k}')"))
             .collect::<Vec<_>>()
             .join(", ");
-            format!("{INSERT_HEAD}SELECT {cols} FROM json_each($1) WHERE true{UPSERT_TAIL}")
+            format!(
+                "{INSERT_HEAD}SELECT {cols} FROM json_each($1) WHERE true{}",
+                upsert_tail()
+            )
         }
         Backend::Postgres => format!(
             "{INSERT_HEAD}SELECT f, s, n, m, sv, t, r, st, sb, ib, l, a, g, sa, ea, fs, ls, c, rr, kb, ka, kc, v \
              FROM json_to_recordset($1::json) AS x(f text, s text, n text, m text, sv text, t text, \
              r bigint, st text, sb text, ib text, l text, a text, g text, sa bigint, ea bigint, fs bigint, \
-             ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text, v bigint){UPSERT_TAIL}"
+             ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text, v bigint){}",
+            upsert_tail()
         ),
     }
 }
 
-/// Rows to lock, by id or by fingerprint.
-enum Locate<'a> {
-    Ids(&'a [i64]),
-    Fingerprints(&'a [&'a str]),
-}
-
-/// Locks the existing rows of `which` in id order (PostgreSQL; SQLite has one writer).
-/// Every writer of several rows — a batch, a checkpoint, on any node — takes its row
-/// locks in this one order first, so two of them never wait for each other in a cycle.
-async fn lock_rows(db: &Db, conn: &mut AnyConnection, which: Locate<'_>) -> Result<(), StoreError> {
-    if db.backend() != Backend::Postgres {
+/// Locks the existing rows with these ids or fingerprints, in id order (PostgreSQL;
+/// SQLite has one writer). Every writer of several rows — a batch, a checkpoint, on any
+/// node — takes all its row locks this way first, so two of them never wait for each
+/// other in a cycle.
+pub async fn lock_rows(
+    db: &Db,
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    fingerprints: &[&str],
+) -> Result<(), StoreError> {
+    if db.backend() != Backend::Postgres || (ids.is_empty() && fingerprints.is_empty()) {
         return Ok(());
     }
-    let (sql, list) = match which {
-        Locate::Ids(ids) => (
-            "SELECT id FROM alerts WHERE id IN \
-             (SELECT CAST(json_array_elements_text($1::json) AS BIGINT)) ORDER BY id FOR UPDATE",
-            json_list(ids),
-        ),
-        Locate::Fingerprints(fps) => (
-            "SELECT id FROM alerts WHERE fingerprint IN \
-             (SELECT json_array_elements_text($1::json)) ORDER BY id FOR UPDATE",
-            json_list(fps),
-        ),
-    };
     db.timed("alerts.lock", async {
-        sqlx::query(sql)
-            .bind(list)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)
+        sqlx::query(
+            "SELECT id FROM alerts WHERE id IN (SELECT CAST(json_array_elements_text($1::json) AS BIGINT)) \
+             OR fingerprint IN (SELECT json_array_elements_text($2::json)) ORDER BY id FOR UPDATE",
+        )
+        .bind(json_list(ids))
+        .bind(json_list(fingerprints))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)
     })
     .await?;
     Ok(())
+}
+
+/// Of these firing alerts, the ones whose stored `ends_at` is no longer the one given
+/// (another node's repeat moved it on since it was read) or that no longer fire: an
+/// expiry must not resolve them.
+pub async fn ends_moved(
+    db: &Db,
+    conn: &mut AnyConnection,
+    expected: &[(&str, Option<i64>)],
+) -> Result<Vec<String>, StoreError> {
+    if expected.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(Serialize)]
+    struct E<'a> {
+        f: &'a str,
+        e: Option<i64>,
+    }
+    let rows: Vec<E<'_>> = expected.iter().map(|(f, e)| E { f, e: *e }).collect();
+    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "SELECT a.fingerprint FROM alerts a JOIN (SELECT json_extract(value, '$.f') AS f, \
+             json_extract(value, '$.e') AS e FROM json_each($1)) v ON a.fingerprint = v.f \
+             WHERE a.state <> 'firing' OR a.ends_at_ms IS NOT v.e"
+        }
+        Backend::Postgres => {
+            "SELECT a.fingerprint FROM alerts a JOIN json_to_recordset($1::json) AS v(f text, e bigint) \
+             ON a.fingerprint = v.f WHERE a.state <> 'firing' OR a.ends_at_ms IS DISTINCT FROM v.e"
+        }
+    };
+    let rows = db
+        .timed("alerts.ends_moved", async {
+            sqlx::query(sql)
+                .bind(payload)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get("fingerprint").map_err(StoreError::from))
+        .collect()
 }
 
 /// A full write of an alert: the alert as it is now, and its count when it was read
@@ -337,19 +391,10 @@ pub async fn upsert(
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut fps: Vec<&str> = writes
-        .iter()
-        .map(|w| w.alert.fingerprint.as_str())
-        .collect();
-    fps.sort_unstable();
-    lock_rows(db, conn, Locate::Fingerprints(&fps)).await?;
-    // New rows are inserted in fingerprint order (writers racing to insert the same
-    // alerts wait for each other in one order).
-    let mut rows: Vec<RowJson<'_>> = writes
+    let rows: Vec<RowJson<'_>> = writes
         .iter()
         .map(|w| RowJson::of(w.alert, w.base_count))
         .collect();
-    rows.sort_unstable_by(|a, b| a.f.cmp(b.f));
     let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
     let sql = upsert_sql(db.backend());
     let rows = db
@@ -407,8 +452,6 @@ pub async fn refresh(
     if list.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = list.iter().map(|r| r.id).collect();
-    lock_rows(db, conn, Locate::Ids(&ids)).await?;
     #[derive(Serialize)]
     struct R {
         i: i64,
@@ -527,21 +570,19 @@ pub async fn mark_applied(
     Ok(())
 }
 
-/// Forgets segments that are deleted (best effort; `before_ms` also drops entries left
-/// by a crash between a checkpoint and the deletion of its files).
-pub async fn forget_applied(db: &Db, names: &[String], before_ms: i64) -> Result<(), StoreError> {
+/// Forgets journal segments whose files are deleted.
+pub async fn forget_applied(db: &Db, names: &[String]) -> Result<(), StoreError> {
     let sql = match db.backend() {
         Backend::Sqlite => {
-            "DELETE FROM journal_applied WHERE segment IN (SELECT value FROM json_each($1)) OR at_ms < $2"
+            "DELETE FROM journal_applied WHERE segment IN (SELECT value FROM json_each($1))"
         }
         Backend::Postgres => {
-            "DELETE FROM journal_applied WHERE segment IN (SELECT json_array_elements_text($1::json)) OR at_ms < $2"
+            "DELETE FROM journal_applied WHERE segment IN (SELECT json_array_elements_text($1::json))"
         }
     };
     db.timed("journal_applied.delete", async {
         sqlx::query(sql)
             .bind(json_list(names))
-            .bind(before_ms)
             .execute(db.pool())
             .await
             .map_err(StoreError::from)

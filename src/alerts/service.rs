@@ -154,6 +154,7 @@ impl AlertService {
             generation: generation.clone(),
             journal,
             pending: Default::default(),
+            checkpoints: Default::default(),
         };
         let (pipeline, task) = pipeline::start(parts);
         let service = AlertService {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use prometheus::IntCounter;
 use rand::Rng;
 use tokio::time::Instant;
@@ -47,8 +48,31 @@ where
     }
 }
 
-/// How long `journal_applied` keeps a segment whose files were never deleted.
-const APPLIED_KEPT_MS: i64 = 30 * 86_400_000;
+/// One checkpoint's work: the increments it adds, and the journal segments (sealed up
+/// to number `sealed`, named `names`) that hold them.
+#[derive(Debug, Clone)]
+pub(super) struct CheckpointJob {
+    pub(super) list: Vec<Refresh>,
+    pub(super) sealed: u64,
+    pub(super) names: Vec<String>,
+}
+
+/// The checkpoint running beside the writer, kept across the writer's restarts: a new
+/// incarnation waits for a checkpoint still running, and a failed checkpoint is retried
+/// exactly as it was (its commit may have landed with its answer lost: then every one
+/// of its segments is listed as applied, and the retry adds nothing).
+#[derive(Default)]
+pub(crate) struct CheckpointSlot {
+    running: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    failed: Option<CheckpointJob>,
+}
+
+/// [`CheckpointSlot`] shared by the writer's incarnations.
+pub(crate) type SharedSlot = Arc<std::sync::Mutex<CheckpointSlot>>;
+
+fn slot(s: &SharedSlot) -> std::sync::MutexGuard<'_, CheckpointSlot> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Writes journaled repeats to the database, beside the writer: each adds its receipts
 /// to the count and refreshes the fields only where it is the newest news of a firing
@@ -59,53 +83,100 @@ pub(super) struct Checkpoint {
     pub(super) journal: Option<Arc<Journal>>,
     pub(super) generation: Arc<AtomicU64>,
     pub(super) metrics: QueueMetrics,
+    pub(super) slot: SharedSlot,
 }
 
 impl Checkpoint {
-    /// Commits `list` and marks the journal segments sealed up to `sealed` (`names`)
-    /// applied in the same transaction; then deletes those segments (they hold nothing
-    /// `list` does not) and takes the committed increments off the pending entries.
-    pub(super) async fn run(
+    /// Starts the next checkpoint unless one is running: the failed one again, else one
+    /// of everything pending (`seal` rotates the journal and names the sealed segments).
+    pub(super) fn start(
         self,
-        list: Vec<Refresh>,
-        sealed: u64,
-        names: Vec<String>,
+        seal: impl FnOnce() -> Result<(u64, Vec<String>), StoreError>,
     ) -> Result<(), StoreError> {
+        let shared = self.slot.clone();
+        let mut s = slot(&shared);
+        if s.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        if let Some(done) = s.running.take()
+            && let Some(Ok(Err(e))) = done.now_or_never()
+        {
+            tracing::warn!(error = %e, "checkpointing the receipt journal failed; retrying it");
+        }
+        let job = match s.failed.take() {
+            Some(job) => job,
+            None => {
+                let list: Vec<Refresh> = lock(&self.pending).values().copied().collect();
+                if list.is_empty() {
+                    return Ok(());
+                }
+                let (sealed, names) = seal()?;
+                CheckpointJob {
+                    list,
+                    sealed,
+                    names,
+                }
+            }
+        };
+        s.running = Some(tokio::spawn(self.run(job)));
+        Ok(())
+    }
+
+    /// Waits for the running checkpoint, if any.
+    pub(super) async fn finish(shared: &SharedSlot) -> Result<(), StoreError> {
+        let running = slot(shared).running.take();
+        match running {
+            Some(h) => h
+                .await
+                .unwrap_or(Err(StoreError::Query(sqlx::Error::WorkerCrashed))),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits `job` and marks its journal segments applied in the same transaction;
+    /// then deletes those segments and takes the committed increments off the pending
+    /// entries. A failure leaves `job` in the slot for the next start.
+    async fn run(self, job: CheckpointJob) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let db = self.db.clone();
         let written = retry_transient(&self.metrics.retries, || {
             let db = db.clone();
-            let (list, names) = (&list, &names);
+            let job = &job;
             async move {
                 let mut tx = db.pool().begin().await?;
                 // A retry after a commit whose answer was lost: already applied.
-                let applied = repo::applied_segments(&db, &mut tx, names).await?;
-                if !names.is_empty() && applied.len() == names.len() {
-                    tracing::info!(segments = names.len(), "checkpoint already committed");
+                let applied = repo::applied_segments(&db, &mut tx, &job.names).await?;
+                if !job.names.is_empty() && applied.len() == job.names.len() {
+                    tracing::info!(segments = job.names.len(), "checkpoint already committed");
                     return Ok(());
                 }
-                repo::refresh(&db, &mut tx, list, RefreshMode::Add).await?;
-                repo::mark_applied(&db, &mut tx, names, now_ms()).await?;
+                let ids: Vec<i64> = job.list.iter().map(|r| r.id).collect();
+                repo::lock_rows(&db, &mut tx, &ids, &[]).await?;
+                repo::refresh(&db, &mut tx, &job.list, RefreshMode::Add).await?;
+                repo::mark_applied(&db, &mut tx, &job.names, now_ms()).await?;
                 tx.commit().await?;
                 Ok(())
             }
         })
         .await;
         self.metrics.flush.observe(started.elapsed().as_secs_f64());
+        let n = job.list.len() as u64;
         if let Err(e) = written {
-            self.metrics.failed.inc_by(list.len() as u64);
+            self.metrics.failed.inc_by(n);
+            slot(&self.slot).failed = Some(job);
             return Err(e);
         }
-        self.metrics.committed.inc_by(list.len() as u64);
-        if let Some(j) = &self.journal {
-            j.release(sealed);
-        }
+        self.metrics.committed.inc_by(n);
+        let removed = match &self.journal {
+            Some(j) => j.release(job.sealed),
+            None => Vec::new(),
+        };
         // Before `pending` empties: a read that then skips `sync` must not get stats
         // cached before this checkpoint.
         self.generation.fetch_add(1, Ordering::Relaxed);
         {
             let mut pending = lock(&self.pending);
-            for r in &list {
+            for r in &job.list {
                 if let Some(p) = pending.get_mut(&r.id) {
                     p.added -= r.added;
                     if p.added <= 0 {
@@ -115,16 +186,20 @@ impl Checkpoint {
             }
             self.metrics.depth.set(pending.len() as i64);
         }
-        forget(&self.db, &names).await;
-        tracing::debug!(alerts = list.len(), took = ?started.elapsed(), "receipt journal checkpointed");
+        forget(&self.db, &removed).await;
+        tracing::debug!(alerts = n, took = ?started.elapsed(), "receipt journal checkpointed");
         Ok(())
     }
 }
 
-/// Drops the `journal_applied` entries of deleted segments (and very old ones).
-async fn forget(db: &Db, names: &[String]) {
-    if let Err(e) = repo::forget_applied(db, names, now_ms() - APPLIED_KEPT_MS).await {
-        tracing::debug!(error = %e, "cannot forget applied journal segments; retried later");
+/// Drops the `journal_applied` entries of segments whose files are deleted (an entry
+/// whose file could not be deleted stays, so the file is never replayed).
+async fn forget(db: &Db, removed: &[String]) {
+    if removed.is_empty() {
+        return;
+    }
+    if let Err(e) = repo::forget_applied(db, removed).await {
+        tracing::debug!(error = %e, "cannot forget applied journal segments");
     }
 }
 
@@ -143,6 +218,10 @@ pub async fn replay_orphans(db: &Db, journal: &Journal) -> Result<(), StoreError
             .filter(|(name, _)| !applied.contains(name))
             .flat_map(|(_, records)| records),
     );
+    let mut ids: Vec<i64> = list.iter().chain(&orphans.totals).map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    repo::lock_rows(db, &mut tx, &ids, &[]).await?;
     repo::refresh(db, &mut tx, &list, RefreshMode::Add).await?;
     repo::mark_applied(db, &mut tx, &names, now_ms()).await?;
     repo::refresh(db, &mut tx, &orphans.totals, RefreshMode::Total).await?;
@@ -154,7 +233,7 @@ pub async fn replay_orphans(db: &Db, journal: &Journal) -> Result<(), StoreError
             "replayed repeats from the receipt journal"
         );
     }
-    journal.remove_orphans();
-    forget(db, &names).await;
+    let removed = journal.remove_orphans();
+    forget(db, &removed).await;
     Ok(())
 }

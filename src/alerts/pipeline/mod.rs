@@ -331,6 +331,8 @@ pub(crate) struct WriterParts {
     /// Where repeats go; `None` writes them to the database in their batch.
     pub journal: Option<Arc<Journal>>,
     pub pending: Pending,
+    /// The checkpoint beside the writer, across its restarts.
+    pub checkpoints: checkpoint::SharedSlot,
 }
 
 /// The running writer task; stop it after the HTTP server has drained.

@@ -24,6 +24,9 @@ pub(super) struct Plan {
     pub(super) events: Vec<(String, Event)>,
     pub(super) changes: Vec<(String, ChangeKind)>,
     pub(super) audit: Vec<AuditRecord>,
+    /// Expiry: the `ends_at` each alert it resolves had when read; the commit fails
+    /// ([`crate::store::StoreError::Conflict`]) for any whose stored one has moved since.
+    pub(super) expect_ends: Vec<(String, Option<i64>)>,
 }
 
 impl Plan {

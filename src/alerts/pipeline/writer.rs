@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,7 +43,7 @@ macro_rules! over_fresh_rows {
                         attempt,
                         "alerts changed on another node; applying again over them"
                     );
-                    $writer.forget(&fingerprints);
+                    $writer.reread(&fingerprints).await;
                     attempt += 1;
                 }
                 other => break other,
@@ -68,8 +67,6 @@ pub(super) struct Writer {
     sources: HashSet<String>,
     last_retention: Instant,
     last_checkpoint: Instant,
-    /// The checkpoint running beside the writer.
-    inflight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
     /// The cache needs a reload from the database (a failed batch, then a failed reload).
     stale: bool,
     /// Every firing alert and recently seen resolved ones, by fingerprint.
@@ -82,6 +79,12 @@ pub(super) struct Writer {
     last_active: Instant,
     /// Several nodes: the other nodes' feed news taken in by the last [`shared`] follow.
     news_seen: u64,
+    /// Alerts whose inhibition flags may be stale in the database: the inhibition index
+    /// moved, and the write of the flags it implies has not committed yet.
+    unsettled: BTreeSet<String>,
+    /// Several nodes: whether this node led at the last tick (a new leader settles
+    /// silence and inhibition flags the previous one may not have written).
+    was_leading: bool,
 }
 
 impl Writer {
@@ -107,39 +110,60 @@ impl Writer {
             // First retention shortly after start.
             last_retention: Instant::now() - RETENTION_INTERVAL + Duration::from_secs(60),
             last_checkpoint: Instant::now(),
-            inflight: None,
             stale: false,
             cache: HashMap::new(),
             throttle: HashMap::new(),
             feed_cursor: 0,
             last_active: Instant::now(),
             news_seen: 0,
+            unsettled: BTreeSet::new(),
+            was_leading: false,
         };
         // Repeats a previous incarnation journaled but did not checkpoint.
         w.checkpoint().await?;
         w.follow_from_head().await?;
-        let firing = repo::firing(&w.p.db).await?;
-        let mut plan = Plan::new(now);
-        for a in firing {
-            w.inhibitor.update(&a.fingerprint, Some(&a.match_view()));
-            *w.active.entry(a.severity).or_default() += 1;
-            plan.add_stored(a);
-        }
-        let all: Vec<String> = plan.order.clone();
-        w.resilence(&mut plan, &all, now);
-        w.reinhibit(&mut plan, all.into_iter().collect());
-        w.publish_active();
-        if !plan.is_empty() {
-            w.commit(&mut plan).await?;
-            w.announce(&plan).await;
-        }
-        w.remember(plan);
+        w.settle().await?;
+        w.was_leading = w.p.cfg.leader.is_leader();
         tracing::info!(
             firing = w.active.values().sum::<i64>(),
             silences = w.active_silences.len(),
             "alert pipeline started"
         );
         Ok(w)
+    }
+
+    /// Derives the silence and inhibition flags of every firing alert from the
+    /// database and writes those that changed (at start, and on becoming the leader).
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        over_fresh_rows!(self, self.try_settle().await)
+    }
+
+    async fn try_settle(&mut self) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.silences = SilenceSet::new(silence::unexpired(&self.p.db, now).await?);
+        let firing = repo::firing(&self.p.db).await?;
+        let pending = lock(&self.p.pending).clone();
+        self.inhibitor.clear();
+        self.active.clear();
+        let mut plan = Plan::new(now);
+        for mut a in firing {
+            if let Some(r) = pending.get(&a.id) {
+                r.apply_to(&mut a);
+            }
+            self.inhibitor.update(&a.fingerprint, Some(&a.match_view()));
+            *self.active.entry(a.severity).or_default() += 1;
+            plan.add_stored(a);
+        }
+        let all: Vec<String> = plan.order.clone();
+        self.resilence(&mut plan, &all, now);
+        self.reinhibit(&mut plan, all.into_iter().collect());
+        self.publish_active();
+        self.commit(&mut plan).await?;
+        self.active_silences = self.silences.active_ids(now);
+        self.unsettled.clear();
+        self.announce(&plan).await;
+        self.remember(plan);
+        Ok(())
     }
 
     pub(super) async fn run(
@@ -350,6 +374,36 @@ impl Writer {
         }
     }
 
+    /// After a write found rows another node changed: their stored copies replace the
+    /// cached ones, and the inhibition index follows them (the flags it moves are left
+    /// to the next write, [`Writer::unsettled`]).
+    async fn reread(&mut self, fps: &[String]) {
+        self.forget(fps);
+        let list: Vec<&str> = fps.iter().map(String::as_str).collect();
+        match self.load(&list).await {
+            Ok(mut fresh) => {
+                for fp in fps {
+                    let a = fresh.remove(fp);
+                    let view = a.as_ref().map(|a| a.match_view());
+                    let labels = a
+                        .as_ref()
+                        .zip(view.as_ref())
+                        .filter(|(a, _)| a.state == AlertState::Firing)
+                        .map(|(_, v)| v as &dyn Labels);
+                    let moved = self.inhibitor.update(fp, labels);
+                    self.unsettled.extend(moved);
+                    if let Some(a) = a {
+                        self.cache.insert(fp.clone(), a);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read alerts again after a conflict; reloading all");
+                self.stale = true;
+            }
+        }
+    }
+
     /// One attempt of [`Writer::ingest_batch`].
     async fn try_batch(
         &mut self,
@@ -365,8 +419,10 @@ impl Writer {
         // With several writers, first take in what the others committed (the feed holds
         // every state change), so new-versus-repeat is decided over the stored state;
         // a full write is checked against the row's version in any case.
-        if self.p.cfg.news.count() != self.news_seen {
-            self.follow().await?;
+        if self.p.cfg.news.count() != self.news_seen
+            && let Err(e) = self.follow().await
+        {
+            tracing::warn!(error = %e, "cannot read the alert change feed; deciding over this node's copies");
         }
         let fps: Vec<&str> = all
             .into_iter()
@@ -398,7 +454,8 @@ impl Writer {
                 plan.audit.push(a.clone());
             }
         }
-        let mut affected = BTreeSet::new();
+        // Inhibition flags an earlier failed write left to do, and this batch's.
+        let mut affected = std::mem::take(&mut self.unsettled);
         // A refresh changes neither labels nor state: inhibition stays as it is.
         let touched: Vec<String> = plan
             .order
@@ -412,9 +469,11 @@ impl Writer {
             let labels = (a.state == AlertState::Firing).then_some(&view as &dyn Labels);
             affected.extend(self.inhibitor.update(fp, labels));
         }
+        self.unsettled = affected.clone();
         self.load_into(&mut plan, &affected).await?;
         self.reinhibit(&mut plan, affected);
         let undurable = self.commit(&mut plan).await?;
+        self.unsettled.clear();
         let ids = jobs
             .iter()
             .map(|j| {
@@ -576,6 +635,21 @@ impl Writer {
                 let rows = &rows;
                 async move {
                     let mut tx = db.pool().begin().await?;
+                    let ids: Vec<i64> = direct.iter().map(|r| r.id).collect();
+                    let fps: Vec<&str> =
+                        rows.iter().map(|w| w.alert.fingerprint.as_str()).collect();
+                    repo::lock_rows(&db, &mut tx, &ids, &fps).await?;
+                    let expected: Vec<(&str, Option<i64>)> = plan_ref
+                        .expect_ends
+                        .iter()
+                        .map(|(fp, e)| (fp.as_str(), *e))
+                        .collect();
+                    let moved = repo::ends_moved(&db, &mut tx, &expected).await?;
+                    if !moved.is_empty() {
+                        return Err(StoreError::Conflict {
+                            fingerprints: moved,
+                        });
+                    }
                     repo::refresh(&db, &mut tx, direct, RefreshMode::Add).await?;
                     let ids = repo::upsert(&db, &mut tx, rows).await?;
                     let by_fp: HashMap<&str, i64> =
@@ -661,6 +735,8 @@ impl Writer {
             let db = db.clone();
             async move {
                 let mut tx = db.pool().begin().await?;
+                let ids: Vec<i64> = refreshes.iter().map(|r| r.id).collect();
+                repo::lock_rows(&db, &mut tx, &ids, &[]).await?;
                 repo::refresh(&db, &mut tx, refreshes, RefreshMode::Add).await?;
                 tx.commit().await?;
                 Ok(())
@@ -670,47 +746,31 @@ impl Writer {
         Ok(false)
     }
 
-    /// Starts a checkpoint of everything pending, in the background, unless one is
-    /// running or nothing is pending.
+    /// Starts a checkpoint in the background unless one is running: a failed one
+    /// again, else one of everything pending.
     fn start_checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.inflight.as_ref().is_some_and(|h| !h.is_finished()) {
-            return Ok(());
-        }
-        if let Some(done) = self.inflight.take()
-            && let Some(Ok(Err(e))) = done.now_or_never()
-        {
-            tracing::warn!(error = %e, "checkpointing the receipt journal failed; will retry");
-        }
-        let list: Vec<Refresh> = lock(&self.p.pending).values().copied().collect();
-        if list.is_empty() {
-            return Ok(());
-        }
-        let (sealed, names) = match &self.p.journal {
-            Some(j) => {
-                let sealed = j.rotate()?;
-                (sealed, j.sealed_names(sealed))
-            }
-            None => (0, Vec::new()),
-        };
         let job = Checkpoint {
             db: self.p.db.clone(),
             pending: self.p.pending.clone(),
             journal: self.p.journal.clone(),
             generation: self.p.generation.clone(),
             metrics: self.jm.clone(),
+            slot: self.p.checkpoints.clone(),
         };
-        self.inflight = Some(tokio::spawn(job.run(list, sealed, names)));
-        Ok(())
+        let journal = self.p.journal.clone();
+        job.start(move || match journal {
+            Some(j) => {
+                let sealed = j.rotate()?;
+                Ok((sealed, j.sealed_names(sealed)))
+            }
+            None => Ok((0, Vec::new())),
+        })
     }
 
-    /// Waits for the running checkpoint, if any.
+    /// Waits for the running checkpoint, if any (also one a previous incarnation of
+    /// the writer started).
     async fn finish_checkpoint(&mut self) -> Result<(), StoreError> {
-        match self.inflight.take() {
-            Some(h) => h
-                .await
-                .unwrap_or(Err(StoreError::Query(sqlx::Error::WorkerCrashed))),
-            None => Ok(()),
-        }
+        Checkpoint::finish(&self.p.checkpoints).await
     }
 
     /// Writes every journaled repeat to the database and waits until it is committed.
@@ -718,8 +778,12 @@ impl Writer {
         if let Err(e) = self.finish_checkpoint().await {
             tracing::warn!(error = %e, "checkpointing the receipt journal failed; retrying");
         }
-        self.start_checkpoint()?;
-        self.finish_checkpoint().await
+        // A failed checkpoint goes again as it was first, then what came since.
+        for _ in 0..2 {
+            self.start_checkpoint()?;
+            self.finish_checkpoint().await?;
+        }
+        Ok(())
     }
 
     /// Keeps the plan's alerts as the current copies; drops resolved ones when the
@@ -922,7 +986,6 @@ impl Writer {
         if reload {
             self.silences = SilenceSet::new(silence::unexpired(&self.p.db, now).await?);
         }
-        self.active_silences = self.silences.active_ids(now);
         let firing = repo::firing(&self.p.db).await?;
         let mut plan = Plan::new(now);
         for a in firing {
@@ -931,6 +994,8 @@ impl Writer {
         let all = plan.order.clone();
         self.resilence(&mut plan, &all, now);
         self.commit(&mut plan).await?;
+        // Only once written: a failed write is tried again at the next tick.
+        self.active_silences = self.silences.active_ids(now);
         self.announce(&plan).await;
         self.remember(plan);
         Ok(())
@@ -948,8 +1013,12 @@ impl Writer {
             }
         }
         let now = now_ms();
+        self.on_leadership().await;
         if let Err(e) = self.follow().await {
             tracing::warn!(error = %e, "cannot read the alert change feed; will retry");
+        }
+        if let Err(e) = self.settle_flags().await {
+            tracing::warn!(error = %e, "writing inhibition flags failed; will retry");
         }
         if let Err(e) = self.reload_silences(now).await {
             tracing::warn!(error = %e, "cannot read silences; will retry");
@@ -971,7 +1040,7 @@ impl Writer {
         match self.expire(now).await {
             Ok(()) => {}
             // Another node wrote them: their stored state decides at the next tick.
-            Err(StoreError::Conflict { fingerprints }) => self.forget(&fingerprints),
+            Err(StoreError::Conflict { fingerprints }) => self.reread(&fingerprints).await,
             Err(e) => {
                 tracing::warn!(error = %e, "resolving expired alerts failed; will retry");
                 self.rebuild().await;
@@ -991,12 +1060,13 @@ impl Writer {
 
     /// Resolves firing alerts whose `ends_at` has passed (Alertmanager's timeout).
     async fn expire(&mut self, now: i64) -> Result<(), StoreError> {
-        let due = self.due_to_expire(now).await?;
+        let (due, expected) = self.due_to_expire(now).await?;
         if due.is_empty() {
             return Ok(());
         }
         let mut plan = Plan::new(now);
-        let mut affected = BTreeSet::new();
+        plan.expect_ends = expected;
+        let mut affected = std::mem::take(&mut self.unsettled);
         for a in due {
             let fp = a.fingerprint.clone();
             let at = a.ends_at_ms.unwrap_or(now);
@@ -1011,9 +1081,11 @@ impl Writer {
             );
             affected.extend(self.inhibitor.update(&fp, None));
         }
+        self.unsettled = affected.clone();
         self.load_into(&mut plan, &affected).await?;
         self.reinhibit(&mut plan, affected);
         self.commit(&mut plan).await?;
+        self.unsettled.clear();
         self.account(&plan);
         self.announce(&plan).await;
         self.remember(plan);

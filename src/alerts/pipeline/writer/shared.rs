@@ -64,10 +64,12 @@ impl Writer {
             ids.dedup();
             let fresh = repo::by_ids(&self.p.db, &ids).await?;
             let affected = self.take_newer(fresh);
-            if self.p.cfg.leader.is_leader() && !affected.is_empty() {
-                self.reinhibit_stored(&affected).await?;
-            }
             self.feed_cursor = last;
+            // The leader writes the inhibition flags the others' changes move.
+            if self.p.cfg.leader.is_leader() {
+                self.unsettled.extend(affected);
+                self.settle_flags().await?;
+            }
             if (rows.len() as i64) < FOLLOW_BATCH {
                 return Ok(());
             }
@@ -80,10 +82,12 @@ impl Writer {
         let pending = lock(&self.p.pending).clone();
         let mut affected = BTreeSet::new();
         for mut a in fresh {
+            // The same row, not newer (a row deleted by retention and created again
+            // has another id).
             if self
                 .cache
                 .get(&a.fingerprint)
-                .is_some_and(|c| c.version >= a.version)
+                .is_some_and(|c| c.id == a.id && c.version >= a.version)
             {
                 continue;
             }
@@ -98,20 +102,45 @@ impl Writer {
         affected
     }
 
-    /// Writes the inhibition flags of `fps` as the index now says (over their stored
-    /// rows, again if another node wrote one meanwhile).
-    async fn reinhibit_stored(&mut self, fps: &BTreeSet<String>) -> Result<(), StoreError> {
-        over_fresh_rows!(self, self.try_reinhibit_stored(fps).await)
+    /// Writes the inhibition flags of the [`Writer::unsettled`] alerts as the index
+    /// now says (over their stored rows, again if another node wrote one meanwhile).
+    pub(super) async fn settle_flags(&mut self) -> Result<(), StoreError> {
+        if self.unsettled.is_empty() {
+            return Ok(());
+        }
+        over_fresh_rows!(self, self.try_settle_flags().await)
     }
 
-    async fn try_reinhibit_stored(&mut self, fps: &BTreeSet<String>) -> Result<(), StoreError> {
+    async fn try_settle_flags(&mut self) -> Result<(), StoreError> {
+        let fps = self.unsettled.clone();
         let mut plan = Plan::new(now_ms());
-        self.load_into(&mut plan, fps).await?;
-        self.reinhibit(&mut plan, fps.clone());
+        self.load_into(&mut plan, &fps).await?;
+        self.reinhibit(&mut plan, fps);
         self.commit(&mut plan).await?;
+        self.unsettled.clear();
         self.announce(&plan).await;
         self.remember(plan);
         Ok(())
+    }
+
+    /// On becoming the leader (several nodes): the silence and inhibition flags of every
+    /// firing alert, derived again from the database — the previous leader may have died
+    /// before writing a transition.
+    pub(super) async fn on_leadership(&mut self) {
+        if !self.shared() {
+            return;
+        }
+        let leading = self.p.cfg.leader.is_leader();
+        if !leading {
+            self.was_leading = false;
+        } else if !self.was_leading {
+            match self.settle().await {
+                Ok(()) => self.was_leading = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "settling silences and inhibitions as the new leader failed; will retry")
+                }
+            }
+        }
     }
 
     /// Reads the silences again (one may have been made, changed or expired on another
@@ -125,8 +154,12 @@ impl Writer {
 
     /// The firing alerts whose `ends_at` has passed: from memory when alone, from the
     /// database on the leader (with a grace for journaled repeats of other nodes not yet
-    /// checkpointed), none on other nodes.
-    pub(super) async fn due_to_expire(&self, now: i64) -> Result<Vec<Alert>, StoreError> {
+    /// checkpointed), none on other nodes. With the database's, the `ends_at` each had
+    /// as read: the expiry commits only where it is still the stored one.
+    pub(super) async fn due_to_expire(
+        &self,
+        now: i64,
+    ) -> Result<(Vec<Alert>, Vec<(String, Option<i64>)>), StoreError> {
         if !self.shared() {
             // The cache holds every firing alert, with `ends_at` as last received.
             let mut due: Vec<Alert> = self
@@ -137,13 +170,17 @@ impl Writer {
                 .collect();
             due.sort_by_key(|a| (a.ends_at_ms, a.id));
             due.truncate(EXPIRE_CHUNK);
-            return Ok(due);
+            return Ok((due, Vec::new()));
         }
         if !self.p.cfg.leader.is_leader() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let grace = (self.p.cfg.checkpoint_interval + 2 * TICK).as_millis() as i64;
         let mut due = repo::expired(&self.p.db, now - grace, EXPIRE_CHUNK as i64).await?;
+        let read: std::collections::HashMap<String, Option<i64>> = due
+            .iter()
+            .map(|a| (a.fingerprint.clone(), a.ends_at_ms))
+            .collect();
         let pending = lock(&self.p.pending);
         for a in &mut due {
             if let Some(r) = pending.get(&a.id) {
@@ -152,7 +189,16 @@ impl Writer {
         }
         // A repeat journaled here moved `ends_at` on.
         due.retain(|a| a.ends_at_ms.is_some_and(|e| e <= now));
-        Ok(due)
+        let expected = due
+            .iter()
+            .map(|a| {
+                (
+                    a.fingerprint.clone(),
+                    read.get(&a.fingerprint).copied().flatten(),
+                )
+            })
+            .collect();
+        Ok((due, expected))
     }
 
     /// Sets `watchpost_alerts_active` from the database (every node's alerts).
