@@ -115,6 +115,9 @@ fn check_rules(files: &[PathBuf]) -> ExitCode {
 }
 
 /// Runs `f` on a multi-threaded tokio runtime.
+/// Stack of each runtime thread.
+const RUNTIME_STACK: usize = 32 * 1024 * 1024;
+
 fn runtime<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
@@ -122,6 +125,10 @@ where
 {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Room for deep (bounded) recursion on input: PromQL trees up to
+        // `promql::MAX_DEPTH`, and dropping a long operator chain the parser built
+        // before it was refused. Reserved address space; pages are used as touched.
+        .thread_stack_size(RUNTIME_STACK)
         .build()
     {
         Ok(rt) => rt.block_on(f()),

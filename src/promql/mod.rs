@@ -164,10 +164,82 @@ impl Engine {
     }
 }
 
+/// Deepest expression accepted (brackets, or operators chained): evaluation recurses
+/// per level, and anyone who can reach the query API chooses the depth.
+pub const MAX_DEPTH: usize = 256;
+
 /// Parses a query, returning the parser's message on error (what the HTTP API puts
-/// in `bad_data` errors).
+/// in `bad_data` errors). A query nested deeper than [`MAX_DEPTH`] is refused, its
+/// brackets before parsing and its operators after.
 pub fn parse(query: &str) -> Result<Expr, String> {
-    promql_parser::parser::parse(query)
+    let brackets = bracket_depth(query);
+    if brackets > MAX_DEPTH {
+        return Err(too_deep(brackets));
+    }
+    let expr = promql_parser::parser::parse(query)?;
+    match depth(&expr) {
+        d if d > MAX_DEPTH => Err(too_deep(d)),
+        _ => Ok(expr),
+    }
+}
+
+fn too_deep(depth: usize) -> String {
+    format!("query too deeply nested: depth {depth} exceeds the limit of {MAX_DEPTH}")
+}
+
+/// The deepest nesting of `()`, `[]` and `{}` outside string literals.
+fn bracket_depth(query: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in query.chars() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if q != '`' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// The depth of an expression tree, walked without recursion.
+fn depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(expr, 1)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => stack.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => stack.push((&p.expr, d + 1)),
+            Expr::Subquery(s) => stack.push((&s.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Formats a float as Prometheus does in its API and in `count_values`
@@ -181,5 +253,36 @@ pub fn format_float(v: f64) -> String {
         "-Inf".to_string()
     } else {
         v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_bounded_before_and_after_parsing() {
+        assert_eq!(bracket_depth(r#"sum(rate(x{a="((("}[5m]))"#), 3);
+        assert_eq!(bracket_depth(r#"x{a='\'('}"#), 1);
+        let ok = format!(
+            "{}1{}",
+            "(".repeat(MAX_DEPTH - 1),
+            ")".repeat(MAX_DEPTH - 1)
+        );
+        assert!(parse(&ok).is_ok());
+        let deep = format!(
+            "{}1{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        );
+        assert!(parse(&deep).unwrap_err().contains("too deeply nested"));
+        let chain = vec!["1"; MAX_DEPTH + 2].join("+");
+        assert!(
+            parse(&chain)
+                .unwrap_err()
+                .contains("exceeds the limit of 256")
+        );
+        assert!(parse(&vec!["1"; 100].join("+")).is_ok());
+        assert!(parse("sum by (job) (rate(http_requests_total[5m]))").is_ok());
     }
 }
