@@ -393,20 +393,6 @@ async fn alert_until(p: &Proc, id: i64, what: &str, ok: impl Fn(&Value) -> bool)
     }
 }
 
-/// POSTs a firing alert `token` with `message` to `p`; asserts 202.
-async fn fire_with(p: &Proc, token: &str, message: &str) {
-    let r = common::faults::reqwest_client()
-        .post(p.url("/api/v1/alerts"))
-        .json(
-            &serde_json::json!({"message": message, "severity": "critical",
-            "labels": {"alertname": token}}),
-        )
-        .send()
-        .await
-        .expect("POST alert");
-    assert_eq!(r.status().as_u16(), 202, "POST {token} to {}", p.tag);
-}
-
 /// Fires `token` on `p` `n` times in a row.
 async fn repeat(p: &Proc, token: &str, n: usize) {
     for _ in 0..n {
@@ -466,7 +452,12 @@ async fn one_alert_on_every_node_is_decided_in_the_database() {
         .await
         .expect("ack");
     assert_eq!(r.status().as_u16(), 200, "{tag}: ack");
-    fire_with(&procs[0], &t, &format!("{t} changed on n1")).await;
+    post_one(
+        &procs[0],
+        serde_json::json!({"message": format!("{t} changed on n1"), "severity": "critical",
+            "labels": {"alertname": t}}),
+    )
+    .await;
     let v = alert_until(&procs[1], id, "message changed", |a| {
         a["message"]
             .as_str()
