@@ -73,6 +73,10 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// This node's identity (claims on notifications name it).
     pub cluster: ClusterConfig,
+    /// PromQL evaluation limits.
+    pub query: QueryConfig,
+    /// HTTP server limits: header and request timeouts, connections.
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -96,6 +100,61 @@ impl Default for Config {
             reports: ReportsConfig::default(),
             notify: NotifyConfig::default(),
             cluster: ClusterConfig::default(),
+            query: QueryConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// `[query]`: limits of one PromQL evaluation (Prometheus' `--query.*` flags).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Longest one query may run, queueing included (`--query.timeout`).
+    #[serde(with = "human_duration")]
+    pub timeout: Duration,
+    /// Most samples one query may load (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Queries evaluated at once through the HTTP API; others wait (`--query.max-concurrency`).
+    pub max_concurrency: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            max_concurrency: 20,
+        }
+    }
+}
+
+/// `[http]`: what one client may hold of the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time to send a request's headers, from the connection's start or their first
+    /// byte (slowloris).
+    #[serde(with = "human_duration")]
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection stays open; longer than clients keep
+    /// pooled connections (90 s in Go and reqwest), so none is reused as it closes.
+    #[serde(with = "human_duration")]
+    pub idle_timeout: Duration,
+    /// Longest a request may take before it is answered 408 (queries have `query.timeout`).
+    #[serde(with = "human_duration")]
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -451,11 +510,20 @@ pub struct TelegramReceiver {
 }
 
 /// A webhook receiver.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookReceiver {
-    /// Where to POST.
+    /// Where to POST; printed reduced to `scheme://host/…` (the path may be a secret).
+    #[serde(serialize_with = "endpoint")]
     pub url: String,
+}
+
+impl fmt::Debug for WebhookReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookReceiver")
+            .field("url", &crate::redact::endpoint(&self.url))
+            .finish()
+    }
 }
 
 /// `[[inhibit_rules]]`.
@@ -493,7 +561,8 @@ impl Default for ReportsConfig {
     }
 }
 
-/// A secret string: deserializes normally, serializes and debug-prints as `<redacted>`.
+/// A secret string: deserializes normally, debug-prints as `<redacted>`, serializes as
+/// [`crate::redact::secret`] shows it (a URL without its passwords, else `<redacted>`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
@@ -513,28 +582,13 @@ impl fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&redact_url(&self.0))
+        s.serialize_str(&crate::redact::secret(&self.0))
     }
 }
 
-/// Replaces a URL's password with `<redacted>`; any other string becomes `<redacted>`.
-pub fn redact_url(s: &str) -> String {
-    match s.split_once("://") {
-        Some((scheme, rest)) => {
-            let (auth, host) = match rest.rsplit_once('@') {
-                Some((auth, host)) => (Some(auth), host),
-                None => (None, rest),
-            };
-            match auth {
-                Some(auth) => {
-                    let user = auth.split(':').next().unwrap_or("");
-                    format!("{scheme}://{user}:<redacted>@{host}")
-                }
-                None => s.to_string(),
-            }
-        }
-        None => "<redacted>".into(),
-    }
+/// Serializes a receiver URL as [`crate::redact::endpoint`] shows it.
+fn endpoint<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::redact::endpoint(url))
 }
 
 /// Durations in the config: read as humantime strings (`90s`, `1h 30m`, `7d`), written
@@ -686,7 +740,7 @@ impl Config {
         {
             problems.push(format!(
                 "database_url: unsupported scheme in {:?}; use sqlite://PATH or postgres://…",
-                redact_url(url)
+                crate::redact::dsn(url)
             ));
         }
         for (key, d) in [
@@ -700,16 +754,42 @@ impl Config {
                 "alerts.checkpoint_interval",
                 self.alerts.checkpoint_interval,
             ),
+            ("query.timeout", self.query.timeout),
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+            ("http.request_timeout", self.http.request_timeout),
         ] {
             if d.is_zero() {
                 problems.push(format!("{key}: must be greater than 0"));
             }
+        }
+        if let Err(e) = crate::alerts::stats::check_window(self.reports.window) {
+            problems.push(format!("reports.window: {e}"));
         }
         if !(1..=50).contains(&self.telegram.poll_timeout.as_secs()) {
             problems.push("telegram.poll_timeout: must be between 1s and 50s".into());
         }
         if self.notify.max_backoff < self.notify.min_backoff {
             problems.push("notify.max_backoff: must not be less than notify.min_backoff".into());
+        }
+        for (key, d) in [
+            ("query.timeout", self.query.timeout),
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+            ("http.request_timeout", self.http.request_timeout),
+        ] {
+            if d > Duration::from_secs(86_400) {
+                problems.push(format!("{key}: must be at most 1d"));
+            }
+        }
+        for (key, n) in [
+            ("query.max_samples", self.query.max_samples),
+            ("query.max_concurrency", self.query.max_concurrency),
+            ("http.max_connections", self.http.max_connections),
+        ] {
+            if n == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
         }
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be at least 1".into());
@@ -845,6 +925,18 @@ mod tests {
     }
 
     #[test]
+    fn report_window_is_bounded() {
+        Config::from_toml("[reports]\nwindow = \"366d\"\n").unwrap();
+        let err = Config::from_toml("[reports]\nwindow = \"367d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("reports.window: must be at most 366d"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn non_loopback_without_tokens_is_refused() {
         let err = Config::from_toml("listen = \"0.0.0.0:8080\"\n")
             .unwrap_err()
@@ -862,12 +954,21 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let c = Config::from_toml(
-            "database_url = \"postgres://u:hunter2@db/x\"\n[telegram]\nbot_token = \"123:SECRET\"\n",
+            "database_url = \"postgres://u:hunter2@db/x?password=hunter3\"\n\
+             [telegram]\nbot_token = \"123:SECRET\"\n\
+             [[receivers]]\nname = \"hook\"\n\
+             webhook = { url = \"https://u:hunter4@hooks.example/services/T0/B0/HOOKSECRET\" }\n",
         )
         .unwrap();
         let out = c.to_redacted_toml();
-        assert!(!out.contains("hunter2") && !out.contains("SECRET"), "{out}");
-        assert!(out.contains("postgres://u:<redacted>@db/x"), "{out}");
+        for secret in ["hunter2", "hunter3", "hunter4", "SECRET"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(
+            out.contains("postgres://u:<redacted>@db/x?password=<redacted>"),
+            "{out}"
+        );
+        assert!(out.contains("https://hooks.example/…"), "{out}");
         assert!(!format!("{c:?}").contains("SECRET"));
     }
 

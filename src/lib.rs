@@ -14,10 +14,13 @@ pub mod config;
 pub mod dispatch;
 pub mod events;
 pub mod inhibit;
+pub mod json;
 pub mod metrics;
 pub mod notify;
 pub mod promql;
+pub mod redact;
 pub mod rules;
+pub mod server;
 pub mod silence;
 pub mod store;
 pub mod supervisor;
@@ -171,7 +174,14 @@ impl App {
         .map_err(StartError::Config)?;
 
         let tsdb = Tsdb::new(config.tsdb.retention);
-        let engine = Engine::new(tsdb.clone());
+        let engine = Engine::with_options(
+            tsdb.clone(),
+            promql::EngineOptions {
+                max_samples: config.query.max_samples,
+                timeout: config.query.timeout,
+                ..Default::default()
+            },
+        );
         let (scraped_tx, scraped) = tokio::sync::watch::channel(0i64);
         {
             let (tsdb, metrics, collect) = (tsdb.clone(), metrics.clone(), collect_handle.clone());
@@ -277,8 +287,10 @@ impl App {
 
         let token = shutdown.clone();
         let shutdown_timeout = config.shutdown_timeout;
+        let http = config.http.clone();
         let task = tokio::spawn(async move {
-            let began = serve(listener, router, token.clone(), shutdown_timeout).await;
+            let began =
+                server::serve(listener, router, token.clone(), shutdown_timeout, &http).await;
             token.cancel();
             let deadline = began + shutdown_timeout;
             let left = |floor: Duration| {
@@ -393,39 +405,6 @@ fn external_url(addr: SocketAddr) -> String {
         _ => format!("{host}:{}", addr.port()),
     };
     format!("http://{authority}")
-}
-
-/// Serves until `shutdown`, then lets in-flight requests finish for at most `grace`;
-/// returns when the shutdown began.
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-    grace: Duration,
-) -> tokio::time::Instant {
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let signal = shutdown.clone();
-    let server = axum::serve(listener, service)
-        .with_graceful_shutdown(async move { signal.cancelled().await });
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "server failed");
-            }
-            return tokio::time::Instant::now();
-        }
-        _ = shutdown.cancelled() => {}
-    }
-    let began = tokio::time::Instant::now();
-    tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "server failed while draining"),
-        Err(_) => tracing::warn!("shutdown_timeout reached; dropping unfinished requests"),
-    }
-    began
 }
 
 /// `rules.external_labels`, plus `instance = <node id>` with several nodes (PostgreSQL)

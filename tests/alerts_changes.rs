@@ -209,3 +209,48 @@ async fn changes_carry_what_the_notifier_needs() {
         store.close().await;
     }
 }
+
+/// What the edge validation would have refused, submitted past it (a NUL character,
+/// which PostgreSQL cannot store) together with other requests: the database refuses
+/// the writer's batch, and the writer commits every other request of it anyway.
+#[tokio::test]
+async fn a_batch_the_database_refuses_fails_only_its_culprit() {
+    let Some(db) = common::postgres_db().await else {
+        eprintln!("skipped: WATCHPOST_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let mut config = common::test_config(&db.url);
+    config.alerts.batch_max_delay = Duration::from_millis(200);
+    let metrics = Metrics::new().unwrap();
+    let store = Db::connect(&config, metrics.db.clone()).await.unwrap();
+    store.migrate().await.unwrap();
+    let (tx, _rx) = watchpost::alerts::change::channel();
+    let (svc, _task) = AlertService::start(
+        &config,
+        store.clone(),
+        metrics,
+        EventBus::default(),
+        tx,
+        watchpost::cluster::NodeRole::single_node(),
+    )
+    .await
+    .unwrap();
+    let mut bad = raw(Severity::Warning, "nul", None);
+    bad.message = Some("disk\0full".into());
+    let goods =
+        (0..10).map(|i| svc.ingest(vec![raw(Severity::Warning, &format!("g{i}"), None)], None));
+    let (bad_result, good_results) = tokio::join!(
+        svc.ingest(vec![bad], None),
+        futures_util::future::join_all(goods)
+    );
+    assert!(bad_result.is_err(), "the culprit is refused");
+    for r in good_results {
+        assert!(r.is_ok(), "a neighbour failed with the culprit: {r:?}");
+    }
+    let filter = watchpost::alerts::repo::ListFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let stored = svc.list(&filter).await.unwrap();
+    assert_eq!(stored.len(), 10, "every good request is stored");
+}

@@ -1,6 +1,7 @@
 //! Bad input, limits and back-pressure on SQLite and PostgreSQL: every rejected request
-//! gets the right 4xx naming the problem and stores nothing; the rate limit answers
-//! 429 with `Retry-After`; a full queue answers 503 with `Retry-After`.
+//! gets the right 4xx naming the problem and stores nothing; a bad alert among good ones
+//! is refused alone; the rate limit answers 429 with `Retry-After`; a full queue
+//! answers 503 with `Retry-After`.
 
 mod alerts_support;
 mod common;
@@ -14,7 +15,7 @@ use sqlx::Connection;
 use watchpost::config::{Role, Secret, TokenConfig};
 
 #[tokio::test]
-async fn bad_inputs_are_named_and_store_nothing() {
+async fn bad_inputs_are_named_and_refused_alone() {
     for db in databases().await {
         let mut cfg = test_config(&db.url);
         cfg.alerts.max_body_bytes = 64 * 1024;
@@ -25,14 +26,54 @@ async fn bad_inputs_are_named_and_store_nothing() {
         let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
             ("/api/v1/alerts", b"{not json".to_vec(), 400, "invalid JSON"),
             ("/api/v1/alerts", b"".to_vec(), 400, "empty"),
-            ("/api/v1/alerts", br#"{"labels":{"a":"b"}}"#.to_vec(), 400, "message"),
-            ("/api/v1/alerts", br#"{"message":42}"#.to_vec(), 400, "message"),
-            ("/api/v1/alerts", br#"{"message":"x","labels":{"a":1}}"#.to_vec(), 400, "labels.a"),
-            ("/api/v1/alerts", br#"{"message":"x","labels":["a"]}"#.to_vec(), 400, "labels"),
-            ("/api/v1/alerts", br#"{"message":"x","severity":5}"#.to_vec(), 400, "severity"),
-            ("/api/v1/alerts", br#"{"message":"x","severity":"urgent"}"#.to_vec(), 400, "severity"),
-            ("/api/v1/alerts", br#"{"message":"x","starts_at":"noon"}"#.to_vec(), 400, "starts_at"),
-            ("/api/v1/alerts", br#"{"message":""}"#.to_vec(), 400, "message"),
+            (
+                "/api/v1/alerts",
+                br#"{"labels":{"a":"b"}}"#.to_vec(),
+                400,
+                "message",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":42}"#.to_vec(),
+                400,
+                "message",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":"x","labels":{"a":1}}"#.to_vec(),
+                400,
+                "labels.a",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":"x","labels":["a"]}"#.to_vec(),
+                400,
+                "labels",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":"x","severity":5}"#.to_vec(),
+                400,
+                "severity",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":"x","severity":"urgent"}"#.to_vec(),
+                400,
+                "severity",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":"x","starts_at":"noon"}"#.to_vec(),
+                400,
+                "starts_at",
+            ),
+            (
+                "/api/v1/alerts",
+                br#"{"message":""}"#.to_vec(),
+                400,
+                "message",
+            ),
             (
                 "/api/v1/alerts",
                 format!(r#"{{"message":"{long}"}}"#).into_bytes(),
@@ -41,42 +82,60 @@ async fn bad_inputs_are_named_and_store_nothing() {
             ),
             (
                 "/api/v1/alerts",
-                format!(
-                    r#"[{{"message":"ok 0"}},{{"message":"ok 1"}},{{"message":"ok 2"}},{{"message":"{long}"}}]"#
+                serde_json::to_vec(
+                    &(0..6)
+                        .map(|i| json!({"message": format!("m{i}")}))
+                        .collect::<Vec<_>>(),
                 )
-                .into_bytes(),
-                400,
-                "[3].message",
-            ),
-            (
-                "/api/v1/alerts",
-                br#"[{"message":"ok"},{"message":"ok"},{"labels":{}}]"#.to_vec(),
-                400,
-                "[2]",
-            ),
-            (
-                "/api/v1/alerts",
-                serde_json::to_vec(&(0..6).map(|i| json!({"message": format!("m{i}")})).collect::<Vec<_>>()).unwrap(),
+                .unwrap(),
                 400,
                 "alerts.max_alerts_per_request",
             ),
             (
                 "/api/v1/alerts",
-                serde_json::to_vec(&json!({"message": "big", "annotations": {"blob": "y".repeat(100_000)}})).unwrap(),
+                serde_json::to_vec(
+                    &json!({"message": "big", "annotations": {"blob": "y".repeat(100_000)}}),
+                )
+                .unwrap(),
                 413,
                 "alerts.max_body_bytes",
             ),
-            ("/api/v2/alerts", b"[{\"labels\":".to_vec(), 400, "invalid JSON"),
-            ("/api/v2/alerts", br#"[{"labels":{"a":"b"},"startsAt":"then"}]"#.to_vec(), 400, "[0].startsAt"),
-            ("/api/v1/webhooks/alertmanager", br#"{"version":"4"}"#.to_vec(), 400, "alerts"),
+            (
+                "/api/v2/alerts",
+                b"[{\"labels\":".to_vec(),
+                400,
+                "invalid JSON",
+            ),
+            (
+                "/api/v2/alerts",
+                br#"[{"labels":{"a":"b"},"startsAt":"then"}]"#.to_vec(),
+                400,
+                "[0].startsAt",
+            ),
+            (
+                "/api/v1/webhooks/alertmanager",
+                br#"{"version":"4"}"#.to_vec(),
+                400,
+                "alerts",
+            ),
             (
                 "/api/v1/webhooks/alertmanager",
                 br#"{"version":"4","alerts":[{"labels":{"a":"b"},"status":"maybe"}]}"#.to_vec(),
                 400,
                 "alerts[0].status",
             ),
-            ("/api/v1/webhooks/ntopng", br#"{"version":"0.2","alerts":[5]}"#.to_vec(), 400, "alerts[0]"),
-            ("/api/v1/webhooks/ntopng", br#"{"version":"0.2"}"#.to_vec(), 400, "alerts"),
+            (
+                "/api/v1/webhooks/ntopng",
+                br#"{"version":"0.2","alerts":[5]}"#.to_vec(),
+                400,
+                "alerts[0]",
+            ),
+            (
+                "/api/v1/webhooks/ntopng",
+                br#"{"version":"0.2"}"#.to_vec(),
+                400,
+                "alerts",
+            ),
         ];
         for (path, body, status, needle) in cases {
             let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
@@ -103,12 +162,130 @@ async fn bad_inputs_are_named_and_store_nothing() {
             Some(0.0),
             "{k}"
         );
+        // In an array, a bad alert is refused alone: the others are stored.
+        let body = format!(
+            r#"[{{"message":"ok 0"}},{{"message":"ok 1"}},{{"message":"ok 2"}},{{"message":"{long}"}}]"#
+        );
+        let r = post_raw(&app, "/api/v1/alerts", body.into_bytes(), None).await;
+        assert_eq!(r.status, 400, "{k}: {}", r.text);
+        assert!(
+            r.body["error"].as_str().unwrap().starts_with("[3].message"),
+            "{k}: {}",
+            r.text
+        );
+        assert_eq!(r.body["accepted"], 3, "{k}: {}", r.text);
+        let r = post_raw(
+            &app,
+            "/api/v1/alerts",
+            br#"[{"message":"ok 3"},{"labels":{}}]"#.to_vec(),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{k}: {}", r.text);
+        assert!(
+            r.body["errors"][0].as_str().unwrap().starts_with("[1]"),
+            "{k}: {}",
+            r.text
+        );
+        assert_eq!(
+            list_all(&app, "").await.len(),
+            4,
+            "{k}: the valid alerts are stored"
+        );
         // Exactly at the limits is fine.
         let five: Vec<_> = (0..5)
             .map(|i| json!({"message": "x".repeat(4096), "labels": {"i": i.to_string()}}))
             .collect();
         let r = post(&app, "/api/v1/alerts", &json!(five), None).await;
         assert_eq!(r.status, 202, "{k}: {}", r.text);
+        app.stop().await;
+    }
+}
+
+/// NUL characters (which PostgreSQL cannot store) and names Alertmanager refuses, in
+/// every format, posted while other clients' good alerts share the writer's batches:
+/// each bad alert gets its own error, everything else is stored.
+#[tokio::test]
+async fn one_bad_alert_never_fails_its_neighbours() {
+    for db in databases().await {
+        let app = TestApp::start(test_config(&db.url)).await;
+        let k = db.kind;
+        let bad: Vec<(&str, serde_json::Value, &str)> = vec![
+            (
+                "/api/v1/alerts",
+                json!([{"message": "good g1"}, {"message": "bad\u{0}"}, {"message": "good g2", "labels": {"k": "v"}}]),
+                "[1].message: must not contain NUL",
+            ),
+            (
+                "/api/v1/alerts",
+                json!([{"message": "good g3"}, {"message": "x", "labels": {"k": "v\u{0}"}}]),
+                "[1].labels.k: must not contain NUL",
+            ),
+            (
+                "/api/v2/alerts",
+                json!([{"labels": {"alertname": "GoodV2"}}, {"labels": {"alertname": "Bad", "bad-name": "x"}}, {"labels": {"alertname": "Nul\u{0}"}}]),
+                "[1].labels: invalid label name",
+            ),
+            (
+                "/api/v1/webhooks/alertmanager",
+                json!({"version": "4", "alerts": [
+                    {"status": "firing", "labels": {"alertname": "GoodHook"}},
+                    {"status": "firing", "labels": {"alertname": "BadHook"}, "annotations": {"summary": "\u{0}"}}
+                ]}),
+                "alerts[1].annotations.summary: must not contain NUL",
+            ),
+            (
+                "/api/v1/webhooks/ntopng",
+                json!({"version": "0.2", "alerts": [
+                    {"action": "engage", "alert_id": 1, "score": 10, "entity_val": "10.0.0.1", "name": "good-ntop", "ifid": 0},
+                    {"action": "engage", "alert_id": 2, "score": 10, "entity_val": "10.0.0.2", "name": "bad\u{0}ntop", "ifid": 0}
+                ]}),
+                "alerts[1].",
+            ),
+        ];
+        let neighbours = (0..20).map(|i| {
+            let app = &app;
+            async move {
+                let body = alert(&format!("neighbour {i}"), json!({"n": i.to_string()}));
+                post(app, "/api/v1/alerts", &body, None).await
+            }
+        });
+        let refused = bad
+            .iter()
+            .map(|(path, body, _)| async { post(&app, path, body, None).await });
+        let (goods, bads) = tokio::join!(
+            futures_util::future::join_all(neighbours),
+            futures_util::future::join_all(refused)
+        );
+        for r in goods {
+            assert_eq!(r.status, 202, "{k}: a neighbour failed: {}", r.text);
+        }
+        for ((path, _, needle), r) in bad.iter().zip(bads) {
+            assert_eq!(r.status, 400, "{k}: {path}: {}", r.text);
+            let errors = r.body["errors"].to_string();
+            assert!(
+                errors.contains(needle),
+                "{k}: {path}: {errors} should name {needle:?}"
+            );
+        }
+        let all = list_all(&app, "").await;
+        let texts = serde_json::to_string(&all).unwrap();
+        for good in [
+            "good g1",
+            "good g2",
+            "good g3",
+            "GoodV2",
+            "GoodHook",
+            "good-ntop",
+            "neighbour 19",
+        ] {
+            assert!(texts.contains(good), "{k}: {good} was not stored");
+        }
+        assert!(
+            !texts.contains("BadHook") && !texts.contains("bad-name"),
+            "{k}"
+        );
+        assert_eq!(all.len(), 20 + 6, "{k}: {texts}");
         app.stop().await;
     }
 }
@@ -149,9 +326,33 @@ async fn rate_limit_per_token_with_retry_after() {
         "{}",
         r.text
     );
-    // Another token has its own bucket.
-    let r = post(&app, "/api/v1/alerts", &body, Some("operator-token-b")).await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    // The same token however the header spells it shares the bucket (the scheme is
+    // case-insensitive, so `BEARER` authenticates too).
+    for header in [
+        "BEARER operator-token-a",
+        "bearer   operator-token-a ",
+        "Bearer\toperator-token-a",
+    ] {
+        let r = app
+            .client
+            .post(app.url("/api/v1/alerts"))
+            .header("authorization", header)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{header:?}: {}", r.text().await.unwrap());
+    }
+    // Another token has its own bucket, and `BEARER` is accepted.
+    let r = app
+        .client
+        .post(app.url("/api/v1/alerts"))
+        .header("authorization", "BEARER operator-token-b")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     app.stop().await;
 }
 

@@ -488,7 +488,7 @@ pub const RATE_WINDOW_MS: f64 = 3_600_000.0;
 /// The repeat rate after a receipt at `now_ms`, given the rate at `prev_ms`: receipts
 /// in the last hour, exponentially decayed.
 pub fn next_rate(prev_rate: f64, prev_ms: i64, now_ms: i64) -> f64 {
-    let age = (now_ms - prev_ms).max(0) as f64;
+    let age = now_ms.saturating_sub(prev_ms).max(0) as f64;
     prev_rate * (-age / RATE_WINDOW_MS).exp() + 1.0
 }
 
@@ -519,10 +519,19 @@ pub fn risk_score(
     };
     let mut score = base + weight + repeats;
     if let Some(s) = source_score {
-        score = score.max((s.max(0) * 100 / 250).min(100));
+        score = score.max(scaled_source_score(s));
     }
     score.clamp(0, 100)
 }
+
+/// A source's score (ntopng's, 0–250+) on the 0–100 scale: `min(100, score · 100 /
+/// 250)`, with the score clamped first so any `i64` works (no overflow in `· 100`).
+fn scaled_source_score(score: i64) -> i64 {
+    score.clamp(0, SOURCE_SCORE_FULL) * 100 / SOURCE_SCORE_FULL
+}
+
+/// The source score that makes the risk 100.
+const SOURCE_SCORE_FULL: i64 = 250;
 
 #[cfg(test)]
 mod tests {
@@ -612,5 +621,30 @@ mod tests {
         assert!((r - 3.0).abs() < 1e-9);
         let decayed = next_rate(1.0, 0, 3_600_000);
         assert!((decayed - (1.0 + (-1.0f64).exp())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn extreme_source_scores_and_times() {
+        for (score, risk) in [
+            (i64::MAX, 100),
+            (i64::MAX / 100 + 1, 100),
+            (251, 100),
+            (250, 100),
+            (125, 50),
+            (-1, 10),
+            (i64::MIN, 10),
+        ] {
+            assert_eq!(
+                risk_score(Severity::Info, "other", 1.0, Some(score)),
+                risk,
+                "{score}"
+            );
+        }
+        assert_eq!(scaled_source_score(i64::MAX), 100);
+        assert_eq!(scaled_source_score(i64::MIN), 0);
+        assert_eq!(next_rate(1.0, i64::MIN, i64::MAX), 1.0);
+        assert_eq!(next_rate(1.0, i64::MAX, i64::MIN), 2.0);
+        let inf = risk_score(Severity::Info, "other", f64::INFINITY, None);
+        assert_eq!(inf, 30);
     }
 }

@@ -378,6 +378,29 @@ mod tests {
     }
 
     #[test]
+    fn extreme_times_and_scores() {
+        let none = SilenceSet::default();
+        let mut inc = incoming(Some(i64::MAX), None);
+        inc.starts_at_ms = Some(i64::MAX);
+        inc.source_score = Some(i64::MAX);
+        let a = apply(None, &inc, T, &none);
+        assert_eq!(a.alert.starts_at_ms, T, "a start in the future is now");
+        assert_eq!(a.alert.state, AlertState::Firing);
+        assert_eq!(a.alert.risk_score, 100);
+        inc.starts_at_ms = Some(i64::MIN);
+        inc.ends_at_ms = None;
+        inc.source_score = Some(i64::MIN);
+        let b = apply(Some(&a.alert), &inc, i64::MAX, &none);
+        assert_eq!(b.alert.starts_at_ms, i64::MIN);
+        assert_eq!(b.alert.count, 2);
+        assert!((0..=100).contains(&b.alert.risk_score));
+        // A receipt at the end of time ends what ends before it.
+        inc.ends_at_ms = Some(i64::MAX);
+        let c = apply(Some(&b.alert), &inc, i64::MAX, &none);
+        assert_eq!(c.alert.state, AlertState::Resolved);
+    }
+
+    #[test]
     fn arrives_resolved() {
         let a = apply(
             None,

@@ -272,6 +272,12 @@ pub fn rfc3339(ms: i64) -> String {
     }
 }
 
+/// A duration in ms, saturating at `i64::MAX` (a `Duration` can hold 2^64 s, far more
+/// than `i64` ms; `as_millis() as i64` would wrap).
+pub fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Unix ms → `DateTime<Utc>` (the epoch for out-of-range values).
 pub fn datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
@@ -464,6 +470,17 @@ mod tests {
         let v = a.to_json();
         assert_eq!(v["silenced"], true);
         assert_eq!(v["inhibited"], true);
+    }
+
+    #[test]
+    fn duration_ms_saturates() {
+        use std::time::Duration;
+        assert_eq!(duration_ms(Duration::from_secs(2)), 2000);
+        assert_eq!(duration_ms(Duration::from_secs(u64::MAX)), i64::MAX);
+        assert_eq!(duration_ms(Duration::MAX), i64::MAX);
+        let edge = Duration::from_millis(i64::MAX as u64);
+        assert_eq!(duration_ms(edge), i64::MAX);
+        assert_eq!(duration_ms(edge + Duration::from_millis(1)), i64::MAX);
     }
 
     #[test]

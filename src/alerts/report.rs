@@ -76,7 +76,7 @@ pub struct Report {
 pub async fn build(db: &Db, window: Duration, label: &str) -> Result<Report, StoreError> {
     let mut counts = stats::compute(db, window).await?;
     counts.window = label.to_string();
-    let from = now_ms() - window.as_millis() as i64;
+    let from = stats::window_start(now_ms(), window);
     let (resolved, mttr) = mean(
         db,
         "reports.mttr",

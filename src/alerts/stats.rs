@@ -14,7 +14,7 @@ use prometheus::{IntCounter, IntGauge};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::model::{Severity, rfc3339};
+use super::model::{Severity, duration_ms, rfc3339};
 use crate::metrics::CacheMetrics;
 use crate::store::{Backend, Db, StoreError, now_ms};
 
@@ -25,17 +25,38 @@ pub const TTL: Duration = Duration::from_secs(5);
 /// How many labels `top_labels` lists.
 pub const TOP_LABELS: i64 = 10;
 
-/// Parses a window: a humantime duration (`5m`, `1h`, `7d`, `90s`).
+/// Longest window of statistics and reports (HTTP and `/report`): 366 days, a year
+/// whether leap or not. Alerts are kept `alerts.retention` (90 days by default), so a
+/// longer window only costs a larger scan.
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86400);
+/// [`MAX_WINDOW`] as errors write it.
+pub const MAX_WINDOW_TEXT: &str = "366d";
+
+/// Parses a window: a humantime duration (`5m`, `1h`, `7d`, `90s`), at most
+/// [`MAX_WINDOW`].
 pub fn parse_window(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("window: {s:?} is not a duration like 5m, 1h or 7d ({e})"))?;
+    check_window(d).map_err(|e| format!("window: {e}"))
+}
+
+/// `d` if it is a usable window: more than 0, at most [`MAX_WINDOW`].
+pub fn check_window(d: Duration) -> Result<Duration, String> {
     if d.is_zero() {
-        return Err("window: must be greater than 0".into());
+        return Err("must be greater than 0".into());
     }
-    if d > Duration::from_secs(10 * 366 * 86400) {
-        return Err("window: must be at most 10 years".into());
+    if d > MAX_WINDOW {
+        return Err(format!(
+            "must be at most {MAX_WINDOW_TEXT} (366 days), got {}",
+            humantime::format_duration(d)
+        ));
     }
     Ok(d)
+}
+
+/// The start of `window` ending at `to_ms`, saturating (never wraps to the future).
+pub fn window_start(to_ms: i64, window: Duration) -> i64 {
+    to_ms.saturating_sub(duration_ms(window))
 }
 
 /// A label value and how many alerts carry it.
@@ -87,7 +108,7 @@ pub struct Stats {
 /// Computes the statistics of `window` ending now.
 pub async fn compute(db: &Db, window: Duration) -> Result<Stats, StoreError> {
     let to = now_ms();
-    let from = to - window.as_millis() as i64;
+    let from = window_start(to, window);
     let rows = db
         .timed("alerts.stats", async {
             sqlx::query(
@@ -105,7 +126,7 @@ pub async fn compute(db: &Db, window: Duration) -> Result<Stats, StoreError> {
         .await?;
     let mut s = Stats {
         window: humantime::format_duration(window).to_string(),
-        window_seconds: window.as_secs() as i64,
+        window_seconds: i64::try_from(window.as_secs()).unwrap_or(i64::MAX),
         from: rfc3339(from),
         to: rfc3339(to),
         total: 0,
@@ -219,7 +240,10 @@ impl StatsCache {
 
     async fn get_shared(&self, db: &Db, window: Duration) -> Result<Arc<Stats>, StoreError> {
         let generation = self.generation.load(Ordering::Relaxed);
-        let key = (generation, window.as_millis() as u64);
+        let key = (
+            generation,
+            u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+        );
         if let Some(s) = self.cache.get(&key).await {
             self.hits.inc();
             return Ok(s);
@@ -254,5 +278,26 @@ mod tests {
         assert_eq!(parse_window("90s").unwrap(), Duration::from_secs(90));
         assert!(parse_window("soon").unwrap_err().starts_with("window"));
         assert!(parse_window("0s").is_err());
+    }
+
+    #[test]
+    fn windows_are_bounded() {
+        assert_eq!(parse_window("366d").unwrap(), MAX_WINDOW);
+        for w in ["367d", "10y", "300000y", "584542046090y"] {
+            let e = parse_window(w).unwrap_err();
+            assert!(e.starts_with("window: must be at most 366d"), "{w}: {e}");
+        }
+        // Beyond what a `Duration` holds: humantime's own error, still named.
+        let e = parse_window("99999999999999999999y").unwrap_err();
+        assert!(e.starts_with("window:"), "{e}");
+    }
+
+    #[test]
+    fn window_start_saturates() {
+        let d = Duration::from_secs(60);
+        assert_eq!(window_start(1_000_000, d), 940_000);
+        assert_eq!(window_start(i64::MIN, d), i64::MIN);
+        assert_eq!(window_start(0, Duration::from_secs(u64::MAX)), -i64::MAX);
+        assert_eq!(window_start(-1, Duration::MAX), i64::MIN);
     }
 }

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::{audit as audit_api, ingest, reports, silences};
 use crate::alerts::model::{AlertState, AlertView, Severity, rfc3339};
 use crate::alerts::repo::ListFilter;
-use crate::alerts::stats::parse_window;
+use crate::alerts::stats::{parse_window, window_start};
 use crate::audit::AuditRecord;
 use crate::silence::Matcher;
 use crate::store::now_ms;
@@ -102,10 +102,11 @@ pub fn parse_limit(v: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// `since`: a duration back from now (`1h`) or an RFC 3339 time.
+/// `since`: a duration back from now (`1h`) or an RFC 3339 time. A duration longer
+/// than the epoch is simply "since ever" (saturating, never wrapping to the future).
 pub fn parse_since(v: &str) -> Result<i64, ApiError> {
     if let Ok(d) = humantime::parse_duration(v.trim()) {
-        return Ok(now_ms() - d.as_millis() as i64);
+        return Ok(window_start(now_ms(), d));
     }
     chrono::DateTime::parse_from_rfc3339(v.trim())
         .map(|t| t.timestamp_millis())
@@ -435,6 +436,23 @@ mod tests {
         let f = list_filter(&pairs("state=acknowledged&since=2024-01-01T00:00:00Z")).unwrap();
         assert!(f.acknowledged);
         assert_eq!(f.since_ms, Some(1_704_067_200_000));
+    }
+
+    #[test]
+    fn since_saturates() {
+        let now = now_ms();
+        let hour = parse_since("1h").unwrap();
+        assert!((now - 3_600_000..=now_ms() - 3_600_000).contains(&hour));
+        // 500 billion years is more ms than an i64 holds: since ever, not the future.
+        let before = now_ms();
+        let ever = parse_since("500000000000y").unwrap();
+        assert!(
+            (before - i64::MAX..=now_ms() - i64::MAX).contains(&ever),
+            "{ever}"
+        );
+        assert!(parse_since("99999999999999999999y").is_err());
+        let e = parse_since("tomorrow").unwrap_err();
+        assert!(e.message.starts_with("since"), "{}", e.message);
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub struct Principal {
     pub remote_addr: Option<SocketAddr>,
 }
 
+/// The credentials of an `Authorization: Bearer TOKEN` header: the scheme is
+/// case-insensitive and any spaces around the token are ignored (RFC 9110 §11.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Resolves the caller from the `Authorization` header.
 pub fn authenticate(auth: &AuthConfig, parts: &Parts) -> Result<Principal, ApiError> {
     let remote_addr = parts
@@ -43,11 +51,7 @@ pub fn authenticate(auth: &AuthConfig, parts: &Parts) -> Result<Principal, ApiEr
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(bearer_token)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -123,6 +127,27 @@ role_extractor!(
     Role::Admin,
     "A caller with the admin role (reload, delete)."
 );
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer_token;
+
+    #[test]
+    fn scheme_is_case_insensitive_and_spaces_are_ignored() {
+        for v in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "BeArEr   abc  ",
+            " Bearer\tabc",
+        ] {
+            assert_eq!(bearer_token(v), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -76,6 +76,73 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Whether `path` belongs to Prometheus' HTTP API, whose errors have Prometheus' shape.
+pub fn is_prometheus_path(path: &str) -> bool {
+    [
+        "/api/v1/query",
+        "/api/v1/series",
+        "/api/v1/label",
+        "/api/v1/status",
+        "/api/v1/metadata",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
+}
+
+/// `err` as the answer to a request for `path`: Prometheus' error shape
+/// (`{"status":"error","errorType":…,"error":…}`) on its API, ours elsewhere.
+pub fn error_for(path: &str, err: ApiError) -> Response {
+    if !is_prometheus_path(path) {
+        return err.into_response();
+    }
+    let kind = match err.status.as_u16() {
+        408 | 503 => "timeout",
+        404 => "not_found",
+        422 => "execution",
+        500..=599 => "internal",
+        _ => "bad_data",
+    };
+    let body = serde_json::json!({"status": "error", "errorType": kind, "error": err.message});
+    (err.status, axum::Json(body)).into_response()
+}
+
+/// Middleware: gives every error answer without a JSON body (axum's extractor
+/// rejections, the WebSocket upgrade's, layers') a `{"error": …}` body carrying the
+/// original text, or the status' reason when there was none.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status().as_u16() < 400 || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = error_for(&path, ApiError::new(parts.status, message));
+    for name in [header::RETRY_AFTER, header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
 /// JSON body extractor: any content type, 413 over the body limit, 400 with serde's
 /// message (which names the field and position) otherwise.
 pub struct Json<T>(pub T);
@@ -110,20 +177,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "request body is empty; expected JSON",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| ApiError::bad_request(json_error_message(e)))
-}
-
-/// What is wrong with a JSON body, naming the path of the offending field when known
-/// (`invalid JSON at `[3].labels`: …`); syntax errors give line and column instead.
-pub fn json_error_message(e: serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    if inner.is_syntax() || inner.is_eof() || path.is_empty() || path == "." || path == "?" {
-        format!("invalid JSON: {inner}")
-    } else {
-        format!("invalid JSON at `{path}`: {inner}")
-    }
+    crate::json::from_json(bytes).map_err(ApiError::bad_request)
 }
 
 #[cfg(test)]
@@ -145,5 +199,8 @@ mod tests {
         assert!(e.message.contains("labels.a"), "{}", e.message);
         let e = parse_json::<Body>(b"{not json").unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e = parse_json::<Body>(br#"{"message":"x","labels":{}} trailing"#).unwrap_err();
+        assert!(e.message.contains("trailing characters"), "{}", e.message);
+        assert!(parse_json::<Body>(b"{\"message\":\"x\",\"labels\":{}}\n ").is_ok());
     }
 }

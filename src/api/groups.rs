@@ -16,8 +16,10 @@ use serde_json::{Value, json};
 
 use super::auth::Viewer;
 use super::{ApiError, AppState};
+use crate::config::Role;
 use crate::dispatch::{GroupFilter, Matchers};
 use crate::notify::{OutboxFilter, OutboxRow};
+use crate::redact;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -171,14 +173,32 @@ fn rfc(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-impl From<OutboxRow> for NotificationView {
-    fn from(r: OutboxRow) -> Self {
+impl NotificationView {
+    /// The row as `role` may see it: below admin, a webhook's URL is reduced to
+    /// `scheme://host/…` in the target and the idempotency key, and URLs in the texts
+    /// likewise (rows stored before texts were redacted on write may still hold one).
+    fn new(r: OutboxRow, role: Role) -> Self {
+        let full = role >= Role::Admin;
+        let shown = |t: Option<String>| match t {
+            Some(t) if !full => Some(redact::text(&t)),
+            t => t,
+        };
         let pending = r.state == "pending";
+        // The idempotency key embeds the target.
+        let (target, idempotency_key) = if full {
+            (r.target, r.idempotency_key)
+        } else {
+            let reduced = redact::target(&r.target);
+            (
+                reduced.clone(),
+                r.idempotency_key.replace(&r.target, &reduced),
+            )
+        };
         NotificationView {
             id: r.id,
             receiver: r.receiver,
             kind: r.kind,
-            target: r.target,
+            target,
             group_key: r.group_key,
             status: r.status,
             part: r.part,
@@ -186,7 +206,7 @@ impl From<OutboxRow> for NotificationView {
             alert_ids: r.alert_ids,
             state: r.state,
             attempts: r.attempts,
-            idempotency_key: r.idempotency_key,
+            idempotency_key,
             created_at: rfc(r.created_ms),
             updated_at: rfc(r.updated_ms),
             next_attempt_at: if pending {
@@ -195,8 +215,8 @@ impl From<OutboxRow> for NotificationView {
                 None
             },
             delivered_at: r.delivered_ms.and_then(rfc),
-            last_error: r.last_error,
-            response: r.response,
+            last_error: shown(r.last_error),
+            response: shown(r.response),
             claimed_by: r.claimed_by,
             epoch: r.claim_epoch,
             ambiguous: r.ambiguous,
@@ -206,8 +226,9 @@ impl From<OutboxRow> for NotificationView {
 
 /// Query: `state` (pending, delivered, failed), `receiver`, `alert_id`, `limit`
 /// (default 100, max 1000), `cursor` → `{"notifications": […], "next_cursor": …}`.
+/// Webhook URLs in full for admins only.
 async fn notifications(
-    _: Viewer,
+    Viewer(who): Viewer,
     State(state): State<AppState>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -263,7 +284,10 @@ async fn notifications(
     } else {
         None
     };
-    let views: Vec<NotificationView> = rows.into_iter().map(NotificationView::from).collect();
+    let views: Vec<NotificationView> = rows
+        .into_iter()
+        .map(|r| NotificationView::new(r, who.role))
+        .collect();
     Ok(axum::Json(json!({
         "notifications": views,
         "next_cursor": next_cursor,

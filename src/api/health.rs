@@ -20,12 +20,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     match state.db.ping().await {
         Ok(()) => axum::Json(json!({"status": "ready", "database": "up"})).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check: database down");
+            let error = crate::redact::error(&e);
+            tracing::warn!(%error, "readiness check: database down");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    json!({"status": "not ready", "database": "down", "error": e.to_string()}),
-                ),
+                axum::Json(json!({"status": "not ready", "database": "down", "error": error})),
             )
                 .into_response()
         }

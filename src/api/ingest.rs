@@ -1,8 +1,10 @@
 //! Ingest endpoints: the generic API, Alertmanager's webhook and v2 alert API, and
 //! ntopng's webhook. Every one authenticates (operator), rate-limits per caller, reads
 //! the body within `alerts.max_body_bytes` (413), parses it with errors naming the
-//! field (400, nothing stored), and answers only after the batch holding the alerts
-//! has committed.
+//! field, and answers only after the batch holding the alerts has committed. In an
+//! array each invalid alert is refused alone, as Alertmanager's v2 API does: the valid
+//! ones are stored and the answer is a 400 naming each refused alert, with the ids of
+//! those stored.
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -18,7 +20,7 @@ use super::AppState;
 use super::auth::{Principal, authenticate, require};
 use super::error::ApiError;
 use crate::alerts::PipelineError;
-use crate::alerts::ingest::{IngestError, RawAlert, alertmanager, generic, ntopng};
+use crate::alerts::ingest::{IngestError, Parsed, RawAlert, alertmanager, generic, ntopng};
 use crate::audit::AuditRecord;
 use crate::config::Role;
 use crate::store::now_ms;
@@ -70,13 +72,17 @@ impl FromRequest<AppState> for Body {
     }
 }
 
-/// The rate-limit key of a request: its bearer token (hashed) or its address.
-fn rate_key(parts_headers: &HeaderMap, principal: &Principal) -> String {
-    if let Some(auth) = parts_headers
+/// The rate-limit key of a request: its verified bearer token (hashed; however the
+/// header spells the scheme or spaces it), else its address — a token nobody checks
+/// (no `auth.tokens`) would give every made-up value a fresh bucket.
+fn rate_key(parts_headers: &HeaderMap, principal: &Principal, verified: bool) -> String {
+    if let Some(token) = parts_headers
         .get(header::AUTHORIZATION)
+        .filter(|_| verified)
         .and_then(|v| v.to_str().ok())
+        .and_then(super::auth::bearer_token)
     {
-        let digest = Sha256::digest(auth.as_bytes());
+        let digest = Sha256::digest(token.as_bytes());
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         return format!("token:{hex}");
     }
@@ -92,7 +98,7 @@ fn check_rate(
     headers: &HeaderMap,
     principal: &Principal,
 ) -> Result<(), ApiError> {
-    let key = rate_key(headers, principal);
+    let key = rate_key(headers, principal, !state.config.auth.tokens.is_empty());
     state.alerts.limiter().check(&key).map_err(|wait| {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         ApiError {
@@ -142,15 +148,51 @@ fn accepted(ids: Vec<i64>) -> Response {
         .into_response()
 }
 
+/// Stores a request's valid alerts; `Ok(ids)` when none was refused, else a 400 that
+/// names each refused alert's field and lists what was stored (as Alertmanager keeps
+/// the valid alerts of a request and answers 400 for the others).
+async fn store_parsed(
+    state: &AppState,
+    who: &Principal,
+    endpoint: &str,
+    parsed: Parsed,
+) -> Result<Vec<i64>, Response> {
+    let ids = match parsed.alerts.is_empty() {
+        true => Vec::new(),
+        false => store(state, who, endpoint, parsed.alerts)
+            .await
+            .map_err(IntoResponse::into_response)?,
+    };
+    if parsed.rejected.is_empty() {
+        return Ok(ids);
+    }
+    let errors: Vec<String> = parsed.rejected.into_iter().map(|e| e.0).collect();
+    let error = match errors.as_slice() {
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} (and {} more refused alerts)", rest.len()),
+        [] => String::new(),
+    };
+    tracing::debug!(
+        endpoint,
+        refused = errors.len(),
+        stored = ids.len(),
+        "alerts refused"
+    );
+    let body = json!({"error": error, "errors": errors, "accepted": ids.len(), "ids": ids});
+    Err((StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
+}
+
 /// `POST /api/v1/alerts`: one generic alert or an array.
 pub async fn generic_alerts(
     State(state): State<AppState>,
     IngestCaller(who): IngestCaller,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let alerts = generic::parse(&body, state.config.alerts.max_alerts_per_request)?;
-    let ids = store(&state, &who, "/api/v1/alerts", alerts).await?;
-    Ok(accepted(ids))
+    let parsed = generic::parse(&body, state.config.alerts.max_alerts_per_request)?;
+    match store_parsed(&state, &who, "/api/v1/alerts", parsed).await {
+        Ok(ids) => Ok(accepted(ids)),
+        Err(resp) => Ok(resp),
+    }
 }
 
 /// `POST /api/v1/webhooks/alertmanager`: Alertmanager's webhook payload (version 4).
@@ -159,10 +201,12 @@ pub async fn alertmanager_webhook(
     IngestCaller(who): IngestCaller,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let alerts =
+    let parsed =
         alertmanager::parse_webhook(&body, state.config.alerts.max_alerts_per_request, now_ms())?;
-    let ids = store(&state, &who, "/api/v1/webhooks/alertmanager", alerts).await?;
-    Ok(accepted(ids))
+    match store_parsed(&state, &who, "/api/v1/webhooks/alertmanager", parsed).await {
+        Ok(ids) => Ok(accepted(ids)),
+        Err(resp) => Ok(resp),
+    }
 }
 
 /// `POST /api/v2/alerts`: Alertmanager's alert API (what Prometheus sends); 200 with an
@@ -172,10 +216,12 @@ pub async fn alertmanager_v2(
     IngestCaller(who): IngestCaller,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let alerts =
+    let parsed =
         alertmanager::parse_v2(&body, state.config.alerts.max_alerts_per_request, now_ms())?;
-    store(&state, &who, "/api/v2/alerts", alerts).await?;
-    Ok(StatusCode::OK.into_response())
+    match store_parsed(&state, &who, "/api/v2/alerts", parsed).await {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(resp) => Ok(resp),
+    }
 }
 
 /// How an ntopng request authenticates: with `alerts.ntopng_shared_secret` set, a
@@ -233,13 +279,15 @@ pub async fn ntopng_webhook(
     if payload.alerts.is_empty() {
         return Ok(accepted(Vec::new()));
     }
-    let alerts = ntopng::convert(
+    let parsed = ntopng::convert(
         &payload,
         state.config.alerts.max_alerts_per_request,
         now_ms(),
     )?;
-    let ids = store(&state, &who, "/api/v1/webhooks/ntopng", alerts).await?;
-    Ok(accepted(ids))
+    match store_parsed(&state, &who, "/api/v1/webhooks/ntopng", parsed).await {
+        Ok(ids) => Ok(accepted(ids)),
+        Err(resp) => Ok(resp),
+    }
 }
 
 /// Bearer tokens, or HTTP basic auth whose password is a token.

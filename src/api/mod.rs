@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::collect::CollectLoop;
 use crate::config::Config;
@@ -35,9 +35,6 @@ use crate::promql::Engine;
 use crate::store::Db;
 use crate::tsdb::Tsdb;
 pub use error::{ApiError, Json};
-
-/// Longest a request may take before it is answered 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared state of every handler. Cheap to clone.
 #[derive(Clone)]
@@ -69,43 +66,113 @@ pub struct AppState {
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
+/// Requests end by `http.request_timeout`, except PromQL queries, which the engine
+/// ends by `query.timeout` with Prometheus' own error.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.alerts.max_body_bytes;
     let http_metrics = HttpMetricsLayer::new(state.metrics.http.clone());
-    let samples: Arc<dyn stream::SampleSource> =
-        Arc::new(stream::EngineSource::new(state.engine.clone()));
-    Router::new()
+    let samples: Arc<dyn stream::SampleSource> = Arc::new(stream::EngineSource::new(
+        state.engine.clone(),
+        state.config.collect.interval,
+    ));
+    let timeout = state.config.http.request_timeout;
+    let timed = Router::new()
         .merge(crate::web::router())
         .merge(stream::router(&state, samples))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .merge(query::routes(&state))
         .route("/api/v1/rules", get(rules::list))
         .route("/-/reload", axum::routing::post(rules::reload))
         .merge(alerts::routes())
         .merge(groups::routes())
         .merge(cluster::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            (timeout, "http.request_timeout"),
+            request_timeout,
+        ));
+    // The engine ends evaluations; this only bounds a body that never arrives.
+    let backstop = state.config.query.timeout + Duration::from_secs(5);
+    let queries = query::routes(&state).layer(middleware::from_fn_with_state(
+        (backstop, "query.timeout"),
+        request_timeout,
+    ));
+    Router::new()
+        .merge(queries)
+        .merge(timed)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(body_limit, declared_length))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(http_metrics)
+}
+
+/// Answers 408 (JSON) when the request, its body included, takes longer than `limit`
+/// (set by the config key `knob`).
+async fn request_timeout(
+    State((limit, knob)): State<(Duration, &'static str)>,
+    req: Request,
+    next: Next,
+) -> axum::response::Response {
+    let path = req.uri().path().to_owned();
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => error::error_for(
+            &path,
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request not completed within {limit:?} ({knob})"),
+            ),
+        ),
+    }
+}
+
+/// Bodies over the limit read (and dropped) before the 413, so an honest client that is
+/// still sending gets the answer instead of a reset connection (as Go's server does).
+const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+/// Longest such a body is waited for.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Refuses (413) a body whose declared `Content-Length` is over `limit` before any
+/// handler reads it: at once beyond [`DRAIN_BYTES`], else once it has arrived.
+async fn declared_length(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(n) = declared.filter(|n| *n > limit as u64) else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path().to_owned();
+    if n <= DRAIN_BYTES {
+        use futures_util::StreamExt;
+        let mut body = req.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    let message = format!(
+        "request body of {n} bytes exceeds the size limit of {limit} bytes (alerts.max_body_bytes)"
+    );
+    error::error_for(&path, ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message))
 }
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} not allowed on {}", uri.path()),
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> axum::response::Response {
+    let message = format!("method {method} not allowed on {}", uri.path());
+    error::error_for(
+        uri.path(),
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message),
     )
 }
 

@@ -73,6 +73,11 @@ impl From<EvalError> for PromError {
                 kind: "execution",
                 message: e.to_string(),
             },
+            EvalError::Timeout(_) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "timeout",
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -264,12 +269,65 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Admission of PromQL evaluations: at most `query.max_concurrency` at once (others
+/// wait, as in Prometheus' active query tracker), each ending by its deadline —
+/// `query.timeout`, or the request's own `timeout` if shorter — queueing included.
+#[derive(Clone)]
+pub struct QueryGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
+impl QueryGate {
+    /// A gate from `[query]`.
+    pub fn new(config: &crate::config::QueryConfig) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
+            timeout: config.timeout,
+        }
+    }
+
+    /// Evaluates `f` on an engine bounded by this request's deadline.
+    async fn run<T: Send + 'static>(
+        &self,
+        engine: &promql::Engine,
+        params: &Params,
+        f: impl FnOnce(promql::Engine) -> Result<T, EvalError> + Send + 'static,
+    ) -> Result<T, PromError> {
+        let timeout = match params.get("timeout") {
+            None => self.timeout,
+            Some(s) => {
+                let ms = parse_step(s).map_err(|e| PromError::param("timeout", e))?;
+                let ms = u64::try_from(ms)
+                    .map_err(|_| PromError::param("timeout", "must not be negative"))?;
+                self.timeout.min(Duration::from_millis(ms))
+            }
+        };
+        let deadline = Instant::now() + timeout;
+        let permit = tokio::time::timeout_at(deadline.into(), self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| PromError::from(EvalError::Timeout("query queue")))?
+            .map_err(|_| PromError::from(EvalError::Timeout("query queue")))?;
+        let engine = engine.until(deadline);
+        blocking(move || {
+            let _permit = permit;
+            f(engine)
+        })
+        .await
+    }
+}
+
 /// `GET|POST /api/v1/query`.
-async fn query(State(state): State<AppState>, params: Params) -> Result<Response, PromError> {
+async fn query(
+    State(state): State<AppState>,
+    axum::Extension(gate): axum::Extension<QueryGate>,
+    params: Params,
+) -> Result<Response, PromError> {
     let (_, expr) = parse_query(&params)?;
     let t = time_param(&params, "time", now_ms())?;
-    let engine = state.engine.clone();
-    let value = blocking(move || engine.instant(&expr, t)).await?;
+    let value = gate
+        .run(&state.engine, &params, move |e| e.instant(&expr, t))
+        .await?;
     Ok(success(InstantResult { value: &value, t }))
 }
 
@@ -375,6 +433,7 @@ impl RangeCache {
 async fn query_range(
     State(state): State<AppState>,
     axum::Extension(cache): axum::Extension<RangeCache>,
+    axum::Extension(gate): axum::Extension<QueryGate>,
     params: Params,
 ) -> Result<Response, PromError> {
     let (q, expr) = parse_query(&params)?;
@@ -410,8 +469,11 @@ async fn query_range(
     if let Some(body) = cache.get(&key) {
         return Ok(json_bytes(body));
     }
-    let engine = state.engine.clone();
-    let value = blocking(move || engine.range(&expr, start, end, step)).await?;
+    let value = gate
+        .run(&state.engine, &params, move |e| {
+            e.range(&expr, start, end, step)
+        })
+        .await?;
     let body = serde_json::to_vec(&SuccessBody {
         data: RangeResult { value: &value },
     })
@@ -598,6 +660,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .layer(axum::Extension(cache))
+        .layer(axum::Extension(QueryGate::new(&state.config.query)))
 }
 
 // ---- JSON shapes -------------------------------------------------------------------

@@ -67,6 +67,9 @@ pub trait SampleSource: Send + Sync + 'static {
 /// fills at the same ticks: `rate()`, `histogram_quantile()`, binary operators… all work.
 pub struct EngineSource {
     engine: Engine,
+    /// Longest one subscription's evaluation may take: one collection interval, so a
+    /// heavy expression cannot stall every client's ticks for `query.timeout`.
+    budget: std::time::Duration,
     parsed: Mutex<HashMap<String, Result<Arc<promql_parser::parser::Expr>, String>>>,
 }
 
@@ -74,10 +77,11 @@ pub struct EngineSource {
 const PARSE_CACHE: usize = 1024;
 
 impl EngineSource {
-    /// A source over `engine`.
-    pub fn new(engine: Engine) -> Self {
+    /// A source over `engine`, each evaluation cut after `budget`.
+    pub fn new(engine: Engine, budget: std::time::Duration) -> Self {
         Self {
             engine,
+            budget,
             parsed: Mutex::new(HashMap::new()),
         }
     }
@@ -101,6 +105,7 @@ impl SampleSource for EngineSource {
         let parsed = self.parse(expr)?;
         match self
             .engine
+            .until(std::time::Instant::now() + self.budget)
             .instant(&parsed, t_ms)
             .map_err(|e| e.to_string())?
         {
@@ -677,7 +682,7 @@ mod tests {
         for i in 0..=10 {
             tsdb.append(&c, i * 1000, (i * 5) as f64);
         }
-        let s = EngineSource::new(Engine::new(tsdb));
+        let s = EngineSource::new(Engine::new(tsdb), std::time::Duration::from_secs(1));
         let cores = s.eval("system_cpu_core_usage_ratio", 1_000).unwrap();
         assert_eq!(cores.len(), 2);
         assert_eq!(cores[0].0["core"], "0");

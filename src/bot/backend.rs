@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{
     Actor, AlertDetailInfo, AlertInfo, BackendError, BotBackend, EventInfo, ReportInfo,
@@ -108,6 +108,20 @@ fn silence_info(s: &silence::Silence) -> SilenceInfo {
     }
 }
 
+/// When a silence of `duration` from `now` ends; an error (never a panic) when that is
+/// past what a date can hold (`/silence` bounds durations first).
+fn silence_end(now: DateTime<Utc>, duration: Duration) -> Result<DateTime<Utc>, BackendError> {
+    chrono::TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| {
+            BackendError::Invalid(format!(
+                "duration {} is too long: the silence would end after the last date",
+                humantime::format_duration(duration)
+            ))
+        })
+}
+
 #[async_trait::async_trait]
 impl BotBackend for ServiceBackend {
     async fn list_alerts(
@@ -181,9 +195,7 @@ impl BotBackend for ServiceBackend {
         comment: Option<&str>,
     ) -> Result<SilenceInfo, BackendError> {
         let who = actor.principal();
-        let ends = Utc::now()
-            + chrono::Duration::from_std(duration)
-                .map_err(|_| BackendError::Invalid("duration too long".into()))?;
+        let ends = silence_end(Utc::now(), duration)?;
         let posted = PostableSilence {
             id: None,
             matchers: matchers.iter().map(MatcherJson::from).collect(),
@@ -262,8 +274,7 @@ impl BotBackend for ServiceBackend {
                 .collect(),
             mean_time_to_resolve: r
                 .mttr_seconds
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64),
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
         })
     }
 
@@ -304,5 +315,26 @@ impl BotBackend for ServiceBackend {
                 _ => None,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_ends_are_checked() {
+        let now = Utc::now();
+        let hour = silence_end(now, Duration::from_secs(3600)).unwrap();
+        assert_eq!((hour - now).num_seconds(), 3600);
+        // 300000 years fit a `TimeDelta` but not a date: an error, not a panic.
+        for d in [
+            Duration::from_secs(300_000 * 31_557_600),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ] {
+            let e = silence_end(now, d).unwrap_err();
+            assert!(e.to_string().contains("too long"), "{e}");
+        }
     }
 }

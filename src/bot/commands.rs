@@ -2,7 +2,14 @@
 
 use std::time::Duration;
 
+use crate::alerts::stats::{MAX_WINDOW, MAX_WINDOW_TEXT};
 use crate::silence::{Matcher, Matchers};
+
+/// Longest silence `/silence` creates: 10 years (humantime's `10y`, 3652.5 days). Far
+/// more than any maintenance; beyond it a typo (`300000y`) is more likely than intent.
+pub const MAX_SILENCE: Duration = Duration::from_secs(315_576_000);
+/// [`MAX_SILENCE`] as replies write it.
+pub const MAX_SILENCE_TEXT: &str = "10y";
 
 /// A command the bot understands.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,7 +122,10 @@ pub fn parse(name: &str, args: &str) -> Result<Command, String> {
         "report" => {
             let window = match args.trim() {
                 "" => None,
-                w => Some(parse_duration(w).map_err(|e| format!("bad window {w:?}: {e}"))?),
+                w => Some(
+                    parse_duration(w, MAX_WINDOW, MAX_WINDOW_TEXT)
+                        .map_err(|e| format!("bad window {w:?}: {e}"))?,
+                ),
             };
             Ok(Command::Report { window })
         }
@@ -144,12 +154,28 @@ fn first_word(s: &str) -> (&str, Option<String>) {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+/// A duration greater than 0 and at most `max` (written `max_text` in the error).
+fn parse_duration(s: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
+    let too_long = || format!("must be at most {max_text}");
+    let d = humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow if !s.contains('.') => too_long(),
+        e => e.to_string(),
+    })?;
     if d.is_zero() {
         return Err("must be greater than 0".into());
     }
+    if d > max {
+        return Err(too_long());
+    }
     Ok(d)
+}
+
+/// Whether a token is meant as a duration: it parses, or only its size is wrong.
+fn is_duration(t: &str) -> bool {
+    matches!(
+        humantime::parse_duration(t),
+        Ok(_) | Err(humantime::DurationError::NumberOverflow)
+    )
 }
 
 /// Byte ranges of whitespace-separated tokens, quotes kept together.
@@ -192,7 +218,7 @@ fn parse_silence(args: &str) -> Result<Command, String> {
         .skip(1)
         .find(|(_, (a, b))| {
             let t = &args[*a..*b];
-            !t.contains(['=', '~', '"', '{', '}']) && humantime::parse_duration(t).is_ok()
+            !t.contains(['=', '~', '"', '{', '}']) && is_duration(t)
         })
         .map(|(i, _)| i)
         .ok_or_else(|| USAGE.to_string())?;
@@ -201,8 +227,8 @@ fn parse_silence(args: &str) -> Result<Command, String> {
     if matchers.0.iter().all(|m| m.matches_value("")) {
         return Err("at least one matcher must not match the empty string (this silence would match every alert)".into());
     }
-    let duration =
-        parse_duration(&args[dstart..dend]).map_err(|e| format!("bad duration: {e}\n{USAGE}"))?;
+    let duration = parse_duration(&args[dstart..dend], MAX_SILENCE, MAX_SILENCE_TEXT)
+        .map_err(|e| format!("bad duration: {e}\n{USAGE}"))?;
     let comment = args[dend..].trim();
     Ok(Command::Silence {
         matchers: matchers.0,
@@ -294,5 +320,53 @@ mod tests {
                 .unwrap_err()
                 .contains("regex")
         );
+    }
+
+    #[test]
+    fn silence_durations_are_bounded() {
+        let ok = parse("silence", r#"alertname="x" 10y"#).unwrap();
+        assert!(matches!(ok, Command::Silence { duration, .. } if duration == MAX_SILENCE));
+        for d in [
+            "10y1s",
+            "11y",
+            "300000y",
+            "584542046090y",
+            "99999999999999999999y",
+        ] {
+            let e = parse("silence", &format!(r#"alertname="x" {d} typo"#)).unwrap_err();
+            assert!(
+                e.starts_with("bad duration: must be at most 10y"),
+                "{d}: {e}"
+            );
+        }
+        // Not a matcher, so the usage (and no panic).
+        let e = parse("silence", "x 300000y").unwrap_err();
+        assert!(e.contains("usage: /silence"), "{e}");
+        assert!(parse("silence", r#"alertname="x" 0s"#).is_err());
+    }
+
+    #[test]
+    fn report_windows_are_bounded() {
+        assert_eq!(
+            parse("report", "366d").unwrap(),
+            Command::Report {
+                window: Some(MAX_WINDOW)
+            }
+        );
+        for w in ["367d", "2y", "300000y", "99999999999999999999y"] {
+            let e = parse("report", w).unwrap_err();
+            assert!(e.contains("must be at most 366d"), "{w}: {e}");
+        }
+    }
+
+    #[test]
+    fn ids_out_of_range_are_usage() {
+        for id in ["9223372036854775808", "-9223372036854775808", "0", "1e300"] {
+            let e = parse("ack", id).unwrap_err();
+            assert!(e.starts_with("usage: /ack"), "{id}: {e}");
+            assert!(parse("alert", id).unwrap_err().starts_with("usage: /alert"));
+        }
+        let max = parse("alert", "9223372036854775807").unwrap();
+        assert_eq!(max, Command::Alert { id: i64::MAX });
     }
 }

@@ -370,7 +370,7 @@ impl BotService {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "getMe failed; commands addressed to any bot name are accepted")
+                tracing::warn!(error = %self.shown(&e), "getMe failed; commands addressed to any bot name are accepted")
             }
         }
         let mut backoff = Duration::from_secs(1);
@@ -412,7 +412,7 @@ impl BotService {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "getUpdates failed");
+                    tracing::warn!(error = %self.shown(&e), retry_in = ?backoff, "getUpdates failed");
                     let wait = match &e {
                         RequestError::RetryAfter(s) => s.duration().max(backoff),
                         _ => backoff,
@@ -646,6 +646,12 @@ impl BotService {
         }
     }
 
+    /// A Telegram error as it may be logged: no URL, no bot token (a proxy in front of
+    /// the Bot API may echo the request path in its answer).
+    fn shown(&self, e: &RequestError) -> String {
+        crate::redact::without(&crate::redact::error(e), self.bot.token())
+    }
+
     async fn answer_callback(&self, q: &CallbackQuery, text: &str, alert: bool) {
         let text: String = text.chars().take(190).collect();
         let req = self
@@ -654,7 +660,7 @@ impl BotService {
             .text(text)
             .show_alert(alert);
         if let Err(e) = req.await {
-            tracing::warn!(error = %e, "answerCallbackQuery failed");
+            tracing::warn!(error = %self.shown(&e), "answerCallbackQuery failed");
         }
     }
 
@@ -700,7 +706,7 @@ impl BotService {
                         .block(chat, tokio::time::Instant::now() + s.duration());
                 }
                 Err(e) => {
-                    tracing::warn!(chat, error = %e, "bot reply failed");
+                    tracing::warn!(chat, error = %self.shown(&e), "bot reply failed");
                     return;
                 }
             }

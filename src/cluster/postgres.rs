@@ -20,7 +20,6 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, LEADER_LOCK_KEY};
-use crate::config::redact_url;
 
 /// The database's clock, in unix ms.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -160,7 +159,7 @@ impl Node {
     where
         T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     {
-        let shown = redact_url(&self.url);
+        let shown = crate::redact::dsn(&self.url);
         tokio::time::timeout(timeout, tokio_postgres::connect(url, tls))
             .await
             .map_err(|_| anyhow::anyhow!("connecting to {shown} timed out"))?

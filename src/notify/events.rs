@@ -42,7 +42,8 @@ async fn record(db: &Db, r: &DeliveryReport) {
     }
 }
 
-/// The event detail: receiver, target, status, outcome (and reason), attempts, part.
+/// The event detail: receiver, target (a webhook's URL reduced to its endpoint: every
+/// role reads alert events), status, outcome (and reason), attempts, part.
 fn detail(r: &DeliveryReport) -> serde_json::Value {
     let (outcome, reason) = match &r.outcome {
         DeliveryOutcome::Delivered => ("delivered", None),
@@ -50,7 +51,7 @@ fn detail(r: &DeliveryReport) -> serde_json::Value {
     };
     let mut d = serde_json::json!({
         "receiver": r.receiver,
-        "target": r.target,
+        "target": crate::redact::target(&r.target),
         "status": r.status,
         "outcome": outcome,
         "attempts": r.attempts,

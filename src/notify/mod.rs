@@ -129,7 +129,7 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
                 {
                     problems.push(format!(
                         "{key}.webhook.url: not an http(s) URL: {:?}",
-                        w.url
+                        crate::redact::endpoint(&w.url)
                     ));
                 }
                 Receiver::Webhook { url: w.url.clone() }

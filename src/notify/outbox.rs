@@ -547,6 +547,9 @@ impl Outbox {
                 *ambiguous,
             ),
         };
+        // Shown to every role: no receiver URL (secret paths, tokens) or password.
+        let response = response.map(|r| crate::redact::text(&r));
+        let error = error.map(|e| crate::redact::text(&e));
         self.db
             .timed("notify.outbox_record", async {
                 sqlx::query(

@@ -38,13 +38,32 @@ pub enum Attempt {
 impl Attempt {
     /// A failed HTTP request: nothing was sent when the connection could not be made
     /// (safe to retry); after that the receiver may have the message (ambiguous).
+    /// The error's URL is reduced to its endpoint (it may hold a token or a secret path).
     pub fn network(e: &reqwest::Error) -> Attempt {
+        let why = crate::redact::http_error(e);
         if e.is_connect() {
-            Attempt::Transient(format!("cannot connect: {e}"))
+            Attempt::Transient(format!("cannot connect: {why}"))
         } else if e.is_timeout() {
-            Attempt::Ambiguous(format!("no answer in time after sending: {e}"))
+            Attempt::Ambiguous(format!("no answer in time after sending: {why}"))
         } else {
-            Attempt::Ambiguous(format!("connection failed after sending: {e}"))
+            Attempt::Ambiguous(format!("connection failed after sending: {why}"))
+        }
+    }
+
+    /// The same attempt with URLs and passwords in its text redacted: it is logged,
+    /// stored as `last_error` and shown to every role.
+    pub fn redacted(self) -> Attempt {
+        self.map_text(crate::redact::text)
+    }
+
+    /// The same attempt with `f` applied to its text.
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> Attempt {
+        match self {
+            Attempt::Delivered(r) => Attempt::Delivered(r.map(|r| f(&r))),
+            Attempt::RetryAfter(d, e) => Attempt::RetryAfter(d, f(&e)),
+            Attempt::Transient(e) => Attempt::Transient(f(&e)),
+            Attempt::Rejected(e) => Attempt::Rejected(f(&e)),
+            Attempt::Ambiguous(e) => Attempt::Ambiguous(f(&e)),
         }
     }
 }

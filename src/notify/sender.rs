@@ -27,6 +27,7 @@ use super::outbox::{Outbox, OutboxRow, Verdict};
 pub use super::policy::Attempt;
 use super::policy::RetryPolicy;
 use crate::metrics::AlertingMetrics;
+use crate::redact;
 use crate::store::now_ms;
 
 /// Sends one row of a kind (`telegram`, `webhook`): formats and sends, nothing else.
@@ -360,7 +361,7 @@ impl OutboxSender {
                 ambiguous: false,
             };
         }
-        tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "send cut by the shutdown deadline; recorded as ambiguous");
+        tracing::warn!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), "send cut by the shutdown deadline; recorded as ambiguous");
         let attempt = Attempt::Ambiguous("cut by the shutdown deadline".into());
         let (verdict, outcome) = self.options.retry.decide(row, attempt, now_ms());
         self.count(row, outcome);
@@ -418,7 +419,7 @@ impl OutboxSender {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(target = %target, error = %e, retry_in = ?db_backoff, "cannot read the outbox; not sending");
+                    tracing::warn!(target = %redact::target(target), error = %e, retry_in = ?db_backoff, "cannot read the outbox; not sending");
                     if !backoff_pause(&shutdown, &mut db_backoff).await {
                         return;
                     }
@@ -440,7 +441,7 @@ impl OutboxSender {
                 return;
             }
             let Ok(epoch) = self.options.fence.epoch() else {
-                tracing::debug!(target = %target, "not the leader: not sending");
+                tracing::debug!(target = %redact::target(target), "not the leader: not sending");
                 return;
             };
             let lease_until = now + self.options.lease.as_millis() as i64;
@@ -464,7 +465,7 @@ impl OutboxSender {
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(target = %target, error = %e, retry_in = ?db_backoff, "cannot claim an outbox row; not sending");
+                    tracing::warn!(target = %redact::target(target), error = %e, retry_in = ?db_backoff, "cannot claim an outbox row; not sending");
                     if !backoff_pause(&shutdown, &mut db_backoff).await {
                         return;
                     }
@@ -513,11 +514,11 @@ impl OutboxSender {
                 }
                 if taken_over {
                     self.count(&row, "ambiguous");
-                    tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
+                    tracing::warn!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), "a previous sender stopped while sending this notification; sending it once more (notify.ambiguous = \"retry\")");
                 }
                 let started = Arc::new(Started::new(self.options.fence.clone()));
                 self.in_flight_set(&row, &started, None);
-                let attempt = self.send_holding_claim(&row, &started).await;
+                let attempt = self.send_holding_claim(&row, &started).await.redacted();
                 self.log_attempt(&row, &attempt);
                 self.options.retry.decide(&row, attempt, now_ms())
             }
@@ -616,19 +617,19 @@ impl OutboxSender {
     fn log_attempt(&self, row: &OutboxRow, attempt: &Attempt) {
         match attempt {
             Attempt::Delivered(_) => {
-                tracing::info!(id = row.id, receiver = %row.receiver, target = %row.target, part = row.part, parts = row.parts, "notification delivered")
+                tracing::info!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), part = row.part, parts = row.parts, "notification delivered")
             }
             Attempt::Rejected(why) => {
-                tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification rejected; not retrying")
+                tracing::error!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), reason = %why, "notification rejected; not retrying")
             }
             Attempt::Ambiguous(why) => {
-                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification outcome unknown (ambiguous)")
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), reason = %why, "notification outcome unknown (ambiguous)")
             }
             Attempt::RetryAfter(d, why) => {
-                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, retry_in = ?d, reason = %why, "notification rate limited; will retry")
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), retry_in = ?d, reason = %why, "notification rate limited; will retry")
             }
             Attempt::Transient(why) => {
-                tracing::warn!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %why, "notification not delivered; will retry")
+                tracing::warn!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), reason = %why, "notification not delivered; will retry")
             }
         }
     }
@@ -645,7 +646,7 @@ impl OutboxSender {
         let outcome = match verdict {
             Verdict::Delivered { .. } => DeliveryOutcome::Delivered,
             Verdict::Failed { error, .. } => {
-                tracing::error!(id = row.id, receiver = %row.receiver, target = %row.target, reason = %error, "notification failed; not retrying");
+                tracing::error!(id = row.id, receiver = %row.receiver, target = %redact::target(&row.target), reason = %error, "notification failed; not retrying");
                 DeliveryOutcome::Failed {
                     reason: error.clone(),
                 }

@@ -177,26 +177,9 @@ impl TelegramTransport {
         }
         result
     }
-}
 
-/// The inline keyboard of an alert message.
-pub fn buttons(row_id: i64, with_silence: bool) -> InlineKeyboardMarkup {
-    let mut row = vec![InlineKeyboardButton::callback(
-        "✔ Ack",
-        format!("{ACK_PREFIX}{row_id}"),
-    )];
-    if with_silence {
-        row.push(InlineKeyboardButton::callback(
-            "🔕 Silence 1h",
-            format!("{SILENCE_PREFIX}{row_id}"),
-        ));
-    }
-    InlineKeyboardMarkup::new(vec![row])
-}
-
-#[async_trait::async_trait]
-impl OutboxTransport for TelegramTransport {
-    async fn send(&self, row: &OutboxRow, started: &Started) -> Attempt {
+    /// Sends `row`: the message, or its plain-text fallback, or to a migrated chat.
+    async fn attempt(&self, row: &OutboxRow, started: &Started) -> Attempt {
         let p: TelegramPayload = match serde_json::from_str(&row.payload) {
             Ok(p) => p,
             Err(e) => return Attempt::Rejected(format!("unreadable payload: {e}")),
@@ -235,6 +218,33 @@ impl OutboxTransport for TelegramTransport {
             }
         }
         Attempt::Transient("too many redirects (plain-text fallback / chat migration)".into())
+    }
+}
+
+/// The inline keyboard of an alert message.
+pub fn buttons(row_id: i64, with_silence: bool) -> InlineKeyboardMarkup {
+    let mut row = vec![InlineKeyboardButton::callback(
+        "✔ Ack",
+        format!("{ACK_PREFIX}{row_id}"),
+    )];
+    if with_silence {
+        row.push(InlineKeyboardButton::callback(
+            "🔕 Silence 1h",
+            format!("{SILENCE_PREFIX}{row_id}"),
+        ));
+    }
+    InlineKeyboardMarkup::new(vec![row])
+}
+
+#[async_trait::async_trait]
+impl OutboxTransport for TelegramTransport {
+    /// The attempt's text never holds the bot token (a proxy in front of the Bot API may
+    /// echo the request path in an answer that is not JSON).
+    async fn send(&self, row: &OutboxRow, started: &Started) -> Attempt {
+        let token = self.bot.token();
+        self.attempt(row, started)
+            .await
+            .map_text(|t| crate::redact::without(t, token))
     }
 }
 

@@ -112,11 +112,12 @@ impl OutboxTransport for WebhookTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        // The status is the receiver's answer; a body cut short does not change it.
-        let body: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
+        // The status is the receiver's answer; a body cut short does not change it. A
+        // receiver may echo its own path (`Cannot POST /services/T0/B0/SECRET`).
+        let body = resp.text().await.unwrap_or_default();
+        let body: String = echoed_secrets(url)
+            .iter()
+            .fold(body, |b, secret| crate::redact::without(&b, secret))
             .chars()
             .take(300)
             .collect();
@@ -135,9 +136,29 @@ impl OutboxTransport for WebhookTransport {
     }
 }
 
+/// The parts of a receiver's URL that may be secret and that its answers may echo:
+/// the path (Slack and Discord keep their tokens there), the query, the password.
+fn echoed_secrets(url: &str) -> Vec<String> {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return Vec::new();
+    };
+    let path = Some(u.path().to_string()).filter(|p| p.len() > 1);
+    let query = u.query().filter(|q| !q.is_empty()).map(str::to_string);
+    let password = u.password().map(str::to_string);
+    [path, query, password].into_iter().flatten().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_paths_queries_and_passwords_are_known_secrets() {
+        let s = echoed_secrets("https://u:pw@hooks.slack.com/services/T0/B0/XYZ?token=abc");
+        assert_eq!(s, ["/services/T0/B0/XYZ", "token=abc", "pw"]);
+        assert!(echoed_secrets("http://h:9/").is_empty());
+        assert!(echoed_secrets("not a url").is_empty());
+    }
     use crate::dispatch::AlertState;
     use std::collections::BTreeMap;
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::value::ValueType;
@@ -88,7 +88,16 @@ pub(super) struct Evaluator<'a> {
     /// Subquery inner results by (node, inner timestamp): steps of a range query share them.
     subquery_memo: HashMap<(usize, i64), Rc<Vec<Sample>>>,
     samples: usize,
+    /// When evaluation gives up with [`EvalError::Timeout`].
+    deadline: Instant,
+    /// Evaluations since the clock was last read.
+    since_clock: u32,
 }
+
+/// Node evaluations between two reads of the clock.
+const CLOCK_EVERY: u32 = 256;
+/// Most subquery steps remembered for reuse by later steps (memory, not correctness).
+const MEMO_ENTRIES: usize = 1 << 20;
 
 fn addr<T>(node: &T) -> usize {
     node as *const T as usize
@@ -134,7 +143,23 @@ impl<'a> Evaluator<'a> {
             preloaded: HashMap::new(),
             subquery_memo: HashMap::new(),
             samples: 0,
+            deadline: engine.deadline(),
+            // The first check reads the clock.
+            since_clock: CLOCK_EVERY - 1,
         }
+    }
+
+    /// Fails once the deadline has passed; reads the clock every [`CLOCK_EVERY`] calls.
+    fn check_deadline(&mut self) -> Result<(), EvalError> {
+        self.since_clock += 1;
+        if self.since_clock < CLOCK_EVERY {
+            return Ok(());
+        }
+        self.since_clock = 0;
+        if Instant::now() >= self.deadline {
+            return Err(EvalError::Timeout("expression evaluation"));
+        }
+        Ok(())
     }
 
     fn count_samples(&mut self, n: usize) -> Result<(), EvalError> {
@@ -391,6 +416,7 @@ impl<'a> Evaluator<'a> {
         let mut series: HashMap<Labels, Vec<(i64, f64)>, Prehashed> = HashMap::default();
         let key = addr(sq);
         while ts <= rt {
+            self.check_deadline()?;
             let samples = match self.subquery_memo.get(&(key, ts)) {
                 Some(s) => s.clone(),
                 None => {
@@ -408,11 +434,14 @@ impl<'a> Evaluator<'a> {
                         }
                     };
                     let v = Rc::new(v);
-                    self.subquery_memo.insert((key, ts), v.clone());
+                    if self.subquery_memo.len() < MEMO_ENTRIES {
+                        self.subquery_memo.insert((key, ts), v.clone());
+                    }
                     v
                 }
             };
-            self.count_samples(samples.len())?;
+            // An empty step still costs its time: counted as one.
+            self.count_samples(samples.len().max(1))?;
             for s in samples.iter() {
                 series
                     .entry(s.labels.clone())
@@ -435,6 +464,7 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `expr` at `t`.
     pub(super) fn eval(&mut self, expr: &Expr, t: i64) -> Result<StepValue, EvalError> {
+        self.check_deadline()?;
         match expr {
             Expr::NumberLiteral(n) => Ok(StepValue::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(StepValue::String(s.val.clone())),
@@ -693,8 +723,18 @@ pub fn check_supported(expr: &Expr) -> Result<(), EvalError> {
         Expr::Paren(p) => check_supported(&p.expr),
         Expr::Unary(u) => check_supported(&u.expr),
         Expr::VectorSelector(vs) => check_selector(vs),
-        Expr::MatrixSelector(ms) => check_selector(&ms.vs),
-        Expr::Subquery(sq) => check_supported(&sq.expr),
+        Expr::MatrixSelector(ms) => {
+            check_duration(&ms.range, "range")?;
+            check_selector(&ms.vs)
+        }
+        Expr::Subquery(sq) => {
+            check_duration(&sq.range, "subquery range")?;
+            if let Some(step) = &sq.step {
+                check_duration(step, "subquery step")?;
+            }
+            check_times(&sq.at, &sq.offset)?;
+            check_supported(&sq.expr)
+        }
         Expr::Binary(b) => {
             if let Some(m) = &b.modifier
                 && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
@@ -760,5 +800,35 @@ fn check_selector(vs: &VectorSelector) -> Result<(), EvalError> {
             "`or` inside label matchers".to_string(),
         ));
     }
+    check_times(&vs.at, &vs.offset)
+}
+
+/// Longest duration in a query: what Go's `time.Duration` holds (about 292 years), as
+/// in Prometheus. With [`MAX_AT_MS`] it keeps every time computed from a query in range.
+const MAX_DURATION_MS: i64 = i64::MAX / 1_000_000;
+/// Furthest `@` time from 1970 (as the API's own time parameters, ±9e15 ms).
+const MAX_AT_MS: i64 = 9_000_000_000_000_000;
+
+fn check_duration(d: &Duration, what: &str) -> Result<(), EvalError> {
+    if duration_ms(d) > MAX_DURATION_MS {
+        return Err(EvalError::BadQuery(format!(
+            "{what} {d:?} is out of range: at most 292 years"
+        )));
+    }
     Ok(())
+}
+
+/// Bounds an `@` time and an `offset`, so that reading times cannot overflow.
+fn check_times(at: &Option<AtModifier>, offset: &Option<Offset>) -> Result<(), EvalError> {
+    if let Some(AtModifier::At(t)) = at
+        && system_time_ms(t).unsigned_abs() > MAX_AT_MS as u64
+    {
+        return Err(EvalError::BadQuery(
+            "timestamp out of bounds for @ modifier".to_string(),
+        ));
+    }
+    match offset {
+        Some(Offset::Pos(d)) | Some(Offset::Neg(d)) => check_duration(d, "offset"),
+        None => Ok(()),
+    }
 }

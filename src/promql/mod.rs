@@ -15,7 +15,7 @@ mod eval;
 mod functions;
 mod quantile;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use promql_parser::parser::Expr;
 use serde::Serialize;
@@ -31,6 +31,8 @@ pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
 pub const DEFAULT_SUBQUERY_STEP: Duration = Duration::from_secs(60);
 /// Default limit of samples one query may load (Prometheus' `--query.max-samples`).
 pub const DEFAULT_MAX_SAMPLES: usize = 50_000_000;
+/// Default longest evaluation (Prometheus' `--query.timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most points a range query may return per series (as Prometheus).
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
@@ -93,6 +95,9 @@ pub enum EvalError {
     /// The query would load more samples than allowed.
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
+    /// The query ran past its deadline; names the stage (as Prometheus' `ErrQueryTimeout`).
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
 }
 
 /// Evaluation settings.
@@ -104,6 +109,8 @@ pub struct EngineOptions {
     pub default_subquery_step: Duration,
     /// Most samples one query may load.
     pub max_samples: usize,
+    /// Longest one evaluation may run.
+    pub timeout: Duration,
 }
 
 impl Default for EngineOptions {
@@ -112,6 +119,7 @@ impl Default for EngineOptions {
             lookback: DEFAULT_LOOKBACK,
             default_subquery_step: DEFAULT_SUBQUERY_STEP,
             max_samples: DEFAULT_MAX_SAMPLES,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -122,6 +130,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     tsdb: Tsdb,
     opts: EngineOptions,
+    /// Set by [`Engine::until`]: evaluations end here at the latest.
+    deadline: Option<Instant>,
 }
 
 impl Engine {
@@ -132,7 +142,26 @@ impl Engine {
 
     /// An engine with explicit options.
     pub fn with_options(tsdb: Tsdb, opts: EngineOptions) -> Self {
-        Self { tsdb, opts }
+        Self {
+            tsdb,
+            opts,
+            deadline: None,
+        }
+    }
+
+    /// This engine with evaluations cut at `deadline` (if sooner than `timeout` after
+    /// their start): the HTTP API counts queueing and a request's own `timeout` in it.
+    pub fn until(&self, deadline: Instant) -> Self {
+        Self {
+            deadline: Some(deadline),
+            ..self.clone()
+        }
+    }
+
+    /// When an evaluation starting now must end.
+    fn deadline(&self) -> Instant {
+        let own = Instant::now() + self.opts.timeout;
+        self.deadline.map_or(own, |d| d.min(own))
     }
 
     /// The store queried.
@@ -283,6 +312,28 @@ mod depth_tests {
                 .contains("exceeds the limit of 256")
         );
         assert!(parse(&vec!["1"; 100].join("+")).is_ok());
+    }
+
+    #[test]
+    fn times_and_durations_out_of_range_are_refused_not_overflowed() {
+        let engine = Engine::new(Tsdb::new(Duration::from_secs(60)));
+        for q in [
+            "up @ 1e300 offset -1h",
+            "up @ -1e300",
+            "up offset 300000y",
+            "rate(up[300000y])",
+            "max_over_time(up[1h:300000y])",
+            "max_over_time(up[300000y:1m])",
+            "max_over_time(up[1h:1m] offset -300000y)",
+        ] {
+            let expr = parse(q).unwrap();
+            let e = engine.instant(&expr, 1_700_000_000_000).unwrap_err();
+            assert!(matches!(e, EvalError::BadQuery(_)), "{q}: {e}");
+            let e = engine.range(&expr, 0, 60_000, 15_000).unwrap_err();
+            assert!(matches!(e, EvalError::BadQuery(_)), "{q}: {e}");
+        }
+        let ok = parse("up @ 1700000000 offset 1h").unwrap();
+        assert!(engine.instant(&ok, 1_700_000_000_000).is_ok());
         assert!(parse("sum by (job) (rate(http_requests_total[5m]))").is_ok());
     }
 }

@@ -16,6 +16,7 @@ use sqlx::Row;
 
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers, all_match};
 
+use crate::alerts::ingest::MAX_UNIX_SECONDS;
 use crate::alerts::model::{Labels, rfc3339};
 use crate::store::{Db, StoreError};
 
@@ -232,10 +233,17 @@ impl Silence {
     }
 }
 
+/// An RFC 3339 time as Unix ms, at most the end of 9999 (the last time RFC 3339 can
+/// write, so the silence can be written back; a negative offset could pass it).
 fn parse_time(s: &str, field: &str) -> Result<i64, SilenceError> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| SilenceError(format!("{field}: {s:?} is not an RFC 3339 time: {e}")))
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| SilenceError(format!("{field}: {s:?} is not an RFC 3339 time: {e}")))?;
+    if t.timestamp() > MAX_UNIX_SECONDS {
+        return Err(SilenceError(format!(
+            "{field}: {s:?} is after 9999-12-31T23:59:59Z, the latest time accepted"
+        )));
+    }
+    Ok(t.timestamp_millis())
 }
 
 /// A new silence id (UUID v4 format).
@@ -477,6 +485,36 @@ mod tests {
                 .0
                 .starts_with("endsAt")
         );
+    }
+
+    #[test]
+    fn extreme_times() {
+        let m = serde_json::json!([{"name": "a", "value": "x"}]);
+        // From the first to the last time RFC 3339 writes: accepted, written back as is.
+        let mut p = postable(m.clone(), "9999-12-31T23:59:59Z");
+        p.starts_at = Some("0000-01-01T00:00:00Z".into());
+        let s = Silence::from_postable(&p, "op", NOW).unwrap();
+        assert_eq!(
+            (s.starts_at_ms, s.ends_at_ms),
+            (NOW, MAX_UNIX_SECONDS * 1000)
+        );
+        assert_eq!(s.to_json(NOW)["endsAt"], "9999-12-31T23:59:59.000Z");
+        assert_eq!(s.state(i64::MAX), SilenceState::Expired);
+        assert_eq!(s.state(i64::MIN), SilenceState::Pending);
+        for (field, starts, ends) in [
+            ("endsAt", None, "9999-12-31T23:59:59-00:01"),
+            ("endsAt", None, "10000-01-01T00:00:00Z"),
+            (
+                "startsAt",
+                Some("9999-12-31T23:00:00-05:00"),
+                "9999-12-31T23:59:59Z",
+            ),
+        ] {
+            let mut p = postable(m.clone(), ends);
+            p.starts_at = starts.map(str::to_string);
+            let e = Silence::from_postable(&p, "op", NOW).unwrap_err().0;
+            assert!(e.starts_with(field), "{e}");
+        }
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-use crate::config::{Config, redact_url};
+use crate::config::Config;
 use crate::metrics::DbMetrics;
+use crate::redact;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +110,24 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database refused the data itself (PostgreSQL classes 22, data
+    /// exception, and 23, integrity constraint; SQLite TOOBIG, CONSTRAINT, MISMATCH):
+    /// writing the same rows again fails again, other rows may succeed.
+    pub fn is_bad_data(&self) -> bool {
+        let StoreError::Query(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+        if code.len() == 5 {
+            code.starts_with("22") || code.starts_with("23")
+        } else {
+            code.parse::<u32>()
+                .is_ok_and(|n| matches!(n & 0xff, 18..=20))
+        }
+    }
+}
+
 /// The database handle: pool, backend and query instrumentation. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -134,7 +153,7 @@ impl Db {
             Backend::Postgres => url.to_string(),
         };
         let options =
-            AnyConnectOptions::from_str(&url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+            AnyConnectOptions::from_str(&url).map_err(|e| StoreError::BadUrl(redact::error(&e)))?;
         // PostgreSQL: a transaction left open by a node that was paused or cut off (its
         // locks: the leader term row, the change feed's order lock) ends when that
         // node's leadership lease would have lapsed, so it blocks no other node longer.
@@ -175,13 +194,13 @@ impl Db {
                     });
                 }
                 Err(e) if started.elapsed() + backoff < config.database.connect_timeout => {
-                    tracing::warn!(url = %redact_url(&url), error = %e, retry_in = ?backoff, "database not reachable yet");
+                    tracing::warn!(url = %redact::dsn(&url), error = %redact::error(&e), retry_in = ?backoff, "database not reachable yet");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
                     return Err(StoreError::Unreachable {
-                        url: redact_url(&url),
+                        url: redact::dsn(&url),
                         waited: started.elapsed(),
                         source: e,
                     });

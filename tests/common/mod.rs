@@ -313,7 +313,8 @@ impl Drop for Server {
     }
 }
 
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+/// The address of a `listening on ADDR` log line.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let at = line.find("listening on ")?;
     line[at + "listening on ".len()..]
         .split(|c: char| c == '"' || c.is_whitespace())

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    IngestError, MAX_MESSAGE_CHARS, RawAlert, check_labels, from_slice, parse_time, prefix,
+    IngestError, MAX_MESSAGE_CHARS, Names, Parsed, RawAlert, check_labels, from_slice, parse_items,
+    parse_time, prefix,
 };
 use crate::alerts::model::{LabelSet, Severity};
 
@@ -37,26 +38,31 @@ pub struct GenericAlert {
     pub generator_url: Option<String>,
 }
 
-/// Parses a body holding one alert or an array of at most `max_alerts`.
-pub fn parse(body: &[u8], max_alerts: usize) -> Result<Vec<RawAlert>, IngestError> {
+/// Parses a body holding one alert or an array of at most `max_alerts`; in an array,
+/// each invalid alert is refused alone.
+pub fn parse(body: &[u8], max_alerts: usize) -> Result<Parsed, IngestError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     match first {
         Some(b'[') => {
-            let list: Vec<GenericAlert> = from_slice(body)?;
+            let list = parse_items::<GenericAlert>(body, "")?;
             if list.len() > max_alerts {
                 return Err(IngestError(format!(
                     "too many alerts: {} in one request; the limit is {max_alerts} (alerts.max_alerts_per_request)",
                     list.len()
                 )));
             }
-            list.into_iter()
+            let results = list
+                .into_iter()
                 .enumerate()
-                .map(|(i, a)| convert(a, Some(i)))
-                .collect()
+                .map(|(i, r)| r.and_then(|a| convert(a, Some(i))));
+            Ok(Parsed::from_results(results, |i| prefix(Some(i))))
         }
         Some(b'{') => {
             let a: GenericAlert = from_slice(body)?;
-            Ok(vec![convert(a, None)?])
+            Ok(Parsed {
+                alerts: vec![convert(a, None)?.storable(String::new)?],
+                rejected: Vec::new(),
+            })
         }
         None => Err(IngestError("request body is empty; expected JSON".into())),
         Some(_) => {
@@ -95,9 +101,9 @@ fn convert(a: GenericAlert, index: Option<usize>) -> Result<RawAlert, IngestErro
         )));
     }
     let mut labels = a.labels.unwrap_or_default();
-    check_labels(&mut labels, &format!("{p}labels"))?;
+    check_labels(&mut labels, &format!("{p}labels"), Names::Utf8)?;
     let mut annotations = a.annotations.unwrap_or_default();
-    check_labels(&mut annotations, &format!("{p}annotations"))?;
+    check_labels(&mut annotations, &format!("{p}annotations"), Names::Utf8)?;
     let starts_at_ms = match &a.starts_at {
         Some(s) => parse_time(s, &format!("{p}starts_at"))?,
         None => None,
@@ -136,23 +142,60 @@ mod tests {
 
     #[test]
     fn one_or_many() {
-        let one = parse(br#"{"message":"disk full","labels":{"host":"a"}}"#, 10).unwrap();
+        let one = parse(br#"{"message":"disk full","labels":{"host":"a"}}"#, 10)
+            .unwrap()
+            .alerts;
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].source, "api");
         let many = parse(
             br#"[{"message":"a","severity":"CRITICAL"},{"message":"b","source":"cron"}]"#,
             10,
         )
-        .unwrap();
+        .unwrap()
+        .alerts;
         assert_eq!(many[0].severity, Some(Severity::Critical));
         assert_eq!(many[1].source, "cron");
     }
 
+    /// The one error of a body whose other alerts are valid.
+    fn refused(body: &[u8]) -> String {
+        let p = parse(body, 10).unwrap();
+        assert_eq!(p.rejected.len(), 1, "{:?}", p.rejected);
+        p.rejected[0].0.clone()
+    }
+
+    #[test]
+    fn one_bad_alert_is_refused_alone() {
+        let p = parse(
+            br#"[{"message":"a"},{"message":"b\u0000"},{"message":"c","labels":{"k":"v\u0000"}},{"message":"d"}]"#,
+            10,
+        )
+        .unwrap();
+        let kept: Vec<_> = p
+            .alerts
+            .iter()
+            .map(|a| a.message.clone().unwrap())
+            .collect();
+        assert_eq!(kept, ["a", "d"]);
+        assert_eq!(
+            p.rejected[0].0,
+            "[1].message: must not contain NUL characters"
+        );
+        assert_eq!(
+            p.rejected[1].0,
+            "[2].labels.k: must not contain NUL characters"
+        );
+        let e = parse(br#"{"message":"x\u0000"}"#, 10).unwrap_err().0;
+        assert!(e.starts_with("message"), "{e}");
+        let e = refused(br#"[{"message":"a"},{"message":"b","labels":{"k\u0000":"v"}}]"#);
+        assert!(e.starts_with("[1].labels"), "{e}");
+        let e = refused(br#"[{"message":"a"},{"message":5,"labels":{}}]"#);
+        assert!(e.starts_with("[1].message"), "{e}");
+    }
+
     #[test]
     fn errors_name_the_field_and_index() {
-        let e = parse(br#"[{"message":"a"},{"labels":{}}]"#, 10)
-            .unwrap_err()
-            .0;
+        let e = refused(br#"[{"message":"a"},{"labels":{}}]"#);
         assert!(e.contains("[1]") && e.contains("message"), "{e}");
         let e = parse(br#"{"message":5}"#, 10).unwrap_err().0;
         assert!(e.contains("message"), "{e}");
@@ -160,7 +203,7 @@ mod tests {
         let body = format!(
             r#"[{{"message":"a"}},{{"message":"a"}},{{"message":"a"}},{{"message":"{long}"}}]"#
         );
-        let e = parse(body.as_bytes(), 10).unwrap_err().0;
+        let e = refused(body.as_bytes());
         assert!(e.starts_with("[3].message"), "{e}");
         let e = parse(br#"{"message":"a","severity":"urgent"}"#, 10)
             .unwrap_err()
@@ -187,5 +230,33 @@ mod tests {
         assert!(e.contains("invalid"), "{e}");
         let e = parse(br#"{"message":"  "}"#, 1).unwrap_err().0;
         assert!(e.starts_with("message"), "{e}");
+    }
+
+    #[test]
+    fn absurd_times_are_named() {
+        for (body, field) in [
+            (
+                &br#"[{"message":"a"},{"message":"b","starts_at":"9999-12-31T23:59:59-23:59"}]"#[..],
+                "[1].starts_at",
+            ),
+            (
+                &br#"{"message":"a","ends_at":"+275760-09-13T00:00:00Z"}"#[..],
+                "ends_at",
+            ),
+            (
+                &br#"{"message":"a","starts_at":"9223372036854775807"}"#[..],
+                "starts_at",
+            ),
+        ] {
+            let e = match parse(body, 10) {
+                Ok(p) => p.rejected[0].0.clone(),
+                Err(e) => e.0,
+            };
+            assert!(e.starts_with(field), "{e}");
+        }
+        let far = br#"{"message":"a","starts_at":"9999-12-31T23:59:59Z","ends_at":"9999-12-31T23:59:59Z"}"#;
+        let a = parse(far, 10).unwrap().alerts.remove(0);
+        assert_eq!(a.starts_at_ms, Some(253_402_300_799_000));
+        assert_eq!(a.ends_at_ms, a.starts_at_ms);
     }
 }

@@ -5,6 +5,11 @@
 //! * [`generic`]: `POST /api/v1/alerts`, watchpost's own schema.
 //! * [`alertmanager`]: Alertmanager's webhook (version 4) and its `/api/v2/alerts` API.
 //! * [`ntopng`]: ntopng's webhook endpoint.
+//!
+//! Times from senders are Unix ms from year 0001 (ntopng: 1970) to [`MAX_UNIX_SECONDS`]
+//! (the end of 9999, the last time RFC 3339 can write); later ones are errors naming the
+//! field. So adding a duration to one cannot overflow, and [`after_resolve_timeout`]
+//! saturates all the same and stops at [`MAX_TIME_MS`].
 
 pub mod alertmanager;
 pub mod generic;
@@ -14,7 +19,7 @@ use std::time::Duration;
 
 use super::classify;
 use super::fingerprint::fingerprint;
-use super::model::{LabelSet, Severity};
+use super::model::{LabelSet, Severity, duration_ms};
 
 /// Longest message accepted from the generic API (characters).
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -24,6 +29,11 @@ pub const MAX_VALUE_CHARS: usize = 16 * 1024;
 /// `endsAt`, ntopng's one-shot flow alerts) stays firing unless it is sent again:
 /// Alertmanager's `resolve_timeout`.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Latest time a sender may state (Unix s): 9999-12-31T23:59:59Z, the last second
+/// RFC 3339 can write. A later one is not a real time (and would overflow in ms).
+pub const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
+/// The last millisecond of 9999 (Unix ms): the latest time an alert is given.
+pub const MAX_TIME_MS: i64 = MAX_UNIX_SECONDS * 1000 + 999;
 
 /// A payload that cannot be accepted; the message names the field or the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +154,8 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
 }
 
 /// Parses an RFC 3339 time into Unix ms; Go's zero time (`0001-01-01T00:00:00Z`) is
-/// "unset". Errors name `field`.
+/// "unset". Errors name `field`, also for a time after [`MAX_UNIX_SECONDS`] (which a
+/// negative offset on the last day of 9999 can reach).
 pub fn parse_time(value: &str, field: &str) -> Result<Option<i64>, IngestError> {
     if value.is_empty() {
         return Ok(None);
@@ -154,17 +165,63 @@ pub fn parse_time(value: &str, field: &str) -> Result<Option<i64>, IngestError> 
     if t.timestamp() <= -62_135_596_800 + 86_400 {
         return Ok(None);
     }
+    if t.timestamp() > MAX_UNIX_SECONDS {
+        return Err(IngestError(format!(
+            "{field}: {value:?} is after 9999-12-31T23:59:59Z, the latest time accepted"
+        )));
+    }
     Ok(Some(t.timestamp_millis()))
 }
 
-/// Rejects empty label names; cuts over-long values.
-pub fn check_labels(labels: &mut LabelSet, field: &str) -> Result<(), IngestError> {
-    if labels.contains_key("") {
-        return Err(IngestError(format!(
-            "{field}: label names must not be empty"
-        )));
-    }
-    for v in labels.values_mut() {
+/// `ms` plus [`RESOLVE_TIMEOUT`]: when an alert without an end of its own resolves; at
+/// most [`MAX_TIME_MS`], so it can still be written as RFC 3339.
+pub fn after_resolve_timeout(ms: i64) -> i64 {
+    ms.saturating_add(duration_ms(RESOLVE_TIMEOUT))
+        .min(MAX_TIME_MS)
+}
+
+/// Longest label or annotation name accepted (bytes).
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Which label names a format accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Prometheus' classic rule, `[a-zA-Z_][a-zA-Z0-9_]*`, as Alertmanager validates
+    /// its webhook and `/api/v2/alerts` alerts.
+    Prometheus,
+    /// Any UTF-8 name, as Prometheus 3 allows (the generic API).
+    Utf8,
+}
+
+/// Whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_prometheus_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks names (non-empty, at most [`MAX_NAME_BYTES`], `rule`); cuts over-long
+/// values. Errors name `field`.
+pub fn check_labels(labels: &mut LabelSet, field: &str, rule: Names) -> Result<(), IngestError> {
+    for (name, v) in labels.iter_mut() {
+        if name.is_empty() {
+            return Err(IngestError(format!(
+                "{field}: label names must not be empty"
+            )));
+        }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(IngestError(format!(
+                "{field}: label name of {} bytes is longer than {MAX_NAME_BYTES}",
+                name.len()
+            )));
+        }
+        if rule == Names::Prometheus && !is_prometheus_name(name) {
+            return Err(IngestError(format!(
+                "{field}: invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"
+            )));
+        }
         if v.len() > MAX_VALUE_CHARS {
             *v = truncate_chars(v, MAX_VALUE_CHARS);
         }
@@ -172,9 +229,100 @@ pub fn check_labels(labels: &mut LabelSet, field: &str) -> Result<(), IngestErro
     Ok(())
 }
 
-/// Maps a `serde_path_to_error` failure to an [`IngestError`] naming the path.
-pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> IngestError {
-    IngestError(crate::api::error::json_error_message(e))
+/// Alerts of one request: those that are valid, and an error (naming the alert's
+/// index and field) for each that is not. One bad alert never fails its neighbours.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Valid alerts, in request order.
+    pub alerts: Vec<RawAlert>,
+    /// One error per refused alert.
+    pub rejected: Vec<IngestError>,
+}
+
+impl Parsed {
+    /// Sorts results into alerts and errors; `prefix(i)` names the i-th alert in them.
+    pub fn from_results(
+        results: impl IntoIterator<Item = Result<RawAlert, IngestError>>,
+        prefix: impl Fn(usize) -> String,
+    ) -> Self {
+        let mut out = Parsed::default();
+        for (i, r) in results.into_iter().enumerate() {
+            match r.and_then(|a| a.storable(|| prefix(i))) {
+                Ok(a) => out.alerts.push(a),
+                Err(e) => out.rejected.push(e),
+            }
+        }
+        out
+    }
+}
+
+impl RawAlert {
+    /// This alert, if every text in it can be stored; errors name `{prefix()}field`
+    /// (built only for an error: this runs for every alert received).
+    pub fn storable(self, prefix: impl Fn() -> String) -> Result<Self, IngestError> {
+        let nul = |field: &str| {
+            IngestError(format!(
+                "{}{field}: must not contain NUL characters",
+                prefix()
+            ))
+        };
+        let texts = [
+            (Some(&self.source), "source"),
+            (self.message.as_ref(), "message"),
+            (self.generator_url.as_ref(), "generator_url"),
+            (self.type_hint.as_ref(), "type"),
+        ];
+        for (text, field) in texts {
+            if text.is_some_and(|t| t.contains('\0')) {
+                return Err(nul(field));
+            }
+        }
+        for (set, field) in [(&self.labels, "labels"), (&self.annotations, "annotations")] {
+            for (k, v) in set {
+                if k.contains('\0') {
+                    return Err(nul(field));
+                }
+                if v.contains('\0') {
+                    return Err(nul(&format!("{field}.{k}")));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Parses a JSON array of `T`, each item on its own: a syntax error fails the whole
+/// body, an item of the wrong shape only itself (its error names `{path}[i].field`).
+pub fn parse_items<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    path: &str,
+) -> Result<Vec<Result<T, IngestError>>, IngestError> {
+    if let Ok(all) = serde_json::from_slice::<Vec<T>>(body) {
+        return Ok(all.into_iter().map(Ok).collect());
+    }
+    let values: Vec<serde_json::Value> = from_slice(body)?;
+    Ok(items_of(values, path))
+}
+
+/// Deserializes each of `values` as `T`; errors name `{path}[i].field`.
+pub fn items_of<T: serde::de::DeserializeOwned>(
+    values: Vec<serde_json::Value>,
+    path: &str,
+) -> Vec<Result<T, IngestError>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let field = e.path().to_string();
+                let inner = e.into_inner();
+                match field.as_str() {
+                    "" | "." | "?" => IngestError(format!("{path}[{i}]: {inner}")),
+                    _ => IngestError(format!("{path}[{i}].{field}: {inner}")),
+                }
+            })
+        })
+        .collect()
 }
 
 /// Deserializes `bytes` with errors naming the path. Valid input takes serde_json's
@@ -186,9 +334,7 @@ pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Ing
     if let Ok(v) = serde_json::from_slice(bytes) {
         return Ok(v);
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let v = serde_path_to_error::deserialize(de).map_err(json_error)?;
-    Ok(v)
+    crate::json::from_json(bytes).map_err(IngestError)
 }
 
 /// `[i].` for arrays, nothing for a single object.
@@ -212,6 +358,36 @@ mod tests {
         );
         let e = parse_time("yesterday", "[2].endsAt").unwrap_err();
         assert!(e.0.starts_with("[2].endsAt"), "{e}");
+    }
+
+    #[test]
+    fn times_stay_within_year_9999() {
+        let last = parse_time("9999-12-31T23:59:59Z", "endsAt").unwrap();
+        assert_eq!(last, Some(MAX_UNIX_SECONDS * 1000));
+        for bad in [
+            "9999-12-31T23:59:59-23:59",
+            "10000-01-01T00:00:00Z",
+            "+275760-09-13T00:00:00Z",
+            "9223372036854775807",
+        ] {
+            let e = parse_time(bad, "[1].startsAt").unwrap_err();
+            assert!(e.0.starts_with("[1].startsAt"), "{bad}: {e}");
+        }
+        let first = parse_time("0001-01-02T00:00:01Z", "startsAt").unwrap();
+        assert_eq!(first, Some(-62_135_510_399_000));
+    }
+
+    #[test]
+    fn resolve_timeout_saturates() {
+        assert_eq!(after_resolve_timeout(1_000), 301_000);
+        assert_eq!(after_resolve_timeout(i64::MAX), MAX_TIME_MS);
+        assert_eq!(after_resolve_timeout(i64::MAX - 1), MAX_TIME_MS);
+        assert_eq!(after_resolve_timeout(MAX_UNIX_SECONDS * 1000), MAX_TIME_MS);
+        assert_eq!(after_resolve_timeout(i64::MIN), i64::MIN + 300_000);
+        assert_eq!(
+            crate::alerts::model::rfc3339(MAX_TIME_MS),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

@@ -13,11 +13,32 @@
 //!   2 internals → system, 3 network, 4 system), else keywords, flows default to network.
 //! * `action` `engage` fires, `release` resolves (at `tstamp_end`), `store` (one-shot,
 //!   flows) fires and resolves by itself after the resolve timeout unless repeated.
+//!
+//! Numbers from the record (integers, floats or numeric strings):
+//! * Times (`tstamp`, `alert_tstamp`, `tstamp_end`, Unix seconds): 0 or absent is
+//!   ntopng's "none"; anything else must be a time from 1970 to the end of 9999
+//!   ([`MAX_UNIX_SECONDS`]). Negative, later, non-numeric or non-finite values are an
+//!   error naming the field (`alerts[1].tstamp`) for that record: Prometheus and
+//!   Alertmanager refuse a time they cannot represent rather than guess one, and a
+//!   clamped time would start or end the alert at a moment nobody stated.
+//! * `score` and the ids (`alert_id`, `entity_id`, `ifid`, `vlan_id`, `severity`,
+//!   `alert_category`) are accepted as integers, saturating at the `i64` range (a float
+//!   such as `1e300` is `i64::MAX`): they are only compared, printed or looked up,
+//!   and a score's meaning (higher is worse) survives saturation; severity and risk
+//!   are the same for every score ≥ 250. NaN is no number.
+//!
+//! A batch is ntopng's queue of unrelated records, which ntopng does not resend:
+//! [`convert`] keeps the good records and names each bad one ([`Parsed`]), and the
+//! endpoint stores the good ones and answers 400 naming the bad ones (as Alertmanager's
+//! `POST /api/v2/alerts` does).
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{IngestError, RESOLVE_TIMEOUT, RawAlert, from_slice, truncate_chars};
+use super::{
+    IngestError, MAX_UNIX_SECONDS, Parsed, RawAlert, after_resolve_timeout, from_slice,
+    truncate_chars,
+};
 use crate::alerts::model::{LabelSet, Severity};
 
 /// The webhook's envelope.
@@ -41,23 +62,21 @@ pub fn parse_envelope(body: &[u8]) -> Result<NtopngPayload, IngestError> {
     from_slice(body)
 }
 
-/// Converts the alert records of a payload.
-pub fn convert(
-    p: &NtopngPayload,
-    max_alerts: usize,
-    now_ms: i64,
-) -> Result<Vec<RawAlert>, IngestError> {
+/// Converts the alert records of a payload; too many is an error for the whole payload,
+/// a bad record only for itself.
+pub fn convert(p: &NtopngPayload, max_alerts: usize, now_ms: i64) -> Result<Parsed, IngestError> {
     if p.alerts.len() > max_alerts {
         return Err(IngestError(format!(
             "too many alerts: {} in one request; the limit is {max_alerts} (alerts.max_alerts_per_request)",
             p.alerts.len()
         )));
     }
-    p.alerts
+    let results = p
+        .alerts
         .iter()
         .enumerate()
-        .map(|(i, a)| convert_one(a, i, now_ms))
-        .collect()
+        .map(|(i, a)| convert_one(a, i, now_ms));
+    Ok(Parsed::from_results(results, |i| format!("alerts[{i}].")))
 }
 
 fn convert_one(a: &Value, i: usize, now_ms: i64) -> Result<RawAlert, IngestError> {
@@ -171,10 +190,12 @@ fn convert_one(a: &Value, i: usize, now_ms: i64) -> Result<RawAlert, IngestError
         );
     }
 
-    let tstamp_ms = int("tstamp")
-        .or_else(|| int("alert_tstamp"))
-        .filter(|t| *t > 0)
-        .map(|t| t * 1000);
+    let time = |k: &str| unix_ms(get(k), &format!("alerts[{i}].{k}"));
+    let tstamp_ms = match time("tstamp")? {
+        Some(t) => Some(t),
+        None => time("alert_tstamp")?,
+    };
+    let tstamp_end_ms = time("tstamp_end")?;
     let action = text("action").unwrap_or_else(|| {
         if is_flow {
             "store".into()
@@ -183,16 +204,10 @@ fn convert_one(a: &Value, i: usize, now_ms: i64) -> Result<RawAlert, IngestError
         }
     });
     let ends_at_ms = match action.as_str() {
-        "release" => Some(
-            int("tstamp_end")
-                .filter(|t| *t > 0)
-                .map(|t| t * 1000)
-                .unwrap_or(now_ms)
-                .min(now_ms),
-        ),
-        "store" => {
-            Some(tstamp_ms.unwrap_or(now_ms).max(now_ms) + RESOLVE_TIMEOUT.as_millis() as i64)
-        }
+        "release" => Some(tstamp_end_ms.unwrap_or(now_ms).min(now_ms)),
+        "store" => Some(after_resolve_timeout(
+            tstamp_ms.unwrap_or(now_ms).max(now_ms),
+        )),
         _ => None,
     };
 
@@ -225,13 +240,68 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
-/// A JSON number or numeric string as an integer.
+/// A JSON number or numeric string as an integer, saturating at the `i64` range
+/// (fractions cut); NaN and other text are none.
 fn as_int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
-        _ => None,
+    as_f64_or_int(v).map(|n| match n {
+        Num::Int(i) => i,
+        // `as` saturates (and maps ±∞ to the bounds); NaN was filtered out.
+        Num::Float(f) => f as i64,
+    })
+}
+
+/// A number as read: exact when it is an `i64`, else a float.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+/// A JSON number or numeric string; `None` for NaN, text and other values.
+fn as_f64_or_int(v: &Value) -> Option<Num> {
+    let n = match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Num::Int(i),
+            None => Num::Float(n.as_f64()?),
+        },
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(i) => Num::Int(i),
+                Err(_) => Num::Float(s.parse::<f64>().ok()?),
+            }
+        }
+        _ => return None,
+    };
+    match n {
+        Num::Float(f) if f.is_nan() => None,
+        n => Some(n),
     }
+}
+
+/// An ntopng time (Unix seconds) as Unix ms: `None` when absent, empty or 0 (ntopng's
+/// "none"); an error naming `field` unless it is a time from 1970 to the end of 9999.
+fn unix_ms(v: Option<&Value>, field: &str) -> Result<Option<i64>, IngestError> {
+    let Some(v) = v.filter(|v| v.as_str().is_none_or(|s| !s.trim().is_empty())) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        IngestError(format!(
+            "{field}: {v} is not a time: {why} (Unix seconds, 1970 to 9999-12-31T23:59:59Z)"
+        ))
+    };
+    let ms = match as_f64_or_int(v).ok_or_else(|| bad("not a number"))? {
+        Num::Int(0) => return Ok(None),
+        Num::Int(s) if s < 0 => return Err(bad("negative")),
+        Num::Int(s) if s > MAX_UNIX_SECONDS => return Err(bad("after the year 9999")),
+        // In range, so the product fits (≤ 2.6e14).
+        Num::Int(s) => s * 1000,
+        Num::Float(0.0) => return Ok(None),
+        Num::Float(f) if f < 0.0 => return Err(bad("negative")),
+        Num::Float(f) if f > MAX_UNIX_SECONDS as f64 => return Err(bad("after the year 9999")),
+        Num::Float(f) => (f * 1000.0).round() as i64,
+    };
+    Ok(Some(ms))
 }
 
 /// ntopng's alert entities.
@@ -333,6 +403,8 @@ fn describe(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -349,7 +421,7 @@ mod tests {
            "info":"evil.example"}]}"#;
         let p = parse_envelope(body).unwrap();
         assert_eq!(p.sharedsecret.as_deref(), Some("s"));
-        let alerts = convert(&p, 10, NOW).unwrap();
+        let alerts = convert(&p, 10, NOW).unwrap().alerts;
         let host = alerts[0].clone().prepare();
         assert_eq!(host.alertname.as_deref(), Some("syn_scan"));
         assert_eq!(host.labels["instance"], "192.168.1.5");
@@ -385,19 +457,150 @@ mod tests {
             br#"{"alerts":[{"alert_id":5,"action":"release","entity_id":0,"entity_val":"eth0",
             "score":50,"tstamp":1699990000,"tstamp_end":1699999000}]}"#;
         let p = parse_envelope(body).unwrap();
-        let a = convert(&p, 10, NOW).unwrap().remove(0).prepare();
+        let a = convert(&p, 10, NOW).unwrap().alerts.remove(0).prepare();
         assert_eq!(a.ends_at_ms, Some(1_699_999_000_000));
         assert_eq!(a.severity, Severity::Warning);
         assert_eq!(a.labels["entity"], "interface");
         let p = parse_envelope(br#"{"alerts":[{"score":1}]}"#).unwrap();
-        assert!(convert(&p, 10, NOW).unwrap_err().0.starts_with("alerts[0]"));
+        let c = convert(&p, 10, NOW).unwrap();
+        assert!(c.alerts.is_empty());
+        assert!(c.rejected[0].0.starts_with("alerts[0]"));
         let p = parse_envelope(br#"{"alerts":[7]}"#).unwrap();
-        assert!(convert(&p, 10, NOW).unwrap_err().0.starts_with("alerts[0]"));
+        assert!(
+            convert(&p, 10, NOW).unwrap().rejected[0]
+                .0
+                .starts_with("alerts[0]")
+        );
+        let p = parse_envelope(br#"{"alerts":[7,7]}"#).unwrap();
+        assert!(
+            convert(&p, 1, NOW)
+                .unwrap_err()
+                .0
+                .contains("max_alerts_per_request")
+        );
         assert!(
             parse_envelope(br#"{"version":"0.2"}"#)
                 .unwrap_err()
                 .0
                 .contains("alerts")
         );
+    }
+
+    /// One record with `fields` added to a minimal engaged host alert.
+    fn record(fields: Value) -> Value {
+        let mut r = json!({"alert_id": 5, "entity_id": 1, "entity_val": "h"});
+        if let (Some(r), Value::Object(f)) = (r.as_object_mut(), fields) {
+            r.extend(f);
+        }
+        r
+    }
+
+    fn one(fields: Value) -> Result<RawAlert, IngestError> {
+        convert_one(&record(fields), 1, NOW)
+    }
+
+    #[test]
+    fn times_out_of_range_are_named() {
+        for (fields, field) in [
+            (json!({"tstamp": i64::MAX}), "alerts[1].tstamp"),
+            (json!({"tstamp": i64::MIN}), "alerts[1].tstamp"),
+            (json!({"tstamp": u64::MAX}), "alerts[1].tstamp"),
+            (json!({"tstamp": 1e300}), "alerts[1].tstamp"),
+            (json!({"tstamp": -1e300}), "alerts[1].tstamp"),
+            (json!({"tstamp": -1}), "alerts[1].tstamp"),
+            (json!({"tstamp": "9223372036854775807"}), "alerts[1].tstamp"),
+            (json!({"tstamp": "inf"}), "alerts[1].tstamp"),
+            (json!({"tstamp": "NaN"}), "alerts[1].tstamp"),
+            (json!({"tstamp": "soon"}), "alerts[1].tstamp"),
+            (json!({"tstamp": MAX_UNIX_SECONDS + 1}), "alerts[1].tstamp"),
+            (json!({"alert_tstamp": i64::MAX}), "alerts[1].alert_tstamp"),
+            (
+                json!({"action": "release", "tstamp_end": i64::MAX}),
+                "alerts[1].tstamp_end",
+            ),
+            (
+                json!({"action": "store", "tstamp_end": -5, "tstamp": 1}),
+                "alerts[1].tstamp_end",
+            ),
+        ] {
+            let e = one(fields.clone()).unwrap_err().0;
+            assert!(e.starts_with(field), "{fields}: {e}");
+            assert!(e.contains("9999"), "{fields}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_in_range_convert_exactly() {
+        let last = one(json!({"tstamp": MAX_UNIX_SECONDS})).unwrap();
+        assert_eq!(last.starts_at_ms, Some(NOW), "a future start is now");
+        let frac = one(json!({"tstamp": 1_699_999_900.5})).unwrap();
+        assert_eq!(frac.starts_at_ms, Some(1_699_999_900_500));
+        let text = one(json!({"tstamp": " 1699999900 "})).unwrap();
+        assert_eq!(text.starts_at_ms, Some(1_699_999_900_000));
+        let zero = one(json!({"tstamp": 0, "alert_tstamp": 1_699_999_000})).unwrap();
+        assert_eq!(zero.starts_at_ms, Some(1_699_999_000_000));
+        let none = one(json!({"tstamp": 0.0, "tstamp_end": ""})).unwrap();
+        assert_eq!(none.starts_at_ms, None);
+        let none = one(json!({"tstamp": -0.0, "alert_tstamp": "0"})).unwrap();
+        assert_eq!(none.starts_at_ms, None);
+        // One-shot flow alerts end a resolve timeout after their (future) time.
+        let store = one(json!({"action": "store", "tstamp": MAX_UNIX_SECONDS})).unwrap();
+        assert_eq!(
+            store.ends_at_ms,
+            Some(super::super::MAX_TIME_MS),
+            "no overflow at the last second"
+        );
+        let release = one(json!({"action": "release", "tstamp_end": MAX_UNIX_SECONDS})).unwrap();
+        assert_eq!(release.ends_at_ms, Some(NOW));
+        // A clock at the end of time saturates.
+        let late = convert_one(&record(json!({"action": "store"})), 0, i64::MAX).unwrap();
+        assert_eq!(late.ends_at_ms, Some(super::super::MAX_TIME_MS));
+    }
+
+    #[test]
+    fn huge_scores_saturate() {
+        for (score, kept) in [
+            (json!(i64::MAX), i64::MAX),
+            (json!(u64::MAX), i64::MAX),
+            (json!(1e300), i64::MAX),
+            (json!("1e300"), i64::MAX),
+            (json!(-1e300), i64::MIN),
+            (json!(i64::MIN), i64::MIN),
+        ] {
+            let raw = one(json!({"score": score.clone()})).unwrap();
+            assert_eq!(raw.source_score, Some(kept), "{score}");
+            let inc = raw.prepare();
+            let expected = if kept > 0 {
+                Severity::Critical
+            } else {
+                Severity::Info
+            };
+            assert_eq!(inc.severity, expected, "{score}");
+            assert_eq!(inc.annotations["score"], kept.to_string());
+        }
+        let nan = one(json!({"score": "NaN"})).unwrap();
+        assert_eq!(nan.source_score, None);
+        // Ids are only printed.
+        let id = convert_one(&json!({"alert_id": 1e300}), 0, NOW).unwrap();
+        assert_eq!(id.labels["alertname"], format!("ntopng_alert_{}", i64::MAX));
+    }
+
+    #[test]
+    fn a_bad_record_does_not_take_the_batch_down() {
+        let body = br#"{"alerts":[
+          {"alert_id":1,"entity_id":1,"entity_val":"a","tstamp":1699999900,"score":10},
+          {"alert_id":2,"entity_id":1,"entity_val":"b","tstamp":9223372036854775807,"score":9223372036854775807},
+          {"alert_id":3,"entity_id":1,"entity_val":"c","tstamp_end":-1,"action":"release"}]}"#;
+        let c = convert(&parse_envelope(body).unwrap(), 10, NOW).unwrap();
+        assert_eq!(c.alerts.len(), 1);
+        assert_eq!(c.alerts[0].labels["entity_val"], "a");
+        assert_eq!(c.rejected.len(), 2);
+        let msg = c.rejected[0].0.clone();
+        assert!(
+            msg.starts_with("alerts[1].tstamp: 9223372036854775807"),
+            "{msg}"
+        );
+        let msg = &c.rejected[1].0;
+        assert!(msg.starts_with("alerts[2].tstamp_end: -1"), "{msg}");
     }
 }

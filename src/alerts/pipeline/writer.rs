@@ -342,6 +342,15 @@ impl Writer {
                 self.announce(&plan).await;
                 self.remember(plan);
             }
+            Err(e) if jobs.len() > 1 && e.is_bad_data() => {
+                // Something in one request the edge did not catch: the database refuses
+                // the whole batch. Each request is tried alone, so only its own fails.
+                tracing::warn!(error = %e, requests = jobs.len(), "alert batch refused; committing its requests one by one");
+                self.rebuild().await;
+                for job in jobs {
+                    Box::pin(self.ingest(vec![job])).await;
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, alerts = n, "alert batch failed");
                 self.qm.failed.inc_by(n as u64);
