@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! cargo run --release --example ingest_load -- --url http://127.0.0.1:8080 \
-//!     --clients 64 --batch 100 --seconds 20 --distinct 20000 [--name watchpost-sqlite]
+//!     --clients 64 --batch 100 --seconds 20 --distinct 20000 [--name watchpost-sqlite] [--storm]
 //! ```
 //!
 //! Alerts cycle through `--distinct` label sets (like Prometheus resending its firing
-//! alerts), so a run exercises both first receipts and repeats. `--url` may list several
+//! alerts), so a run exercises both first receipts and repeats; with `--storm` every
+//! alert is new (an alert storm). Bodies are built as they are sent. `--url` may list several
 //! nodes (comma-separated): client `i` sends to node `i mod n`, and the label sets are
 //! split between the nodes (each alert source talks to one node, as docs/cluster.md
 //! advises).
@@ -31,6 +32,8 @@ struct Args {
     /// With several URLs: every node gets every label set (as from a Prometheus that
     /// sends to all of them), instead of its own share.
     same: bool,
+    /// Every alert new (an alert storm) instead of cycling through `distinct`.
+    storm: bool,
 }
 
 fn args() -> Args {
@@ -44,6 +47,7 @@ fn args() -> Args {
         distinct: 20_000,
         token: None,
         same: false,
+        storm: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,45 +62,90 @@ fn args() -> Args {
             "--distinct" => a.distinct = val().parse().expect("--distinct"),
             "--token" => a.token = Some(val()),
             "--same" => a.same = true,
+            "--storm" => a.storm = true,
             other => panic!("unknown flag {other}"),
         }
     }
     a
 }
 
-/// Pre-built request bodies, so the generator spends its CPU on sending.
-fn bodies(a: &Args) -> Vec<bytes::Bytes> {
-    let now = chrono::Utc::now();
-    let starts = (now - chrono::Duration::minutes(1)).to_rfc3339();
-    let ends = (now + chrono::Duration::hours(2)).to_rfc3339();
-    let per_body = a.batch.max(1);
-    let n_bodies = a.distinct.div_ceil(per_body).max(1);
-    (0..n_bodies)
-        .map(|b| {
-            let alerts: Vec<_> = (0..per_body)
-                .map(|i| {
-                    let n = (b * per_body + i) % a.distinct.max(1);
-                    let severity = ["warning", "critical", "info"][n % 3];
-                    json!({
-                        "labels": {
-                            "alertname": format!("BenchAlert{}", n % 50),
-                            "instance": format!("host-{n}:9100"),
-                            "job": "bench",
-                            "severity": severity,
-                        },
-                        "annotations": {
-                            "summary": format!("bench alert {n} fired"),
-                            "description": "synthetic load from examples/ingest_load.rs",
-                        },
-                        "startsAt": starts,
-                        "endsAt": ends,
-                        "generatorURL": "http://prometheus:9090/graph?g0.expr=bench",
-                    })
-                })
-                .collect();
-            bytes::Bytes::from(serde_json::to_vec(&alerts).expect("json"))
-        })
-        .collect()
+/// Request bodies, built when sent (a billion distinct alerts need no memory).
+///
+/// Repeats (`--distinct N`): body `b` holds label sets `b*batch … b*batch+batch-1`
+/// (mod N), the same on every send. Storm (`--storm`): every body holds label sets
+/// never sent before, numbered from one shared counter and tagged with the run's start,
+/// so a second run against the same target is new too.
+struct Bodies {
+    per_body: usize,
+    distinct: usize,
+    storm: bool,
+    run: u128,
+    next: AtomicU64,
+    starts: String,
+    ends: String,
+}
+
+impl Bodies {
+    fn new(a: &Args) -> Self {
+        let now = chrono::Utc::now();
+        Bodies {
+            per_body: a.batch.max(1),
+            distinct: a.distinct.max(1),
+            storm: a.storm,
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            next: AtomicU64::new(0),
+            starts: (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            ends: (now + chrono::Duration::hours(2)).to_rfc3339(),
+        }
+    }
+
+    /// How many different bodies repeats cycle through.
+    fn count(&self) -> usize {
+        self.distinct.div_ceil(self.per_body).max(1)
+    }
+
+    /// Body `b` of the repeats, or the next body of the storm.
+    fn body(&self, b: usize) -> bytes::Bytes {
+        let mut out = String::with_capacity(self.per_body * 420);
+        out.push('[');
+        let first = if self.storm {
+            self.next.fetch_add(self.per_body as u64, Ordering::Relaxed)
+        } else {
+            (b * self.per_body) as u64
+        };
+        for i in 0..self.per_body as u64 {
+            if i > 0 {
+                out.push(',');
+            }
+            let n = if self.storm {
+                first + i
+            } else {
+                (first + i) % self.distinct as u64
+            };
+            self.alert(&mut out, n);
+        }
+        out.push(']');
+        bytes::Bytes::from(out)
+    }
+
+    fn alert(&self, out: &mut String, n: u64) {
+        use std::fmt::Write;
+        let severity = ["warning", "critical", "info"][(n % 3) as usize];
+        let instance = if self.storm {
+            format!("storm-{}-{n}:9100", self.run)
+        } else {
+            format!("host-{n}:9100")
+        };
+        let _ = write!(
+            out,
+            r#"{{"labels":{{"alertname":"BenchAlert{}","instance":"{instance}","job":"bench","severity":"{severity}"}},"annotations":{{"summary":"bench alert {n} fired","description":"synthetic load from examples/ingest_load.rs"}},"startsAt":"{}","endsAt":"{}","generatorURL":"http://prometheus:9090/graph?g0.expr=bench"}}"#,
+            n % 50,
+            self.starts,
+            self.ends
+        );
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -110,7 +159,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let bodies = Arc::new(bodies(&a));
+    let bodies = Arc::new(Bodies::new(&a));
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(a.clients * 2)
@@ -145,10 +194,11 @@ async fn main() {
             // With several nodes, node k gets bodies k, k+n, k+2n, …: disjoint label sets.
             // With --same, every node gets every body.
             let (node, nodes) = if same { (0, 1) } else { (c % nodes, nodes) };
-            let per_node = (bodies.len() / nodes).max(1);
+            let count = bodies.count();
+            let per_node = (count / nodes).max(1);
             let mut i = c * 7919;
             while !stop.load(Ordering::Relaxed) {
-                let body = bodies[((i % per_node) * nodes + node) % bodies.len()].clone();
+                let body = bodies.body(((i % per_node) * nodes + node) % count);
                 i += 1;
                 let mut req = client
                     .post(&url)
@@ -198,6 +248,7 @@ async fn main() {
         "target": a.name,
         "clients": a.clients,
         "batch": a.batch,
+        "workload": if a.storm { "storm" } else { "repeats" },
         "seconds": (elapsed * 100.0).round() / 100.0,
         "requests": lat.len(),
         "errors": errors.load(Ordering::Relaxed),

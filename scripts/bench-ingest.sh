@@ -2,12 +2,18 @@
 # Durable alert ingest benchmark, same load, same run, side by side:
 #   watchpost on SQLite, watchpost on PostgreSQL, Debian's prometheus-alertmanager.
 # N clients (default 64) POST batches (default 100) of Alertmanager v2 alerts to
-# /api/v2/alerts for SECONDS_RUN seconds each (examples/ingest_load.rs); prints
-# alerts/s and latency percentiles per target, and for watchpost the time from SIGTERM
-# (sent in the middle of the same load) to the process's exit.
+# /api/v2/alerts for SECONDS_RUN seconds each (examples/ingest_load.rs), in two
+# workloads against the same process:
+#   repeats  DISTINCT label sets (default 20,000) sent again and again (steady state);
+#   storm    every alert new (an alert storm: a partition, a bad deploy).
+# Prints alerts/s and latency percentiles per target and workload; the RSS of each
+# target before and after, and RSS bytes per firing alert (the growth over the idle
+# process divided by the alerts firing at the end); and for watchpost the time from
+# SIGTERM (sent in the middle of the same load) to the process's exit.
 #
 #   scripts/bench-ingest.sh            # defaults: 64 clients, batches of 100, 20 s
 #   CLIENTS=32 BATCH=500 SECONDS_RUN=30 scripts/bench-ingest.sh
+#   WORKLOADS=storm SECONDS_RUN=10 scripts/bench-ingest.sh
 #   TARGETS="postgres postgres3" scripts/bench-ingest.sh   # one node vs three nodes
 #
 # `postgres3` runs three watchpost nodes on one PostgreSQL (a cluster, docs/cluster.md);
@@ -28,6 +34,9 @@ SECONDS_RUN=${SECONDS_RUN:-20}
 WARMUP=${WARMUP:-3}
 DISTINCT=${DISTINCT:-20000}
 TARGETS=${TARGETS:-"sqlite postgres alertmanager"}
+WORKLOADS=${WORKLOADS:-"repeats storm"}
+# A storm of SECONDS_RUN at full speed must not reach watchpost's alerts.max_firing.
+MAX_FIRING=${MAX_FIRING:-20000000}
 
 log() { printf '==> %s\n' "$*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -61,6 +70,33 @@ load() { # name url [flags...]
     --seconds "$SECONDS_RUN" --warmup "$WARMUP" --distinct "$DISTINCT" "$@" | tee -a "$WORK/results.jsonl"
 }
 
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# Alerts firing now: watchpost_alerts_active, or Alertmanager's active alerts.
+firing() { # url
+  curl -sf "$1/metrics" | awk '
+    /^watchpost_alerts_active\{/ || /^alertmanager_alerts\{state="active"\}/ { n += $2 }
+    END { printf "%d\n", n }'
+}
+
+# Every workload in turn against one process, then its memory.
+workloads() { # name url pid [flags...]
+  local name=$1 url=$2 pid=$3 idle
+  shift 3
+  idle=$(rss_kb "$pid")
+  for w in $WORKLOADS; do
+    log "$name, $w: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
+    case $w in
+      repeats) load "$name" "$url" "$@" ;;
+      storm) load "$name" "$url" --storm "$@" ;;
+      *) log "unknown workload $w"; exit 1 ;;
+    esac
+  done
+  sleep 1
+  python3 -c "import json,sys; i,r,f=map(int,sys.argv[2:5]); print(json.dumps({'target':sys.argv[1],'rss_idle_kb':i,'rss_kb':r,'firing':f,'bytes_per_firing':round((r-i)*1024/f) if f else None}))" \
+    "$name" "$idle" "$(rss_kb "$pid")" "$(firing "${url%%,*}")" | tee -a "$WORK/memory.jsonl"
+}
+
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # SIGTERM while the same load runs: seconds until the process has exited (it drains
@@ -83,12 +119,12 @@ run_watchpost() { # name database_url
   local port pid
   port=$(free_port)
   WATCHPOST_LISTEN=127.0.0.1:$port WATCHPOST_DATABASE_URL=$2 WATCHPOST_RULES__FILES= \
-    WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 WATCHPOST_LOG__FORMAT=json WATCHPOST_LOG__LEVEL=warn \
+    WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 WATCHPOST_ALERTS__MAX_FIRING=$MAX_FIRING \
+    WATCHPOST_LOG__FORMAT=json WATCHPOST_LOG__LEVEL=warn \
     "$BIN" serve >"$WORK/$1.log" 2>&1 &
   pid=$!; PIDS+=("$pid")
   wait_http "http://127.0.0.1:$port/ready"
-  log "$1: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
-  load "$1" "http://127.0.0.1:$port"
+  workloads "$1" "http://127.0.0.1:$port" "$pid"
   sigterm_under_load "$1" "http://127.0.0.1:$port" "$pid"
 }
 
@@ -121,6 +157,7 @@ for t in $TARGETS; do
         port=$(free_port)
         WATCHPOST_LISTEN=127.0.0.1:$port WATCHPOST_DATABASE_URL=$PG_URL WATCHPOST_RULES__FILES= \
           WATCHPOST_CLUSTER__NODE_ID=n$n WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 \
+          WATCHPOST_ALERTS__MAX_FIRING=$MAX_FIRING \
           WATCHPOST_LOG__FORMAT=json WATCHPOST_LOG__LEVEL=warn \
           "$BIN" serve >"$WORK/n$n.log" 2>&1 &
         PIDS+=("$!")
@@ -152,8 +189,7 @@ YML
         --web.listen-address="127.0.0.1:$port" --cluster.listen-address= >"$WORK/am.log" 2>&1 &
       pid=$!; PIDS+=("$pid")
       wait_http "http://127.0.0.1:$port/-/ready"
-      log "alertmanager: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
-      load alertmanager "http://127.0.0.1:$port"
+      workloads alertmanager "http://127.0.0.1:$port" "$pid"
       stop_pid "$pid"
       ;;
     *) log "unknown target $t"; exit 1 ;;
@@ -163,14 +199,29 @@ done
 python3 - "$WORK/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-am = next((r["alerts_per_sec"] for r in rows if r["target"] == "alertmanager"), None)
+am = {r.get("workload", "repeats"): r["alerts_per_sec"] for r in rows if r["target"] == "alertmanager"}
 print()
-print("| target | alerts/s | p50 ms | p99 ms | requests | errors | vs alertmanager |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for r in rows:
-    ratio = f'{r["alerts_per_sec"] / am:.2f}x' if am else "-"
-    print(f'| {r["target"]} | {r["alerts_per_sec"]:.0f} | {r["p50_ms"]:.1f} | {r["p99_ms"]:.1f} | {r["requests"]} | {r["errors"]} | {ratio} |')
+print("| workload | target | alerts/s | p50 ms | p99 ms | requests | errors | vs alertmanager |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for r in sorted(rows, key=lambda r: r.get("workload", "repeats")):
+    w = r.get("workload", "repeats")
+    ratio = f'{r["alerts_per_sec"] / am[w]:.2f}x' if am.get(w) else "-"
+    print(f'| {w} | {r["target"]} | {r["alerts_per_sec"]:.0f} | {r["p50_ms"]:.1f} | {r["p99_ms"]:.1f} | {r["requests"]} | {r["errors"]} | {ratio} |')
 PY
+if [ -s "$WORK/memory.jsonl" ]; then
+  python3 - "$WORK/memory.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+am = next((r["bytes_per_firing"] for r in rows if r["target"] == "alertmanager"), None)
+print()
+print("| target | RSS idle MiB | RSS after MiB | firing alerts | RSS bytes per firing alert | vs alertmanager |")
+print("|---|---:|---:|---:|---:|---:|")
+for r in rows:
+    b = r["bytes_per_firing"]
+    ratio = f'{b / am:.2f}x' if am and b else "-"
+    print(f'| {r["target"]} | {r["rss_idle_kb"] / 1024:.1f} | {r["rss_kb"] / 1024:.1f} | {r["firing"]} | {b if b is not None else "-"} | {ratio} |')
+PY
+fi
 if [ -s "$WORK/shutdown.jsonl" ]; then
   python3 - "$WORK/shutdown.jsonl" <<'PY'
 import json, sys

@@ -430,6 +430,9 @@ pub struct AlertsConfig {
     /// write them first).
     #[serde(with = "human_duration")]
     pub checkpoint_interval: Duration,
+    /// Most alerts firing at once; beyond, requests that would fire new alerts are
+    /// answered 503 with `Retry-After` (repeats and resolves still pass). 0 = no limit.
+    pub max_firing: usize,
 }
 
 impl Default for AlertsConfig {
@@ -446,6 +449,7 @@ impl Default for AlertsConfig {
             ntopng_shared_secret: None,
             journal_dir: None,
             checkpoint_interval: Duration::from_secs(5),
+            max_firing: 1_000_000,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! In-process event bus: alert lifecycle events fan out to the WebSocket stream (and
 //! anything else that watches) without the alert pipeline knowing its listeners.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -40,13 +43,51 @@ pub struct AlertEvent {
 #[derive(Clone)]
 pub struct EventBus {
     alerts: broadcast::Sender<AlertEvent>,
+    listeners: Arc<Listeners>,
+}
+
+/// Who is listening through relays ([`EventBus::relay`]).
+#[derive(Default)]
+struct Listeners {
+    /// Receivers that only pass events on (not listeners themselves).
+    relays: AtomicUsize,
+    /// What the relays pass events on to.
+    behind_relays: AtomicUsize,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
             alerts: broadcast::channel(CAPACITY).0,
+            listeners: Arc::default(),
         }
+    }
+}
+
+/// A relay's report of how many listeners it passes events on to; the bus forgets the
+/// relay when this is dropped.
+pub struct RelayListeners {
+    listeners: Arc<Listeners>,
+    now: usize,
+}
+
+impl RelayListeners {
+    /// The relay now has `n` listeners.
+    pub fn set(&mut self, n: usize) {
+        let l = &self.listeners.behind_relays;
+        if n >= self.now {
+            l.fetch_add(n - self.now, Ordering::Relaxed);
+        } else {
+            l.fetch_sub(self.now - n, Ordering::Relaxed);
+        }
+        self.now = n;
+    }
+}
+
+impl Drop for RelayListeners {
+    fn drop(&mut self) {
+        self.set(0);
+        self.listeners.relays.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -56,9 +97,25 @@ impl EventBus {
         let _ = self.alerts.send(event);
     }
 
-    /// How many subscribers alert events have (publishers skip building events for none).
+    /// How many listen to alert events: direct subscribers, and what relays pass them
+    /// on to (publishers skip building events for none, so an alert storm costs no
+    /// event serialisation while no dashboard is open).
     pub fn alert_subscribers(&self) -> usize {
-        self.alerts.receiver_count()
+        let l = &self.listeners;
+        let relays = l.relays.load(Ordering::Relaxed);
+        self.alerts.receiver_count().saturating_sub(relays)
+            + l.behind_relays.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes a relay (the WebSocket hub), which counts as listening only while it
+    /// reports listeners of its own.
+    pub fn relay(&self) -> (broadcast::Receiver<AlertEvent>, RelayListeners) {
+        self.listeners.relays.fetch_add(1, Ordering::Relaxed);
+        let handle = RelayListeners {
+            listeners: self.listeners.clone(),
+            now: 0,
+        };
+        (self.alerts.subscribe(), handle)
     }
 
     /// Subscribes to alert events from now on.

@@ -116,6 +116,96 @@ async fn every_accepted_alert_survives_kill_9() {
     }
 }
 
+/// An alert storm: 50,000 alerts never seen before arrive at once from 8 senders in
+/// Prometheus' format; `kill -9` lands in the middle of it. Every alert whose request
+/// was answered 200 is stored after the restart, firing, with its first event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_of_new_alerts_survives_kill_9() {
+    const SENDERS: usize = 8;
+    const PER_REQUEST: usize = 500;
+    const TOTAL: usize = 50_000;
+    for db in databases().await {
+        let k = db.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = spawn(dir.path(), &db.url);
+        let base = server.base();
+        let client = common::client();
+        let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let requests = TOTAL / PER_REQUEST;
+        let mut tasks = Vec::new();
+        for c in 0..SENDERS {
+            let (client, base, acked) = (client.clone(), base.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                for r in (c..requests).step_by(SENDERS) {
+                    let instances: Vec<String> = (0..PER_REQUEST)
+                        .map(|i| format!("node-{}:9100", r * PER_REQUEST + i))
+                        .collect();
+                    let body: Vec<Value> = instances
+                        .iter()
+                        .map(|inst| {
+                            json!({"labels": {"alertname": "NodeDown", "instance": inst,
+                                              "severity": "critical"},
+                                   "annotations": {"summary": format!("{inst} is down")}})
+                        })
+                        .collect();
+                    let Ok(resp) = client
+                        .post(format!("{base}/api/v2/alerts"))
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    if resp.status().is_success() {
+                        acked.lock().await.extend(instances);
+                    }
+                }
+            }));
+        }
+        while acked.lock().await.len() < TOTAL * 3 / 5 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        server.child.kill().expect("kill -9");
+        let _ = server.child.wait();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let acked = acked.lock().await.clone();
+        assert!(acked.len() < TOTAL, "{k}: the kill landed after the storm");
+
+        let server = spawn(dir.path(), &db.url);
+        let base = server.base();
+        let mut stored = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{base}/api/v1/alerts?state=firing&limit=1000&cursor={c}"),
+                None => format!("{base}/api/v1/alerts?state=firing&limit=1000"),
+            };
+            let page = get_json(&client, url).await;
+            for a in page["alerts"].as_array().unwrap() {
+                stored.insert(a["labels"]["instance"].as_str().unwrap().to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let lost: Vec<&String> = acked.difference(&stored).collect();
+        assert!(
+            lost.is_empty(),
+            "{k}: {} of {} acknowledged alerts lost after kill -9 mid-storm, e.g. {:?}",
+            lost.len(),
+            acked.len(),
+            &lost[..lost.len().min(5)]
+        );
+        let page = get_json(&client, format!("{base}/api/v1/alerts?limit=1")).await;
+        let id = page["alerts"][0]["id"].as_i64().unwrap();
+        let a = get_json(&client, format!("{base}/api/v1/alerts/{id}")).await;
+        assert_eq!(a["events"][0]["kind"], "fired", "{k}: {a}");
+    }
+}
+
 async fn get_json(client: &reqwest::Client, url: String) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }

@@ -435,3 +435,55 @@ async fn full_queue_answers_503_then_recovers() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn max_firing_refuses_new_alerts_but_not_repeats_or_resolves() {
+    for db in databases().await {
+        let k = db.kind;
+        let mut cfg = test_config(&db.url);
+        cfg.alerts.max_firing = 5;
+        let app = TestApp::start(cfg).await;
+        let batch = |from: usize, to: usize| -> serde_json::Value {
+            (from..to)
+                .map(|i| json!({"message": format!("m{i}"), "labels": {"i": i.to_string()}}))
+                .collect()
+        };
+        let r = post(&app, "/api/v1/alerts", &batch(0, 4), None).await;
+        assert_eq!(r.status, 202, "{k}: {}", r.text);
+        // Two new ones would make 6 firing: the whole request is refused, nothing stored.
+        let r = post(&app, "/api/v1/alerts", &batch(3, 6), None).await;
+        assert_eq!(r.status, 503, "{k}: {}", r.text);
+        assert!(r.headers.contains_key("retry-after"), "{k}");
+        let error = r.body["error"].as_str().unwrap();
+        assert!(error.contains("alerts.max_firing"), "{k}: {error}");
+        assert_eq!(
+            list_all(&app, "").await.len(),
+            4,
+            "{k}: nothing of it stored"
+        );
+        assert_eq!(
+            metric(
+                &app,
+                r#"watchpost_alerts_refused_total{reason="max_firing"}"#
+            )
+            .await,
+            Some(3.0),
+            "{k}"
+        );
+        // One more fits; repeats of firing alerts always pass, even at the limit.
+        let r = post(&app, "/api/v1/alerts", &batch(4, 5), None).await;
+        assert_eq!(r.status, 202, "{k}: {}", r.text);
+        let r = post(&app, "/api/v1/alerts", &batch(0, 5), None).await;
+        assert_eq!(r.status, 202, "{k}: repeats at the limit: {}", r.text);
+        let r = post(&app, "/api/v1/alerts", &batch(5, 6), None).await;
+        assert_eq!(r.status, 503, "{k}: {}", r.text);
+        // A resolve passes and makes room.
+        let resolve = json!([{"message": "m0", "labels": {"i": "0"},
+            "starts_at": "2019-01-01T00:00:00Z", "ends_at": "2020-01-01T00:00:00Z"}]);
+        let r = post(&app, "/api/v1/alerts", &resolve, None).await;
+        assert_eq!(r.status, 202, "{k}: resolve at the limit: {}", r.text);
+        let r = post(&app, "/api/v1/alerts", &batch(5, 6), None).await;
+        assert_eq!(r.status, 202, "{k}: room after a resolve: {}", r.text);
+        app.stop().await;
+    }
+}

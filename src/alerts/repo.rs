@@ -1,6 +1,8 @@
-//! SQL for alerts and their events. Bulk writes pass all rows as one JSON text
-//! parameter (`json_each` on SQLite, `json_to_recordset` on PostgreSQL), so a batch of
-//! any size is one fixed, prepared statement: one round trip, no parameter limits.
+//! SQL for alerts and their events. Bulk writes on PostgreSQL pass all rows as one JSON
+//! text parameter (`json_to_recordset`), so a batch of any size is one fixed, prepared
+//! statement and one round trip. SQLite's `json_each` would parse each row's JSON
+//! once per column, so the alert upsert there binds every value instead, in multi-row
+//! `VALUES` statements of a few fixed sizes ([`SQLITE_CHUNKS`]).
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -274,30 +276,111 @@ fn upsert_tail() -> String {
     UPSERT_TAIL.replace("{NEWER}", NEWER)
 }
 
-fn upsert_sql(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let cols = [
-                "f", "s", "n", "m", "sv", "t", "r", "st", "sb", "ib", "l", "a", "g", "sa", "ea",
-                "fs", "ls", "c", "rr", "kb", "ka", "kc", "v",
-            ]
+/// SQLite: rows per multi-row statement. A batch is cut into chunks of these sizes
+/// (largest first), so only these few statement texts are ever prepared; 64 rows of 23
+/// columns stay far below SQLite's parameter limit.
+const SQLITE_CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// Columns the upsert writes (in [`INSERT_HEAD`]'s order).
+const UPSERT_COLUMNS: usize = 23;
+
+/// The SQLite upsert of `SQLITE_CHUNKS[i]` rows, built once.
+fn sqlite_upsert_sql(i: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        SQLITE_CHUNKS
             .iter()
-            .map(|k| format!("json_extract(value, '$.{k}')"))
-            .collect::<Vec<_>>()
-            .join(", ");
-            format!(
-                "{INSERT_HEAD}SELECT {cols} FROM json_each($1) WHERE true{}",
-                upsert_tail()
-            )
+            .map(|&rows| {
+                let values = (0..rows)
+                    .map(|_| {
+                        // Anonymous `?`: SQLite looks a `$N` name up by a linear scan
+                        // per bound value, quadratic in a statement this wide.
+                        format!("({})", vec!["?"; UPSERT_COLUMNS].join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("{INSERT_HEAD}VALUES {values}{}", upsert_tail())
+            })
+            .collect()
+    });
+    &SQL[i]
+}
+
+/// Splits `n` rows into `(index into SQLITE_CHUNKS, rows)` pieces, largest first.
+fn sqlite_chunks(mut n: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (i, &size) in SQLITE_CHUNKS.iter().enumerate() {
+        while n >= size {
+            out.push((i, size));
+            n -= size;
         }
-        Backend::Postgres => format!(
-            "{INSERT_HEAD}SELECT f, s, n, m, sv, t, r, st, sb, ib, l, a, g, sa, ea, fs, ls, c, rr, kb, ka, kc, v \
-             FROM json_to_recordset($1::json) AS x(f text, s text, n text, m text, sv text, t text, \
-             r bigint, st text, sb text, ib text, l text, a text, g text, sa bigint, ea bigint, fs bigint, \
-             ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text, v bigint){}",
-            upsert_tail()
-        ),
     }
+    out
+}
+
+/// Binds one row of the upsert, in [`INSERT_HEAD`]'s column order.
+fn bind_row<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    r: RowJson<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(r.f)
+        .bind(r.s)
+        .bind(r.n)
+        .bind(r.m)
+        .bind(r.sv)
+        .bind(r.t)
+        .bind(r.r)
+        .bind(r.st)
+        .bind(r.sb)
+        .bind(r.ib)
+        .bind(r.l)
+        .bind(r.a)
+        .bind(r.g)
+        .bind(r.sa)
+        .bind(r.ea)
+        .bind(r.fs)
+        .bind(r.ls)
+        .bind(r.c)
+        .bind(r.rr)
+        .bind(r.kb)
+        .bind(r.ka)
+        .bind(r.kc)
+        .bind(r.v)
+}
+
+/// The SQLite upsert: each chunk one statement with every value bound.
+async fn sqlite_upsert(
+    db: &Db,
+    conn: &mut AnyConnection,
+    writes: &[FullWrite<'_>],
+) -> Result<Vec<AnyRow>, StoreError> {
+    let mut rows = Vec::with_capacity(writes.len());
+    let mut rest = writes;
+    for (i, size) in sqlite_chunks(writes.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut q = sqlx::query(sqlite_upsert_sql(i));
+        for w in chunk {
+            q = bind_row(q, RowJson::of(w.alert, w.base_count));
+        }
+        let got = db
+            .timed("alerts.upsert", async {
+                q.fetch_all(&mut *conn).await.map_err(StoreError::from)
+            })
+            .await?;
+        rows.extend(got);
+    }
+    Ok(rows)
+}
+
+/// The PostgreSQL upsert: every row in one JSON parameter.
+fn postgres_upsert_sql() -> String {
+    format!(
+        "{INSERT_HEAD}SELECT f, s, n, m, sv, t, r, st, sb, ib, l, a, g, sa, ea, fs, ls, c, rr, kb, ka, kc, v \
+         FROM json_to_recordset($1::json) AS x(f text, s text, n text, m text, sv text, t text, \
+         r bigint, st text, sb text, ib text, l text, a text, g text, sa bigint, ea bigint, fs bigint, \
+         ls bigint, c bigint, rr double precision, kb text, ka bigint, kc text, v bigint){}",
+        upsert_tail()
+    )
 }
 
 /// Locks the existing rows with these ids or fingerprints, in id order (PostgreSQL;
@@ -391,21 +474,25 @@ pub async fn upsert(
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<RowJson<'_>> = writes
-        .iter()
-        .map(|w| RowJson::of(w.alert, w.base_count))
-        .collect();
-    let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-    let sql = upsert_sql(db.backend());
-    let rows = db
-        .timed("alerts.upsert", async {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(payload)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::from)
-        })
-        .await?;
+    let rows = match db.backend() {
+        Backend::Sqlite => sqlite_upsert(db, conn, writes).await?,
+        Backend::Postgres => {
+            let rows: Vec<RowJson<'_>> = writes
+                .iter()
+                .map(|w| RowJson::of(w.alert, w.base_count))
+                .collect();
+            let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+            let sql = postgres_upsert_sql();
+            db.timed("alerts.upsert", async {
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(payload)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::from)
+            })
+            .await?
+        }
+    };
     let written = rows
         .iter()
         .map(|r| {

@@ -82,7 +82,11 @@ async fn submit(service: &AlertService, batch: Vec<RawAlert>, token: &Cancellati
         let retry = match &result {
             Ok(_) => return,
             Err(PipelineError::Stopped) => return,
-            Err(PipelineError::Full { .. } | PipelineError::Timeout(_)) => true,
+            Err(
+                PipelineError::Full { .. }
+                | PipelineError::TooManyFiring { .. }
+                | PipelineError::Timeout(_),
+            ) => true,
             Err(PipelineError::Store { transient, .. }) => *transient,
         };
         if let Err(e) = result {

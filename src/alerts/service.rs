@@ -142,6 +142,7 @@ impl AlertService {
                 queue_capacity: a.queue_capacity.max(a.max_alerts_per_request).max(1),
                 retention: a.retention,
                 checkpoint_interval: a.checkpoint_interval,
+                max_firing: a.max_firing,
                 leader: role.leader,
                 feed: db.backend() == crate::store::Backend::Postgres,
                 node: role.node,

@@ -35,6 +35,7 @@ impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
         match &e {
             PipelineError::Full { .. } => ApiError::unavailable(e.to_string(), 1),
+            PipelineError::TooManyFiring { .. } => ApiError::unavailable(e.to_string(), 30),
             PipelineError::Store {
                 transient: true, ..
             }

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::AppState;
-use crate::events::AlertEvent;
+use crate::events::{AlertEvent, EventBus, RelayListeners};
 use crate::metrics::Metrics;
 use crate::promql::{Engine, Value};
 
@@ -143,6 +143,18 @@ struct Clients {
     map: HashMap<u64, Client>,
     /// Last error text sent per expression, so errors go out once per change.
     errors: HashMap<Arc<str>, String>,
+    /// Tells the event bus whether anyone listens (alert events are built only then).
+    relay: Option<RelayListeners>,
+}
+
+impl Clients {
+    /// Reports the number of clients to the metric and the event bus.
+    fn counted(&mut self, metrics: &StreamMetrics) {
+        metrics.clients.set(self.map.len() as i64);
+        if let Some(r) = &mut self.relay {
+            r.set(self.map.len());
+        }
+    }
 }
 
 /// Stream self-metrics.
@@ -186,17 +198,21 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub over `source`, ticking with `ticks`, forwarding `alerts`. Spawns the pump,
-    /// which ends when the tick sender is dropped (the app stopped).
+    /// A hub over `source`, ticking with `ticks`, relaying the bus's alert events.
+    /// Spawns the pump, which ends when the tick sender is dropped (the app stopped).
     pub fn start(
         source: Arc<dyn SampleSource>,
         ticks: watch::Receiver<i64>,
-        alerts: broadcast::Receiver<AlertEvent>,
+        bus: &EventBus,
         interval: Duration,
         metrics: &Metrics,
     ) -> Arc<Hub> {
+        let (alerts, relay) = bus.relay();
         let hub = Arc::new(Hub {
-            clients: Mutex::new(Clients::default()),
+            clients: Mutex::new(Clients {
+                relay: Some(relay),
+                ..Clients::default()
+            }),
             source,
             ticks: ticks.clone(),
             interval_ms: interval.as_millis() as i64,
@@ -224,14 +240,14 @@ impl Hub {
                 series: Vec::new(),
             },
         );
-        self.metrics.clients.set(c.map.len() as i64);
+        c.counted(&self.metrics);
         (id, rx)
     }
 
     fn remove(&self, id: u64) {
         let mut c = self.lock();
         c.map.remove(&id);
-        self.metrics.clients.set(c.map.len() as i64);
+        c.counted(&self.metrics);
     }
 
     /// Replaces a client's subscription, unless the hub would then evaluate more than
@@ -341,8 +357,9 @@ async fn pump(
     }
     // The app is stopping: dropping the senders makes every connection close.
     if let Some(hub) = hub.upgrade() {
-        hub.lock().map.clear();
-        hub.metrics.clients.set(0);
+        let mut c = hub.lock();
+        c.map.clear();
+        c.counted(&hub.metrics);
     }
     tracing::debug!("stream pump stopped");
 }
@@ -434,7 +451,7 @@ fn drop_slow(hub: &Hub, c: &mut Clients, ids: Vec<u64>) {
             );
         }
     }
-    hub.metrics.clients.set(c.map.len() as i64);
+    c.counted(&hub.metrics);
 }
 
 /// A client message.
@@ -474,7 +491,7 @@ pub fn router(state: &AppState, source: Arc<dyn SampleSource>) -> Router<AppStat
     let hub = Hub::start(
         source,
         state.scraped.clone(),
-        state.events.subscribe_alerts(),
+        &state.events,
         state.config.collect.interval,
         &state.metrics,
     );
@@ -704,7 +721,7 @@ mod tests {
 #[cfg(test)]
 mod hub_tests {
     use super::*;
-    use crate::events::{AlertEventKind, EventBus};
+    use crate::events::AlertEventKind;
 
     struct Fake;
     impl SampleSource for Fake {
@@ -743,7 +760,7 @@ mod hub_tests {
         let hub = Hub::start(
             Arc::new(Fake),
             tick_rx,
-            bus.subscribe_alerts(),
+            &bus,
             Duration::from_secs(1),
             &metrics,
         );

@@ -156,6 +156,8 @@ pub struct AlertingMetrics {
     pub alerts_received: IntCounterVec,
     /// `watchpost_alerts_fired_total{severity,source}`: alerts that started firing.
     pub alerts_fired: IntCounterVec,
+    /// `watchpost_alerts_refused_total{reason}`: alerts the writer refused.
+    pub alerts_refused: IntCounterVec,
     /// `watchpost_rule_evaluations_total`.
     pub rule_evaluations: IntCounter,
     /// `watchpost_rule_evaluation_failures_total`.
@@ -380,6 +382,11 @@ impl Metrics {
                 "watchpost_alerts_fired_total",
                 "Alerts that started firing (new, or firing again after resolving), by severity and source.",
                 &["severity", "source"],
+            )?,
+            alerts_refused: b.counter_vec(
+                "watchpost_alerts_refused_total",
+                "Alerts in requests refused by the writer, by reason (max_firing: alerts.max_firing alerts were firing).",
+                &["reason"],
             )?,
             rule_evaluations: b.counter("watchpost_rule_evaluations_total", "Rule evaluations.")?,
             rule_evaluation_failures: b.counter(

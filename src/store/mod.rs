@@ -171,7 +171,8 @@ impl Db {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                             PRAGMA cache_size = -65536;",
                         )
                         .await?;
                     } else {

@@ -95,6 +95,8 @@ pub struct PipelineConfig {
     pub retention: Duration,
     /// How often journaled repeats are written to the database.
     pub checkpoint_interval: Duration,
+    /// `alerts.max_firing` (0: no limit).
+    pub max_firing: usize,
     /// Retention runs on the leader only.
     pub leader: crate::cluster::LeaderGate,
     /// Whether committed changes also go to the database's change feed (several nodes
@@ -114,6 +116,15 @@ pub enum PipelineError {
     Full {
         /// The queue capacity.
         capacity: usize,
+    },
+    /// `alerts.max_firing` alerts are firing: the request would fire new ones (503 +
+    /// `Retry-After`; nothing in it was stored).
+    #[error(
+        "{limit} alerts are firing (alerts.max_firing); new alerts are refused until some resolve; retry later"
+    )]
+    TooManyFiring {
+        /// The limit.
+        limit: usize,
     },
     /// The database failed, after retries for transient errors.
     #[error("could not store alerts: {message}")]

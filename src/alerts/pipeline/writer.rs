@@ -54,6 +54,9 @@ macro_rules! over_fresh_rows {
 
 mod shared;
 
+/// At most one warning per this long while `alerts.max_firing` refuses requests.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 pub(super) struct Writer {
     p: WriterParts,
     qm: QueueMetrics,
@@ -82,6 +85,8 @@ pub(super) struct Writer {
     /// Alerts whose inhibition flags may be stale in the database: the inhibition index
     /// moved, and the write of the flags it implies has not committed yet.
     unsettled: BTreeSet<String>,
+    /// When a refusal by `alerts.max_firing` was last logged.
+    refusal_logged: Option<Instant>,
     /// Several nodes: whether this node led at the last tick (a new leader settles
     /// silence and inhibition flags the previous one may not have written).
     was_leading: bool,
@@ -118,6 +123,7 @@ impl Writer {
             news_seen: 0,
             unsettled: BTreeSet::new(),
             was_leading: false,
+            refusal_logged: None,
         };
         // Repeats a previous incarnation journaled but did not checkpoint.
         w.checkpoint().await?;
@@ -297,7 +303,68 @@ impl Writer {
         (jobs, None)
     }
 
+    /// Answers 503 to the requests that would fire new alerts beyond
+    /// `alerts.max_firing`, in arrival order, and returns the others. Repeats and
+    /// resolves always pass. Every firing alert is in the cache, so this needs no
+    /// database; below the limit it costs one sum.
+    fn admit(&mut self, jobs: Vec<IngestJob>) -> Vec<IngestJob> {
+        let limit = self.p.cfg.max_firing;
+        let firing = self.active.values().sum::<i64>().max(0) as usize;
+        let incoming: usize = jobs.iter().map(|j| j.alerts.len()).sum();
+        if limit == 0 || firing + incoming <= limit {
+            return jobs;
+        }
+        let now = now_ms();
+        let mut added: HashSet<String> = HashSet::new();
+        let mut kept = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let new: HashSet<&str> = job
+                .alerts
+                .iter()
+                .filter(|a| a.ends_at_ms.is_none_or(|e| e > now))
+                .map(|a| a.fingerprint.as_str())
+                .filter(|fp| {
+                    !added.contains(*fp)
+                        && self
+                            .cache
+                            .get(*fp)
+                            .is_none_or(|a| a.state != AlertState::Firing)
+                })
+                .collect();
+            if new.is_empty() || firing + added.len() + new.len() <= limit {
+                added.extend(new.into_iter().map(str::to_string));
+                kept.push(job);
+                continue;
+            }
+            if self
+                .refusal_logged
+                .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY)
+            {
+                self.refusal_logged = Some(Instant::now());
+                tracing::warn!(
+                    limit,
+                    firing,
+                    "alerts.max_firing reached; requests with new alerts are refused (503) until some resolve"
+                );
+            }
+            self.p
+                .metrics
+                .alerting
+                .alerts_refused
+                .with_label_values(&["max_firing"])
+                .inc_by(job.alerts.len() as u64);
+            self.qm.rejected.inc_by(job.alerts.len() as u64);
+            let _ = job.reply.send(Err(PipelineError::TooManyFiring { limit }));
+        }
+        kept
+    }
+
     async fn ingest(&mut self, jobs: Vec<IngestJob>) {
+        let jobs = self.admit(jobs);
+        if jobs.is_empty() {
+            self.handle.update_depth();
+            return;
+        }
         let started = std::time::Instant::now();
         let n: usize = jobs.iter().map(|j| j.alerts.len()).sum();
         let result = self.ingest_batch(&jobs).await;
@@ -795,8 +862,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Keeps the plan's alerts as the current copies; drops resolved ones when the
-    /// cache is over its limit.
+    /// Keeps the plan's alerts as the current copies; drops resolved ones when more
+    /// than [`CACHE_LIMIT`] of them are cached (firing ones always stay, so a storm of
+    /// firing alerts does not make every batch sweep the whole cache).
     fn remember(&mut self, plan: Plan) {
         for (fp, kind) in &plan.changes {
             if *kind == ChangeKind::Repeated {
@@ -810,7 +878,8 @@ impl Writer {
         for (fp, a) in plan.alerts {
             self.cache.insert(fp, a);
         }
-        if self.cache.len() > CACHE_LIMIT {
+        let firing = self.active.values().sum::<i64>().max(0) as usize;
+        if self.cache.len() > CACHE_LIMIT + firing {
             self.cache.retain(|_, a| a.state == AlertState::Firing);
             let cache = &self.cache;
             self.throttle.retain(|fp, _| cache.contains_key(fp));
