@@ -398,8 +398,12 @@ pub async fn lock_rows(
     }
     db.timed("alerts.lock", async {
         sqlx::query(
-            "SELECT id FROM alerts WHERE id IN (SELECT CAST(json_array_elements_text($1::json) AS BIGINT)) \
-             OR fingerprint IN (SELECT json_array_elements_text($2::json)) ORDER BY id FOR UPDATE",
+            // `= ANY(ARRAY(…))` on both sides makes a BitmapOr of the two indexes; the
+            // `IN (SELECT …) OR IN (SELECT …)` it replaces scanned every row per batch.
+            "SELECT id FROM alerts \
+             WHERE id = ANY(ARRAY(SELECT CAST(json_array_elements_text($1::json) AS BIGINT))) \
+             OR fingerprint = ANY(ARRAY(SELECT json_array_elements_text($2::json))) \
+             ORDER BY id FOR UPDATE",
         )
         .bind(json_list(ids))
         .bind(json_list(fingerprints))
