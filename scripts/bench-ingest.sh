@@ -14,6 +14,7 @@
 #   scripts/bench-ingest.sh            # defaults: 64 clients, batches of 100, 20 s
 #   CLIENTS=32 BATCH=500 SECONDS_RUN=30 scripts/bench-ingest.sh
 #   WORKLOADS=storm SECONDS_RUN=10 scripts/bench-ingest.sh
+#   BASELINE_BIN=/tmp/watchpost-old scripts/bench-ingest.sh   # before/after in one run
 #   TARGETS="postgres postgres3" scripts/bench-ingest.sh   # one node vs three nodes
 #
 # `postgres3` runs three watchpost nodes on one PostgreSQL (a cluster, docs/cluster.md);
@@ -79,22 +80,29 @@ firing() { # url
     END { printf "%d\n", n }'
 }
 
-# Every workload in turn against one process, then its memory.
+# Every workload in turn against one process, then its memory. The alerts firing at
+# the end are counted from what was accepted: every label set of the repeats, and
+# every alert of the storm (all new, all ending in two hours). Alertmanager's own
+# gauge counts an alert only once its group has waited group_wait, so it cannot
+# tell; watchpost's watchpost_alerts_active is printed beside as a check.
 workloads() { # name url pid [flags...]
-  local name=$1 url=$2 pid=$3 idle
+  local name=$1 url=$2 pid=$3 idle firing=0 out
   shift 3
   idle=$(rss_kb "$pid")
   for w in $WORKLOADS; do
     log "$name, $w: $CLIENTS clients x $BATCH alerts, ${SECONDS_RUN}s"
     case $w in
-      repeats) load "$name" "$url" "$@" ;;
-      storm) load "$name" "$url" --storm "$@" ;;
+      repeats) out=$(load "$name" "$url" "$@"); echo "$out"; firing=$((firing + DISTINCT)) ;;
+      storm)
+        out=$(load "$name" "$url" --storm "$@"); echo "$out"
+        firing=$((firing + $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["accepted_total"])' "$out")))
+        ;;
       *) log "unknown workload $w"; exit 1 ;;
     esac
   done
   sleep 1
-  python3 -c "import json,sys; i,r,f=map(int,sys.argv[2:5]); print(json.dumps({'target':sys.argv[1],'rss_idle_kb':i,'rss_kb':r,'firing':f,'bytes_per_firing':round((r-i)*1024/f) if f else None}))" \
-    "$name" "$idle" "$(rss_kb "$pid")" "$(firing "${url%%,*}")" | tee -a "$WORK/memory.jsonl"
+  python3 -c "import json,sys; i,r,f,g=map(int,sys.argv[2:6]); print(json.dumps({'target':sys.argv[1],'rss_idle_kb':i,'rss_kb':r,'firing':f,'gauge':g,'bytes_per_firing':round((r-i)*1024/f) if f else None}))" \
+    "$name" "$idle" "$(rss_kb "$pid")" "$firing" "$(firing "${url%%,*}")" | tee -a "$WORK/memory.jsonl"
 }
 
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
@@ -115,13 +123,16 @@ sigterm_under_load() { # name url pid
     "$1" "$t0" "$t1" "$code" | tee -a "$WORK/shutdown.jsonl"
 }
 
-run_watchpost() { # name database_url
-  local port pid
+run_watchpost() { # name database_url [binary]
+  local port pid bin=${3:-$BIN}
   port=$(free_port)
-  WATCHPOST_LISTEN=127.0.0.1:$port WATCHPOST_DATABASE_URL=$2 WATCHPOST_RULES__FILES= \
-    WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 WATCHPOST_ALERTS__MAX_FIRING=$MAX_FIRING \
+  # A baseline binary may predate alerts.max_firing (an unknown key is an error).
+  local limits=()
+  [ "$bin" = "$BIN" ] && limits=(WATCHPOST_ALERTS__MAX_FIRING="$MAX_FIRING")
+  env WATCHPOST_LISTEN=127.0.0.1:$port WATCHPOST_DATABASE_URL="$2" WATCHPOST_RULES__FILES= \
+    WATCHPOST_ALERTS__RATE_LIMIT_PER_SECOND=0 "${limits[@]}" \
     WATCHPOST_LOG__FORMAT=json WATCHPOST_LOG__LEVEL=warn \
-    "$BIN" serve >"$WORK/$1.log" 2>&1 &
+    "$bin" serve >"$WORK/$1.log" 2>&1 &
   pid=$!; PIDS+=("$pid")
   wait_http "http://127.0.0.1:$port/ready"
   workloads "$1" "http://127.0.0.1:$port" "$pid"
@@ -141,10 +152,18 @@ stop_pg() { run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null; r
 for t in $TARGETS; do
   case $t in
     sqlite)
+      if [ -n "${BASELINE_BIN:-}" ]; then
+        run_watchpost watchpost-sqlite-baseline "sqlite://$WORK/sqlite-baseline/watchpost.db" "$BASELINE_BIN"
+      fi
       run_watchpost watchpost-sqlite "sqlite://$WORK/sqlite/watchpost.db"
       ;;
     postgres)
       [ -n "$PG_BIN" ] || { log "no PostgreSQL binaries; skipping"; continue; }
+      if [ -n "${BASELINE_BIN:-}" ]; then
+        start_pg
+        run_watchpost watchpost-postgres-baseline "$PG_URL" "$BASELINE_BIN"
+        stop_pg
+      fi
       start_pg
       run_watchpost watchpost-postgres "$PG_URL"
       stop_pg
@@ -214,12 +233,12 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 am = next((r["bytes_per_firing"] for r in rows if r["target"] == "alertmanager"), None)
 print()
-print("| target | RSS idle MiB | RSS after MiB | firing alerts | RSS bytes per firing alert | vs alertmanager |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| target | RSS idle MiB | RSS after MiB | firing alerts | its own gauge | RSS bytes per firing alert | vs alertmanager |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     b = r["bytes_per_firing"]
     ratio = f'{b / am:.2f}x' if am and b else "-"
-    print(f'| {r["target"]} | {r["rss_idle_kb"] / 1024:.1f} | {r["rss_kb"] / 1024:.1f} | {r["firing"]} | {b if b is not None else "-"} | {ratio} |')
+    print(f'| {r["target"]} | {r["rss_idle_kb"] / 1024:.1f} | {r["rss_kb"] / 1024:.1f} | {r["firing"]} | {r["gauge"]} | {b if b is not None else "-"} | {ratio} |')
 PY
 fi
 if [ -s "$WORK/shutdown.jsonl" ]; then
