@@ -171,8 +171,7 @@ impl Db {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                             PRAGMA cache_size = -65536;",
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
                     } else {
