@@ -408,7 +408,12 @@ impl Cluster {
                     continue;
                 };
                 let now: i64 = r.try_get("now_ms")?;
-                let heartbeat: i64 = r.try_get("heartbeat_ms")?;
+                let mut heartbeat: i64 = r.try_get("heartbeat_ms")?;
+                // SQLite: this process holds the file, so its row is alive as of now
+                // (it is written at start only, see `single::heartbeats`).
+                if db.backend() == Backend::Sqlite && id == self.0.node.id {
+                    heartbeat = now;
+                }
                 nodes.push(NodeStatus {
                     leader: leader_id.as_deref() == Some(id.as_str()),
                     alive: now - heartbeat <= timeout_ms,
