@@ -431,7 +431,8 @@ pub struct AlertsConfig {
     #[serde(with = "human_duration")]
     pub checkpoint_interval: Duration,
     /// Most alerts firing at once; beyond, requests that would fire new alerts are
-    /// answered 503 with `Retry-After` (repeats and resolves still pass). 0 = no limit.
+    /// answered 503 with `Retry-After` and their new alerts are not stored (their
+    /// repeats and resolves are). 0 = no limit.
     pub max_firing: usize,
 }
 

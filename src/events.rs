@@ -123,3 +123,27 @@ impl EventBus {
         self.alerts.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_listens_only_through_its_clients() {
+        let bus = EventBus::default();
+        assert_eq!(bus.alert_subscribers(), 0);
+        let (_rx, mut relay) = bus.relay();
+        assert_eq!(bus.alert_subscribers(), 0, "a relay without clients");
+        relay.set(2);
+        assert_eq!(bus.alert_subscribers(), 2);
+        relay.set(1);
+        assert_eq!(bus.alert_subscribers(), 1);
+        let direct = bus.subscribe_alerts();
+        assert_eq!(bus.alert_subscribers(), 2, "a direct subscriber counts");
+        drop(relay);
+        drop(_rx);
+        assert_eq!(bus.alert_subscribers(), 1, "the relay's clients go with it");
+        drop(direct);
+        assert_eq!(bus.alert_subscribers(), 0);
+    }
+}

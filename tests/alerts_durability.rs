@@ -163,6 +163,11 @@ async fn a_storm_of_new_alerts_survives_kill_9() {
             }));
         }
         while acked.lock().await.len() < TOTAL * 3 / 5 {
+            assert!(
+                !tasks.iter().all(|t| t.is_finished()),
+                "{k}: the senders stopped with only {} of {TOTAL} acknowledged",
+                acked.lock().await.len()
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         server.child.kill().expect("kill -9");

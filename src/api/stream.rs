@@ -360,6 +360,8 @@ async fn pump(
         let mut c = hub.lock();
         c.map.clear();
         c.counted(&hub.metrics);
+        // The pump's receiver goes with it: so does the relay's count.
+        c.relay = None;
     }
     tracing::debug!("stream pump stopped");
 }

@@ -118,7 +118,8 @@ pub enum PipelineError {
         capacity: usize,
     },
     /// `alerts.max_firing` alerts are firing: the request would fire new ones (503 +
-    /// `Retry-After`; nothing in it was stored).
+    /// `Retry-After`). Its new alerts were not stored; its repeats and resolves were, so
+    /// alerts that still fire stay fresh while the sender retries.
     #[error(
         "{limit} alerts are firing (alerts.max_firing); new alerts are refused until some resolve; retry later"
     )]
@@ -158,6 +159,9 @@ struct IngestJob {
     audit: Option<AuditRecord>,
     _permit: OwnedSemaphorePermit,
     reply: oneshot::Sender<Result<Vec<i64>, PipelineError>>,
+    /// Its new alerts were taken out by `alerts.max_firing` (this limit): the rest is
+    /// committed, and the answer is [`PipelineError::TooManyFiring`].
+    refused: Option<usize>,
 }
 
 struct AckJob {
@@ -253,6 +257,7 @@ impl Pipeline {
             audit,
             _permit: permit,
             reply,
+            refused: None,
         };
         self.tx
             .send(Command::Ingest(job))

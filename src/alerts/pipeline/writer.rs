@@ -303,10 +303,10 @@ impl Writer {
         (jobs, None)
     }
 
-    /// Answers 503 to the requests that would fire new alerts beyond
-    /// `alerts.max_firing`, in arrival order, and returns the others. Repeats and
-    /// resolves always pass. Every firing alert is in the cache, so this needs no
-    /// database; below the limit it costs one sum.
+    /// Takes the new alerts that would fire beyond `alerts.max_firing` out of their
+    /// requests, in arrival order; those requests are answered 503 after the rest of
+    /// them (repeats and resolves, which always pass) is committed. Every firing alert
+    /// is in the cache, so this needs no database; below the limit it costs one sum.
     fn admit(&mut self, jobs: Vec<IngestJob>) -> Vec<IngestJob> {
         let limit = self.p.cfg.max_firing;
         let firing = self.active.values().sum::<i64>().max(0) as usize;
@@ -317,8 +317,8 @@ impl Writer {
         let now = now_ms();
         let mut added: HashSet<String> = HashSet::new();
         let mut kept = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let new: HashSet<&str> = job
+        for mut job in jobs {
+            let new: HashSet<String> = job
                 .alerts
                 .iter()
                 .filter(|a| a.ends_at_ms.is_none_or(|e| e > now))
@@ -330,33 +330,47 @@ impl Writer {
                             .get(*fp)
                             .is_none_or(|a| a.state != AlertState::Firing)
                 })
+                .map(str::to_string)
                 .collect();
             if new.is_empty() || firing + added.len() + new.len() <= limit {
-                added.extend(new.into_iter().map(str::to_string));
+                added.extend(new);
                 kept.push(job);
                 continue;
             }
-            if self
-                .refusal_logged
-                .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY)
-            {
-                self.refusal_logged = Some(Instant::now());
-                tracing::warn!(
-                    limit,
-                    firing,
-                    "alerts.max_firing reached; requests with new alerts are refused (503) until some resolve"
-                );
+            let before = job.alerts.len();
+            job.alerts.retain(|a| !new.contains(&a.fingerprint));
+            let refused = (before - job.alerts.len()) as u64;
+            self.refused(limit, firing, refused);
+            if job.alerts.is_empty() && job.audit.is_none() {
+                let _ = job.reply.send(Err(PipelineError::TooManyFiring { limit }));
+                continue;
             }
-            self.p
-                .metrics
-                .alerting
-                .alerts_refused
-                .with_label_values(&["max_firing"])
-                .inc_by(job.alerts.len() as u64);
-            self.qm.rejected.inc_by(job.alerts.len() as u64);
-            let _ = job.reply.send(Err(PipelineError::TooManyFiring { limit }));
+            job.refused = Some(limit);
+            kept.push(job);
         }
         kept
+    }
+
+    /// Counts (and now and then logs) alerts refused by `alerts.max_firing`.
+    fn refused(&mut self, limit: usize, firing: usize, alerts: u64) {
+        if self
+            .refusal_logged
+            .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY)
+        {
+            self.refusal_logged = Some(Instant::now());
+            tracing::warn!(
+                limit,
+                firing,
+                "alerts.max_firing reached; new alerts are refused (503) until some resolve"
+            );
+        }
+        self.p
+            .metrics
+            .alerting
+            .alerts_refused
+            .with_label_values(&["max_firing"])
+            .inc_by(alerts);
+        self.qm.rejected.inc_by(alerts);
     }
 
     async fn ingest(&mut self, jobs: Vec<IngestJob>) {
@@ -395,7 +409,9 @@ impl Writer {
                             .alerts
                             .iter()
                             .any(|a| undurable.contains(&a.fingerprint));
-                    let reply = if durable {
+                    let reply = if let Some(limit) = job.refused {
+                        Err(PipelineError::TooManyFiring { limit })
+                    } else if durable {
                         Ok(ids)
                     } else {
                         Err(PipelineError::Store {
