@@ -83,22 +83,11 @@ async fn every_accepted_alert_survives_kill_9() {
 
         let server = spawn(dir.path(), &db.url);
         let base = server.base();
-        let mut stored = BTreeSet::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let url = match &cursor {
-                Some(c) => format!("{base}/api/v1/alerts?limit=1000&cursor={c}"),
-                None => format!("{base}/api/v1/alerts?limit=1000"),
-            };
-            let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-            for a in page["alerts"].as_array().unwrap() {
-                stored.insert(a["id"].as_i64().unwrap());
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
-            }
-        }
+        let stored: BTreeSet<i64> = all_alerts(&client, &base, "")
+            .await
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect();
         let lost: Vec<&i64> = ids.difference(&stored).collect();
         assert!(
             lost.is_empty(),
@@ -180,22 +169,11 @@ async fn a_storm_of_new_alerts_survives_kill_9() {
 
         let server = spawn(dir.path(), &db.url);
         let base = server.base();
-        let mut stored = BTreeSet::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let url = match &cursor {
-                Some(c) => format!("{base}/api/v1/alerts?state=firing&limit=1000&cursor={c}"),
-                None => format!("{base}/api/v1/alerts?state=firing&limit=1000"),
-            };
-            let page = get_json(&client, url).await;
-            for a in page["alerts"].as_array().unwrap() {
-                stored.insert(a["labels"]["instance"].as_str().unwrap().to_string());
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
-            }
-        }
+        let stored: BTreeSet<String> = all_alerts(&client, &base, "state=firing&")
+            .await
+            .iter()
+            .map(|a| a["labels"]["instance"].as_str().unwrap().to_string())
+            .collect();
         let lost: Vec<&String> = acked.difference(&stored).collect();
         assert!(
             lost.is_empty(),
@@ -208,6 +186,21 @@ async fn a_storm_of_new_alerts_survives_kill_9() {
         let id = page["alerts"][0]["id"].as_i64().unwrap();
         let a = get_json(&client, format!("{base}/api/v1/alerts/{id}")).await;
         assert_eq!(a["events"][0]["kind"], "fired", "{k}: {a}");
+    }
+}
+
+/// Every alert the list API returns for `filter` (`""` or `"key=value&"`), page by page.
+async fn all_alerts(client: &reqwest::Client, base: &str, filter: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = format!("{base}/api/v1/alerts?{filter}limit=1000{cursor}");
+        let page = get_json(client, url).await;
+        all.extend(page["alerts"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return all,
+        }
     }
 }
 
