@@ -3,6 +3,7 @@
 //! Every struct rejects unknown keys, so a typo is an error that names the key.
 //! Secrets are wrapped in [`Secret`] and never printed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -211,7 +212,7 @@ pub struct RulesConfig {
     #[serde(with = "human_duration")]
     pub evaluation_interval: Duration,
     /// Labels added to every alert and exposed as `$externalLabels`.
-    pub external_labels: std::collections::BTreeMap<String, String>,
+    pub external_labels: BTreeMap<String, String>,
 }
 
 impl Default for RulesConfig {
@@ -351,6 +352,92 @@ impl Default for ClusterConfig {
 pub struct AuthConfig {
     /// Bearer tokens and their roles.
     pub tokens: Vec<TokenConfig>,
+    /// JWTs from an identity provider, beside the static tokens.
+    pub jwt: Option<JwtConfig>,
+}
+
+impl AuthConfig {
+    /// Whether callers must authenticate (static tokens or JWTs are configured).
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt.is_some()
+    }
+}
+
+/// `[auth.jwt]`: bearer JWTs signed by an identity provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Required `iss`; unset accepts any issuer.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (a string or a list); unset accepts any audience.
+    pub audience: Option<OneOrMany>,
+    /// A JWKS endpoint: fetched at start, cached, re-fetched on an unknown `kid`.
+    pub jwks_url: Option<String>,
+    /// A JWKS file, read like `jwks_url`.
+    pub jwks_file: Option<PathBuf>,
+    /// The shared secret of HS256 tokens.
+    pub hs256_secret: Option<Secret>,
+    /// Accepted algorithms, among RS256, ES256, EdDSA and HS256.
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(with = "human_duration")]
+    pub leeway: Duration,
+    /// The claim holding the role(s): a string or a list, or a dotted path such as
+    /// `realm_access.roles`.
+    pub role_claim: String,
+    /// Claim values to roles; without it, the values `viewer`, `operator`, `admin` and
+    /// `agent` name their role.
+    pub role_map: BTreeMap<String, Role>,
+    /// Least time between two JWKS fetches (unknown `kid`s do not hammer the provider).
+    #[serde(with = "human_duration")]
+    pub jwks_min_refresh: Duration,
+    /// JWKS age after which it is re-fetched in the background.
+    #[serde(with = "human_duration")]
+    pub jwks_refresh: Duration,
+    /// Timeout of one JWKS fetch.
+    #[serde(with = "human_duration")]
+    pub jwks_timeout: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            jwks_file: None,
+            hs256_secret: None,
+            algorithms: ["RS256", "ES256", "EdDSA", "HS256"]
+                .map(String::from)
+                .to_vec(),
+            leeway: Duration::from_secs(60),
+            role_claim: "watchpost_role".into(),
+            role_map: BTreeMap::new(),
+            jwks_min_refresh: Duration::from_secs(60),
+            jwks_refresh: Duration::from_secs(600),
+            jwks_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// One bearer token.
@@ -366,10 +453,13 @@ pub struct TokenConfig {
     pub name: Option<String>,
 }
 
-/// Roles, each including the ones before it.
+/// Roles: viewer, operator and admin each include the ones before them; `agent` may
+/// only connect and push (admins may too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// `watchpost agent`: connect and push only.
+    Agent,
     /// Reads.
     Viewer,
     /// Reads, acks, silences, ingests.
@@ -731,9 +821,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         match self.listen_addr() {
-            Ok(addr) if !addr.ip().is_loopback() && self.auth.tokens.is_empty() => problems.push(format!(
-                "listen: refusing to listen on non-loopback address {addr} without auth.tokens; \
-                 add [[auth.tokens]] or listen on 127.0.0.1"
+            Ok(addr) if !addr.ip().is_loopback() && !self.auth.enabled() => problems.push(format!(
+                "listen: refusing to listen on non-loopback address {addr} without auth.tokens or auth.jwt; \
+                 add [[auth.tokens]] or [auth.jwt], or listen on 127.0.0.1"
             )),
             Ok(_) => {}
             Err(e) => problems.push(e),

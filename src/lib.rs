@@ -58,6 +58,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(cluster::validate(config));
     problems.extend(dispatch::validate(config));
     problems.extend(notify::validate(config));
+    problems.extend(api::auth::validate(config));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -137,9 +138,9 @@ impl App {
         let addr = listener
             .local_addr()
             .map_err(|e| anyhow::anyhow!("local_addr: {e}"))?;
-        if config.auth.tokens.is_empty() {
+        if !config.auth.enabled() {
             tracing::warn!(
-                "no auth.tokens configured: writes are accepted from anyone who can reach {addr} (loopback only)"
+                "no auth.tokens or auth.jwt configured: writes are accepted from anyone who can reach {addr} (loopback only)"
             );
         }
 
@@ -268,6 +269,11 @@ impl App {
             shutdown.clone(),
         ));
 
+        let auth = api::auth::Authenticator::new(&config.auth, &metrics);
+        tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.start().await }
+        });
         let state = AppState {
             config: config.clone(),
             metrics,
@@ -281,6 +287,7 @@ impl App {
             alerts: alert_service,
             notify: notifications.handle.clone(),
             cluster: cluster.clone(),
+            auth,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
+    /// A short, stable name of the failed check (401/403 of JWTs), as `reason`.
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -25,6 +27,14 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            reason: None,
+        }
+    }
+    /// The same error with a `reason` field.
+    pub fn with_reason(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
         }
     }
     /// 400.
@@ -54,8 +64,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message });
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(r) = self.reason {
+            body["reason"] = r.into();
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: say which scheme, and that a presented token was refused.
+            let challenge = match self.reason {
+                Some(r) => format!("Bearer error=\"invalid_token\", error_description=\"{r}\""),
+                None => "Bearer".into(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

@@ -8,7 +8,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::auth::{Principal, authenticate, require};
+use super::auth::{Principal, require};
 use super::error::ApiError;
 use crate::alerts::PipelineError;
 use crate::alerts::ingest::{IngestError, Parsed, RawAlert, alertmanager, generic, ntopng};
@@ -77,6 +77,10 @@ impl FromRequest<AppState> for Body {
 /// header spells the scheme or spaces it), else its address — a token nobody checks
 /// (no `auth.tokens`) would give every made-up value a fresh bucket.
 fn rate_key(parts_headers: &HeaderMap, principal: &Principal, verified: bool) -> String {
+    // A person signed in with JWTs keeps one bucket across token refreshes.
+    if let Some(id) = &principal.identity {
+        return format!("jwt:{}:{}", id.iss.as_deref().unwrap_or_default(), id.sub);
+    }
     if let Some(token) = parts_headers
         .get(header::AUTHORIZATION)
         .filter(|_| verified)
@@ -99,7 +103,7 @@ fn check_rate(
     headers: &HeaderMap,
     principal: &Principal,
 ) -> Result<(), ApiError> {
-    let key = rate_key(headers, principal, !state.config.auth.tokens.is_empty());
+    let key = rate_key(headers, principal, state.auth.enabled());
     state.alerts.limiter().check(&key).map_err(|wait| {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         ApiError {
@@ -122,7 +126,7 @@ impl FromRequestParts<AppState> for IngestCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let p = authenticate(&state.config.auth, parts)?;
+        let p = state.auth.authenticate(parts).await?;
         require(&p, Role::Operator)?;
         check_rate(state, &parts.headers, &p)?;
         Ok(IngestCaller(p))
@@ -242,7 +246,7 @@ impl FromRequestParts<AppState> for NtopngCaller {
         if state.config.alerts.ntopng_shared_secret.is_some() {
             return Ok(NtopngCaller(None, addr));
         }
-        let p = authenticate_basic_or_bearer(state, parts)?;
+        let p = authenticate_basic_or_bearer(state, parts).await?;
         require(&p, Role::Operator)?;
         check_rate(state, &parts.headers, &p)?;
         Ok(NtopngCaller(Some(p), addr))
@@ -272,6 +276,7 @@ pub async fn ntopng_webhook(
                 name: "ntopng".into(),
                 role: Role::Operator,
                 remote_addr: addr,
+                identity: None,
             };
             check_rate(&state, &HeaderMap::new(), &p)?;
             p
@@ -292,7 +297,10 @@ pub async fn ntopng_webhook(
 }
 
 /// Bearer tokens, or HTTP basic auth whose password is a token.
-fn authenticate_basic_or_bearer(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> {
+async fn authenticate_basic_or_bearer(
+    state: &AppState,
+    parts: &Parts,
+) -> Result<Principal, ApiError> {
     let basic = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -308,23 +316,14 @@ fn authenticate_basic_or_bearer(state: &AppState, parts: &Parts) -> Result<Princ
         })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(_, pass)| pass.to_string()));
-    let Some(token) = basic else {
-        return authenticate(&state.config.auth, parts);
-    };
-    let mut req = axum::http::Request::builder();
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-        req = req.header(header::AUTHORIZATION, v);
+    match basic {
+        Some(token) if state.auth.enabled() => {
+            let addr = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
+            state.auth.principal(&token, addr).await
+        }
+        _ => state.auth.authenticate(parts).await,
     }
-    let mut p = req
-        .body(())
-        .map_err(|_| ApiError::bad_request("bad Authorization header"))?
-        .into_parts()
-        .0;
-    if let Some(ci) = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-    {
-        p.extensions.insert(*ci);
-    }
-    authenticate(&state.config.auth, &p)
 }

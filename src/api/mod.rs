@@ -63,6 +63,8 @@ pub struct AppState {
     pub notify: crate::notify::NotifyHandle,
     /// Membership and leadership.
     pub cluster: crate::cluster::Cluster,
+    /// Static tokens and identity-provider JWTs.
+    pub auth: auth::Authenticator,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.

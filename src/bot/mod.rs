@@ -72,6 +72,7 @@ impl Actor {
             name: format!("{} in {}", self.audit_name(), self.origin()),
             role: crate::config::Role::Operator,
             remote_addr: None,
+            identity: None,
         }
     }
 
