@@ -6,7 +6,9 @@ use serde::Serialize;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::alerts::model::rfc3339;
-use crate::api::auth::Principal;
+use std::sync::Arc;
+
+use crate::api::auth::{Identity, Principal};
 use crate::store::{Backend, Db, StoreError, now_ms};
 
 /// One mutation to record.
@@ -24,6 +26,8 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
     /// The caller's address.
     pub remote_addr: String,
+    /// The JWT identity of the caller, when it signed in with one.
+    pub identity: Option<Arc<Identity>>,
 }
 
 impl AuditRecord {
@@ -41,6 +45,7 @@ impl AuditRecord {
             target: target.into(),
             detail,
             remote_addr: who.remote_addr.map(|a| a.to_string()).unwrap_or_default(),
+            identity: who.identity.clone(),
         }
     }
 }
@@ -53,6 +58,7 @@ struct RecordJson<'a> {
     g: &'a str,
     d: String,
     r: &'a str,
+    i: String,
 }
 
 /// Appends `records` on `conn` (inside the caller's transaction).
@@ -73,18 +79,23 @@ pub async fn insert_many(
             g: &r.target,
             d: r.detail.to_string(),
             r: &r.remote_addr,
+            i: match &r.identity {
+                Some(id) => serde_json::to_string(id.as_ref()).unwrap_or_else(|_| "{}".into()),
+                None => "{}".into(),
+            },
         })
         .collect();
     let sql = match db.backend() {
         Backend::Sqlite => {
-            "INSERT INTO audit_log (at_ms, actor, action, target, detail, remote_addr) \
+            "INSERT INTO audit_log (at_ms, actor, action, target, detail, remote_addr, identity) \
             SELECT json_extract(value, '$.t'), json_extract(value, '$.u'), json_extract(value, '$.a'), \
-            json_extract(value, '$.g'), json_extract(value, '$.d'), json_extract(value, '$.r') FROM json_each($1)"
+            json_extract(value, '$.g'), json_extract(value, '$.d'), json_extract(value, '$.r'), \
+            json_extract(value, '$.i') FROM json_each($1)"
         }
         Backend::Postgres => {
-            "INSERT INTO audit_log (at_ms, actor, action, target, detail, remote_addr) \
-            SELECT t, u, a, g, d, r FROM json_to_recordset($1::json) \
-            AS x(t bigint, u text, a text, g text, d text, r text)"
+            "INSERT INTO audit_log (at_ms, actor, action, target, detail, remote_addr, identity) \
+            SELECT t, u, a, g, d, r, i FROM json_to_recordset($1::json) \
+            AS x(t bigint, u text, a text, g text, d text, r text, i text)"
         }
     };
     db.execute_rows(conn, "audit.insert", sql, &rows).await
@@ -113,6 +124,9 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
     /// From where.
     pub remote_addr: String,
+    /// The JWT claims naming the caller (`sub`, `preferred_username`, `email`, `iss`);
+    /// null for static tokens.
+    pub identity: Option<serde_json::Value>,
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -131,7 +145,7 @@ pub struct AuditFilter {
 /// Records matching `f`, newest first.
 pub async fn list(db: &Db, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
     let mut sql = String::from(
-        "SELECT id, at_ms, actor, action, target, detail, remote_addr FROM audit_log WHERE 1 = 1",
+        "SELECT id, at_ms, actor, action, target, detail, remote_addr, identity FROM audit_log WHERE 1 = 1",
     );
     let mut texts: Vec<String> = Vec::new();
     let mut n = 0;
@@ -170,6 +184,7 @@ pub async fn list(db: &Db, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreErro
     rows.iter()
         .map(|r| {
             let detail: String = r.try_get("detail")?;
+            let identity: String = r.try_get("identity")?;
             Ok(AuditEntry {
                 id: r.try_get("id")?,
                 at: rfc3339(r.try_get("at_ms")?),
@@ -178,6 +193,9 @@ pub async fn list(db: &Db, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreErro
                 target: r.try_get("target")?,
                 detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
                 remote_addr: r.try_get("remote_addr")?,
+                identity: serde_json::from_str::<serde_json::Value>(&identity)
+                    .ok()
+                    .filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
             })
         })
         .collect()

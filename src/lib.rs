@@ -270,10 +270,7 @@ impl App {
         ));
 
         let auth = api::auth::Authenticator::new(&config.auth, &metrics);
-        tokio::spawn({
-            let auth = auth.clone();
-            async move { auth.start().await }
-        });
+        auth.start();
         let state = AppState {
             config: config.clone(),
             metrics,

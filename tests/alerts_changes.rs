@@ -41,6 +41,7 @@ fn me() -> Principal {
         name: "tester".into(),
         role: Role::Admin,
         remote_addr: None,
+        identity: None,
     }
 }
 

@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(groups::routes())
         .merge(cluster::routes())
+        .merge(auth::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             (timeout, "http.request_timeout"),

@@ -108,6 +108,7 @@ const TABLES: &[Table] = &[
             ("target", "text"),
             ("detail", "text"),
             ("remote_addr", "text"),
+            ("identity", "text"),
         ],
         from: "audit_log t",
         extra: &[],

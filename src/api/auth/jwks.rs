@@ -64,7 +64,10 @@ pub enum JwksError {
 }
 
 enum Source {
-    Url { url: String, client: reqwest::Client },
+    Url {
+        url: String,
+        client: reqwest::Client,
+    },
     File(PathBuf),
 }
 
@@ -87,13 +90,12 @@ impl Source {
                     .map_err(fetch)
             }
             Source::File(path) => {
-                let text =
-                    tokio::fs::read(path)
-                        .await
-                        .map_err(|source| JwksError::Read {
-                            path: path.clone(),
-                            source,
-                        })?;
+                let text = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| JwksError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
                 serde_json::from_slice(&text).map_err(JwksError::Parse)
             }
         }
@@ -149,7 +151,7 @@ pub struct KeySet {
     accepted: Vec<Algorithm>,
     keys: RwLock<Arc<Keys>>,
     /// When the last refresh for an unknown `kid` started (serializes those refreshes).
-    kid_refresh: tokio::sync::Mutex<Option<Instant>>,
+    kid_refresh: Arc<tokio::sync::Mutex<Option<Instant>>>,
     background: std::sync::atomic::AtomicBool,
     min_refresh: Duration,
     max_age: Duration,
@@ -175,7 +177,7 @@ impl KeySet {
             source,
             accepted,
             keys: RwLock::new(Arc::new(Keys::default())),
-            kid_refresh: tokio::sync::Mutex::new(None),
+            kid_refresh: Arc::new(tokio::sync::Mutex::new(None)),
             background: std::sync::atomic::AtomicBool::new(false),
             min_refresh: cfg.jwks_min_refresh,
             max_age: cfg.jwks_refresh,
@@ -188,6 +190,19 @@ impl KeySet {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Starts the first load in the background. Requests whose key is not held yet wait
+    /// for it instead of fetching again (it holds the unknown-`kid` lock from now on).
+    pub fn spawn_load(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let serial = self.kid_refresh.clone().try_lock_owned();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _serial = serial;
+            if let Ok(n) = me.refresh().await {
+                tracing::info!(keys = n, "JWKS loaded");
+            }
+        })
     }
 
     /// Loads the set from its source; on failure keeps the keys it holds.
@@ -225,7 +240,7 @@ impl KeySet {
         if !found.is_empty() || self.source.is_none() {
             return found;
         }
-        self.refresh_for_unknown_kid().await;
+        self.refresh_for_unknown_kid(kid, alg).await;
         Self::matching(&self.current(), kid, alg)
     }
 
@@ -242,9 +257,12 @@ impl KeySet {
         }
     }
 
-    async fn refresh_for_unknown_kid(&self) {
+    async fn refresh_for_unknown_kid(&self, kid: Option<&str>, alg: Algorithm) {
         let mut last = self.kid_refresh.lock().await;
-        if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+        // Another request (or the first load) may have fetched it while this one waited.
+        if !Self::matching(&self.current(), kid, alg).is_empty()
+            || last.is_some_and(|t| t.elapsed() < self.min_refresh)
+        {
             return;
         }
         *last = Some(Instant::now());

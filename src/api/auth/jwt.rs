@@ -203,9 +203,10 @@ impl JwtVerifier {
         }
         let validation = self.validation(alg);
         let claims = if alg == Algorithm::HS256 {
-            let key = self.secret.as_ref().ok_or_else(|| {
-                JwtError::Algorithm("HS256 needs auth.jwt.hs256_secret".into())
-            })?;
+            let key = self
+                .secret
+                .as_ref()
+                .ok_or_else(|| JwtError::Algorithm("HS256 needs auth.jwt.hs256_secret".into()))?;
             decode(token, key, &validation)?
         } else {
             let keys = self.keys.find(kid.as_deref(), alg).await;
@@ -436,6 +437,10 @@ mod tests {
         ] {
             assert!(p.contains(needle), "{needle} in {p}");
         }
-        assert!(validate(&JwtConfig::default()).join("").contains("key source"));
+        assert!(
+            validate(&JwtConfig::default())
+                .join("")
+                .contains("key source")
+        );
     }
 }

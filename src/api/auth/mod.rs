@@ -73,13 +73,11 @@ impl Authenticator {
         }
     }
 
-    /// Loads the identity provider's keys once; a provider that is down is logged and
-    /// retried when tokens arrive.
-    pub async fn start(&self) {
-        if let Some(j) = &self.jwt
-            && let Ok(n) = j.keys().refresh().await
-        {
-            tracing::info!(keys = n, "JWKS loaded");
+    /// Starts loading the identity provider's keys; a provider that is down is logged
+    /// and retried when tokens arrive.
+    pub fn start(&self) {
+        if let Some(j) = &self.jwt {
+            j.keys().spawn_load();
         }
     }
 
@@ -171,6 +169,42 @@ fn static_token<'a>(
         }
     }
     found
+}
+
+/// Who the caller is: `GET /api/v1/whoami` (the dashboard shows it after sign-in).
+async fn whoami(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    parts: Parts,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let p = state.auth.authenticate(&parts).await?;
+    let kind = match (&p.identity, state.auth.enabled()) {
+        (Some(_), _) => "jwt",
+        (None, true) => "token",
+        (None, false) => "anonymous",
+    };
+    let mut body = serde_json::json!({
+        "name": p.name,
+        "role": p.role,
+        "kind": kind,
+        "expires_at": null,
+    });
+    if let Some(id) = &p.identity {
+        body["display_name"] = id.display().into();
+        body["expires_at"] = crate::alerts::model::rfc3339(id.exp.saturating_mul(1000)).into();
+        if let (Some(o), Ok(serde_json::Value::Object(claims))) =
+            (body.as_object_mut(), serde_json::to_value(id.as_ref()))
+        {
+            o.extend(claims);
+        }
+    } else {
+        body["display_name"] = p.name.clone().into();
+    }
+    Ok(axum::Json(body))
+}
+
+/// The authentication routes.
+pub fn routes() -> axum::Router<super::AppState> {
+    axum::Router::new().route("/api/v1/whoami", axum::routing::get(whoami))
 }
 
 /// Fails with 403 unless `principal` has at least `needed`.
