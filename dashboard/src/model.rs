@@ -953,6 +953,44 @@ impl ClusterView {
     }
 }
 
+/// Who the session's token signs in as (`GET /api/v1/whoami`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Who {
+    /// A name for people: a JWT's `preferred_username`/`email`/`sub`, a token's name.
+    #[serde(default)]
+    pub display_name: String,
+    /// viewer, operator, admin or agent.
+    #[serde(default)]
+    pub role: String,
+    /// `jwt`, `token` or `anonymous`.
+    #[serde(default)]
+    pub kind: String,
+    /// When a JWT expires (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+impl Who {
+    /// Expiry in Unix ms, when the token has one.
+    pub fn expires_ms(&self) -> Option<i64> {
+        self.expires_at.as_deref().and_then(parse_rfc3339)
+    }
+
+    /// Whether the token has expired at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_ms().is_some_and(|e| e <= now_ms)
+    }
+
+    /// The top bar's label: "ada · admin", or "ada · expired".
+    pub fn label(&self, now_ms: i64) -> String {
+        if self.expired(now_ms) {
+            format!("{} · expired", self.display_name)
+        } else {
+            format!("{} · {}", self.display_name, self.role)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1212,5 +1250,22 @@ mod tests {
             ("n2", Some("n3"), 4, 2)
         );
         assert!(ClusterView::parse(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn who_reads_whoami_and_tells_expiry() {
+        let w: Who = serde_json::from_value(serde_json::json!({
+            "name": "3f2a", "display_name": "ada", "role": "admin", "kind": "jwt",
+            "expires_at": "2026-12-07T10:00:00.000Z", "sub": "3f2a"
+        }))
+        .unwrap();
+        let exp = w.expires_ms().unwrap();
+        assert_eq!(w.label(exp - 1), "ada · admin");
+        assert_eq!(w.label(exp), "ada · expired");
+        let t: Who = serde_json::from_value(serde_json::json!({
+            "display_name": "ops", "role": "operator", "kind": "token", "expires_at": null
+        }))
+        .unwrap();
+        assert!(!t.expired(i64::MAX));
     }
 }

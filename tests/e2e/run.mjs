@@ -16,6 +16,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, rmSync, createWriteStream, exist
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,6 +28,17 @@ const TOKENS = {
   operator: 'e2e-operator-token-000',
   admin: 'e2e-admin-token-0000',
 };
+// Identity-provider sign-in: HS256 JWTs signed here with the secret the server knows.
+const JWT_SECRET = 'e2e-hs256-secret-of-at-least-32-bytes!';
+const JWT_ISSUER = 'https://idp.e2e.example/realms/ops';
+
+function jwt(claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = b64({ alg: 'HS256', typ: 'JWT' });
+  const body = b64({ iss: JWT_ISSUER, aud: 'watchpost', iat: Math.floor(Date.now() / 1000), ...claims });
+  const sig = createHmac('sha256', JWT_SECRET).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
 const results = [];
 // One alerting rule that always fires and one recording rule, for the Rules page.
 const RULES = `groups:
@@ -119,6 +131,12 @@ name = "e2e-operator"
 token = "${TOKENS.admin}"
 role = "admin"
 name = "e2e-admin"
+
+[auth.jwt]
+issuer = "${JWT_ISSUER}"
+audience = "watchpost"
+hs256_secret = "${JWT_SECRET}"
+algorithms = ["HS256"]
 `;
   const configPath = join(dir, 'watchpost.toml');
   writeFileSync(configPath, config);
@@ -312,6 +330,26 @@ async function run(base, context) {
     assert(alertId !== undefined && alertId !== null, `no id in ${r.text}`);
     await page.waitForSelector(`#alerts-table tr[data-id="${alertId}"]`, { timeout: 2_000 });
     return `row for alert ${alertId} visible ${Date.now() - posted} ms after the POST`;
+  });
+
+  await check('Sign-in with a pasted JWT shows who and until when; an expired one is refused with its reason', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    expected.push(/status of 401 .*\/api\/v1\/whoami/);
+    await page.click('.topbar button[title="Access token"]');
+    await page.fill('#token-input', jwt({ sub: 'u-1', preferred_username: 'jwt-ops', watchpost_role: 'operator', exp: now - 3600 }));
+    await page.click('#token-save');
+    await page.waitForSelector('#token-error', { timeout: 5_000 });
+    const refused = await page.textContent('#token-error');
+    assert(/expired/.test(refused), `#token-error: ${refused}`);
+    await page.fill('#token-input', jwt({ sub: 'u-1', preferred_username: 'jwt-ops', watchpost_role: 'operator', exp: now + 3600 }));
+    await page.click('#token-save');
+    await page.waitForFunction(() => /jwt-ops · operator/.test(document.querySelector('#signed-in')?.textContent ?? ''), null, { timeout: 5_000 });
+    await page.click('.topbar button[title="Access token"]');
+    await page.waitForSelector('#whoami', { timeout: 5_000 });
+    const who = await page.textContent('#whoami');
+    assert(/jwt-ops \(operator, identity provider\) until /.test(who), `#whoami: ${who}`);
+    await page.keyboard.press('Escape');
+    return who.trim();
   });
 
   await check('Ack with an operator token acknowledges it (checked through the API)', async () => {

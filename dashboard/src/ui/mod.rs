@@ -16,8 +16,9 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use crate::model::{Alert, parse_query, severity_counts};
+use crate::model::{Alert, Who, parse_query, severity_counts};
 use crate::route::Page;
+use crate::time::format_local;
 
 /// State of the live connection.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +73,8 @@ pub struct Ctx {
     pub theme: RwSignal<u32>,
     /// The token dialog is open.
     pub token_dialog: RwSignal<bool>,
+    /// Who the saved token signs in as.
+    pub who: RwSignal<Option<Who>>,
     toasts: RwSignal<Vec<Toast>>,
 }
 
@@ -120,7 +123,7 @@ pub fn ago(ctx: Ctx, rfc: Option<String>) -> impl IntoView {
         .and_then(crate::time::parse_rfc3339)
         .filter(|t| *t > 0);
     let title = ms
-        .map(|m| crate::time::format_local(m, local_offset()))
+        .map(|m| format_local(m, local_offset()))
         .unwrap_or_default();
     view! {
         <span class="num" title=title>
@@ -264,9 +267,20 @@ fn App() -> impl IntoView {
         hover: RwSignal::new(None),
         theme: RwSignal::new(0),
         token_dialog: RwSignal::new(false),
+        who: RwSignal::new(None),
         toasts: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
+    if ctx.has_token.get_untracked() {
+        leptos::task::spawn_local(async move {
+            ctx.who.set(
+                net::get("/api/v1/whoami")
+                    .await
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v).ok()),
+            );
+        });
+    }
     sync_location(ctx);
     let _ = window_event_listener(leptos::ev::popstate, move |_| sync_location(ctx));
     intercept_links(ctx);
@@ -353,7 +367,11 @@ fn TopBar() -> impl IntoView {
                 aria-label=move || if ctx.has_token.get() { "Access token (set)" } else { "Access token (read-only)" }
                 on:click=move |_| ctx.token_dialog.set(true)>
                 <span inner_html=KEY_ICON style="display:contents"></span>
-                <span class="label">{move || if ctx.has_token.get() { "token set" } else { "read-only" }}</span>
+                <span class="label" id="signed-in">{move || match (ctx.has_token.get(), ctx.who.get()) {
+                    (true, Some(w)) => w.label(ctx.clock.get() as i64),
+                    (true, None) => "token set".to_string(),
+                    (false, _) => "read-only".to_string(),
+                }}</span>
             </button>
         </header>
     }
@@ -409,23 +427,62 @@ fn TokenDialog() -> impl IntoView {
         }
     });
     let close = move || ctx.token_dialog.set(false);
+    let error = RwSignal::new(None::<String>);
+    // The token is checked (GET /api/v1/whoami) before it is kept: a refused one stays
+    // in the dialog with the server's reason.
     let save = move || {
-        session::set_token(Some(&token.get_untracked()));
-        session::set_user(&user.get_untracked());
-        ctx.has_token.set(session::token().is_some());
-        ctx.token_dialog.set(false);
-        ctx.toast(
-            if ctx.has_token.get_untracked() {
-                "Token saved for this tab"
-            } else {
-                "Token cleared: read-only"
-            },
-            "ok",
-        );
+        let candidate = token.get_untracked().trim().to_string();
+        let name = user.get_untracked();
+        leptos::task::spawn_local(async move {
+            if candidate.is_empty() {
+                session::set_token(None);
+                session::set_user(&name);
+                ctx.has_token.set(false);
+                ctx.who.set(None);
+                ctx.token_dialog.set(false);
+                ctx.toast("Token cleared: read-only", "ok");
+                return;
+            }
+            let who = match net::request_as("GET", "/api/v1/whoami", None, Some(&candidate)).await {
+                Ok(v) => serde_json::from_value::<Who>(v).ok(),
+                Err(e) if e.status == 401 || e.status == 403 => {
+                    error.set(Some(format!("Token refused: {}", e.message)));
+                    return;
+                }
+                Err(_) => None,
+            };
+            session::set_token(Some(&candidate));
+            let name = match &who {
+                Some(w) if name.trim().is_empty() || name == "dashboard" => w.display_name.clone(),
+                _ => name,
+            };
+            session::set_user(&name);
+            ctx.has_token.set(true);
+            error.set(None);
+            ctx.token_dialog.set(false);
+            ctx.toast(
+                match &who {
+                    Some(w) => match w.expires_ms() {
+                        Some(t) => format!(
+                            "Signed in as {} ({}) until {}",
+                            w.display_name,
+                            w.role,
+                            format_local(t, local_offset())
+                        ),
+                        None => format!("Signed in as {} ({})", w.display_name, w.role),
+                    },
+                    None => "Token saved for this tab".to_string(),
+                },
+                "ok",
+            );
+            ctx.who.set(who);
+        });
     };
     let clear = move |_| {
         session::set_token(None);
         ctx.has_token.set(false);
+        ctx.who.set(None);
+        error.set(None);
         ctx.token_dialog.set(false);
         ctx.toast("Token cleared: read-only", "ok");
     };
@@ -446,7 +503,12 @@ fn TokenDialog() -> impl IntoView {
                             prop:value=move || user.get()
                             on:input=move |e| user.set(event_target_value(&e))/>
                     </label>
-                    <p class="hint">"Reading works without a token where the server allows it; acknowledging and silencing need an operator token, reloading rules an admin token."</p>
+                    {move || ctx.who.get().map(|w| view! {
+                        <p class="hint" id="whoami">{format!("Signed in as {} ({}, {})", w.display_name, w.role, if w.kind == "jwt" { "identity provider" } else { "static token" })}
+                            {w.expires_ms().map(|t| format!(" until {}", format_local(t, local_offset())))}</p>
+                    })}
+                    {move || error.get().map(|e| view! { <p class="error" id="token-error" role="alert">{e}</p> })}
+                    <p class="hint">"A static token or a JWT from your identity provider. Reading works without a token where the server allows it; acknowledging and silencing need an operator token, reloading rules an admin token."</p>
                     <div class="actions">
                         <button type="submit" class="primary" id="token-save">"Save"</button>
                         <button type="button" on:click=clear>"Clear"</button>

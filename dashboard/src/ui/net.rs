@@ -49,13 +49,24 @@ fn js_err(e: wasm_bindgen::JsValue) -> ApiErr {
     }
 }
 
-/// Sends a request and parses the JSON answer (an empty body is `null`).
+/// Sends a request with the session's token and parses the JSON answer (an empty body
+/// is `null`).
 pub async fn request(method: &str, url: &str, body: Option<&Value>) -> Result<Value, ApiErr> {
+    request_as(method, url, body, session::token().as_deref()).await
+}
+
+/// [`request`] with `token` instead of the session's.
+pub async fn request_as(
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Result<Value, ApiErr> {
     let init = RequestInit::new();
     init.set_method(method);
     let headers = web_sys::Headers::new().map_err(js_err)?;
     headers.set("Accept", "application/json").map_err(js_err)?;
-    if let Some(token) = session::token() {
+    if let Some(token) = token {
         headers
             .set("Authorization", &format!("Bearer {token}"))
             .map_err(js_err)?;
