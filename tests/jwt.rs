@@ -91,7 +91,7 @@ fn generate() -> Keys {
         alg,
         enc,
     };
-    let keys = Keys {
+    Keys {
         rsa: key("rsa-1", Algorithm::RS256, rsa("rsa1.pem")),
         rsa_next: key("rsa-2", Algorithm::RS256, rsa("rsa2.pem")),
         rsa_other: key("rsa-1", Algorithm::RS256, rsa("rsa3.pem")),
@@ -112,8 +112,7 @@ fn generate() -> Keys {
         ),
         rsa_public_pem: openssl(d, "rsa1.pub", &["pkey", "-in", "rsa1.pem", "-pubout"]),
         _dir: dir,
-    };
-    keys
+    }
 }
 
 /// The identity provider's JWKS endpoint: serves `keys`, counts fetches, can fail.

@@ -354,7 +354,8 @@ pub fn validate(cfg: &JwtConfig) -> Vec<String> {
         ),
         _ => {}
     }
-    if !has_jwks && !(hs && cfg.hs256_secret.is_some()) {
+    let has_secret = hs && cfg.hs256_secret.is_some();
+    if !(has_jwks || has_secret) {
         problems.push(
             "auth.jwt: needs a key source: jwks_url, jwks_file, or hs256_secret (with HS256 among algorithms)"
                 .into(),
