@@ -263,11 +263,25 @@ async fn identity_provider_tokens_sign_in_with_their_role() {
         let viewer = keys.rsa.sign(&claims("vera", "viewer"));
         let r = call(&app, "POST", "/api/v1/alerts", &viewer).await;
         assert_eq!(r.status, 403, "{k}: a viewer may not ingest: {}", r.text);
+        let mut id = 0;
         for (key, who) in [(&keys.rsa, "otto"), (&keys.ec, "erin"), (&keys.ed, "edda")] {
             let token = key.sign(&claims(who, "operator"));
             let r = call(&app, "POST", "/api/v1/alerts", &token).await;
             assert_eq!(r.status, 202, "{k}: {:?}: {}", key.alg, r.text);
+            id = r.body["ids"][0].as_i64().expect("id");
         }
+        // An ack without `by` is by the person's name, not the opaque subject.
+        let erin = keys.ec.sign(&claims("erin", "operator"));
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/alerts/{id}/ack")))
+            .bearer_auth(&erin)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{k}: ack {}", r.status());
+        let (_, alert) = app.get_json(&format!("/api/v1/alerts/{id}")).await;
+        assert_eq!(alert["acknowledged"]["by"], "erin-name", "{k}: {alert}");
         let admin = keys.hs.sign(&claims("ada", "admin"));
         let me = call(&app, "GET", "/api/v1/whoami", &admin).await;
         assert_eq!(me.status, 200, "{k}: {}", me.text);

@@ -257,7 +257,7 @@ pub async fn ack(
     };
     let by =
         b.by.filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| who.name.clone());
+            .unwrap_or_else(|| who.display_name().to_string());
     let comment = b.comment.unwrap_or_default();
     if by.chars().count() > 256 || comment.chars().count() > 4096 {
         return Err(ApiError::bad_request(

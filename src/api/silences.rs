@@ -73,7 +73,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let (s, _created) = state
         .alerts
-        .save_silence(&posted, &who.name, |s, created| {
+        .save_silence(&posted, who.display_name(), |s, created| {
             AuditRecord::new(
                 &who,
                 if created {

@@ -35,6 +35,16 @@ pub struct Principal {
     pub identity: Option<Arc<Identity>>,
 }
 
+impl Principal {
+    /// A name for people: a JWT's `preferred_username` (or `email`, or `sub`), else the
+    /// token's name. Defaults the `by` of acks and the creator of silences.
+    pub fn display_name(&self) -> &str {
+        self.identity
+            .as_deref()
+            .map_or(self.name.as_str(), Identity::display)
+    }
+}
+
 /// The credentials of an `Authorization: Bearer TOKEN` header: the scheme is
 /// case-insensitive and any spaces around the token are ignored (RFC 9110 §11.1).
 pub fn bearer_token(value: &str) -> Option<&str> {
