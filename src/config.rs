@@ -1043,7 +1043,21 @@ mod tests {
         Config::from_toml(
             "listen = \"0.0.0.0:8080\"\n[[auth.tokens]]\ntoken = \"0123456789\"\nrole = \"admin\"\n",
         )
+        .unwrap(); // JWTs alone are authentication too; keys and roles parse from TOML.
+        let c = Config::from_toml(
+            "listen = \"0.0.0.0:8080\"\n[auth.jwt]\nissuer = \"https://sso/realms/ops\"\n\
+             audience = [\"account\", \"watchpost\"]\n\
+             jwks_url = \"https://sso/realms/ops/protocol/openid-connect/certs\"\n\
+             role_claim = \"realm_access.roles\"\n[auth.jwt.role_map]\n\"wp-admins\" = \"admin\"\n",
+        )
         .unwrap();
+        let jwt = c.auth.jwt.expect("auth.jwt");
+        assert_eq!(jwt.role_map["wp-admins"], Role::Admin);
+        assert_eq!(jwt.leeway, Duration::from_secs(60));
+        assert_eq!(
+            jwt.audience,
+            Some(OneOrMany::Many(vec!["account".into(), "watchpost".into()]))
+        );
     }
 
     #[test]

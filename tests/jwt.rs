@@ -321,7 +321,11 @@ async fn identity_provider_tokens_sign_in_with_their_role() {
 async fn each_failed_check_is_a_401_naming_it() {
     let keys = generate();
     let jwks = Jwks::default();
-    *jwks.keys.lock().unwrap() = vec![keys.rsa.jwk()];
+    // A symmetric key published in the JWKS must never verify anything.
+    const OCT: &[u8] = b"a-symmetric-key-nobody-should-trust";
+    let oct = json!({"kty": "oct", "kid": "oct-1", "alg": "HS256",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(OCT)});
+    *jwks.keys.lock().unwrap() = vec![keys.rsa.jwk(), oct];
     let url = jwks.serve().await;
     let mut cfg = test_config(&common::sqlite_db().url);
     cfg.auth.jwt = Some(jwt_config(&url));

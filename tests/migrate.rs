@@ -174,3 +174,39 @@ async fn a_sqlite_history_is_imported_into_postgresql_idempotently() {
     assert!(err.contains("does not exist"), "{err}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn a_file_from_before_the_newest_columns_is_imported_with_their_defaults() {
+    let Some(pg) = postgres_db().await else {
+        return;
+    };
+    let lite = sqlite_db();
+    let app = TestApp::start(test_config(&lite.url)).await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/alerts",
+            &json!({"message": "old file", "labels": {"alertname": "OldFile"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    app.stop().await;
+    // As written before migration 0015 (audit_log.identity).
+    {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&lite.url).await.unwrap();
+        sqlx::query("ALTER TABLE audit_log DROP COLUMN identity")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = migrate(dir.path(), &pg.url, &lite.url).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(
+        count(&pg.url, "audit_log").await,
+        count(&lite.url, "audit_log").await,
+        "every audit record imported"
+    );
+    assert!(count(&pg.url, "audit_log").await >= 1);
+}

@@ -259,8 +259,25 @@ async fn copy_table(
     .await
     .and_then(|r| r.try_get("n"))
     .map_err(CopyError::Source)?;
-    let fields: Vec<String> = t
+    // A file written by an older version lacks the newest columns: those get their
+    // defaults in the target.
+    let present: Vec<String> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT name FROM pragma_table_info('{}')",
+        t.name
+    )))
+    .fetch_all(&mut *src)
+    .await
+    .map_err(CopyError::Source)?
+    .iter()
+    .filter_map(|r| r.try_get::<String, _>("name").ok())
+    .collect();
+    let columns: Vec<(&str, &str)> = t
         .columns
+        .iter()
+        .copied()
+        .filter(|(c, _)| present.iter().any(|p| p == c))
+        .collect();
+    let fields: Vec<String> = columns
         .iter()
         .map(|(c, _)| format!("'{c}', t.{c}"))
         .chain(t.extra.iter().map(|(n, e, _)| format!("'{n}', {e}")))
@@ -270,9 +287,8 @@ async fn copy_table(
         fields.join(", "),
         t.from
     );
-    let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-    let types: Vec<String> = t
-        .columns
+    let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    let types: Vec<String> = columns
         .iter()
         .map(|(c, ty)| format!("{c} {ty}"))
         .chain(t.extra.iter().map(|(n, _, ty)| format!("{n} {ty}")))

@@ -58,6 +58,9 @@ pub enum JwksError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The load took longer than `jwks_timeout`.
+    #[error("no answer within {0:?} (auth.jwt.jwks_timeout)")]
+    Timeout(Duration),
     /// The document is not a JWKS.
     #[error("not a JWKS (a JSON object with a \"keys\" list): {0}")]
     Parse(serde_json::Error),
@@ -104,7 +107,7 @@ impl Source {
 
 #[derive(Default)]
 struct Keys {
-    by_kid: HashMap<String, Arc<SigningKey>>,
+    by_kid: HashMap<String, Vec<Arc<SigningKey>>>,
     all: Vec<Arc<SigningKey>>,
     loaded: Option<Instant>,
 }
@@ -155,6 +158,7 @@ pub struct KeySet {
     background: std::sync::atomic::AtomicBool,
     min_refresh: Duration,
     max_age: Duration,
+    timeout: Duration,
     metrics: JwksMetrics,
 }
 
@@ -181,6 +185,7 @@ impl KeySet {
             background: std::sync::atomic::AtomicBool::new(false),
             min_refresh: cfg.jwks_min_refresh,
             max_age: cfg.jwks_refresh,
+            timeout: cfg.jwks_timeout,
             metrics: JwksMetrics::register(metrics),
         })
     }
@@ -210,7 +215,10 @@ impl KeySet {
         let Some(source) = &self.source else {
             return Ok(0);
         };
-        let loaded = source.load().await.and_then(|doc| self.parse(&doc));
+        let loaded = match tokio::time::timeout(self.timeout, source.load()).await {
+            Ok(doc) => doc.and_then(|doc| self.parse(&doc)),
+            Err(_) => Err(JwksError::Timeout(self.timeout)),
+        };
         match loaded {
             Ok(keys) => {
                 let n = keys.all.len();
@@ -249,16 +257,20 @@ impl KeySet {
             Some(kid) => keys
                 .by_kid
                 .get(kid)
+                .into_iter()
+                .flatten()
                 .filter(|k| k.allows(alg))
                 .cloned()
-                .into_iter()
                 .collect(),
             None => keys.all.iter().filter(|k| k.allows(alg)).cloned().collect(),
         }
     }
 
-    async fn refresh_for_unknown_kid(&self, kid: Option<&str>, alg: Algorithm) {
-        let mut last = self.kid_refresh.lock().await;
+    /// Every load after the first runs under `kid_refresh`, one at a time, so an older
+    /// answer never replaces a newer one. The fetch is its own task: a caller that gives
+    /// up does not cancel it.
+    async fn refresh_for_unknown_kid(self: &Arc<Self>, kid: Option<&str>, alg: Algorithm) {
+        let mut last = self.kid_refresh.clone().lock_owned().await;
         // Another request (or the first load) may have fetched it while this one waited.
         if !Self::matching(&self.current(), kid, alg).is_empty()
             || last.is_some_and(|t| t.elapsed() < self.min_refresh)
@@ -266,8 +278,13 @@ impl KeySet {
             return;
         }
         *last = Some(Instant::now());
+        let me = self.clone();
         // Errors are logged and counted by refresh; the caller answers 401.
-        let _ = self.refresh().await;
+        let _ = tokio::spawn(async move {
+            let _serial = last;
+            me.refresh().await
+        })
+        .await;
     }
 
     fn refresh_in_background_if_old(self: &Arc<Self>) {
@@ -281,7 +298,16 @@ impl KeySet {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = me.refresh().await;
+            {
+                let _serial = me.kid_refresh.lock().await;
+                if me
+                    .current()
+                    .loaded
+                    .is_none_or(|t| t.elapsed() >= me.max_age)
+                {
+                    let _ = me.refresh().await;
+                }
+            }
             // A failed load is retried no sooner than `jwks_min_refresh`.
             tokio::time::sleep(me.min_refresh).await;
             me.background.store(false, Ordering::Release);
@@ -306,7 +332,10 @@ impl KeySet {
                 Ok(key) => {
                     let key = Arc::new(key);
                     if let Some(kid) = &key.kid {
-                        keys.by_kid.insert(kid.clone(), key.clone());
+                        keys.by_kid
+                            .entry(kid.clone())
+                            .or_default()
+                            .push(key.clone());
                     }
                     keys.all.push(key);
                 }

@@ -19,6 +19,28 @@ use super::jwks::KeySet;
 use crate::config::{JwtConfig, Role};
 use crate::metrics::Metrics;
 
+/// Largest `auth.jwt.leeway`.
+pub const MAX_LEEWAY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A JWKS URL must be https, except on the loopback interface (a local sidecar or test):
+/// whoever can answer it can sign any token.
+fn check_jwks_url(url: &str) -> Result<(), &'static str> {
+    let u = reqwest::Url::parse(url).map_err(|_| "is not a URL")?;
+    let host = u.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must be https:// (plain http only on loopback)"),
+        _ => Err("must be an https:// URL"),
+    }
+}
+
 /// The algorithms `auth.jwt.algorithms` may name.
 pub const SUPPORTED: [&str; 4] = ["RS256", "ES256", "EdDSA", "HS256"];
 
@@ -250,12 +272,22 @@ impl JwtVerifier {
     }
 
     fn verified(&self, claims: &Value) -> Result<Verified, JwtError> {
-        let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+        // Names end up in the audit log and in messages: no control characters.
+        let text = |k: &str| -> Result<Option<String>, JwtError> {
+            match claims.get(k).and_then(Value::as_str) {
+                Some(v) if v.chars().any(char::is_control) || v.len() > 1024 => {
+                    Err(JwtError::Claim(k.into()))
+                }
+                v => Ok(v.map(str::to_string)),
+            }
+        };
         let identity = Identity {
-            sub: text("sub").ok_or_else(|| JwtError::Claim("sub".into()))?,
-            preferred_username: text("preferred_username"),
-            email: text("email"),
-            iss: text("iss"),
+            sub: text("sub")?
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| JwtError::Claim("sub".into()))?,
+            preferred_username: text("preferred_username")?,
+            email: text("email")?,
+            iss: text("iss")?,
             exp: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
         };
         let role = role_of(claims, &self.cfg)
@@ -338,11 +370,42 @@ pub fn validate(cfg: &JwtConfig) -> Vec<String> {
         problems.push("auth.jwt: set jwks_url or jwks_file, not both".into());
     }
     if let Some(url) = &cfg.jwks_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
+        && let Err(why) = check_jwks_url(url)
     {
+        problems.push(format!("auth.jwt.jwks_url: {url:?} {why}"));
+    }
+    if cfg.issuer.as_deref().is_none_or(str::is_empty) {
+        problems.push(
+            "auth.jwt.issuer: required (the token's iss, e.g. https://sso.example.com/realms/ops)"
+                .into(),
+        );
+    }
+    if cfg
+        .audience
+        .as_ref()
+        .is_none_or(|a| a.values().iter().all(String::is_empty))
+    {
+        problems.push(
+            "auth.jwt.audience: required (one of the token's aud): without it every token the provider issues to any client would be accepted"
+                .into(),
+        );
+    }
+    if cfg.leeway > MAX_LEEWAY {
         problems.push(format!(
-            "auth.jwt.jwks_url: {url:?} must be an http:// or https:// URL"
+            "auth.jwt.leeway: at most {}s (clock skew, not a grace period)",
+            MAX_LEEWAY.as_secs()
         ));
+    }
+    if cfg.jwks_min_refresh < std::time::Duration::from_secs(1) {
+        problems.push("auth.jwt.jwks_min_refresh: at least 1s".into());
+    }
+    if cfg.jwks_refresh < cfg.jwks_min_refresh {
+        problems.push("auth.jwt.jwks_refresh: at least jwks_min_refresh".into());
+    }
+    if !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(60))
+        .contains(&cfg.jwks_timeout)
+    {
+        problems.push("auth.jwt.jwks_timeout: between 100ms and 60s".into());
     }
     let public = cfg.algorithms.iter().any(|a| a != "HS256");
     let hs = cfg.algorithms.iter().any(|a| a == "HS256");
