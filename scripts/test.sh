@@ -13,6 +13,7 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
@@ -22,7 +23,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Debian starts some of these as services on install; tests run their own on free ports.
-for svc in postgresql prometheus prometheus-alertmanager; do
+for svc in postgresql prometheus prometheus-alertmanager prometheus-postgres-exporter; do
   as_root service "$svc" stop >/dev/null 2>&1 || true
 done
 if [ -d dashboard ]; then

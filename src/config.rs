@@ -78,6 +78,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// HTTP server limits: header and request timeouts, connections.
     pub http: HttpConfig,
+    /// PostgreSQL servers to monitor (`[[postgres]]`).
+    pub postgres: PostgresConfig,
 }
 
 impl Default for Config {
@@ -103,6 +105,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             query: QueryConfig::default(),
             http: HttpConfig::default(),
+            postgres: PostgresConfig::default(),
         }
     }
 }
@@ -466,6 +469,119 @@ pub enum Role {
     Operator,
     /// Everything, including reloads and deletes.
     Admin,
+}
+
+/// PostgreSQL servers to monitor: `[[postgres]]` targets, or the table form
+/// `[postgres]` with `monitor_own` and `[[postgres.targets]]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostgresConfig {
+    /// With a `postgres://` `database_url`, monitor watchpost's own database too.
+    pub monitor_own: bool,
+    /// The servers.
+    pub targets: Vec<PostgresTarget>,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            monitor_own: true,
+            targets: Vec::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PostgresConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            #[serde(default = "yes")]
+            monitor_own: bool,
+            #[serde(default)]
+            targets: Vec<PostgresTarget>,
+        }
+        fn yes() -> bool {
+            true
+        }
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = PostgresConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a list of [[postgres]] targets, or a table with monitor_own and targets",
+                )
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                Ok(PostgresConfig {
+                    targets: Vec::deserialize(SeqAccessDeserializer::new(a))?,
+                    ..PostgresConfig::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let t = Table::deserialize(MapAccessDeserializer::new(a))?;
+                Ok(PostgresConfig {
+                    monitor_own: t.monitor_own,
+                    targets: t.targets,
+                })
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+/// One PostgreSQL server to monitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTarget {
+    /// The `server` label of its metrics.
+    pub name: String,
+    /// `postgres://user:password@host:port/db?sslmode=…` (the password is never shown).
+    pub url: Secret,
+    /// Time between two collections.
+    #[serde(default = "PostgresTarget::default_interval", with = "human_duration")]
+    pub interval: Duration,
+    /// How many `pg_stat_statements` entries (by total time) are exported.
+    #[serde(default = "PostgresTarget::default_statements_top")]
+    pub statements_top: usize,
+    /// Connect and statement timeout.
+    #[serde(default = "PostgresTarget::default_timeout", with = "human_duration")]
+    pub timeout: Duration,
+    /// Most databases with per-database series (by name), whatever the server holds.
+    #[serde(default = "PostgresTarget::default_max_databases")]
+    pub max_databases: usize,
+}
+
+impl PostgresTarget {
+    fn default_interval() -> Duration {
+        Duration::from_secs(15)
+    }
+    fn default_statements_top() -> usize {
+        20
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_max_databases() -> usize {
+        64
+    }
+    /// A target with the defaults.
+    pub fn new(name: &str, url: &str) -> Self {
+        Self {
+            name: name.into(),
+            url: Secret(url.into()),
+            interval: Self::default_interval(),
+            statements_top: Self::default_statements_top(),
+            timeout: Self::default_timeout(),
+            max_databases: Self::default_max_databases(),
+        }
+    }
 }
 
 /// `[log]`.

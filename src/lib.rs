@@ -59,6 +59,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(dispatch::validate(config));
     problems.extend(notify::validate(config));
     problems.extend(api::auth::validate(config));
+    problems.extend(collect::postgres::validate(config));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -160,6 +161,16 @@ impl App {
         let mut dispatch_supervisor = Supervisor::new(delivery.clone());
         let collect_handle = collect.clone();
         supervisor.spawn("collect", move |token| collect.clone().run(token));
+        // PostgreSQL servers (and the own database), under postgres_exporter's names.
+        let postgres = collect::postgres::PostgresCollector::register(
+            collect::postgres::targets(&config),
+            &metrics,
+        );
+        if !postgres.is_empty() {
+            supervisor.spawn("postgres-collector", move |token| {
+                postgres.clone().run(token)
+            });
+        }
 
         let events = EventBus::default();
         let (alert_changes, alert_changes_rx) = alerts::change::channel();

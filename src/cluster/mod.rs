@@ -17,7 +17,6 @@
 
 pub mod postgres;
 pub mod single;
-mod tls;
 
 use std::collections::BTreeSet;
 use std::future::Future;

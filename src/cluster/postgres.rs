@@ -114,7 +114,7 @@ impl Node {
     /// Opens the dedicated session; its end steps this node down at once.
     async fn connect(&self) -> anyhow::Result<Session> {
         let (_, timeout) = self.cluster.timers();
-        let plan = super::tls::plan(&self.url)?;
+        let plan = crate::store::pg_tls::plan(&self.url)?;
         let lost = CancellationToken::new();
         let client = match plan.tls {
             None => {

@@ -3,6 +3,7 @@
 //! the registry at the same instant.
 
 pub mod host;
+pub mod postgres;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

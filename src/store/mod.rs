@@ -7,6 +7,7 @@
 
 pub mod import;
 mod migrate;
+pub mod pg_tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -329,12 +329,62 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Extra `-c name=value` settings of every start.
+    settings: Vec<String>,
 }
 
 impl PgCluster {
     /// initdb + start on a free port; `None` when no PostgreSQL binaries are known
     /// (`WATCHPOST_TEST_PG_BIN`), which is a failure under `CI=true`.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(&[])
+    }
+
+    /// [`PgCluster::start`] with `-c` settings (`"shared_preload_libraries=pg_stat_statements"`).
+    pub fn start_with(settings: &[&str]) -> Option<PgCluster> {
+        let mut c = Self::empty()?;
+        c.settings = settings.iter().map(|s| s.to_string()).collect();
+        c.pg(
+            "initdb",
+            &[
+                "-D",
+                &c.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        c.start_server();
+        Some(c)
+    }
+
+    /// A streaming replica of `primary` (`pg_basebackup -R`), started.
+    pub fn replica_of(primary: &PgCluster) -> Option<PgCluster> {
+        let c = Self::empty()?;
+        c.pg(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &c.data(),
+                "-R",
+                "-X",
+                "stream",
+            ],
+        );
+        c.start_server();
+        Some(c)
+    }
+
+    /// A data directory not initialised yet, and a free port.
+    fn empty() -> Option<PgCluster> {
         let bin = match std::env::var("WATCHPOST_TEST_PG_BIN") {
             Ok(b) if !b.is_empty() => PathBuf::from(b),
             _ => {
@@ -360,21 +410,12 @@ impl PgCluster {
             assert!(ok.success());
         }
         let port = free_port();
-        let c = PgCluster { bin, dir, port };
-        c.pg(
-            "initdb",
-            &[
-                "-D",
-                &c.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ],
-        );
-        c.start_server();
-        Some(c)
+        Some(PgCluster {
+            bin,
+            dir,
+            port,
+            settings: Vec::new(),
+        })
     }
 
     fn data(&self) -> String {
@@ -401,11 +442,14 @@ impl PgCluster {
 
     /// Starts (or restarts) the server.
     pub fn start_server(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        for s in &self.settings {
+            opts.push_str(&format!(" -c {s}"));
+        }
         let log = self.dir.path().join("log").display().to_string();
         self.pg(
             "pg_ctl",

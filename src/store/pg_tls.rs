@@ -1,9 +1,13 @@
-//! The cluster connection's settings from the `database_url` the pool uses: the URL
-//! options `tokio-postgres` understands, and TLS as libpq's `sslmode` means it
+//! Direct `tokio-postgres` sessions (the cluster's, the PostgreSQL collector's) from a
+//! libpq-style URL: the URL options `tokio-postgres` understands, and TLS as libpq's
+//! `sslmode` means it
 //! (`disable`: plain; `prefer`/`require`: encrypted, certificate not checked;
 //! `verify-ca`/`verify-full`: checked against `sslrootcert`, else the web PKI roots).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -37,6 +41,36 @@ pub struct Plan {
     pub url: String,
     /// `None`: plain TCP; else TLS with this configuration.
     pub tls: Option<rustls::ClientConfig>,
+}
+
+/// A session's connection task: drive it (spawn it) for the client to work.
+pub type Connection = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// Connects to `url` (TLS by its `sslmode`) within `timeout`; errors name the server
+/// without its password.
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<(tokio_postgres::Client, Connection)> {
+    let shown = crate::redact::dsn(url);
+    let plan = plan(url)?;
+    let connecting = async {
+        match plan.tls {
+            None => tokio_postgres::connect(&plan.url, tokio_postgres::NoTls)
+                .await
+                .map(|(c, conn)| (c, Box::pin(conn) as Connection)),
+            Some(tls) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                tokio_postgres::connect(&plan.url, tls)
+                    .await
+                    .map(|(c, conn)| (c, Box::pin(conn) as Connection))
+            }
+        }
+    };
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {shown} timed out"))?
+        .map_err(|e| anyhow::anyhow!("connecting to {shown}: {e}"))
 }
 
 /// The plan for `url`.
