@@ -411,15 +411,29 @@ impl Families {
             .collect();
         pairs.sort_by(|a, b| a.name().cmp(b.name()));
         let mut m = Metric::from_label(pairs);
-        if kind == MetricType::COUNTER {
-            let mut c = prometheus::proto::Counter::default();
-            c.set_value(v);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(v);
-            m.set_gauge(g);
-        }
+        // postgres_exporter's counters without `_total` (xact_commit…) stay untyped, so
+        // OpenMetrics does not rename them to `…_total` under the dashboards' feet.
+        let kind = match kind {
+            MetricType::COUNTER if name.ends_with("_total") => {
+                let mut c = prometheus::proto::Counter::default();
+                c.set_value(v);
+                m.set_counter(c);
+                kind
+            }
+            #[allow(deprecated)] // untyped is how the crate models OpenMetrics' `unknown`
+            MetricType::COUNTER => {
+                let mut u = prometheus::proto::Untyped::default();
+                u.set_value(v);
+                m.set_untyped(u);
+                MetricType::UNTYPED
+            }
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(v);
+                m.set_gauge(g);
+                kind
+            }
+        };
         let family = self.by_name.entry(name).or_insert_with(|| {
             let mut f = MetricFamily::default();
             f.set_name(name.into());

@@ -11,13 +11,36 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Encodes families in the Prometheus text format 0.0.4.
+/// Encodes families in the Prometheus text format 0.0.4. The crate's encoder cannot
+/// write untyped families (postgres_exporter's counters without `_total`): those are
+/// written here.
 pub fn encode_text(families: &[MetricFamily]) -> String {
+    let untyped = |f: &MetricFamily| f.get_field_type() == MetricType::UNTYPED;
     let mut buf = Vec::with_capacity(16 * 1024);
-    if let Err(e) = TextEncoder::new().encode(families, &mut buf) {
+    let encoded = if families.iter().any(untyped) {
+        let typed: Vec<MetricFamily> = families.iter().filter(|f| !untyped(f)).cloned().collect();
+        TextEncoder::new().encode(&typed, &mut buf)
+    } else {
+        TextEncoder::new().encode(families, &mut buf)
+    };
+    if let Err(e) = encoded {
         tracing::error!(error = %e, "encoding metrics failed");
     }
-    String::from_utf8(buf).unwrap_or_default()
+    let mut out = String::from_utf8(buf).unwrap_or_default();
+    for family in families
+        .iter()
+        .filter(|f| untyped(f) && !f.get_metric().is_empty())
+    {
+        let name = family.name();
+        let help = family.help().replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} untyped");
+        for m in family.get_metric() {
+            #[allow(deprecated)] // untyped is how the crate models it
+            let v = m.get_untyped().get_value();
+            sample(&mut out, name, m.get_label(), None, v);
+        }
+    }
+    out
 }
 
 /// Encodes families in OpenMetrics 1.0 text, ending with `# EOF`.
@@ -186,6 +209,37 @@ fn escape_help(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn untyped_families_keep_their_names_in_both_formats() {
+        let mut u = prometheus::proto::Untyped::default();
+        u.set_value(7.0);
+        let mut label = LabelPair::default();
+        label.set_name("datname".into());
+        label.set_value("app".into());
+        let mut m = prometheus::proto::Metric::from_label(vec![label]);
+        m.set_untyped(u);
+        let mut f = MetricFamily::default();
+        f.set_name("pg_stat_database_xact_commit".into());
+        f.set_help("Commits".into());
+        f.set_field_type(MetricType::UNTYPED);
+        f.set_metric(vec![m]);
+        let text = encode_text(std::slice::from_ref(&f));
+        assert!(
+            text.contains("# TYPE pg_stat_database_xact_commit untyped\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pg_stat_database_xact_commit{datname=\"app\"} 7.0\n"),
+            "{text}"
+        );
+        let om = encode_openmetrics(&[f]);
+        assert!(
+            om.contains("pg_stat_database_xact_commit{datname=\"app\"} 7.0\n"),
+            "{om}"
+        );
+    }
     use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
     #[test]
