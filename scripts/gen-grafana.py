@@ -22,8 +22,10 @@ def ds():
 
 
 class Board:
-    def __init__(self, uid, title, tags):
-        self.uid, self.title, self.tags = uid, title, tags
+    def __init__(self, uid, title, tags, var=("instance", "Instance", "label_values(watchpost_build_info, instance)"),
+                 file=None):
+        self.uid, self.title, self.tags, self.var = uid, title, tags, var
+        self.file = file or f"{uid}.json"
         self.panels, self.y, self.next_id = [], 0, 1
         self.x, self.line_h = 0, 0
 
@@ -88,16 +90,16 @@ class Board:
             "templating": {"list": [
                 {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
                  "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
-                {"name": "instance", "label": "Instance", "type": "query", "datasource": ds(),
-                 "query": {"query": "label_values(watchpost_build_info, instance)", "refId": "instance"},
-                 "definition": "label_values(watchpost_build_info, instance)",
+                {"name": self.var[0], "label": self.var[1], "type": "query", "datasource": ds(),
+                 "query": {"query": self.var[2], "refId": self.var[0]},
+                 "definition": self.var[2],
                  "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
                  "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "hide": 0, "options": []},
             ]},
             "annotations": {"list": []},
             "panels": self.panels,
         }
-        path = OUT / f"{self.uid}.json"
+        path = OUT / self.file
         path.write_text(json.dumps(board, indent=2) + "\n")
         print(f"wrote {path} ({len([p for p in self.panels if p['type'] != 'row'])} panels)")
 
@@ -191,7 +193,61 @@ def alerts():
     b.write()
 
 
+PG = 'server=~"$server"'
+
+
+def postgres():
+    """PostgreSQL servers under postgres_exporter's names (watchpost's collector or the
+    exporter itself with a `server` label); one `server` variable."""
+    b = Board("watchpost-postgres", "watchpost / PostgreSQL", ["watchpost", "postgres"],
+              var=("server", "Server", "label_values(pg_up, server)"), file="postgres.json")
+    b.row("Server")
+    b.panel("Up", [(f"min by (server) (pg_up{{{PG}}})", "{{server}}")], kind="stat", w=6, h=4,
+            thresholds=[(1, "green")], min_=0, max_=1, base="red",
+            description="1 while watchpost reaches the server.")
+    b.panel("Connections used", [(f"sum by (server) (pg_stat_activity_count{{{PG}}}) / on (server) max by (server) (pg_settings_max_connections{{{PG}}})", "{{server}}")],
+            kind="stat", unit="percentunit", w=6, h=4, min_=0, max_=1, thresholds=[(0.8, "orange"), (0.95, "red")])
+    b.panel("Longest transaction", [(f"max by (server) (pg_stat_activity_max_tx_duration{{{PG}}})", "{{server}}")],
+            kind="stat", unit="s", w=6, h=4, thresholds=[(60, "orange"), (300, "red")])
+    b.panel("Started", [(f"time() - max by (server) (pg_postmaster_start_time_seconds{{{PG}}})", "{{server}}")],
+            kind="stat", unit="s", w=6, h=4, description="Time since the postmaster started.")
+    b.row("Activity")
+    b.panel("Connections by state", [(f"sum by (server, state) (pg_stat_activity_count{{{PG}}})", "{{server}} {{state}}"),
+                                     (f"max by (server) (pg_settings_max_connections{{{PG}}})", "{{server}} max_connections")])
+    b.panel("Transactions per second", [(f"sum by (server, datname) (rate(pg_stat_database_xact_commit{{{PG}}}[{RI}]))", "{{server}}/{{datname}} commit"),
+                                        (f"sum by (server, datname) (rate(pg_stat_database_xact_rollback{{{PG}}}[{RI}]))", "{{server}}/{{datname}} rollback")],
+            unit="ops")
+    b.panel("Cache hit ratio", [(f"sum by (server, datname) (rate(pg_stat_database_blks_hit{{{PG}}}[{RI}])) / (sum by (server, datname) (rate(pg_stat_database_blks_hit{{{PG}}}[{RI}])) + sum by (server, datname) (rate(pg_stat_database_blks_read{{{PG}}}[{RI}])))", "{{server}}/{{datname}}")],
+            unit="percentunit", min_=0, max_=1, thresholds=[(0.9, "orange")])
+    b.panel("Rows", [(f"sum by (server) (rate(pg_stat_database_tup_fetched{{{PG}}}[{RI}]))", "{{server}} fetched"),
+                     (f"sum by (server) (rate(pg_stat_database_tup_inserted{{{PG}}}[{RI}]))", "{{server}} inserted"),
+                     (f"sum by (server) (rate(pg_stat_database_tup_updated{{{PG}}}[{RI}]))", "{{server}} updated"),
+                     (f"sum by (server) (rate(pg_stat_database_tup_deleted{{{PG}}}[{RI}]))", "{{server}} deleted")], unit="ops")
+    b.panel("Locks by mode", [(f"sum by (server, mode) (pg_locks_count{{{PG}}})", "{{server}} {{mode}}")], stack=True)
+    b.panel("Deadlocks and conflicts", [(f"sum by (server, datname) (rate(pg_stat_database_deadlocks{{{PG}}}[{RI}]))", "{{server}}/{{datname}} deadlocks"),
+                                        (f"sum by (server, datname) (rate(pg_stat_database_conflicts{{{PG}}}[{RI}]))", "{{server}}/{{datname}} conflicts")],
+            unit="ops")
+    b.row("Storage and replication")
+    b.panel("Database size", [(f"sum by (server, datname) (pg_database_size_bytes{{{PG}}})", "{{server}}/{{datname}}")], unit="bytes")
+    b.panel("Temporary files written", [(f"sum by (server, datname) (rate(pg_stat_database_temp_bytes{{{PG}}}[{RI}]))", "{{server}}/{{datname}}")], unit="Bps")
+    b.panel("Replication", [(f"max by (server) (pg_replication_lag_seconds{{{PG}}})", "{{server}} replay lag (replica)"),
+                            (f"max by (server, application_name) (pg_stat_replication_replay_lag_seconds{{{PG}}})", "{{server}} → {{application_name}}")],
+            unit="s")
+    b.panel("Buffers written", [(f"sum by (server) (rate(pg_stat_bgwriter_buffers_checkpoint_total{{{PG}}}[{RI}]))", "{{server}} checkpoint"),
+                                (f"sum by (server) (rate(pg_stat_bgwriter_buffers_clean_total{{{PG}}}[{RI}]))", "{{server}} bgwriter"),
+                                (f"sum by (server) (rate(pg_stat_bgwriter_buffers_backend_total{{{PG}}}[{RI}]))", "{{server}} backend")],
+            unit="ops", w=16)
+    b.row("Statements (pg_stat_statements)")
+    # The collector already keeps only the top `statements_top` statements per server.
+    b.panel("Time spent by statement", [(f"sum by (server, queryid) (rate(pg_stat_statements_total_time_seconds{{{PG}}}[{RI}]))", "{{server}} {{queryid}}")],
+            unit="percentunit", w=12, description="Seconds of execution per second of the top statements (statements_top); the text is in pg_stat_statements_query_info.")
+    b.panel("Mean time per call", [(f"sum by (server, queryid) (rate(pg_stat_statements_total_time_seconds{{{PG}}}[{RI}])) / sum by (server, queryid) (rate(pg_stat_statements_calls{{{PG}}}[{RI}]))", "{{server}} {{queryid}}")],
+            unit="s", w=12)
+    b.write()
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     overview()
     alerts()
+    postgres()

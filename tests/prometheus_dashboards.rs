@@ -95,6 +95,13 @@ fn shipped_prometheus_config(target: &str) -> String {
         .join("\n")
 }
 
+/// The shipped dashboards and the variable each one selects by.
+const BOARDS: [(&str, &str); 3] = [
+    ("watchpost-overview.json", "instance"),
+    ("watchpost-alerts.json", "instance"),
+    ("postgres.json", "server"),
+];
+
 /// Every `expr` of every panel (rows' nested panels included) of a dashboard file.
 fn panel_queries(file: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(file).expect("read dashboard");
@@ -122,6 +129,8 @@ fn substitute(expr: &str) -> String {
         .replace("$__interval", "15s")
         .replace("${instance}", ".*")
         .replace("$instance", ".*")
+        .replace("${server}", ".*")
+        .replace("$server", ".*")
         .replace("${job}", ".*")
         .replace("$job", ".*")
 }
@@ -348,6 +357,29 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
         role: Role::Operator,
         name: Some("prometheus".into()),
     }];
+    // A PostgreSQL server watched by the collector, for the PostgreSQL board's panels.
+    // With pg_stat_statements and a streaming replica, so every panel has data.
+    let pg = common::PgCluster::start_with(&["shared_preload_libraries=pg_stat_statements"]);
+    let _replica = pg
+        .as_ref()
+        .map(|p| common::PgCluster::replica_of(p).expect("replica"));
+    if let Some(pg) = &pg {
+        let admin = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await;
+        let (client, conn) = admin.expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(
+                "CREATE EXTENSION pg_stat_statements; \
+                 CREATE TABLE t AS SELECT generate_series(1, 1000) AS id; \
+                 SELECT count(*) FROM t",
+            )
+            .await
+            .expect("seed");
+        let mut t = watchpost::config::PostgresTarget::new("pg-main", &pg.url());
+        t.interval = Duration::from_secs(1);
+        t.timeout = Duration::from_millis(800);
+        config.postgres.targets = vec![t];
+    }
     let app = TestApp::start(config).await;
     let target = app.base.trim_start_matches("http://").to_string();
     let prom_config = shipped_prometheus_config(&target);
@@ -411,7 +443,7 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
     check_instance_variable(&client, &prom.base, &app.base, &target).await;
     let mut failures = Vec::new();
     let mut checked = 0;
-    for board in ["watchpost-overview.json", "watchpost-alerts.json"] {
+    for board in BOARDS.map(|(b, _)| b) {
         let file = repo().join("grafana/dashboards").join(board);
         let queries = panel_queries(&file);
         assert!(!queries.is_empty(), "{board} has no panel queries");
@@ -444,7 +476,7 @@ async fn every_panel_query_agrees_between_prometheus_and_watchpost() {
 #[test]
 fn dashboards_are_well_formed_and_generated() {
     let dir = repo().join("grafana/dashboards");
-    for board in ["watchpost-overview.json", "watchpost-alerts.json"] {
+    for (board, var) in BOARDS {
         let text = std::fs::read_to_string(dir.join(board)).expect("read dashboard");
         let b: Value = serde_json::from_str(&text).expect("JSON");
         let vars: Vec<&str> = b["templating"]["list"]
@@ -453,7 +485,7 @@ fn dashboards_are_well_formed_and_generated() {
             .iter()
             .filter_map(|v| v["name"].as_str())
             .collect();
-        assert_eq!(vars, ["datasource", "instance"], "{board}");
+        assert_eq!(vars, ["datasource", var], "{board}");
         let mut cells = BTreeSet::new();
         for p in b["panels"].as_array().expect("panels") {
             let title = p["title"].as_str().unwrap_or("?");
@@ -487,7 +519,7 @@ fn dashboards_are_well_formed_and_generated() {
                 assert_eq!(t["datasource"]["uid"], "${datasource}", "{board} {title}");
                 let expr = t["expr"].as_str().expect("expr");
                 assert!(
-                    expr.contains("instance=~\"$instance\""),
+                    expr.contains(&format!("{var}=~\"${var}\"")),
                     "{board} {title}: {expr}"
                 );
                 for (i, _) in expr.match_indices('[') {
@@ -513,7 +545,7 @@ fn dashboards_are_well_formed_and_generated() {
         }
     };
     assert!(status.success(), "scripts/gen-grafana.py failed");
-    for board in ["watchpost-overview.json", "watchpost-alerts.json"] {
+    for board in BOARDS.map(|(b, _)| b) {
         let generated = std::fs::read_to_string(out.path().join(board)).expect("generated");
         let committed = std::fs::read_to_string(dir.join(board)).expect("committed");
         assert!(
