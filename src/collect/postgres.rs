@@ -899,3 +899,76 @@ const QUERIES: &[Query] = &[
         apply: apply_statements,
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml: &str) -> Config {
+        Config::from_toml(toml).expect("valid config")
+    }
+
+    #[test]
+    fn the_own_database_is_watched_unless_turned_off() {
+        let c = config("database_url = \"postgres://wp:secret@db:5432/watchpost\"\n");
+        let t = targets(&c);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].name, OWN);
+        assert_eq!(t[0].interval, Duration::from_secs(15));
+        // The table form turns it off and lists targets.
+        let c = config(
+            "database_url = \"postgres://wp:secret@db:5432/watchpost\"\n[postgres]\nmonitor_own = false\n\
+             [[postgres.targets]]\nname = \"orders\"\nurl = \"postgres://mon@orders:5432/orders\"\n",
+        );
+        let t = targets(&c);
+        assert_eq!(
+            t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["orders"]
+        );
+        // The list form adds to the own database; SQLite has no own target.
+        let c = config(
+            "[[postgres]]\nname = \"orders\"\nurl = \"postgres://mon@orders/orders\"\n\
+             interval = \"30s\"\nstatements_top = 5\n",
+        );
+        let t = targets(&c);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].interval, t[0].statements_top),
+            (Duration::from_secs(30), 5)
+        );
+    }
+
+    #[test]
+    fn validation_names_the_target_and_key() {
+        let mut c = Config::default();
+        let mut bad = PostgresTarget::new("orders", "mysql://x");
+        bad.timeout = Duration::from_secs(20);
+        c.postgres.targets = vec![bad, PostgresTarget::new("orders", "postgres://x/y")];
+        let p = validate(&c).join("\n");
+        for needle in [
+            "postgres[0].url",
+            "postgres[0].timeout",
+            "postgres[1].name: \"orders\" is used twice",
+        ] {
+            assert!(p.contains(needle), "{needle} in {p}");
+        }
+        let err =
+            Config::from_toml("[[postgres]]\nname = \"a\"\nurl = \"postgres://x\"\ntypo = 1\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("typo"), "{err}");
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let c = config(
+            "[[postgres]]\nname = \"orders\"\nurl = \"postgres://mon:hunter2@orders/orders\"\n",
+        );
+        let shown = format!(
+            "{:?} {}",
+            c.postgres,
+            serde_json::to_string(&c.postgres).unwrap()
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
