@@ -82,18 +82,28 @@ fn default_rules_pass_promtool() {
     );
 }
 
-/// The default rules' unit tests (`tests/fixtures/rules/*_test.yml`), run by promtool
-/// over Prometheus' own engine: ClusterNodeDown fires after its `for` for each dead
-/// member only, names it as `instance`, and resolves when it is back.
+/// The default rules' unit tests (every `tests/fixtures/rules/*_test.yml`), run by
+/// promtool over Prometheus' own engine: e.g. ClusterNodeDown fires after its `for` for
+/// each dead member only, names it as `instance`, and resolves when it is back.
 #[test]
 fn default_rules_pass_their_promtool_unit_tests() {
     let Some(promtool) = promtool() else {
         return;
     };
     let dir = repo().join("tests/fixtures/rules");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with("_test.yml"))
+        .collect();
+    files.sort();
+    for must in ["cluster_test.yml", "postgres_test.yml"] {
+        assert!(files.iter().any(|f| f == must), "{must} in {files:?}");
+    }
     let out = Command::new(promtool)
         .current_dir(&dir)
-        .args(["test", "rules", "cluster_test.yml"])
+        .args(["test", "rules"])
+        .args(&files)
         .output()
         .expect("promtool");
     assert!(

@@ -9,6 +9,7 @@ pub mod format;
 pub mod markdown;
 pub mod model;
 pub mod panels;
+pub mod postgres;
 pub mod promql;
 pub mod protocol;
 pub mod route;

@@ -15,6 +15,8 @@ pub enum Page {
     Silences,
     /// `/cluster`.
     Cluster,
+    /// `/postgres`.
+    Postgres,
     /// Anything else.
     NotFound,
 }
@@ -36,6 +38,7 @@ impl Page {
             (Some("rules"), None, _) => Page::Rules,
             (Some("silences"), None, _) => Page::Silences,
             (Some("cluster"), None, _) => Page::Cluster,
+            (Some("postgres"), None, _) => Page::Postgres,
             _ => Page::NotFound,
         }
     }
@@ -50,6 +53,7 @@ impl Page {
             Page::Rules => "/rules".into(),
             Page::Silences => "/silences".into(),
             Page::Cluster => "/cluster".into(),
+            Page::Postgres => "/postgres".into(),
             Page::NotFound => "/".into(),
         }
     }
@@ -63,6 +67,7 @@ impl Page {
             Page::Rules => "rules",
             Page::Silences => "silences",
             Page::Cluster => "cluster",
+            Page::Postgres => "postgres",
         }
     }
 
@@ -76,6 +81,7 @@ impl Page {
             Page::Rules => "Rules".to_string(),
             Page::Silences => "Silences".to_string(),
             Page::Cluster => "Cluster".to_string(),
+            Page::Postgres => "PostgreSQL".to_string(),
             Page::NotFound => "Not found".to_string(),
         };
         format!("{t} · watchpost")
@@ -96,6 +102,7 @@ mod tests {
             Page::Rules,
             Page::Silences,
             Page::Cluster,
+            Page::Postgres,
         ] {
             assert_eq!(Page::parse(&p.path()), p);
         }

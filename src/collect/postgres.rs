@@ -60,6 +60,8 @@ pub fn validate(config: &Config) -> Vec<String> {
                 "{key}.url: must be a postgres:// URL, got {}",
                 crate::redact::dsn(url)
             ));
+        } else if let Err(e) = crate::store::pg_tls::plan(url) {
+            problems.push(format!("{key}.url: {e}"));
         }
         if t.interval < Duration::from_secs(1) {
             problems.push(format!("{key}.interval: at least 1s"));
@@ -230,7 +232,11 @@ async fn run_target(t: Arc<Target>, stats: CollectorStats, shutdown: Cancellatio
         }
         if client.as_ref().is_none_or(Client::is_closed) {
             lost = CancellationToken::new();
-            client = match open(&t.cfg, lost.clone()).await {
+            let opened = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = open(&t.cfg, lost.clone()) => r,
+            };
+            client = match opened {
                 Ok(c) => {
                     backoff = Duration::from_secs(1);
                     tracing::info!(server = %name, "postgres collector connected");
@@ -253,7 +259,16 @@ async fn run_target(t: Arc<Target>, stats: CollectorStats, shutdown: Cancellatio
         }
         let Some(c) = client.as_ref() else { continue };
         let started = Instant::now();
-        match collect(c, &t.cfg, &stats).await {
+        // One collection never outlasts the interval: a server that stops answering is
+        // down, not stale.
+        let deadline = t.cfg.interval.max(t.cfg.timeout * 2);
+        let collected = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(deadline, collect(c, &t.cfg, &stats)) => {
+                r.unwrap_or_else(|_| Err(Elapsed(deadline).into()))
+            }
+        };
+        match collected {
             Ok(families) => publish(&t, families),
             Err(e) => {
                 tracing::warn!(server = %name, error = %e, "postgres collection failed; reconnecting");
@@ -315,10 +330,20 @@ async fn collect(
     .iter()
     .filter_map(|r| r.try_get(0).ok())
     .collect();
+    let version: i32 = within(
+        cfg,
+        client.query_one("SELECT current_setting('server_version_num')::int", &[]),
+    )
+    .await?
+    .try_get(0)
+    .unwrap_or(0);
     for q in QUERIES {
         if let Some(ext) = q.needs_extension
             && !installed.iter().any(|e| e == ext)
         {
+            continue;
+        }
+        if !(q.versions.0..q.versions.1).contains(&version) {
             continue;
         }
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match q.param {
@@ -333,7 +358,11 @@ async fn collect(
                     (q.apply)(row, &mut f);
                 }
             }
-            Err(e) if client.is_closed() => return Err(e),
+            // Gone, or not answering: what follows would queue behind it. Reconnect.
+            Err(e) if client.is_closed() || e.is::<Elapsed>() => {
+                stats.errors.with_label_values(&[&cfg.name, q.name]).inc();
+                return Err(e);
+            }
             Err(e) => {
                 tracing::debug!(server = %cfg.name, query = q.name, error = %e, "collector query failed");
                 stats.errors.with_label_values(&[&cfg.name, q.name]).inc();
@@ -352,9 +381,14 @@ async fn within<T>(
 ) -> anyhow::Result<T> {
     match tokio::time::timeout(cfg.timeout + Duration::from_millis(500), fut).await {
         Ok(r) => Ok(r?),
-        Err(_) => anyhow::bail!("no answer within {:?}", cfg.timeout),
+        Err(_) => Err(Elapsed(cfg.timeout).into()),
     }
 }
+
+/// A statement got no answer within the target's timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {0:?}")]
+struct Elapsed(Duration);
 
 const UP_HELP: &str = "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).";
 
@@ -463,8 +497,13 @@ struct Query {
     param: Param,
     /// Runs only when this extension is installed.
     needs_extension: Option<&'static str>,
+    /// Server versions (`server_version_num`) it runs on: `[from, until)`.
+    versions: (i32, i32),
     apply: fn(&Row, &mut Families),
 }
+
+/// Every version.
+const ALL: (i32, i32) = (0, i32::MAX);
 
 fn text(row: &Row, i: usize) -> String {
     row.try_get::<_, Option<String>>(i)
@@ -718,7 +757,11 @@ const BGWRITER: &[(&str, &str)] = &[
 
 fn apply_bgwriter(row: &Row, f: &mut Families) {
     for (i, (name, help)) in BGWRITER.iter().enumerate() {
-        f.counter(name, help, &[], num(row, i));
+        let v = num(row, i);
+        // NULL: a column this server version no longer has.
+        if !v.is_nan() {
+            f.counter(name, help, &[], v);
+        }
     }
 }
 
@@ -786,7 +829,7 @@ fn apply_statements(row: &Row, f: &mut Families) {
         &labels,
         num(row, 8),
     );
-    let query = text(row, 9);
+    let query = redact_statement(&text(row, 9));
     f.gauge(
         "pg_stat_statements_query_info",
         "The normalised text of a top statement (truncated to 200 characters); always 1",
@@ -800,6 +843,20 @@ fn apply_statements(row: &Row, f: &mut Families) {
     );
 }
 
+/// Statement text as exported: passwords written as literals (`PASSWORD '…'`,
+/// `password=…` in connection strings) removed, at most 200 characters.
+fn redact_statement(sql: &str) -> String {
+    static QUOTED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(password\s*=?\s*)'(?:[^']|'')*'").expect("valid regex")
+    });
+    static BARE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(password\s*=\s*)[^\s';]+").expect("valid regex")
+    });
+    let quoted = QUOTED.replace_all(sql, "${1}'<redacted>'");
+    let bare = BARE.replace_all(&quoted, "${1}<redacted>");
+    bare.chars().take(200).collect()
+}
+
 /// The collection, in order; each query is independent of the others.
 const QUERIES: &[Query] = &[
     Query {
@@ -807,11 +864,13 @@ const QUERIES: &[Query] = &[
         sql: "SELECT current_setting('max_connections')::float8, \
               EXTRACT(EPOCH FROM pg_postmaster_start_time())::float8, pg_is_in_recovery(), \
               CASE WHEN NOT pg_is_in_recovery() THEN 0 \
+                   WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
                    ELSE GREATEST(0, EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END::float8, \
               (current_setting('server_version_num')::int / 10000)::text || '.' || \
               (current_setting('server_version_num')::int % 10000)::text || '.0', version()",
         param: Param::None,
         needs_extension: None,
+        versions: ALL,
         apply: apply_server,
     },
     Query {
@@ -824,6 +883,7 @@ const QUERIES: &[Query] = &[
               FROM pg_stat_database ORDER BY datname NULLS LAST LIMIT $1",
         param: Param::Databases,
         needs_extension: None,
+        versions: ALL,
         apply: apply_stat_database,
     },
     Query {
@@ -839,6 +899,7 @@ const QUERIES: &[Query] = &[
               ON a.state = s.state AND a.datname = d.datname",
         param: Param::Databases,
         needs_extension: None,
+        versions: ALL,
         apply: apply_activity,
     },
     Query {
@@ -853,6 +914,7 @@ const QUERIES: &[Query] = &[
               ON l.mode = m.mode AND l.database = d.oid",
         param: Param::Databases,
         needs_extension: None,
+        versions: ALL,
         apply: apply_locks,
     },
     Query {
@@ -862,6 +924,7 @@ const QUERIES: &[Query] = &[
               FROM pg_database ORDER BY datname LIMIT $1",
         param: Param::Databases,
         needs_extension: None,
+        versions: ALL,
         apply: apply_database_size,
     },
     Query {
@@ -872,6 +935,20 @@ const QUERIES: &[Query] = &[
               buffers_alloc::float8 FROM pg_stat_bgwriter",
         param: Param::None,
         needs_extension: None,
+        versions: (0, 170000),
+        apply: apply_bgwriter,
+    },
+    // PostgreSQL 17 moved the checkpoint columns to pg_stat_checkpointer and the backend
+    // writes to pg_stat_io (not exported: NULL here).
+    Query {
+        name: "stat_bgwriter",
+        sql: "SELECT c.num_timed::float8, c.num_requested::float8, c.write_time::float8, \
+              c.sync_time::float8, c.buffers_written::float8, b.buffers_clean::float8, \
+              b.maxwritten_clean::float8, NULL::float8, NULL::float8, b.buffers_alloc::float8 \
+              FROM pg_stat_checkpointer c, pg_stat_bgwriter b",
+        param: Param::None,
+        needs_extension: None,
+        versions: (170000, i32::MAX),
         apply: apply_bgwriter,
     },
     Query {
@@ -883,19 +960,51 @@ const QUERIES: &[Query] = &[
               FROM pg_stat_replication ORDER BY application_name, client_addr LIMIT $1",
         param: Param::Databases,
         needs_extension: None,
+        versions: ALL,
         apply: apply_replication,
+    },
+    // total_time became total_exec_time in 13; 14 added `toplevel` (nested statements
+    // of pg_stat_statements.track = all would repeat a queryid).
+    Query {
+        name: "stat_statements",
+        sql: "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, \
+              (s.total_time / 1000)::float8, (s.mean_time / 1000)::float8, s.rows::float8, \
+              s.shared_blks_hit::float8, s.shared_blks_read::float8, \
+              left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
+              FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+              JOIN pg_database d ON d.oid = s.dbid \
+              WHERE s.queryid IS NOT NULL ORDER BY s.total_time DESC LIMIT $1",
+        param: Param::Statements,
+        needs_extension: Some("pg_stat_statements"),
+        versions: (0, 130000),
+        apply: apply_statements,
     },
     Query {
         name: "stat_statements",
         sql: "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, \
               (s.total_exec_time / 1000)::float8, (s.mean_exec_time / 1000)::float8, s.rows::float8, \
               s.shared_blks_hit::float8, s.shared_blks_read::float8, \
-              left(regexp_replace(s.query, '\\s+', ' ', 'g'), 200) \
+              left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
               FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
               JOIN pg_database d ON d.oid = s.dbid \
               WHERE s.queryid IS NOT NULL ORDER BY s.total_exec_time DESC LIMIT $1",
         param: Param::Statements,
         needs_extension: Some("pg_stat_statements"),
+        versions: (130000, 140000),
+        apply: apply_statements,
+    },
+    Query {
+        name: "stat_statements",
+        sql: "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, \
+              (s.total_exec_time / 1000)::float8, (s.mean_exec_time / 1000)::float8, s.rows::float8, \
+              s.shared_blks_hit::float8, s.shared_blks_read::float8, \
+              left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
+              FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+              JOIN pg_database d ON d.oid = s.dbid \
+              WHERE s.queryid IS NOT NULL AND s.toplevel ORDER BY s.total_exec_time DESC LIMIT $1",
+        param: Param::Statements,
+        needs_extension: Some("pg_stat_statements"),
+        versions: (140000, i32::MAX),
         apply: apply_statements,
     },
 ];
@@ -957,6 +1066,31 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("typo"), "{err}");
+    }
+
+    #[test]
+    fn statement_text_loses_its_passwords() {
+        for (sql, shown) in [
+            (
+                "ALTER ROLE app PASSWORD 'hunter2'",
+                "ALTER ROLE app PASSWORD '<redacted>'",
+            ),
+            (
+                "CREATE USER x WITH ENCRYPTED password 'it''s secret' VALID UNTIL $1",
+                "CREATE USER x WITH ENCRYPTED password '<redacted>' VALID UNTIL $1",
+            ),
+            (
+                "CREATE SUBSCRIPTION s CONNECTION 'host=db password=hunter2 user=r' PUBLICATION p",
+                "CREATE SUBSCRIPTION s CONNECTION 'host=db password=<redacted> user=r' PUBLICATION p",
+            ),
+            (
+                "SELECT * FROM t WHERE id = $1",
+                "SELECT * FROM t WHERE id = $1",
+            ),
+        ] {
+            assert_eq!(redact_statement(sql), shown);
+        }
+        assert_eq!(redact_statement(&"x".repeat(500)).len(), 200);
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn plan(url: &str) -> anyhow::Result<Plan> {
         "allow" | "prefer" => ("sslmode=prefer", Some(unverified()?)),
         "require" => ("sslmode=require", Some(unverified()?)),
         "verify-ca" | "verify-full" => ("sslmode=require", Some(verified(root.as_deref())?)),
-        other => anyhow::bail!("database_url: unknown sslmode {other:?}"),
+        other => anyhow::bail!("unknown sslmode {other:?}"),
     };
     kept.push(sslmode);
     Ok(Plan {
@@ -120,10 +120,9 @@ fn verified(root: Option<&str>) -> anyhow::Result<rustls::ClientConfig> {
     match root {
         Some(path) => {
             for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| anyhow::anyhow!("database_url: sslrootcert {path}: {e}"))?
+                .map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?
             {
-                let cert =
-                    cert.map_err(|e| anyhow::anyhow!("database_url: sslrootcert {path}: {e}"))?;
+                let cert = cert.map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?;
                 roots.add(cert)?;
             }
         }

@@ -39,6 +39,8 @@ function jwt(claims) {
   const sig = createHmac('sha256', JWT_SECRET).update(`${head}.${body}`).digest('base64url');
   return `${head}.${body}.${sig}`;
 }
+// The suite's PostgreSQL (scripts/test.sh), for the PostgreSQL page; unset: its empty state.
+const PG_URL = process.env.WATCHPOST_TEST_DATABASE_URL || '';
 const results = [];
 // One alerting rule that always fires and one recording rule, for the Rules page.
 const RULES = `groups:
@@ -137,7 +139,14 @@ issuer = "${JWT_ISSUER}"
 audience = "watchpost"
 hs256_secret = "${JWT_SECRET}"
 algorithms = ["HS256"]
-`;
+${PG_URL ? `
+# The test suite's PostgreSQL, watched by the collector (the PostgreSQL page).
+[[postgres]]
+name = "e2e-pg"
+url = "${PG_URL}"
+interval = "1s"
+timeout = "800ms"
+` : ''}`;
   const configPath = join(dir, 'watchpost.toml');
   writeFileSync(configPath, config);
   mkdirSync(join(dir, 'rules'), { recursive: true });
@@ -521,10 +530,28 @@ async function run(base, context) {
     return `dark ${colors.dark}, light ${colors.light}`;
   });
 
+  await check('PostgreSQL page: the watched server is up with its connections, or the page says how to add one', async () => {
+    await page.goto(base + '/postgres', { waitUntil: 'load' });
+    if (!PG_URL) {
+      assert(process.env.CI !== 'true', 'CI=true but WATCHPOST_TEST_DATABASE_URL is unset (scripts/test.sh sets it)');
+      await page.waitForSelector('#postgres-empty', { timeout: 10_000 });
+      return 'no PostgreSQL configured: empty state shown';
+    }
+    const row = '#postgres-servers tr[data-server="e2e-pg"][data-state="up"]';
+    await page.waitForSelector(row, { timeout: 15_000 });
+    await page.waitForFunction((sel) => /\d+ \/ \d+/.test(document.querySelector(sel + ' td[data-col="connections"]')?.textContent ?? ''), row, { timeout: 15_000 });
+    const conns = await page.textContent(`${row} td[data-col="connections"]`);
+    const r = await api(base, 'GET', '/api/v1/query?query=pg_settings_max_connections', null, TOKENS.viewer);
+    const max = r.json?.data?.result?.[0]?.value?.[1];
+    assert(max && conns.includes(`/ ${max}`), `connections cell ${conns} vs max_connections ${max}`);
+    await page.screenshot({ path: join(artifacts, 'postgres.png'), fullPage: true });
+    return `e2e-pg up, connections ${conns.trim()}`;
+  });
+
   await check('every page fits a phone screen (390 px) without horizontal scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     const wide = [];
-    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster']];
+    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster'], ['postgres', '/postgres']];
     if (alertId !== null) pages.push(['alert-detail', `/alerts/${alertId}`]);
     for (const [name, path] of pages) {
       await page.goto(base + path, { waitUntil: 'load' });

@@ -7,6 +7,7 @@ mod history;
 mod live;
 mod net;
 mod overview;
+mod postgres;
 mod rules;
 mod session;
 mod silence_form;
@@ -313,6 +314,7 @@ fn App() -> impl IntoView {
                 Page::Rules => view! { <rules::RulesPage/> }.into_any(),
                 Page::Silences => view! { <silences::SilencesPage/> }.into_any(),
                 Page::Cluster => view! { <cluster::ClusterPage/> }.into_any(),
+                Page::Postgres => view! { <postgres::PostgresPage/> }.into_any(),
                 Page::NotFound => view! {
                     <div class="card empty">
                         <p>"There is no page at " <code>{move || ctx.path.get()}</code> "."</p>
@@ -360,6 +362,7 @@ fn TopBar() -> impl IntoView {
                 {link("/rules", "rules", "Rules")}
                 {link("/silences", "silences", "Silences")}
                 {link("/cluster", "cluster", "Cluster")}
+                {link("/postgres", "postgres", "PostgreSQL")}
             </nav>
             <div class="spacer"></div>
             <ConnStatus/>
