@@ -176,14 +176,10 @@ impl StreamMetrics {
             "Stream clients disconnected because they read slower than samples arrive.",
         )
         .expect("valid metric");
-        for c in [
-            Box::new(clients.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(dropped.clone()),
-        ] {
-            if let Err(e) = metrics.registry.register(c) {
-                tracing::debug!(error = %e, "stream metrics already registered");
-            }
-        }
+        metrics.register_all(
+            "stream",
+            vec![Box::new(clients.clone()), Box::new(dropped.clone())],
+        );
         Self { clients, dropped }
     }
 }

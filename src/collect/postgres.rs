@@ -118,14 +118,10 @@ impl CollectorStats {
             &["server", "query"],
         )
         .expect("valid metric");
-        for c in [
-            Box::new(duration.clone()) as Box<dyn Collector>,
-            Box::new(errors.clone()),
-        ] {
-            if let Err(e) = metrics.registry.register(c) {
-                tracing::debug!(error = %e, "postgres collector metrics already registered");
-            }
-        }
+        metrics.register_all(
+            "postgres collector",
+            vec![Box::new(duration.clone()), Box::new(errors.clone())],
+        );
         Self { duration, errors }
     }
 }
@@ -857,6 +853,35 @@ fn redact_statement(sql: &str) -> String {
     bare.chars().take(200).collect()
 }
 
+/// The top-statements query of one pg_stat_statements version: its total and mean time
+/// columns and an extra filter.
+macro_rules! statements_query {
+    ($total:literal, $mean:literal, $filter:literal, $versions:expr) => {
+        Query {
+            name: "stat_statements",
+            sql: concat!(
+                "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, (s.",
+                $total,
+                " / 1000)::float8, (s.",
+                $mean,
+                " / 1000)::float8, s.rows::float8, s.shared_blks_hit::float8, \
+                 s.shared_blks_read::float8, \
+                 left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
+                 FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+                 JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL",
+                $filter,
+                " ORDER BY s.",
+                $total,
+                " DESC LIMIT $1"
+            ),
+            param: Param::Statements,
+            needs_extension: Some("pg_stat_statements"),
+            versions: $versions,
+            apply: apply_statements,
+        }
+    };
+}
+
 /// The collection, in order; each query is independent of the others.
 const QUERIES: &[Query] = &[
     Query {
@@ -965,48 +990,14 @@ const QUERIES: &[Query] = &[
     },
     // total_time became total_exec_time in 13; 14 added `toplevel` (nested statements
     // of pg_stat_statements.track = all would repeat a queryid).
-    Query {
-        name: "stat_statements",
-        sql: "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, \
-              (s.total_time / 1000)::float8, (s.mean_time / 1000)::float8, s.rows::float8, \
-              s.shared_blks_hit::float8, s.shared_blks_read::float8, \
-              left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
-              FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
-              JOIN pg_database d ON d.oid = s.dbid \
-              WHERE s.queryid IS NOT NULL ORDER BY s.total_time DESC LIMIT $1",
-        param: Param::Statements,
-        needs_extension: Some("pg_stat_statements"),
-        versions: (0, 130000),
-        apply: apply_statements,
-    },
-    Query {
-        name: "stat_statements",
-        sql: "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, \
-              (s.total_exec_time / 1000)::float8, (s.mean_exec_time / 1000)::float8, s.rows::float8, \
-              s.shared_blks_hit::float8, s.shared_blks_read::float8, \
-              left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
-              FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
-              JOIN pg_database d ON d.oid = s.dbid \
-              WHERE s.queryid IS NOT NULL ORDER BY s.total_exec_time DESC LIMIT $1",
-        param: Param::Statements,
-        needs_extension: Some("pg_stat_statements"),
-        versions: (130000, 140000),
-        apply: apply_statements,
-    },
-    Query {
-        name: "stat_statements",
-        sql: "SELECT r.rolname::text, d.datname::text, s.queryid::text, s.calls::float8, \
-              (s.total_exec_time / 1000)::float8, (s.mean_exec_time / 1000)::float8, s.rows::float8, \
-              s.shared_blks_hit::float8, s.shared_blks_read::float8, \
-              left(regexp_replace(s.query, '[[:space:]]+', ' ', 'g'), 400) \
-              FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
-              JOIN pg_database d ON d.oid = s.dbid \
-              WHERE s.queryid IS NOT NULL AND s.toplevel ORDER BY s.total_exec_time DESC LIMIT $1",
-        param: Param::Statements,
-        needs_extension: Some("pg_stat_statements"),
-        versions: (140000, i32::MAX),
-        apply: apply_statements,
-    },
+    statements_query!("total_time", "mean_time", "", (0, 130000)),
+    statements_query!("total_exec_time", "mean_exec_time", "", (130000, 140000)),
+    statements_query!(
+        "total_exec_time",
+        "mean_exec_time",
+        " AND s.toplevel",
+        (140000, i32::MAX)
+    ),
 ];
 
 #[cfg(test)]

@@ -237,6 +237,16 @@ impl Builder<'_> {
 }
 
 impl Metrics {
+    /// Registers families owned by another room (`what` names them in the log); one
+    /// already registered (a second instance sharing the registry) is kept.
+    pub fn register_all(&self, what: &str, collectors: Vec<Box<dyn prometheus::core::Collector>>) {
+        for c in collectors {
+            if let Err(e) = self.registry.register(c) {
+                tracing::debug!(error = %e, "{what} metrics already registered");
+            }
+        }
+    }
+
     /// Builds and registers every family in a fresh registry.
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();

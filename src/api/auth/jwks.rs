@@ -133,14 +133,10 @@ impl JwksMetrics {
             "Signing keys held from the identity provider's JWKS.",
         )
         .expect("valid metric");
-        for c in [
-            Box::new(refreshes.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(keys.clone()),
-        ] {
-            if let Err(e) = metrics.registry.register(c) {
-                tracing::debug!(error = %e, "JWKS metrics already registered");
-            }
-        }
+        metrics.register_all(
+            "JWKS",
+            vec![Box::new(refreshes.clone()), Box::new(keys.clone())],
+        );
         for result in ["success", "failure"] {
             refreshes.with_label_values(&[result]);
         }

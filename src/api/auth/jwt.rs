@@ -190,9 +190,7 @@ impl JwtVerifier {
             &["reason"],
         )
         .expect("valid metric");
-        if let Err(e) = metrics.registry.register(Box::new(rejected.clone())) {
-            tracing::debug!(error = %e, "JWT metrics already registered");
-        }
+        metrics.register_all("JWT", vec![Box::new(rejected.clone())]);
         Self {
             keys: KeySet::new(cfg, accepted.clone(), metrics),
             cfg: cfg.clone(),
