@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use super::file::RuleDef;
+use super::file::{RESOLVE_EXPR, RuleDef};
 use super::template::{self, QuerySample, TemplateData};
 use super::{EvalDeps, EvalStatus, LabelSet, RuleAlert, RuleAlertState, ms_to_time};
 
@@ -111,6 +111,15 @@ impl Alert {
             ));
         }
     }
+}
+
+/// Whether the resolve expression's output `held` holds an alert: some series whose
+/// labels (without `__name__`) all equal the alert's.
+fn holds(held: &Option<Vec<LabelSet>>, alert: &LabelSet) -> bool {
+    held.as_ref().is_some_and(|sets| {
+        sets.iter()
+            .any(|s| s.iter().all(|(k, v)| alert.get(k) == Some(v)))
+    })
 }
 
 /// Prometheus keys alerts by a hash of their labels.
@@ -257,6 +266,7 @@ impl AlertingRule {
             fresh.push((fp, Alert::new(labels, annotations, sample.value, ts_ms, 0)));
         }
 
+        let held = self.hysteresis(deps, query_ts_ms, &mut warning);
         let mut inner = self.lock();
         inner.seq += 1;
         let seq = inner.seq;
@@ -282,6 +292,10 @@ impl AlertingRule {
         let mut samples = Vec::new();
         let mut num_active = 0usize;
         inner.active.retain(|_, a| {
+            if a.seen != seq && a.state == AlertState::Firing && holds(&held, &a.labels) {
+                // Hysteresis: the resolve expression still matches it.
+                a.seen = seq;
+            }
             if a.seen != seq {
                 let mut keep_firing = false;
                 if a.state == AlertState::Firing && keep_ms > 0 {
@@ -319,6 +333,41 @@ impl AlertingRule {
             ));
         }
         Ok(Output { samples, warning })
+    }
+
+    /// The label sets the rule's resolve expression returns (when it has one and some
+    /// alert fires); a failed query holds every firing alert and is reported.
+    fn hysteresis(
+        &self,
+        deps: &EvalDeps,
+        query_ts_ms: i64,
+        warning: &mut Option<String>,
+    ) -> Option<Vec<LabelSet>> {
+        let expr = self.def.resolve_expr.as_ref()?;
+        let firing = self
+            .lock()
+            .active
+            .values()
+            .any(|a| a.state == AlertState::Firing);
+        if !firing {
+            return None;
+        }
+        match deps.querier.query(expr, query_ts_ms) {
+            Ok(samples) => Some(
+                samples
+                    .into_iter()
+                    .map(|mut s| {
+                        s.labels.remove("__name__");
+                        s.labels
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(alertname = %self.def.name, error = %e, "resolve expression failed; firing alerts held");
+                warning.get_or_insert_with(|| format!("{RESOLVE_EXPR}: {e}"));
+                Some(vec![LabelSet::new()])
+            }
+        }
     }
 
     /// Alerts due for the pipeline at `ts_ms`: firing on the transition and then every

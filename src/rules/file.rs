@@ -132,7 +132,13 @@ pub struct RuleDef {
     pub labels: Vec<(String, Template)>,
     /// `annotations` (templates), sorted by name.
     pub annotations: Vec<(String, Template)>,
+    /// Hysteresis: the annotation [`RESOLVE_EXPR`], parsed. Once firing, an alert stays
+    /// firing while this expression returns a series matching it.
+    pub resolve_expr: Option<Arc<Expr>>,
 }
+
+/// The annotation that holds a firing alert until its expression returns nothing.
+pub const RESOLVE_EXPR: &str = "watchpost_resolve_expr";
 
 impl RuleDef {
     /// Same definition, ignoring positions.
@@ -598,7 +604,7 @@ impl Checker<'_> {
             (Some(_), None) => RuleKind::Alerting,
             (None, Some(_)) => RuleKind::Recording,
         };
-        let parsed = self.expr(&at, line, expr);
+        let parsed = self.expr(&at, line, expr, "");
         if let (RuleKind::Recording, Some((name, l))) = (kind, &record) {
             if has_annotations {
                 self.problem(
@@ -630,6 +636,7 @@ impl Checker<'_> {
                 );
             }
         }
+        let resolve_expr = self.resolve_expr(&at, kind, &annotations);
         let templated = kind == RuleKind::Alerting;
         let labels = self.templates(&at, labels, "label", templated);
         let annotations = self.templates(&at, annotations, "annotation", true);
@@ -646,7 +653,36 @@ impl Checker<'_> {
             keep_firing_for: keep.0,
             labels,
             annotations,
+            resolve_expr,
         })
+    }
+
+    /// The [`RESOLVE_EXPR`] annotation of an alerting rule, checked like `expr`.
+    fn resolve_expr(
+        &mut self,
+        at: &RuleAt<'_>,
+        kind: RuleKind,
+        annotations: &[(String, &MarkedYaml<'_>, usize)],
+    ) -> Option<Arc<Expr>> {
+        let (_, node, line) = annotations.iter().find(|(k, _, _)| k == RESOLVE_EXPR)?;
+        if kind != RuleKind::Alerting {
+            return None;
+        }
+        let source = self.string(node, RESOLVE_EXPR)?;
+        if source.trim().is_empty() {
+            self.problem(*line, format!("{at}: annotation {RESOLVE_EXPR} is empty"));
+            return None;
+        }
+        let what = format!("annotation {RESOLVE_EXPR}: ");
+        let (_, expr) = self.expr(at, *line, Some((source, node)), &what)?;
+        if expr.value_type() != ValueType::Vector {
+            self.problem(
+                *line,
+                format!("{at}: {what}expression must evaluate to an instant vector"),
+            );
+            return None;
+        }
+        Some(expr)
     }
 
     fn expr(
@@ -654,9 +690,13 @@ impl Checker<'_> {
         at: &RuleAt<'_>,
         rule_line: usize,
         expr: Option<(String, &MarkedYaml<'_>)>,
+        what: &str,
     ) -> Option<(String, Arc<Expr>)> {
         let Some((source, node)) = expr.filter(|(s, _)| !s.trim().is_empty()) else {
-            self.problem(rule_line, format!("{at}: field 'expr' must be set in rule"));
+            self.problem(
+                rule_line,
+                format!("{at}: {what}field 'expr' must be set in rule"),
+            );
             return None;
         };
         let line = line_of(node);
@@ -664,27 +704,27 @@ impl Checker<'_> {
             Ok(e) => match e.value_type() {
                 ValueType::Vector | ValueType::Scalar => {
                     if let Err(unsupported) = crate::promql::check_supported(&e) {
-                        self.problem(line, format!("{at}: {unsupported}"));
+                        self.problem(line, format!("{at}: {what}{unsupported}"));
                         return None;
                     }
                     Some((source, Arc::new(e)))
                 }
                 other => {
-                    let what = match other {
+                    let kind = match other {
                         ValueType::Matrix => "range vector",
                         _ => "string",
                     };
                     self.problem(
                         line,
                         format!(
-                            "{at}: expression must evaluate to an instant vector or scalar, not a {what}"
+                            "{at}: {what}expression must evaluate to an instant vector or scalar, not a {kind}"
                         ),
                     );
                     None
                 }
             },
             Err(e) => {
-                self.problem(line, format!("{at}: could not parse expression: {e}"));
+                self.problem(line, format!("{at}: {what}could not parse expression: {e}"));
                 None
             }
         }
@@ -792,6 +832,30 @@ groups:
                 .groups
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn resolve_expr_is_parsed_and_checked() {
+        let ok = "groups:\n  - name: g\n    rules:\n      - alert: Hot\n        expr: cpu > 90\n        annotations:\n          watchpost_resolve_expr: cpu >= 80\n";
+        let f = parse_rule_file("r.yml", ok).unwrap();
+        let r = &f.groups[0].rules[0];
+        assert_eq!(r.resolve_expr.as_ref().unwrap().to_string(), "cpu >= 80");
+        assert!(r.annotations.iter().any(|(k, _)| k == RESOLVE_EXPR));
+        let bad = ok.replace("cpu >= 80", "cpu >=");
+        let p = problems(&bad);
+        assert!(
+            p.iter().any(|m| m.starts_with("r.yml:7: ")
+                && m.contains("annotation watchpost_resolve_expr: could not parse expression")),
+            "{p:?}"
+        );
+        let range = ok.replace("cpu >= 80", "cpu[5m]");
+        let p = problems(&range);
+        assert!(p.iter().any(|m| m.contains("range vector")), "{p:?}");
+        let scalar = ok.replace("cpu >= 80", "1");
+        let p = problems(&scalar);
+        assert!(p.iter().any(|m| m.contains("instant vector")), "{p:?}");
+        let empty = ok.replace("cpu >= 80", "\"\"");
+        assert!(problems(&empty).iter().any(|m| m.contains("is empty")));
     }
 
     #[test]

@@ -447,3 +447,75 @@ fn leader_gate_is_consulted() {
     assert!(!gate.is_leader());
     assert!(LeaderGate::single_node().is_leader());
 }
+
+const HYSTERESIS: &str = r#"
+groups:
+- name: g
+  rules:
+  - alert: Hot
+    expr: cpu > 90
+    annotations:
+      watchpost_resolve_expr: cpu >= 80
+"#;
+
+/// Evaluates `Hot` at each value of `cpu` (1 s apart) and returns the states sent.
+fn hysteresis_run(yaml: &str, values: &[f64]) -> Vec<RuleAlertState> {
+    let mut h = harness();
+    let g = group(yaml);
+    let mut sent = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let s = sample(&[("__name__", "cpu"), ("instance", "a")], *v);
+        let at = |hit: bool| if hit { vec![s.clone()] } else { Vec::new() };
+        h.script.set("cpu > 90", at(*v > 90.0));
+        h.script.set("cpu >= 80", at(*v >= 80.0));
+        g.eval(&h.deps, T0 + 1000 * i as i64);
+        sent.extend(h.sent().into_iter().map(|a| a.state));
+    }
+    sent
+}
+
+#[test]
+fn hysteresis_fires_once_while_the_value_oscillates_above_the_clear_threshold() {
+    let oscillating = [85.0, 95.0, 85.0, 95.0, 85.0, 95.0, 85.0, 95.0, 85.0];
+    assert_eq!(
+        hysteresis_run(HYSTERESIS, &oscillating),
+        vec![RuleAlertState::Firing],
+        "fires once, never resolves while above 80"
+    );
+    let mut dropping = oscillating.to_vec();
+    dropping.extend([70.0, 70.0, 85.0]);
+    assert_eq!(
+        hysteresis_run(HYSTERESIS, &dropping),
+        vec![RuleAlertState::Firing, RuleAlertState::Resolved],
+        "below 80 resolves once; 85 does not fire again"
+    );
+    // Without the annotation every crossing is a new alert.
+    let plain = HYSTERESIS.replace("      watchpost_resolve_expr: cpu >= 80\n", "      x: y\n");
+    let flips = hysteresis_run(&plain, &oscillating);
+    assert_eq!(flips.len(), 8, "four fires, four resolves: {flips:?}");
+}
+
+#[test]
+fn hysteresis_matches_by_labels_and_holds_on_query_errors() {
+    let mut h = harness();
+    let g = group(HYSTERESIS);
+    let a = sample(&[("__name__", "cpu"), ("instance", "a")], 95.0);
+    let b = sample(&[("__name__", "cpu"), ("instance", "b")], 95.0);
+    h.script.set("cpu > 90", vec![a.clone(), b.clone()]);
+    g.eval(&h.deps, T0);
+    assert_eq!(alerting(&g, 0).snapshot().alerts.len(), 2);
+    // Both drop below 90; only a stays above 80: b resolves, a is held.
+    h.script.set("cpu > 90", vec![]);
+    h.script.set("cpu >= 80", vec![a.clone()]);
+    g.eval(&h.deps, T0 + 1000);
+    let snap = alerting(&g, 0).snapshot();
+    assert_eq!(snap.alerts.len(), 1);
+    assert_eq!(snap.alerts[0].labels["instance"], "a");
+    assert_eq!(snap.alerts[0].state, AlertState::Firing);
+    // A failing resolve expression never resolves; it is reported.
+    h.script.fail("cpu >= 80", "boom");
+    g.eval(&h.deps, T0 + 2000);
+    let snap = alerting(&g, 0).snapshot();
+    assert_eq!(snap.state, AlertState::Firing);
+    assert!(snap.status.last_error.contains("boom"), "{:?}", snap.status);
+}
