@@ -497,7 +497,7 @@ fn hysteresis_fires_once_while_the_value_oscillates_above_the_clear_threshold() 
 
 #[test]
 fn hysteresis_matches_by_labels_and_holds_on_query_errors() {
-    let mut h = harness();
+    let h = harness();
     let g = group(HYSTERESIS);
     let a = sample(&[("__name__", "cpu"), ("instance", "a")], 95.0);
     let b = sample(&[("__name__", "cpu"), ("instance", "b")], 95.0);
