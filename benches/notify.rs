@@ -39,6 +39,8 @@ fn group(n: usize) -> Notification {
         status: AlertState::Firing,
         firing: (0..n).map(|i| notice(i, "DiskFull")).collect(),
         resolved: vec![],
+        flapping: vec![],
+        stable: Default::default(),
         seq: 1,
         at_ms: 0,
     }

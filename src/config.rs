@@ -80,6 +80,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// PostgreSQL servers to monitor (`[[postgres]]`).
     pub postgres: PostgresConfig,
+    /// Flap damping of notifications.
+    pub flap: FlapConfig,
+    /// The classifier's vocabulary.
+    pub classify: ClassifyConfig,
 }
 
 impl Default for Config {
@@ -106,8 +110,39 @@ impl Default for Config {
             query: QueryConfig::default(),
             http: HttpConfig::default(),
             postgres: PostgresConfig::default(),
+            flap: FlapConfig::default(),
+            classify: ClassifyConfig::default(),
         }
     }
+}
+
+/// `[flap]`: an alert that changes state more than `max_transitions` times in `window`
+/// is flapping: its notifications are held until it is stable for `window / 3`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlapConfig {
+    /// State changes (fired or resolved) allowed in `window`; 0 turns damping off.
+    pub max_transitions: usize,
+    /// The window transitions are counted in.
+    #[serde(with = "human_duration")]
+    pub window: Duration,
+}
+
+impl Default for FlapConfig {
+    fn default() -> Self {
+        Self {
+            max_transitions: 4,
+            window: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `[classify]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    /// A TOML vocabulary that replaces or extends the built-in one (technology → type).
+    pub vocabulary_file: Option<PathBuf>,
 }
 
 /// `[query]`: limits of one PromQL evaluation (Prometheus' `--query.*` flags).
@@ -958,6 +993,7 @@ impl Config {
             ("notify.timeout", self.notify.timeout),
             ("notify.min_backoff", self.notify.min_backoff),
             ("collect.interval", self.collect.interval),
+            ("flap.window", self.flap.window),
             ("rules.evaluation_interval", self.rules.evaluation_interval),
             ("tsdb.retention", self.tsdb.retention),
             ("alerts.batch_max_delay", self.alerts.batch_max_delay),

@@ -190,6 +190,7 @@ fn new_alert(inc: &Incoming, now_ms: i64, resolved: bool) -> Alert {
         count: 1,
         recent_rate: rate,
         ack: None,
+        flapping_since_ms: None,
         version: 0,
     }
 }

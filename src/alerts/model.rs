@@ -164,6 +164,8 @@ pub struct Alert {
     pub recent_rate: f64,
     /// The acknowledgement, if any.
     pub ack: Option<Ack>,
+    /// Since when it is flapping (notifications held), if it is (Unix ms).
+    pub flapping_since_ms: Option<i64>,
     /// The row's version as last read or written (0: not stored yet). Every full write
     /// increments it and applies only over the version its writer read, so a node
     /// never overwrites a change another node made (not part of the API).
@@ -301,7 +303,7 @@ impl Serialize for AlertView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let a = self.a;
-        let mut m = s.serialize_map(Some(22))?;
+        let mut m = s.serialize_map(Some(24))?;
         m.serialize_entry("id", &a.id)?;
         m.serialize_entry("fingerprint", &a.fingerprint)?;
         m.serialize_entry("source", &a.source)?;
@@ -329,6 +331,8 @@ impl Serialize for AlertView<'_> {
             comment: &k.comment,
         });
         m.serialize_entry("acknowledged", &ack)?;
+        m.serialize_entry("flapping", &a.flapping_since_ms.is_some())?;
+        m.serialize_entry("flapping_since", &a.flapping_since_ms.map(rfc3339))?;
         m.end()
     }
 }
@@ -352,6 +356,10 @@ pub enum EventKind {
     SeverityRaised,
     /// A notification was delivered (written by the notifier).
     Notified,
+    /// Started flapping: notifications held (written by the dispatcher).
+    Flapping,
+    /// Stable again after flapping (written by the dispatcher).
+    Stable,
 }
 
 impl EventKind {
@@ -366,6 +374,8 @@ impl EventKind {
             EventKind::Unsilenced => "unsilenced",
             EventKind::SeverityRaised => "severity_raised",
             EventKind::Notified => "notified",
+            EventKind::Flapping => "flapping",
+            EventKind::Stable => "stable",
         }
     }
 }
@@ -428,6 +438,7 @@ mod tests {
             count: 2,
             recent_rate: 2.0,
             ack: None,
+            flapping_since_ms: None,
             version: 1,
         }
     }
@@ -454,6 +465,7 @@ mod tests {
             "last_seen",
             "count",
             "acknowledged",
+            "flapping",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }

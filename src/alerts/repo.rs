@@ -9,13 +9,14 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::journal::Refresh;
-use super::model::{Ack, Alert, AlertState, LabelSet, Severity, StoredEvent};
+use super::model::{Ack, Alert, AlertState, EventKind, LabelSet, Severity, StoredEvent};
 use crate::store::{Backend, Db, StoreError};
 
 /// Every column of `alerts`, in [`from_row`]'s order.
 pub const COLUMNS: &str = "id, fingerprint, source, alertname, message, severity, type, risk_score, \
     state, silenced_by, inhibited_by, labels, annotations, generator_url, starts_at_ms, ends_at_ms, \
-    first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment, version";
+    first_seen_ms, last_seen_ms, count, recent_rate, ack_by, ack_at_ms, ack_comment, version, \
+    flapping_since_ms";
 
 /// An alert from a row selected with [`COLUMNS`].
 pub fn from_row(row: &AnyRow) -> Result<Alert, StoreError> {
@@ -57,6 +58,7 @@ pub fn from_row(row: &AnyRow) -> Result<Alert, StoreError> {
             _ => None,
         },
         version: row.try_get("version")?,
+        flapping_since_ms: row.try_get("flapping_since_ms")?,
     })
 }
 
@@ -847,6 +849,74 @@ pub async fn prune_changes(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
     .await
 }
 
+/// Marks an alert flapping since `since_ms` (or stable with `None`) and records the
+/// `flapping`/`stable` event, in one transaction (the dispatcher's flap damping).
+pub async fn set_flapping(
+    db: &Db,
+    alert_id: i64,
+    since_ms: Option<i64>,
+    at_ms: i64,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let kind = if since_ms.is_some() {
+        EventKind::Flapping
+    } else {
+        EventKind::Stable
+    };
+    db.timed("alerts.set_flapping", async {
+        let mut tx = db.pool().begin().await?;
+        sqlx::query("UPDATE alerts SET flapping_since_ms = $1 WHERE id = $2")
+            .bind(since_ms)
+            .bind(alert_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO alert_events (alert_id, kind, at_ms, detail) \
+             SELECT CAST($1 AS BIGINT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS TEXT) \
+             WHERE EXISTS (SELECT 1 FROM alerts WHERE id = CAST($1 AS BIGINT))",
+        )
+        .bind(alert_id)
+        .bind(kind.as_str())
+        .bind(at_ms)
+        .bind(detail.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.map_err(StoreError::from)
+    })
+    .await
+}
+
+/// Fired and resolved events at or after `since_ms`, oldest first, as (fingerprint,
+/// at_ms, firing): the state changes flap damping counts, rebuilt at start.
+pub async fn transitions_since(
+    db: &Db,
+    since_ms: i64,
+) -> Result<Vec<(String, i64, bool)>, StoreError> {
+    let rows = db
+        .timed("alert_events.transitions", async {
+            sqlx::query(
+                "SELECT a.fingerprint, e.at_ms, e.kind FROM alert_events e \
+                 JOIN alerts a ON a.id = e.alert_id \
+                 WHERE e.at_ms >= $1 AND e.kind IN ('fired', 'resolved') ORDER BY e.id",
+            )
+            .bind(since_ms)
+            .fetch_all(db.pool())
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok((
+                r.try_get("fingerprint")?,
+                r.try_get("at_ms")?,
+                kind == "fired",
+            ))
+        })
+        .collect()
+}
+
 /// Appends one event outside the pipeline (e.g. `notified`, written by a notifier).
 pub async fn record_event(
     db: &Db,
@@ -914,6 +984,8 @@ pub struct ListFilter {
     pub acknowledged: bool,
     /// Only silenced (or inhibited) alerts.
     pub silenced: bool,
+    /// Only flapping alerts.
+    pub flapping: bool,
     /// Severity.
     pub severity: Option<Severity>,
     /// Source.
@@ -944,6 +1016,9 @@ pub async fn list(db: &Db, f: &ListFilter) -> Result<Vec<Alert>, StoreError> {
     }
     if f.silenced {
         sql.push_str(" AND (silenced_by <> '[]' OR inhibited_by IS NOT NULL)");
+    }
+    if f.flapping {
+        sql.push_str(" AND flapping_since_ms IS NOT NULL");
     }
     if let Some(s) = f.severity {
         push(&mut sql, " AND severity = ?", Arg::Text(s.as_str().into()));

@@ -136,10 +136,11 @@ pub fn list_filter(pairs: &[(String, String)]) -> Result<ListFilter, ApiError> {
                 "resolved" => f.state = Some(AlertState::Resolved),
                 "acknowledged" | "acked" => f.acknowledged = true,
                 "silenced" => f.silenced = true,
+                "flapping" => f.flapping = true,
                 "" => {}
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "state: {other:?} is not one of firing, resolved, acknowledged, silenced"
+                        "state: {other:?} is not one of firing, resolved, acknowledged, silenced, flapping"
                     )));
                 }
             },
@@ -151,6 +152,17 @@ pub fn list_filter(pairs: &[(String, String)]) -> Result<ListFilter, ApiError> {
                 })?)
             }
             "source" if !v.is_empty() => f.source = Some(v.clone()),
+            "flapping" => {
+                f.flapping = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" | "" => false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "flapping: {other:?} is not true or false"
+                        )));
+                    }
+                }
+            }
             "since" if !v.is_empty() => f.since_ms = Some(parse_since(v)?),
             "label" => {
                 let (name, value) = v.split_once('=').ok_or_else(|| {

@@ -25,7 +25,9 @@ impl StoredAlerts {
             model::AlertState::Firing => ChangeKind::Fired,
             model::AlertState::Resolved => ChangeKind::Resolved,
         };
-        AlertNotice::from(AlertChange::new(kind, a))
+        let mut n = AlertNotice::from(AlertChange::new(kind, a));
+        n.flapping = a.flapping_since_ms.is_some();
+        n
     }
 }
 
@@ -48,6 +50,20 @@ impl AlertSource for StoredAlerts {
             out.extend(alerts.iter().map(Self::notice));
         }
         Ok(out)
+    }
+
+    async fn transitions(&self, since_ms: i64) -> anyhow::Result<Vec<(String, i64, bool)>> {
+        Ok(repo::transitions_since(&self.0, since_ms).await?)
+    }
+
+    async fn set_flapping(
+        &self,
+        id: i64,
+        since_ms: Option<i64>,
+        at_ms: i64,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        Ok(repo::set_flapping(&self.0, id, since_ms, at_ms, detail).await?)
     }
 }
 
@@ -142,6 +158,7 @@ impl From<AlertChange> for AlertNotice {
             inhibited: c.inhibited,
             acknowledged: c.acknowledged,
             severity_raised: c.kind == ChangeKind::SeverityRaised,
+            flapping: false,
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct NotifyLogEntry {
     pub firing: BTreeMap<String, u8>,
     /// Alerts announced resolved by the last notification.
     pub resolved: BTreeSet<String>,
+    /// Alerts the receiver was told are flapping (their changes are held).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub flapping: BTreeSet<String>,
 }
 
 /// One notification of a group to its receiver.
@@ -37,6 +40,11 @@ pub struct Notification {
     pub firing: Vec<AlertNotice>,
     /// Alerts resolved since they were announced firing.
     pub resolved: Vec<AlertNotice>,
+    /// Alerts that started flapping: their notifications are held from now on.
+    pub flapping: Vec<AlertNotice>,
+    /// Fingerprints of the firing or resolved alerts that are stable again after
+    /// flapping (this notification tells their final state).
+    pub stable: BTreeSet<String>,
     /// Sequence number of this notification for the group and receiver (from 1).
     pub seq: u64,
     /// When the notification was made (unix ms).
@@ -46,26 +54,25 @@ pub struct Notification {
 impl Notification {
     /// Ids of every alert in the notification.
     pub fn alert_ids(&self) -> Vec<i64> {
+        self.alerts().map(|a| a.id).collect()
+    }
+
+    /// Every alert of the notification: firing, resolved, then flapping.
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertNotice> {
         self.firing
             .iter()
             .chain(&self.resolved)
-            .map(|a| a.id)
-            .collect()
+            .chain(&self.flapping)
     }
 
     /// Labels common to every alert of the notification.
     pub fn common_labels(&self) -> BTreeMap<String, String> {
-        common(self.firing.iter().chain(&self.resolved).map(|a| &a.labels))
+        common(self.alerts().map(|a| &a.labels))
     }
 
     /// Annotations common to every alert of the notification.
     pub fn common_annotations(&self) -> BTreeMap<String, String> {
-        common(
-            self.firing
-                .iter()
-                .chain(&self.resolved)
-                .map(|a| &a.annotations),
-        )
+        common(self.alerts().map(|a| &a.annotations))
     }
 }
 
@@ -155,7 +162,29 @@ impl AggregationGroup {
         let mut resolved = Vec::new();
         let mut drop = Vec::new();
         let mut carried = BTreeMap::new();
+        let mut flapping = Vec::new();
+        let mut flapping_told = BTreeSet::new();
+        let mut stable = BTreeSet::new();
         for (fp, a) in &self.alerts {
+            if a.notice.flapping {
+                // Held: the receiver is told once that it flaps, and keeps believing
+                // what it was told before.
+                if a.is_suppressed() {
+                    continue;
+                }
+                flapping_told.insert(fp.clone());
+                if !old.flapping.contains(fp) {
+                    flapping.push(a);
+                }
+                if let Some(rank) = old.firing.get(fp) {
+                    carried.insert(fp.clone(), *rank);
+                }
+                continue;
+            }
+            let was_flapping = old.flapping.contains(fp) && !a.is_suppressed();
+            if was_flapping {
+                stable.insert(fp.clone());
+            }
             if a.is_firing(now_ms) {
                 if a.is_suppressed() {
                     continue;
@@ -171,7 +200,7 @@ impl AggregationGroup {
                 firing.push(a);
             } else {
                 drop.push(fp.clone());
-                if !a.is_suppressed() && old.firing.contains_key(fp) {
+                if !a.is_suppressed() && (old.firing.contains_key(fp) || was_flapping) {
                     resolved.push(a);
                 }
             }
@@ -199,7 +228,18 @@ impl AggregationGroup {
             && (self.log.is_none()
                 || now_ms.saturating_sub(old.at_ms)
                     >= self.opts.repeat_interval.as_millis() as i64);
-        let needs_update = changed_firing || !resolved.is_empty() || repeat_due;
+        // A stable alert acknowledged meanwhile is not re-announced.
+        stable.retain(|fp| {
+            firing
+                .iter()
+                .chain(&resolved)
+                .any(|a| &a.notice.fingerprint == fp)
+        });
+        let needs_update = changed_firing
+            || !resolved.is_empty()
+            || repeat_due
+            || !flapping.is_empty()
+            || !stable.is_empty();
 
         if needs_update {
             let mut entry = NotifyLogEntry {
@@ -210,6 +250,7 @@ impl AggregationGroup {
                     .iter()
                     .map(|a| a.notice.fingerprint.clone())
                     .collect(),
+                flapping: flapping_told,
             };
             for a in &firing {
                 entry.firing.insert(
@@ -217,7 +258,7 @@ impl AggregationGroup {
                     severity_rank(&a.notice.severity),
                 );
             }
-            let status = if firing.is_empty() {
+            let status = if firing.is_empty() && (!resolved.is_empty() || flapping.is_empty()) {
                 AlertState::Resolved
             } else {
                 AlertState::Firing
@@ -235,6 +276,8 @@ impl AggregationGroup {
                     .iter()
                     .map(|a| resolved_copy(a, now_ms, true))
                     .collect(),
+                flapping: flapping.iter().map(|a| a.notice.clone()).collect(),
+                stable,
                 seq: entry.seq,
                 at_ms: now_ms,
             };
@@ -254,6 +297,7 @@ impl AggregationGroup {
                     .get(fp)
                     .is_some_and(|a| a.is_firing(now_ms) && !a.is_suppressed())
             });
+            pruned.flapping.retain(|fp| self.alerts.contains_key(fp));
             (pruned != *log).then_some(pruned)
         });
         FlushPlan {
@@ -325,6 +369,7 @@ mod tests {
             at_ms,
             firing: fps.iter().map(|f| (f.to_string(), 1)).collect(),
             resolved: BTreeSet::new(),
+            flapping: Default::default(),
         }
     }
 

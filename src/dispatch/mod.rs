@@ -18,6 +18,7 @@
 //! started (at once if that is past).
 
 pub mod changes;
+pub mod flap;
 pub mod group;
 pub mod route;
 
@@ -38,7 +39,13 @@ pub use crate::silence::MatcherJson;
 pub use crate::silence::matcher::{MatchOp, Matcher, MatcherError, Matchers};
 pub use route::{GroupBy, Route, RouteOpts};
 
-use crate::config::Config;
+use crate::config::{Config, FlapConfig};
+use flap::{FlapChange, FlapTracker};
+
+/// A duration in ms, saturating.
+fn model_ms(d: Duration) -> i64 {
+    crate::alerts::model::duration_ms(d)
+}
 
 /// How many notices may wait for the dispatcher before senders block.
 pub const CHANNEL_CAPACITY: usize = 10_000;
@@ -111,6 +118,9 @@ pub struct AlertNotice {
     /// Severity rose since the acknowledgement (lifts it).
     #[serde(default)]
     pub severity_raised: bool,
+    /// Flapping: its notifications are held (set by the dispatcher's flap tracker).
+    #[serde(default)]
+    pub flapping: bool,
 }
 
 impl AlertNotice {
@@ -149,6 +159,15 @@ impl AlertNotice {
             inhibited: false,
             acknowledged: false,
             severity_raised: false,
+            flapping: false,
+        }
+    }
+
+    /// When it last changed state: its start when firing, its end when resolved.
+    fn changed_at_ms(&self, now_ms: i64) -> i64 {
+        match self.state {
+            AlertState::Firing => self.starts_at.timestamp_millis(),
+            AlertState::Resolved => self.ends_at.map_or(now_ms, |t| t.timestamp_millis()),
         }
     }
 }
@@ -195,6 +214,20 @@ pub trait AlertSource: Send + Sync + 'static {
     async fn firing(&self) -> anyhow::Result<Vec<AlertNotice>>;
     /// The alerts with these fingerprints, in whatever state.
     async fn by_fingerprints(&self, fingerprints: &[String]) -> anyhow::Result<Vec<AlertNotice>>;
+    /// State changes since `since_ms`, oldest first: (fingerprint, at_ms, firing).
+    async fn transitions(&self, _since_ms: i64) -> anyhow::Result<Vec<(String, i64, bool)>> {
+        Ok(Vec::new())
+    }
+    /// Records that alert `id` is flapping since `since_ms` (or stable with `None`).
+    async fn set_flapping(
+        &self,
+        _id: i64,
+        _since_ms: Option<i64>,
+        _at_ms: i64,
+        _detail: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Committed alert changes in commit order, as a cursor over a database feed (several
@@ -274,7 +307,23 @@ struct State {
     restored: HashMap<(String, String), NotifyLogEntry>,
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     loaded: bool,
+    /// State changes and flap status per fingerprint.
+    flaps: FlapTracker,
+    /// Flap status changes not yet stored.
+    flap_writes: Vec<FlapWrite>,
 }
+
+/// A flap status change to store: alert `id` flapping since `since_ms`, or stable.
+#[derive(Debug, Clone)]
+struct FlapWrite {
+    id: i64,
+    since_ms: Option<i64>,
+    at_ms: i64,
+    detail: serde_json::Value,
+}
+
+/// Most flap status changes kept while the database does not take them.
+const FLAP_WRITES_MAX: usize = 10_000;
 
 /// The dispatcher: owns the channel's receiving end and the groups.
 #[derive(Clone)]
@@ -286,6 +335,8 @@ pub struct Dispatcher {
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AlertNotice>>>,
     handle: DispatchHandle,
     clock: Clock,
+    flap_window: Duration,
+    flapping_gauge: Option<prometheus::IntGauge>,
 }
 
 /// The handle the pipeline and the API hold. Cheap to clone.
@@ -307,6 +358,8 @@ impl Dispatcher {
             restored: HashMap::new(),
             timers: BinaryHeap::new(),
             loaded: false,
+            flaps: FlapTracker::new(&FlapConfig::default()),
+            flap_writes: Vec::new(),
         }));
         Dispatcher {
             route: route.map(Arc::new),
@@ -316,7 +369,17 @@ impl Dispatcher {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             handle: DispatchHandle { tx, state, clock },
             clock,
+            flap_window: FlapConfig::default().window,
+            flapping_gauge: None,
         }
+    }
+
+    /// Flap damping by `cfg` (the default config's otherwise), reported in `gauge`.
+    pub fn with_flap(mut self, cfg: &FlapConfig, gauge: prometheus::IntGauge) -> Dispatcher {
+        self.lock().flaps = FlapTracker::new(cfg);
+        self.flap_window = cfg.window;
+        self.flapping_gauge = Some(gauge);
+        self
     }
 
     /// Builds the routing tree from `config` (see [`route::build`]).
@@ -411,7 +474,60 @@ impl Dispatcher {
                     feed.housekeeping().await;
                 }
             }
+            self.settle();
+            self.write_flaps().await;
             self.flush_due().await;
+        }
+    }
+
+    /// Alerts that stopped flapping: their notices in the groups are released (the
+    /// next flush tells their final state once) and the change is queued for storing.
+    fn settle(&self) {
+        let now_ms = self.clock.now_ms();
+        let mut st = self.lock();
+        let st = &mut *st;
+        for fp in st.flaps.settle(now_ms) {
+            let mut released = None;
+            for key in st.index.get(&fp).into_iter().flatten() {
+                if let Some(a) = st.groups.get_mut(key).and_then(|g| g.alerts.get_mut(&fp)) {
+                    a.notice.flapping = false;
+                    released = Some((a.notice.id, a.notice.state));
+                }
+            }
+            if let Some((id, state)) = released {
+                tracing::info!(id, fingerprint = %fp, state = state.as_str(), "alert stable again; notifications resume");
+                st.flap_writes.push(FlapWrite {
+                    id,
+                    since_ms: None,
+                    at_ms: now_ms,
+                    detail: serde_json::json!({ "state": state.as_str() }),
+                });
+            }
+        }
+        if let Some(g) = &self.flapping_gauge {
+            g.set(st.flaps.flapping() as i64);
+        }
+    }
+
+    /// Stores queued flap status changes (kept for the next round if that fails).
+    async fn write_flaps(&self) {
+        let writes = std::mem::take(&mut self.lock().flap_writes);
+        let Some(source) = &self.source else {
+            return;
+        };
+        for (i, w) in writes.iter().enumerate() {
+            if let Err(e) = source
+                .set_flapping(w.id, w.since_ms, w.at_ms, &w.detail)
+                .await
+            {
+                tracing::warn!(id = w.id, error = %format!("{e:#}"), "cannot store the flap status; will retry");
+                let mut st = self.lock();
+                let mut rest = writes[i..].to_vec();
+                rest.append(&mut st.flap_writes);
+                rest.truncate(FLAP_WRITES_MAX);
+                st.flap_writes = rest;
+                return;
+            }
         }
     }
 
@@ -423,6 +539,8 @@ impl Dispatcher {
         st.restored.clear();
         st.timers.clear();
         st.loaded = false;
+        st.flaps.clear();
+        st.flap_writes.clear();
     }
 
     /// The feed's head, retried until the database answers; `None` at shutdown.
@@ -479,11 +597,14 @@ impl Dispatcher {
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.load_state().await {
-                Ok((entries, notices)) => {
+                Ok((entries, notices, transitions)) => {
                     {
                         let mut st = self.lock();
                         for (gk, rcv, e) in entries {
                             st.restored.insert((gk, rcv), e);
+                        }
+                        for (fp, at_ms, firing) in transitions {
+                            st.flaps.observe(&fp, firing, at_ms, false);
                         }
                     }
                     let alerts = notices.len();
@@ -516,16 +637,24 @@ impl Dispatcher {
     #[allow(clippy::type_complexity)]
     async fn load_state(
         &self,
-    ) -> anyhow::Result<(Vec<(String, String, NotifyLogEntry)>, Vec<AlertNotice>)> {
+    ) -> anyhow::Result<(
+        Vec<(String, String, NotifyLogEntry)>,
+        Vec<AlertNotice>,
+        Vec<(String, i64, bool)>,
+    )> {
         let entries = self.sink.load_log().await?;
         let Some(source) = &self.source else {
-            return Ok((entries, Vec::new()));
+            return Ok((entries, Vec::new(), Vec::new()));
         };
+        let window_ms = model_ms(self.flap_window);
+        let transitions = source
+            .transitions(self.clock.now_ms().saturating_sub(window_ms))
+            .await?;
         let mut notices = source.firing().await?;
         let firing: HashSet<&str> = notices.iter().map(|n| n.fingerprint.as_str()).collect();
         let told: BTreeSet<String> = entries
             .iter()
-            .flat_map(|(_, _, e)| e.firing.keys())
+            .flat_map(|(_, _, e)| e.firing.keys().chain(&e.flapping))
             .filter(|fp| !firing.contains(fp.as_str()))
             .cloned()
             .collect();
@@ -536,7 +665,7 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|n| n.state == AlertState::Resolved),
         );
-        Ok((entries, notices))
+        Ok((entries, notices, transitions))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -547,6 +676,18 @@ impl Dispatcher {
     }
 
     fn next_timer(&self) -> Option<Instant> {
+        let settle = self
+            .lock()
+            .flaps
+            .next_settle_ms()
+            .map(|ms| self.clock.instant_at(ms));
+        match (self.next_flush_timer(), settle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn next_flush_timer(&self) -> Option<Instant> {
         let mut st = self.lock();
         // Drop stale timer entries (groups gone or rescheduled).
         while let Some(Reverse((at, key))) = st.timers.peek() {
@@ -562,7 +703,7 @@ impl Dispatcher {
 
     /// Routes a notice into its groups (creating them), removing it from groups it no
     /// longer belongs to. `restoring`: the notice comes from the database at start.
-    fn insert(&self, notice: AlertNotice, restoring: bool) {
+    fn insert(&self, mut notice: AlertNotice, restoring: bool) {
         let Some(route) = &self.route else {
             tracing::trace!(id = notice.id, "no route configured; notice dropped");
             return;
@@ -571,6 +712,7 @@ impl Dispatcher {
         let now_ms = self.clock.now_ms();
         let mut st = self.lock();
         let st = &mut *st;
+        self.track_flaps(st, &mut notice, restoring, now_ms);
         let mut keys = HashSet::new();
         for r in route.match_labels(&labels) {
             let group_labels = r.opts.group_by.group_labels(&labels);
@@ -636,6 +778,36 @@ impl Dispatcher {
                 g.alerts.remove(&notice.fingerprint);
             }
         }
+    }
+
+    /// Counts the notice's state change and marks it flapping (queueing the store of a
+    /// new flap status). Restored notices bring the stored status along.
+    fn track_flaps(&self, st: &mut State, notice: &mut AlertNotice, restoring: bool, now_ms: i64) {
+        let fp = notice.fingerprint.as_str();
+        let firing = notice.state == AlertState::Firing;
+        let at_ms = notice.changed_at_ms(now_ms);
+        let started = st.flaps.observe(fp, firing, at_ms, restoring);
+        if restoring && notice.flapping && !st.flaps.is_flapping(fp) {
+            st.flaps.restore_flapping(fp, at_ms);
+        }
+        let flapping = st.flaps.is_flapping(fp);
+        let unrecorded = restoring && flapping && !notice.flapping;
+        if let Some(FlapChange::Started(changes)) = started
+            .filter(|_| !restoring)
+            .or(unrecorded.then_some(FlapChange::Started(0)))
+        {
+            tracing::info!(id = notice.id, fingerprint = %fp, changes, "alert flapping; its notifications are held");
+            st.flap_writes.push(FlapWrite {
+                id: notice.id,
+                since_ms: st.flaps.flapping_since(fp),
+                at_ms: now_ms,
+                detail: serde_json::json!({
+                    "changes": changes,
+                    "window": humantime::format_duration(self.flap_window).to_string(),
+                }),
+            });
+        }
+        notice.flapping = flapping;
     }
 
     /// Flushes every group whose timer expired; their notifications are enqueued in

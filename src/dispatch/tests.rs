@@ -327,6 +327,7 @@ async fn restart_inside_group_interval_announces_the_resolve_once() {
             at_ms: told_at,
             firing: BTreeMap::from([("a".to_string(), 2u8)]),
             resolved: BTreeSet::new(),
+            flapping: Default::default(),
         },
     );
     let mut a = AlertNotice::test(1, "a", "Disk");
@@ -357,6 +358,7 @@ async fn restart_does_not_repeat_what_was_told() {
             at_ms: Utc::now().timestamp_millis() - 10_000,
             firing: BTreeMap::from([("a".to_string(), 2u8)]),
             resolved: BTreeSet::new(),
+            flapping: Default::default(),
         },
     );
     source
@@ -386,4 +388,74 @@ fn group_interval_ticks_continue_from_the_last_notification() {
     assert_eq!(next_tick(0, gi, 100_000), 300_000);
     assert_eq!(next_tick(0, gi, 300_000), 300_000);
     assert_eq!(next_tick(0, gi, 300_001), 600_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flapping_alert_sends_one_flapping_and_one_stable_message() {
+    let sink = Arc::new(MemorySink::default());
+    let mut r = route(&["alertname"]);
+    r.opts.group_wait = Duration::from_secs(1);
+    r.opts.group_interval = Duration::from_secs(2);
+    let d = Dispatcher::new(Some(r), sink.clone()).with_flap(
+        &FlapConfig {
+            max_transitions: 4,
+            window: Duration::from_secs(60),
+        },
+        prometheus::IntGauge::new("flapping", "test").unwrap(),
+    );
+    let gauge = d.flapping_gauge.clone().unwrap();
+    let tx = d.sender();
+    let _token = CancellationToken::new();
+    tokio::spawn(d.run(_token.clone()));
+    let t0 = Utc::now();
+    // Ten changes, 3 s apart: fires, resolves, fires, … and ends resolved.
+    for i in 0..10i64 {
+        let mut a = AlertNotice::test(1, "a", "Cpu");
+        let at = t0 + chrono::Duration::seconds(3 * i);
+        if i % 2 == 0 {
+            a.starts_at = at;
+        } else {
+            a.starts_at = at - chrono::Duration::seconds(3);
+            a.state = AlertState::Resolved;
+            a.ends_at = Some(at);
+        }
+        tx.send(a).await.unwrap();
+        sleep(3).await;
+    }
+    assert_eq!(gauge.get(), 1, "flapping while it changes");
+    let before_stable = sink.count();
+    // Stable after window / 3 = 20 s without a change.
+    sleep(25).await;
+    assert_eq!(gauge.get(), 0);
+    let sent: Vec<Notification> = sink
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n.clone())
+        .collect();
+    let flapping: Vec<&Notification> = sent.iter().filter(|n| !n.flapping.is_empty()).collect();
+    let stable: Vec<&Notification> = sent.iter().filter(|n| !n.stable.is_empty()).collect();
+    assert_eq!(flapping.len(), 1, "{sent:#?}");
+    assert_eq!(stable.len(), 1, "{sent:#?}");
+    assert_eq!(
+        sent.len(),
+        before_stable + 1,
+        "only the stable message after"
+    );
+    assert!(sent.len() <= 6, "not one per change: {}", sent.len());
+    // Between the flapping and the stable message nothing was sent.
+    let fi = sent.iter().position(|n| !n.flapping.is_empty()).unwrap();
+    let si = sent.iter().position(|n| !n.stable.is_empty()).unwrap();
+    assert_eq!(si, fi + 1);
+    // The stable message tells the final state: resolved.
+    assert_eq!(stable[0].resolved.len(), 1);
+    assert!(stable[0].firing.is_empty());
+    assert_eq!(stable[0].status, AlertState::Resolved);
+    sleep(600).await;
+    assert_eq!(
+        sink.count(),
+        sent.len(),
+        "nothing more once stable and resolved"
+    );
 }

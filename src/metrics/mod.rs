@@ -158,6 +158,8 @@ pub struct AlertingMetrics {
     pub alerts_fired: IntCounterVec,
     /// `watchpost_alerts_refused_total{reason}`: alerts the writer refused.
     pub alerts_refused: IntCounterVec,
+    /// `watchpost_alerts_flapping`: alerts whose notifications flap damping holds.
+    pub alerts_flapping: IntGauge,
     /// `watchpost_rule_evaluations_total`.
     pub rule_evaluations: IntCounter,
     /// `watchpost_rule_evaluation_failures_total`.
@@ -397,6 +399,10 @@ impl Metrics {
                 "watchpost_alerts_refused_total",
                 "Alerts in requests refused by the writer, by reason (max_firing: alerts.max_firing alerts were firing).",
                 &["reason"],
+            )?,
+            alerts_flapping: b.int_gauge(
+                "watchpost_alerts_flapping",
+                "Alerts flapping (more than flap.max_transitions state changes in flap.window); their notifications are held. Set by the leader.",
             )?,
             rule_evaluations: b.counter("watchpost_rule_evaluations_total", "Rule evaluations.")?,
             rule_evaluation_failures: b.counter(

@@ -3,7 +3,7 @@
 //!
 //! Every piece of user text (labels, annotations, messages) is HTML-escaped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -48,6 +48,8 @@ pub fn severity_marker(severity: &str) -> &'static str {
 
 /// Marker of resolved alerts.
 pub const RESOLVED_MARKER: &str = "✅";
+/// Marks alerts that flap (their notifications are held).
+pub const FLAPPING_MARKER: &str = "🔁";
 
 /// Labels never worth showing per alert.
 const HIDDEN_LABELS: &[&str] = &["alertname", "severity"];
@@ -97,8 +99,63 @@ impl MessageBuilder {
         self.default_message(n, Utc::now())
     }
 
-    /// The built-in message (at `now`, for the "since" durations).
+    /// The built-in message (at `now`, for the "since" durations): alerts that started
+    /// flapping, then the changes (stable alerts' final states among them).
     pub fn default_message(&self, n: &Notification, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        if !n.flapping.is_empty() {
+            self.flapping(&mut out, &n.flapping);
+        }
+        if !n.stable.is_empty() {
+            let names: BTreeSet<&str> = n
+                .alerts()
+                .filter(|a| n.stable.contains(&a.fingerprint))
+                .map(|a| a.alertname().unwrap_or(a.message.as_str()))
+                .collect();
+            let names: Vec<&str> = names.into_iter().collect();
+            let _ = writeln!(
+                out,
+                "🟰 <b>STABLE AGAIN</b> · <b>{}</b> · flapping ended; its final state:",
+                escape(&names.join(", "))
+            );
+        }
+        if !n.firing.is_empty() || !n.resolved.is_empty() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&self.changes_message(n, now));
+        }
+        out.trim_end().to_string()
+    }
+
+    fn flapping(&self, out: &mut String, alerts: &[AlertNotice]) {
+        let _ = writeln!(
+            out,
+            "{FLAPPING_MARKER} <b>FLAPPING</b> · {} alert{} changed state too often; notifications are held until {} stable",
+            alerts.len(),
+            if alerts.len() == 1 { "" } else { "s" },
+            if alerts.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        );
+        for a in alerts {
+            let labels = labels_line(&a.labels, HIDDEN_LABELS);
+            let _ = writeln!(
+                out,
+                "{FLAPPING_MARKER} <b>{}</b> {} · now {} · <a href=\"{}\">Alert #{}</a>",
+                escape(a.alertname().unwrap_or(&a.message)),
+                labels,
+                a.state.as_str(),
+                escape(&self.alert_url(a.id)),
+                a.id
+            );
+        }
+    }
+
+    /// The firing and resolved alerts of `n`.
+    fn changes_message(&self, n: &Notification, now: DateTime<Utc>) -> String {
         let mut out = String::new();
         let all: Vec<&AlertNotice> = n.firing.iter().chain(&n.resolved).collect();
         let title = title_of(n);
@@ -384,6 +441,8 @@ mod tests {
             status,
             firing,
             resolved,
+            flapping: Vec::new(),
+            stable: Default::default(),
             seq: 1,
             at_ms: 0,
         }

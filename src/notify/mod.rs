@@ -505,9 +505,11 @@ impl Notifications {
             external_url,
             wake.clone(),
         );
-        let mut dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?.with_source(
-            Arc::new(crate::dispatch::changes::StoredAlerts(outbox.db().clone())),
-        );
+        let mut dispatcher = Dispatcher::from_config(config, Arc::new(notifier))?
+            .with_source(Arc::new(crate::dispatch::changes::StoredAlerts(
+                outbox.db().clone(),
+            )))
+            .with_flap(&config.flap, metrics.alerts_flapping.clone());
         // Several nodes share a PostgreSQL database: the leader learns of every node's
         // changes from the database's change feed.
         if let crate::cluster::Fence::Cluster(c) = &options.sender.fence

@@ -284,6 +284,8 @@ mod tests {
             },
             firing,
             resolved,
+            flapping: Vec::new(),
+            stable: Default::default(),
             seq: 1,
             at_ms: 0,
         }

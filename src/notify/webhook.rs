@@ -17,10 +17,13 @@ const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// user templates. Alerts carry watchpost's `id` and dashboard `url` in addition.
 pub fn webhook_payload(n: &Notification, external_url: &str) -> Value {
     let alerts: Vec<Value> = n
-        .firing
-        .iter()
-        .chain(&n.resolved)
-        .map(|a| alert_json(a, external_url))
+        .alerts()
+        .map(|a| {
+            let mut v = alert_json(a, external_url);
+            v["flapping"] = a.flapping.into();
+            v["stable"] = n.stable.contains(&a.fingerprint).into();
+            v
+        })
         .collect();
     json!({
         "version": "4",
@@ -175,6 +178,8 @@ mod tests {
             status: AlertState::Firing,
             firing: vec![a],
             resolved: vec![r],
+            flapping: Vec::new(),
+            stable: Default::default(),
             seq: 1,
             at_ms: 0,
         };
