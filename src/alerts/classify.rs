@@ -1,15 +1,23 @@
-//! Deterministic classification: severity, type and risk score.
+//! Deterministic classification: severity, type and risk score, with the reason for
+//! each (shown by `GET /api/v1/alerts/{id}`, the dashboard and the bot).
 //!
-//! The rules (documented in the README's "Classification" section):
+//! The rules (documented in the README's "Classification"):
 //!
 //! * **Severity**: the explicit field (`severity` of the generic API, ntopng's
 //!   severity or score) wins; else the `severity` label (lenient spellings such as
-//!   `page`, `error`, `warn`, `notice`); else keywords of the message and alert name
-//!   ([`CRITICAL_WORDS`], then [`WARNING_WORDS`]); else `info`.
+//!   `page`, `error`, `warn`, `notice`); else the meaning of the words
+//!   ([`super::vocabulary`]): critical words (down, unreachable, lost quorum,
+//!   corruption, exhausted, …) make it critical unless a "soon" word ("almost",
+//!   "predicted", "about to") says the condition is only coming; warning words
+//!   (high, too many, latency, lag, …) make it a warning; info words (changed,
+//!   discovered, …) info; a percentage in the text counts (≥ 95 % critical, ≥ 80 %
+//!   warning); nothing at all: warning.
 //! * **Type**: an explicit hint (ntopng's alert category) wins; else a `type`,
-//!   `category` or `alert_type` label naming a known type; else the type with the most
-//!   keywords occurring in the alert name, message and `job`/`service`/`component`
-//!   labels (ties: security, database, network, system, application); else `other`.
+//!   `category` or `alert_type` label naming a known type; else the type whose
+//!   vocabulary scores highest over the alert name (×3), the `job`, `service`,
+//!   `component`, `namespace`, `container`, `app` labels (×2), the summary (×2) and the
+//!   description (×1), products counting 3 and words 1 (ties: security, database,
+//!   network, system, application); else `other`.
 //! * **Risk score** (0–100): severity base (critical 60, warning 35, info 10) + type
 //!   weight (security 20, database 12, network 10, system 8, application 5, other 0) +
 //!   a repeat bonus `min(20, round(6 · ln r))`, where `r` is the number of receipts in
@@ -17,378 +25,322 @@
 //!   receipt). A source's own score (ntopng's, 0–250+) can raise it to
 //!   `min(100, score · 100 / 250)`.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::fmt::Write as _;
 
-use super::model::{LabelSet, Severity};
+use super::model::{Alert, LabelSet, Severity};
+use super::vocabulary::{self, Class, Entry, Vocabulary};
 
-/// The known alert types, in keyword-matching order.
+/// The known alert types, in tie-breaking order.
 pub const TYPES: [&str; 5] = ["security", "database", "network", "system", "application"];
 /// The type of alerts no rule recognises.
 pub const OTHER: &str = "other";
 
-/// Words (or phrases) that make an unlabelled alert critical.
-pub const CRITICAL_WORDS: &[&str] = &[
-    "critical",
-    "fatal",
-    "panic",
-    "emergency",
-    "outage",
-    "down",
-    "unreachable",
-    "unavailable",
-    "crash",
-    "crashed",
-    "crashloop",
-    "crashloopbackoff",
-    "oom",
-    "oomkilled",
-    "out of memory",
-    "data loss",
-    "corrupted",
-    "corruption",
-    "breach",
-    "compromised",
-    "ransomware",
-    "disk full",
-    "no space left",
-];
-
-/// Words (or phrases) that make an unlabelled alert a warning.
-pub const WARNING_WORDS: &[&str] = &[
-    "warning",
-    "warn",
-    "error",
-    "errors",
-    "failed",
-    "failure",
-    "failing",
-    "degraded",
-    "slow",
-    "latency",
-    "timeout",
-    "timeouts",
-    "timed out",
-    "high",
-    "exceeded",
-    "exceeds",
-    "threshold",
-    "retry",
-    "retrying",
-    "lag",
-    "throttled",
-    "nearly full",
-    "almost full",
-    "expiring",
-    "expires",
-    "suspicious",
-    "unusual",
-];
-
-const SECURITY_WORDS: &[&str] = &[
-    "security",
-    "attack",
-    "attacker",
-    "intrusion",
-    "malware",
-    "virus",
-    "breach",
-    "exploit",
-    "scan",
-    "scanning",
-    "scanner",
-    "brute",
-    "bruteforce",
-    "unauthorized",
-    "unauthorised",
-    "login failed",
-    "failed login",
-    "authentication failure",
-    "authentication failed",
-    "blacklisted",
-    "blacklist",
-    "blocklist",
-    "suspicious",
-    "ddos",
-    "botnet",
-    "phishing",
-    "ransomware",
-    "cve",
-    "vulnerability",
-    "vulnerable",
-    "firewall",
-    "ids",
-    "compromised",
-    "privilege",
-    "rootkit",
-    "trojan",
-    "certificate",
-    "tls",
-    "ssl",
-];
-
-const DATABASE_WORDS: &[&str] = &[
-    "database",
-    "db",
-    "postgres",
-    "postgresql",
-    "pg",
-    "mysql",
-    "mariadb",
-    "sqlite",
-    "mongodb",
-    "mongo",
-    "redis",
-    "oracle",
-    "mssql",
-    "sql",
-    "query",
-    "queries",
-    "replication",
-    "replica",
-    "deadlock",
-    "deadlocks",
-    "clickhouse",
-    "elasticsearch",
-    "cassandra",
-    "etcd",
-    "pgbouncer",
-    "tablespace",
-    "vacuum",
-];
-
-const NETWORK_WORDS: &[&str] = &[
-    "network",
-    "interface",
-    "link",
-    "packet",
-    "packets",
-    "packet loss",
-    "bandwidth",
-    "throughput",
-    "traffic",
-    "dns",
-    "dhcp",
-    "bgp",
-    "ospf",
-    "vlan",
-    "snmp",
-    "ping",
-    "icmp",
-    "router",
-    "switch",
-    "tcp",
-    "udp",
-    "connection refused",
-    "nic",
-    "wan",
-    "lan",
-    "vpn",
-    "flow",
-    "flows",
-    "jitter",
-    "retransmission",
-    "retransmissions",
-    "unreachable",
-    "probe",
-    "blackbox",
-];
-
-const SYSTEM_WORDS: &[&str] = &[
-    "cpu",
-    "memory",
-    "mem",
-    "ram",
-    "swap",
-    "disk",
-    "disks",
-    "filesystem",
-    "file system",
-    "inode",
-    "inodes",
-    "load",
-    "host",
-    "node",
-    "kernel",
-    "oom",
-    "oomkilled",
-    "out of memory",
-    "uptime",
-    "reboot",
-    "rebooted",
-    "temperature",
-    "fan",
-    "power",
-    "battery",
-    "process",
-    "processes",
-    "systemd",
-    "no space left",
-    "disk full",
-    "iowait",
-    "raid",
-    "smart",
-    "ntp",
-    "clock",
-];
-
-const APPLICATION_WORDS: &[&str] = &[
-    "http",
-    "https",
-    "api",
-    "5xx",
-    "4xx",
-    "500",
-    "502",
-    "503",
-    "504",
-    "request",
-    "requests",
-    "response",
-    "endpoint",
-    "application",
-    "app",
-    "service",
+/// Labels whose values name the technology (job, service, …).
+pub const TEXT_LABELS: [&str; 7] = [
     "job",
-    "jobs",
-    "queue",
-    "worker",
-    "workers",
-    "deployment",
-    "deploy",
-    "pod",
-    "pods",
+    "service",
+    "component",
+    "namespace",
     "container",
-    "containers",
-    "kubernetes",
-    "k8s",
-    "exception",
-    "exceptions",
-    "error rate",
-    "latency",
-    "timeout",
-    "cron",
-    "backup",
-    "target",
+    "app",
+    "category",
 ];
 
-const CRITICAL: u8 = 1;
-const WARNING: u8 = 2;
-/// Bit of type `i` of [`TYPES`].
-const fn type_bit(i: usize) -> u8 {
-    4 << i
+/// What an alert says, by field.
+#[derive(Debug, Clone, Copy)]
+pub struct Texts<'a> {
+    /// The alert name.
+    pub alertname: Option<&'a str>,
+    /// Summary (or the message).
+    pub summary: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// Labels (those of [`TEXT_LABELS`] are read).
+    pub labels: &'a LabelSet,
 }
 
-/// Keyword lookup: single words in a hash map; phrases by their first word, scanned
-/// only when that word occurs.
-struct Index {
-    words: HashMap<&'static str, u8>,
-    phrases: HashMap<&'static str, Vec<(&'static str, u8)>>,
+/// A classification and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// Severity.
+    pub severity: Severity,
+    /// Type.
+    pub alert_type: &'static str,
+    /// Why this severity.
+    pub severity_reason: String,
+    /// Why this type.
+    pub type_reason: String,
 }
 
-fn index() -> &'static Index {
-    static INDEX: OnceLock<Index> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut idx = Index {
-            words: HashMap::new(),
-            phrases: HashMap::new(),
-        };
-        let lists: [(&[&'static str], u8); 7] = [
-            (CRITICAL_WORDS, CRITICAL),
-            (WARNING_WORDS, WARNING),
-            (SECURITY_WORDS, type_bit(0)),
-            (DATABASE_WORDS, type_bit(1)),
-            (NETWORK_WORDS, type_bit(2)),
-            (SYSTEM_WORDS, type_bit(3)),
-            (APPLICATION_WORDS, type_bit(4)),
-        ];
-        for (list, bit) in lists {
-            for w in list {
-                if let Some((first, _)) = w.split_once(' ') {
-                    let list = idx.phrases.entry(first).or_default();
-                    match list.iter_mut().find(|(p, _)| p == w) {
-                        Some((_, b)) => *b |= bit,
-                        None => list.push((w, bit)),
-                    }
-                } else {
-                    *idx.words.entry(w).or_default() |= bit;
-                }
-            }
-        }
-        idx
-    })
+/// One vocabulary hit: the entry and the field it was found in.
+struct Hit<'a> {
+    entry: &'a Entry,
+    field: &'static str,
+    weight: u32,
 }
 
-/// Text split into lowercase words, camelCase and snake_case included
-/// (`NodeFilesystemAlmostFull` → `node filesystem almost full`), and which keyword
-/// lists it hits (each distinct keyword counts once).
-#[derive(Debug, Default)]
-pub struct Words {
-    text: String,
-    critical: bool,
-    warning: bool,
-    types: [usize; 5],
-}
-
-impl Words {
-    /// Words of all `texts`.
-    pub fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Words {
-        let mut text = String::from(" ");
-        for t in texts {
-            push_words(t, &mut text);
+fn hits<'a>(v: &'a Vocabulary, t: &Texts<'_>) -> Vec<Hit<'a>> {
+    let mut out = Vec::new();
+    let mut field = |text: &str, name: &'static str, w: u32| {
+        if text.is_empty() {
+            return;
         }
-        let idx = index();
-        let mut flags: Vec<u8> = Vec::new();
-        let mut seen: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        for w in seen {
-            if let Some(f) = idx.words.get(w) {
-                flags.push(*f);
-            }
-            for (p, f) in idx.phrases.get(w).into_iter().flatten() {
-                if contains_word(&text, p) {
-                    flags.push(*f);
-                }
-            }
+        let stems = vocabulary::words(text);
+        for e in v.hits(&stems) {
+            out.push(Hit {
+                entry: e,
+                field: name,
+                weight: w * e.weight,
+            });
         }
-        let mut out = Words {
-            text,
-            ..Default::default()
-        };
-        for f in flags {
-            out.critical |= f & CRITICAL != 0;
-            out.warning |= f & WARNING != 0;
-            for (i, n) in out.types.iter_mut().enumerate() {
-                if f & type_bit(i) != 0 {
-                    *n += 1;
-                }
-            }
-        }
-        out
+    };
+    field(t.alertname.unwrap_or(""), "alertname", v.fields.alertname);
+    let labels: Vec<&str> = TEXT_LABELS
+        .iter()
+        .filter_map(|k| t.labels.get(*k).map(String::as_str))
+        .collect();
+    field(&labels.join(" "), "labels", v.fields.labels);
+    field(t.summary, "summary", v.fields.summary);
+    if t.description != t.summary {
+        field(t.description, "description", v.fields.description);
     }
+    out
+}
 
-    /// Whether the word or phrase occurs.
-    pub fn has(&self, word: &str) -> bool {
-        contains_word(&self.text, word)
+/// "'postgresql' in alertname, 'replica' in summary" (at most five).
+fn evidence(hits: &[&Hit<'_>]) -> String {
+    let mut s = String::new();
+    for (i, h) in hits.iter().take(5).enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "'{}' in {}", h.entry.term, h.field);
     }
+    s
+}
 
-    /// Whether any of `words` occurs.
-    pub fn any(&self, words: &[&str]) -> bool {
-        words.iter().any(|w| self.has(w))
+/// Classifies an alert: `explicit` severity and `type_hint` (a sender's own fields)
+/// win, then labels, then the words of `t`.
+pub fn classify(
+    explicit: Option<Severity>,
+    type_hint: Option<&str>,
+    t: &Texts<'_>,
+) -> Classification {
+    let v = vocabulary::active();
+    let hits = hits(&v, t);
+    let (alert_type, type_reason) = type_of(type_hint, t.labels, &hits);
+    let (severity, severity_reason) = severity_of(explicit, t, &hits);
+    Classification {
+        severity,
+        alert_type,
+        severity_reason,
+        type_reason,
     }
 }
 
-/// `text` (words between single spaces, with a space at each end) contains `word` as
-/// whole words.
-fn contains_word(text: &str, word: &str) -> bool {
+fn type_of(hint: Option<&str>, labels: &LabelSet, hits: &[Hit<'_>]) -> (&'static str, String) {
+    if let Some((h, t)) = hint.and_then(|h| normalize_type(h).map(|t| (h, t))) {
+        return (t, format!("the sender's category {h:?}"));
+    }
+    for key in ["type", "category", "alert_type"] {
+        if let Some((v, t)) = labels
+            .get(key)
+            .and_then(|v| normalize_type(v).map(|t| (v, t)))
+        {
+            return (t, format!("label {key}={v:?}"));
+        }
+    }
+    let mut scores = [0u32; 5];
+    for h in hits {
+        if let Class::Type(i) = h.entry.class {
+            scores[i] += h.weight;
+        }
+    }
+    let mut best: Option<usize> = None;
+    for i in 0..TYPES.len() {
+        if scores[i] > 0 && best.is_none_or(|b| scores[i] > scores[b]) {
+            best = Some(i);
+        }
+    }
+    let Some(b) = best else {
+        return (
+            OTHER,
+            "no word of the vocabulary names a known type".to_string(),
+        );
+    };
+    let mut mine: Vec<&Hit<'_>> = hits
+        .iter()
+        .filter(|h| h.entry.class == Class::Type(b))
+        .collect();
+    mine.sort_by_key(|h| std::cmp::Reverse(h.weight));
+    let mut reason = format!("{} (score {}): {}", TYPES[b], scores[b], evidence(&mine));
+    let runner = (0..TYPES.len())
+        .filter(|i| *i != b && scores[*i] > 0)
+        .max_by_key(|i| scores[*i]);
+    if let Some(r) = runner {
+        let _ = write!(reason, "; next {} ({})", TYPES[r], scores[r]);
+    }
+    (TYPES[b], reason)
+}
+
+/// Percentages in the text: the largest, if any.
+fn largest_percentage(text: &str) -> Option<f64> {
     let bytes = text.as_bytes();
-    let w = word.len();
-    text.match_indices(word)
-        .any(|(i, _)| i > 0 && bytes[i - 1] == b' ' && bytes.get(i + w).is_some_and(|b| *b == b' '))
+    let mut best: Option<f64> = None;
+    for (i, _) in text.match_indices('%') {
+        let mut j = i;
+        while j > 0 && (bytes[j - 1].is_ascii_digit() || bytes[j - 1] == b'.') {
+            j -= 1;
+        }
+        let digits = text[j..i].trim();
+        if let Ok(p) = digits.parse::<f64>()
+            && (0.0..=100.0).contains(&p)
+        {
+            best = Some(best.map_or(p, |b: f64| b.max(p)));
+        }
+    }
+    best
 }
 
-fn push_words(text: &str, out: &mut String) {
+fn severity_of(explicit: Option<Severity>, t: &Texts<'_>, hits: &[Hit<'_>]) -> (Severity, String) {
+    if let Some(s) = explicit {
+        return (s, "the sender's severity".to_string());
+    }
+    if let Some((v, s)) = t
+        .labels
+        .get("severity")
+        .and_then(|v| Severity::parse_lenient(v).map(|s| (v, s)))
+    {
+        return (s, format!("label severity={v:?}"));
+    }
+    let of = |c: Class| -> Vec<&Hit<'_>> { hits.iter().filter(|h| h.entry.class == c).collect() };
+    let (critical, warning, info, soon) = (
+        of(Class::Critical),
+        of(Class::Warning),
+        of(Class::Info),
+        of(Class::Soon),
+    );
+    let score = |hs: &[&Hit<'_>]| hs.iter().map(|h| h.weight).sum::<u32>();
+    let (c, w, i) = (score(&critical), score(&warning), score(&info));
+    let pct = largest_percentage(t.summary);
+    // The words "critical" or "warning" themselves (CorednsServfailErrorRateCritical).
+    for (word, sev) in [
+        ("critical", Severity::Critical),
+        ("warning", Severity::Warning),
+        ("info", Severity::Info),
+    ] {
+        let named = hits
+            .iter()
+            .find(|h| h.entry.term == word && matches!(h.field, "alertname" | "summary"));
+        if let Some(h) = named {
+            return (sev, format!("{sev}: '{word}' in {}", h.field));
+        }
+    }
+    // "Very soon" and "imminent" are not "soon": the condition is as good as here.
+    let urgent = critical.iter().any(|h| {
+        matches!(
+            h.entry.term.as_str(),
+            "very soon" | "imminent" | "imminently"
+        )
+    });
+    let soon = if urgent { Vec::new() } else { soon };
+    if c > 0 && soon.is_empty() && c > w {
+        return (
+            Severity::Critical,
+            format!("critical: {}", evidence(&critical)),
+        );
+    }
+    if c > 0 && !soon.is_empty() {
+        return (
+            Severity::Warning,
+            format!(
+                "warning: {} but {} (not yet)",
+                evidence(&critical),
+                evidence(&soon)
+            ),
+        );
+    }
+    if w > 0 && w >= i {
+        return (
+            Severity::Warning,
+            format!("warning: {}", evidence(&warning)),
+        );
+    }
+    if c > 0 {
+        return (
+            Severity::Critical,
+            format!("critical: {}", evidence(&critical)),
+        );
+    }
+    if i > 0 {
+        return (Severity::Info, format!("info: {}", evidence(&info)));
+    }
+    // No words: a number in the summary against the usual thresholds (disk 99 %).
+    match pct {
+        Some(p) if p >= 95.0 => (
+            Severity::Critical,
+            format!("critical: {p}% in the summary (≥ 95%)"),
+        ),
+        Some(p) if p >= 80.0 => (
+            Severity::Warning,
+            format!("warning: {p}% in the summary (≥ 80%)"),
+        ),
+        _ => (
+            Severity::Warning,
+            "no severity words: warning by default".to_string(),
+        ),
+    }
+}
+
+/// The classification of a stored alert with its reasons: recomputed from its name,
+/// labels and annotations with the vocabulary in use; a severity or type the words do
+/// not give came from the sender.
+pub fn explain(a: &Alert) -> Classification {
+    let summary = a
+        .annotations
+        .get("summary")
+        .map(String::as_str)
+        .unwrap_or(&a.message);
+    let description = a.annotations.get("description").map_or("", String::as_str);
+    let t = Texts {
+        alertname: a.alertname.as_deref(),
+        summary,
+        description,
+        labels: &a.labels,
+    };
+    let mut c = classify(None, None, &t);
+    if c.severity != a.severity {
+        c.severity = a.severity;
+        c.severity_reason = "the sender's severity (field or score)".to_string();
+    }
+    if c.alert_type != a.alert_type {
+        c.alert_type = TYPES
+            .iter()
+            .copied()
+            .find(|t| *t == a.alert_type)
+            .unwrap_or(OTHER);
+        c.type_reason = "the sender's category".to_string();
+    }
+    c
+}
+
+/// A known type name for a hint such as `Security`, `db`, `app`, `net`; `None` otherwise.
+pub fn normalize_type(hint: &str) -> Option<&'static str> {
+    match hint.trim().to_ascii_lowercase().as_str() {
+        "security" | "sec" | "ids" | "intrusion" => Some("security"),
+        "database" | "db" | "sql" => Some("database"),
+        "network" | "net" | "networking" => Some("network"),
+        "system" | "sys" | "host" | "infrastructure" | "infra" | "internals" => Some("system"),
+        "application" | "app" | "service" | "web" => Some("application"),
+        "other" => Some(OTHER),
+        _ => None,
+    }
+}
+
+/// Appends the words of `text` to `out`, each followed by a space: split at
+/// non-alphanumerics and CamelCase humps (`NodeFilesystemAlmostFull` → `node filesystem
+/// almost full`), lower-cased.
+pub fn push_words(text: &str, out: &mut String) {
     let mut word_open = false;
     let mut prev = ' ';
     let mut chars = text.chars().peekable();
@@ -418,68 +370,6 @@ fn push_words(text: &str, out: &mut String) {
     if word_open {
         out.push(' ');
     }
-}
-
-/// Severity by the README's rules: `explicit`, else the `severity` label, else keywords.
-pub fn severity(explicit: Option<Severity>, labels: &LabelSet, words: &Words) -> Severity {
-    if let Some(s) = explicit {
-        return s;
-    }
-    if let Some(s) = labels
-        .get("severity")
-        .and_then(|v| Severity::parse_lenient(v))
-    {
-        return s;
-    }
-    if words.critical {
-        Severity::Critical
-    } else if words.warning {
-        Severity::Warning
-    } else {
-        Severity::Info
-    }
-}
-
-/// A known type name for a hint such as `Security`, `db`, `app`, `net`; `None` otherwise.
-pub fn normalize_type(hint: &str) -> Option<&'static str> {
-    match hint.trim().to_ascii_lowercase().as_str() {
-        "security" | "sec" | "ids" | "intrusion" => Some("security"),
-        "database" | "db" | "sql" => Some("database"),
-        "network" | "net" | "networking" => Some("network"),
-        "system" | "sys" | "host" | "infrastructure" | "infra" | "internals" => Some("system"),
-        "application" | "app" | "service" | "web" => Some("application"),
-        "other" => Some(OTHER),
-        _ => None,
-    }
-}
-
-/// Type by the README's rules.
-pub fn alert_type(hint: Option<&str>, labels: &LabelSet, words: &Words) -> &'static str {
-    if let Some(t) = hint.and_then(normalize_type) {
-        return t;
-    }
-    for key in ["type", "category", "alert_type"] {
-        if let Some(t) = labels.get(key).and_then(|v| normalize_type(v)) {
-            return t;
-        }
-    }
-    // The type with the most matching keywords; ties go to the earlier type.
-    let mut best = (0, OTHER);
-    for (i, t) in TYPES.iter().enumerate() {
-        if words.types[i] > best.0 {
-            best = (words.types[i], t);
-        }
-    }
-    best.1
-}
-
-/// The words classification looks at: alert name, message, and the `job`, `service`,
-/// `component` labels.
-pub fn words_for(alertname: Option<&str>, message: &str, labels: &LabelSet) -> Words {
-    let extra = ["job", "service", "component"]
-        .into_iter()
-        .filter_map(|k| labels.get(k).map(String::as_str));
-    Words::of(alertname.into_iter().chain([message]).chain(extra))
 }
 
 /// One hour in milliseconds: the time constant of the repeat rate.
@@ -544,68 +434,97 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn words_split_camel_and_snake_case() {
-        let w = Words::of([
-            "NodeFilesystemAlmostOutOfSpace",
-            "HTTPRequests_total",
-            "eth0",
-        ]);
-        assert_eq!(
-            w.text,
-            " node filesystem almost out of space http requests total eth0 "
-        );
-        assert!(w.has("filesystem"));
-        assert!(w.has("out of space"));
-        assert!(!w.has("files"));
+    fn texts<'a>(name: &'a str, summary: &'a str, labels: &'a LabelSet) -> Texts<'a> {
+        Texts {
+            alertname: Some(name),
+            summary,
+            description: "",
+            labels,
+        }
     }
 
     #[test]
-    fn severity_order_of_precedence() {
-        let w = Words::of(["database is down"]);
+    fn severity_order_of_precedence_and_reasons() {
+        let none = LabelSet::new();
+        let c =
+            |l: &LabelSet, s: Option<Severity>, text: &str| classify(s, None, &texts("", text, l));
         assert_eq!(
-            severity(
-                Some(Severity::Info),
+            c(
                 &labels(&[("severity", "critical")]),
-                &w
-            ),
+                Some(Severity::Info),
+                "database is down"
+            )
+            .severity,
             Severity::Info
         );
+        let by_label = c(&labels(&[("severity", "warn")]), None, "database is down");
+        assert_eq!(by_label.severity, Severity::Warning);
+        assert_eq!(by_label.severity_reason, "label severity=\"warn\"");
+        let down = c(&none, None, "database is down");
+        assert_eq!(down.severity, Severity::Critical);
+        assert!(
+            down.severity_reason.contains("'down' in summary"),
+            "{down:?}"
+        );
         assert_eq!(
-            severity(None, &labels(&[("severity", "warn")]), &w),
+            c(&none, None, "replication lag is high").severity,
             Severity::Warning
         );
-        assert_eq!(severity(None, &LabelSet::new(), &w), Severity::Critical);
-        let w = Words::of(["replication lag is high"]);
-        assert_eq!(severity(None, &LabelSet::new(), &w), Severity::Warning);
-        let w = Words::of(["nightly backup finished"]);
-        assert_eq!(severity(None, &LabelSet::new(), &w), Severity::Info);
-        // A label that names no severity falls through to keywords.
-        let w = Words::of(["TargetDown"]);
+        let soon = c(&none, None, "disk almost full");
+        assert_eq!(soon.severity, Severity::Warning, "{soon:?}");
         assert_eq!(
-            severity(None, &labels(&[("severity", "purple")]), &w),
+            c(&none, None, "new device discovered").severity,
+            Severity::Info
+        );
+        assert_eq!(c(&none, None, "disk at 99%").severity, Severity::Critical);
+        assert_eq!(
+            c(&labels(&[("severity", "purple")]), None, "TargetDown").severity,
+            Severity::Critical
+        );
+        assert_eq!(c(&none, None, "lost quorum").severity, Severity::Critical);
+        assert_eq!(
+            c(&none, None, "WAL corruptions").severity,
             Severity::Critical
         );
     }
 
     #[test]
-    fn types() {
+    fn types_and_reasons() {
         let none = LabelSet::new();
-        let t = |text: &str| alert_type(None, &none, &Words::of([text]));
-        assert_eq!(t("Port scan detected from 10.0.0.1"), "security");
-        assert_eq!(t("PostgresqlReplicationLag"), "database");
-        assert_eq!(t("Interface eth0 packet loss 5%"), "network");
-        assert_eq!(t("HighCpuUsage on web-1"), "system");
-        assert_eq!(t("HTTP 5xx error rate above 5%"), "application");
-        assert_eq!(t("something odd"), "other");
-        assert_eq!(t("Disk full on db-1"), "system");
-        assert_eq!(t("Database disk usage high"), "database");
+        let t = |name: &str, text: &str| classify(None, None, &texts(name, text, &none));
         assert_eq!(
-            alert_type(Some("Security"), &none, &Words::of(["cpu"])),
+            t("", "Port scan detected from 10.0.0.1").alert_type,
             "security"
         );
+        let pg = t("PostgresqlTooManyConnections", "");
+        assert_eq!(pg.alert_type, "database");
+        assert!(
+            pg.type_reason
+                .starts_with("database (score 12): 'postgresql' in alertname"),
+            "{pg:?}"
+        );
+        assert_eq!(t("", "Interface eth0 packet loss 5%").alert_type, "network");
+        assert_eq!(t("HighCpuUsage", "on web-1").alert_type, "system");
         assert_eq!(
-            alert_type(None, &labels(&[("category", "db")]), &Words::of(["cpu"])),
+            t("", "HTTP 5xx error rate above 5%").alert_type,
+            "application"
+        );
+        assert_eq!(t("", "something odd").alert_type, "other");
+        assert_eq!(t("EnvoyClusterUpstreamErrors", "").alert_type, "network");
+        assert_eq!(t("", "HTTP Susp. User-Agent").alert_type, "security");
+        assert_eq!(t("", "TLS Cert Self-signed").alert_type, "security");
+        assert_eq!(t("CephOsdDown", "").alert_type, "system");
+        let hinted = classify(None, Some("Security"), &texts("cpu", "", &none));
+        assert_eq!(hinted.alert_type, "security");
+        assert_eq!(hinted.type_reason, "the sender's category \"Security\"");
+        let l = labels(&[("category", "db")]);
+        assert_eq!(
+            classify(None, None, &texts("cpu", "", &l)).alert_type,
+            "database"
+        );
+        let job = labels(&[("job", "redis")]);
+        assert_eq!(
+            classify(None, None, &texts("HighLatency", "", &job)).alert_type,
             "database"
         );
     }

@@ -25,6 +25,7 @@ pub mod report;
 pub mod rules;
 pub mod service;
 pub mod stats;
+pub mod vocabulary;
 
 pub use change::{AlertChange, ChangeKind, ChangeReceiver, ChangeSender};
 pub use model::{Alert, AlertState, Severity};

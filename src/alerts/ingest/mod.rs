@@ -104,9 +104,21 @@ impl RawAlert {
             Some(m) => m,
             None => derived_message(&self.annotations, alertname.as_deref()),
         };
-        let words = classify::words_for(alertname.as_deref(), &message, &self.labels);
-        let severity = classify::severity(self.severity, &self.labels, &words);
-        let mut alert_type = classify::alert_type(self.type_hint.as_deref(), &self.labels, &words);
+        let texts = classify::Texts {
+            alertname: alertname.as_deref(),
+            summary: self
+                .annotations
+                .get("summary")
+                .map_or(message.as_str(), String::as_str),
+            description: self
+                .annotations
+                .get("description")
+                .map_or("", String::as_str),
+            labels: &self.labels,
+        };
+        let c = classify::classify(self.severity, self.type_hint.as_deref(), &texts);
+        let severity = c.severity;
+        let mut alert_type = c.alert_type;
         if alert_type == classify::OTHER
             && let Some(f) = self.type_fallback
         {
