@@ -60,6 +60,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(notify::validate(config));
     problems.extend(api::auth::validate(config));
     problems.extend(collect::postgres::validate(config));
+    problems.extend(alerts::vocabulary::validate(config));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -117,6 +118,12 @@ impl App {
     /// and starts serving and the background tasks.
     pub async fn start(config: Config) -> Result<App, StartError> {
         validate_config(&config).map_err(|e| StartError::Config(e.to_string()))?;
+        if let Some(path) = &config.classify.vocabulary_file {
+            let v = alerts::vocabulary::Vocabulary::load(path)
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            alerts::vocabulary::set_active(v);
+            tracing::info!(path = %path.display(), "classifier vocabulary loaded");
+        }
         let config = Arc::new(config);
         let metrics = Metrics::new().map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?;
         let db = Db::connect(&config, metrics.db.clone()).await?;

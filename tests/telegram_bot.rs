@@ -85,6 +85,10 @@ impl BotBackend for TestBackend {
                 at: Utc::now(),
                 detail: None,
             }],
+            alert_type: "database".into(),
+            type_reason: "database (score 12): 'postgres' in alertname".into(),
+            severity_reason: "critical: 'down' in alertname".into(),
+            flapping: true,
         }))
     }
     async fn ack(
@@ -328,6 +332,15 @@ async fn read_commands_answer() {
         r.text()
     );
     assert!(r.text().contains("fired"), "events: {}", r.text());
+    assert!(
+        r.text().contains(
+            "<b>Type:</b> database · <i>database (score 12): 'postgres' in alertname</i>"
+        ),
+        "classification explained: {}",
+        r.text()
+    );
+    assert!(r.text().contains("critical: "), "{}", r.text());
+    assert!(r.text().contains("🔁 flapping"), "{}", r.text());
 
     bot.fake.push_message(ALLOWED, USER, "/report 7d");
     let r = reply(&bot, ALLOWED, 3).await;

@@ -80,6 +80,23 @@ pub struct Alert {
     /// Event timeline (detail only).
     #[serde(default)]
     pub events: Vec<AlertEventRecord>,
+    /// Flapping: its notifications are held.
+    #[serde(default)]
+    pub flapping: bool,
+    /// Why the classifier chose its type and severity (detail only).
+    #[serde(default)]
+    pub classification: Option<Classification>,
+}
+
+/// The classifier's explanation of an alert.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Classification {
+    /// Why this type.
+    #[serde(default)]
+    pub type_reason: String,
+    /// Why this severity.
+    #[serde(default)]
+    pub severity_reason: String,
 }
 
 fn default_severity() -> String {
@@ -1016,10 +1033,14 @@ mod tests {
             "labels": {"n": 1}, "acknowledged": {"by": "ann", "at": "2026-01-01T00:00:00Z", "comment": null},
             "events": [{"kind": "fired", "at": "2026-01-01T00:00:00Z"}, {"id": 9, "kind": "acknowledged", "at": "2026-01-01T00:01:00Z", "by": "ann", "comment": ""}],
             "inhibited": true, "silenced_by": ["s1", 2],
-            "something_new": true
+            "something_new": true, "flapping": true,
+            "classification": {"type_reason": "system (score 6): 'disk' in summary", "severity_reason": "critical: 'full' in summary"}
         }))
         .unwrap();
         assert_eq!(a.title(), "disk full");
+        assert!(a.flapping);
+        let c = a.classification.clone().unwrap();
+        assert_eq!(c.severity_reason, "critical: 'full' in summary");
         assert_eq!(a.risk_score, 85.0);
         assert_eq!(a.labels["n"], "1");
         assert_eq!(a.events[1].detail_text(), "by: ann");

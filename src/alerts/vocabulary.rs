@@ -251,6 +251,18 @@ impl Vocabulary {
     }
 }
 
+/// Problems of `classify.vocabulary_file` (unreadable, not TOML, unknown type).
+pub fn validate(config: &crate::config::Config) -> Vec<String> {
+    match &config.classify.vocabulary_file {
+        Some(p) => Vocabulary::load(p)
+            .err()
+            .map(|e| e.to_string())
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 fn active_cell() -> &'static RwLock<Arc<Vocabulary>> {
     static ACTIVE: OnceLock<RwLock<Arc<Vocabulary>>> = OnceLock::new();
     ACTIVE.get_or_init(|| RwLock::new(Arc::new(Vocabulary::builtin())))

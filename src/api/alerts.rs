@@ -233,6 +233,14 @@ pub async fn detail(
     };
     let mut v = alert.to_json();
     if let serde_json::Value::Object(m) = &mut v {
+        let c = crate::alerts::classify::explain(&alert);
+        m.insert(
+            "classification".into(),
+            serde_json::json!({
+                "type_reason": c.type_reason,
+                "severity_reason": c.severity_reason,
+            }),
+        );
         m.insert(
             "events".into(),
             events.iter().map(|e| e.to_json()).collect(),

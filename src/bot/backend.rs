@@ -153,7 +153,12 @@ impl BotBackend for ServiceBackend {
         let Some((alert, events)) = self.alerts.get(id).await.map_err(store)? else {
             return Ok(None);
         };
+        let c = crate::alerts::classify::explain(&alert);
         Ok(Some(AlertDetailInfo {
+            alert_type: alert.alert_type.clone(),
+            type_reason: c.type_reason,
+            severity_reason: c.severity_reason,
+            flapping: alert.flapping_since_ms.is_some(),
             alert: info(&alert),
             events: events
                 .iter()

@@ -74,7 +74,21 @@ pub fn alert_detail(d: &AlertDetailInfo, external_url: &str) -> String {
     if !a.message.is_empty() {
         let _ = writeln!(out, "{}", escape(&a.message));
     }
-    let _ = writeln!(out, "\n<b>Severity:</b> {}", escape(&a.severity));
+    let _ = writeln!(
+        out,
+        "\n<b>Severity:</b> {} · <i>{}</i>",
+        escape(&a.severity),
+        escape(&d.severity_reason)
+    );
+    let _ = writeln!(
+        out,
+        "<b>Type:</b> {} · <i>{}</i>",
+        escape(&d.alert_type),
+        escape(&d.type_reason)
+    );
+    if d.flapping {
+        out.push_str("🔁 flapping: notifications held until it is stable\n");
+    }
     for (k, v) in &a.labels {
         if k != "alertname" {
             let _ = writeln!(out, "{}=<code>{}</code>", escape(k), escape(v));

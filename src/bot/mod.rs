@@ -143,6 +143,14 @@ pub struct AlertDetailInfo {
     pub alert: AlertInfo,
     /// Its events, oldest first.
     pub events: Vec<EventInfo>,
+    /// Its type.
+    pub alert_type: String,
+    /// Why its type (the classifier's explanation).
+    pub type_reason: String,
+    /// Why its severity.
+    pub severity_reason: String,
+    /// Flapping: its notifications are held.
+    pub flapping: bool,
 }
 
 /// A silence.

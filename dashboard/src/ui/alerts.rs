@@ -479,6 +479,13 @@ fn AlertDrawer(id: i64, alerts: RwSignal<Vec<Alert>>) -> impl IntoView {
                                 <dt>"Last seen"</dt><dd>{a.last_seen.as_deref().and_then(parse_rfc3339).map(|t| format_local(t, local_offset())).unwrap_or_else(|| "–".into())}</dd>
                                 <dt>"Received"</dt><dd>{format!("{} time{}", a.count, if a.count == 1 { "" } else { "s" })}</dd>
                                 <dt>"Type"</dt><dd>{if a.kind.is_empty() { "–".to_string() } else { a.kind.clone() }}</dd>
+                                {a.classification.clone().map(|c| view! {
+                                    <dt>"Why this type"</dt><dd class="muted" id="type-reason">{c.type_reason}</dd>
+                                    <dt>"Why this severity"</dt><dd class="muted" id="severity-reason">{c.severity_reason}</dd>
+                                })}
+                                {a.flapping.then(|| view! {
+                                    <dt>"Flapping"</dt><dd id="alert-flapping">"🔁 notifications held until it is stable"</dd>
+                                })}
                                 <dt>"Risk"</dt><dd>{format!("{:.0} / 100", a.risk_score)}</dd>
                                 <dt>"Fingerprint"</dt><dd class="mono">{a.fingerprint.clone()}</dd>
                                 {a.generator_url.clone().filter(|u| u.starts_with("http")).map(|u| view! {
