@@ -1,0 +1,176 @@
+//! Flap damping end to end on SQLite and PostgreSQL: an alert that fires and resolves
+//! over and over through the API sends one "flapping" and one "stable again" message to
+//! the (fake) Telegram, not one per change; the API shows `flapping`, its events, the
+//! `state=flapping` filter and the classifier's reasons; `watchpost_alerts_flapping`.
+
+mod common;
+#[path = "support/fake_telegram.rs"]
+mod fake_telegram;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{TestApp, databases, eventually, test_config};
+use fake_telegram::FakeTelegram;
+use serde_json::json;
+use watchpost::config::{Config, Secret};
+
+const TOKEN: &str = "123456:TEST-token";
+
+fn config(db_url: &str, fake: &FakeTelegram) -> Config {
+    let mut c = Config::from_toml(&format!(
+        r#"
+[telegram]
+bot_token = "{TOKEN}"
+api_url = "{}"
+chat_ids = [100]
+[route]
+receiver = "telegram"
+group_by = ["alertname"]
+group_wait = "200ms"
+group_interval = "500ms"
+repeat_interval = "1h"
+[flap]
+max_transitions = 4
+window = "9s"
+"#,
+        fake.url
+    ))
+    .unwrap();
+    let base = test_config(db_url);
+    c.listen = base.listen;
+    c.database_url = Secret(db_url.into());
+    c.collect = base.collect;
+    c.database = base.database;
+    c.rules = base.rules;
+    c.postgres = base.postgres;
+    c
+}
+
+/// Fires (or resolves) the alert through the generic API; its id.
+async fn send(app: &TestApp, resolve: bool) -> i64 {
+    let mut body = json!({
+        "message": "PostgreSQL replica db-2 is down",
+        "labels": {"alertname": "PostgresReplicaDown", "instance": "db-2"},
+    });
+    if resolve {
+        body["ends_at"] = (Utc::now() - chrono::Duration::milliseconds(10))
+            .to_rfc3339()
+            .into();
+    }
+    let (status, r) = app.post_json("/api/v1/alerts", &body).await;
+    assert_eq!(status, 202, "{r}");
+    r["ids"][0].as_i64().expect("id")
+}
+
+async fn metric(app: &TestApp, name: &str) -> Option<f64> {
+    let (_, text) = app.get_text("/metrics").await;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn a_flapping_alert_is_told_once_and_once_stable() {
+    for db in databases().await {
+        let k = db.kind;
+        let fake = FakeTelegram::start(TOKEN).await;
+        let app = TestApp::start(config(&db.url, &fake)).await;
+        // Ten changes, 700 ms apart (longer than group_interval): fires and resolves.
+        let mut id = 0;
+        for i in 0..10 {
+            id = send(&app, i % 2 == 1).await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        // Flapping now: the API, the filter and the metric say so.
+        let (_, a) = app.get_json(&format!("/api/v1/alerts/{id}")).await;
+        assert_eq!(a["flapping"], true, "{k}: {a}");
+        assert!(a["flapping_since"].is_string(), "{k}: {a}");
+        assert_eq!(a["type"], "database", "{k}");
+        assert_eq!(a["severity"], "critical", "{k}");
+        let c = &a["classification"];
+        assert!(
+            c["type_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("database"),
+            "{k}: {a}"
+        );
+        assert!(
+            c["severity_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("'down'"),
+            "{k}: {a}"
+        );
+        let (_, list) = app.get_json("/api/v1/alerts?state=flapping").await;
+        let ids: Vec<i64> = list["alerts"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|a| a["id"].as_i64()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids, vec![id], "{k}: {list}");
+        assert_eq!(metric(&app, "watchpost_alerts_flapping ").await, Some(1.0));
+
+        // Stable after window / 3 = 3 s without a change; then one message more.
+        let stable = eventually(Duration::from_secs(20), || async {
+            let (_, a) = app.get_json(&format!("/api/v1/alerts/{id}")).await;
+            (a["flapping"] == false).then_some(a)
+        })
+        .await
+        .expect("stable again");
+        let kinds: Vec<&str> = stable["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "flapping").count(),
+            1,
+            "{k}: {kinds:?}"
+        );
+        assert_eq!(kinds.iter().filter(|k| **k == "stable").count(), 1);
+        let texts = || -> Vec<String> { fake.delivered().iter().map(|c| c.text()).collect() };
+        let done = eventually(Duration::from_secs(10), || async {
+            texts()
+                .iter()
+                .any(|t| t.contains("STABLE AGAIN"))
+                .then_some(())
+        })
+        .await;
+        assert!(done.is_some(), "{k}: {:#?}", texts());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let sent = texts();
+        let flapping = sent
+            .iter()
+            .filter(|t| t.contains("<b>FLAPPING</b>"))
+            .count();
+        let stable = sent.iter().filter(|t| t.contains("STABLE AGAIN")).count();
+        assert_eq!(flapping, 1, "{k}: {sent:#?}");
+        assert_eq!(stable, 1, "{k}: {sent:#?}");
+        assert!(sent.len() < 10, "{k}: not one per change: {sent:#?}");
+        // The stable message tells the final state: resolved (the last change).
+        let last = sent.last().unwrap();
+        assert!(
+            last.contains("STABLE AGAIN") && last.contains("RESOLVED"),
+            "{k}: {last}"
+        );
+        // Nothing between the flapping and the stable message.
+        let fi = sent
+            .iter()
+            .position(|t| t.contains("<b>FLAPPING</b>"))
+            .unwrap();
+        assert_eq!(fi + 2, sent.len(), "{k}: {sent:#?}");
+        assert_eq!(metric(&app, "watchpost_alerts_flapping ").await, Some(0.0));
+        let (_, v) = app.get_json("/api/v1/alerts?flapping=true").await;
+        assert_eq!(v["alerts"], json!([]), "{k}");
+        let (status, v) = app.get_json("/api/v1/alerts?flapping=maybe").await;
+        assert_eq!(status, 400, "{v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains("flapping"),
+            "{v}"
+        );
+        app.stop().await;
+    }
+}
