@@ -238,11 +238,12 @@ async fn ntopng_recorded_sample() {
         let drops = by("too_many_drops");
         assert_eq!(drops["state"], "resolved", "{k}: released");
         assert_eq!(drops["severity"], "warning");
-        assert_eq!(drops["type"], "network");
+        assert_eq!(drops["type"], "network", "{k}: {drops}");
         assert_eq!(drops["ends_at"], "2024-11-23T08:17:00.000Z");
 
+        // ntopng itself files its DNS-traffic host check under security.
         let dns = by("dns_traffic");
-        assert_eq!(dns["type"], "network", "{k}");
+        assert_eq!(dns["type"], "security", "{k}");
         assert_eq!(dns["severity"], "warning");
 
         // The same payload again repeats; the test button stores nothing.

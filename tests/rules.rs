@@ -310,6 +310,60 @@ async fn keep_firing_for_holds_the_alert() {
     app.stop().await;
 }
 
+const HYSTERESIS_FILE: &str = r#"groups:
+- name: hysteresis
+  interval: 200ms
+  rules:
+  - alert: Hot
+    expr: test:switch > 90
+    annotations:
+      watchpost_resolve_expr: test:switch >= 80
+"#;
+
+/// Fire above 90, clear below 80, through the real engine and pipeline: oscillating
+/// between 85 and 95 fires once and never resolves; 70 resolves once; 85 again does
+/// not fire.
+#[tokio::test]
+async fn resolve_expr_holds_the_alert_until_it_clears() {
+    let db = sqlite_db();
+    let dir = RulesDir::new();
+    dir.write("switch.yml", &switch_file(95.0));
+    dir.write("hot.yml", HYSTERESIS_FILE);
+    let app = start(&dir, &db.url).await;
+    let fired = stored_alert(&app, "Hot", "firing").await;
+    let set = |v: f64| {
+        dir.write("switch.yml", &switch_file(v));
+        reload(&app)
+    };
+    for v in [85.0, 95.0, 85.0, 95.0, 85.0] {
+        assert_eq!(set(v).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(rule(&app, "Hot").await["state"], "firing", "at {v}");
+    }
+    assert_eq!(set(70.0).await.0, 200);
+    let resolved = stored_alert(&app, "Hot", "resolved").await;
+    assert_eq!(resolved["id"], fired["id"]);
+    assert_eq!(set(85.0).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rule(&app, "Hot").await["state"],
+        "inactive",
+        "85 is below 90"
+    );
+    let (_, a) = app
+        .get_json(&format!("/api/v1/alerts/{}", fired["id"]))
+        .await;
+    let kinds: Vec<&str> = a["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| *k == "fired" || *k == "resolved")
+        .collect();
+    assert_eq!(kinds, ["fired", "resolved"], "{a}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn broken_reload_keeps_old_rules_running() {
     let db = sqlite_db();

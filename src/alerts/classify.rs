@@ -26,6 +26,9 @@
 //!   `min(100, score · 100 / 250)`.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rustc_hash::FxHashMap;
 
 use super::model::{Alert, LabelSet, Severity};
 use super::vocabulary::{self, Class, Entry, Vocabulary};
@@ -119,9 +122,69 @@ fn evidence(hits: &[&Hit<'_>]) -> String {
     s
 }
 
+/// Classifications already made, by a hash of everything they depend on: a repeat of
+/// an alert (most receipts) costs a hash and a lookup instead of the vocabulary scan.
+/// Emptied when full (a plain map: moka's bookkeeping cost more than the scan).
+type Cache = Mutex<FxHashMap<u128, Arc<Classification>>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn lock_cache() -> std::sync::MutexGuard<'static, FxHashMap<u128, Arc<Classification>>> {
+    cache().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Distinct alert texts whose classification is kept.
+const CACHE_CAPACITY: usize = 20_000;
+
+/// Forgets cached classifications (the vocabulary changed).
+pub fn clear_cache() {
+    lock_cache().clear();
+}
+
+fn cache_key(explicit: Option<Severity>, hint: Option<&str>, t: &Texts<'_>) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut field = |s: &str| {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field(explicit.map_or("", Severity::as_str));
+    field(hint.unwrap_or("\0"));
+    field(t.alertname.unwrap_or("\0"));
+    field(t.summary);
+    field(t.description);
+    for key in TEXT_LABELS
+        .iter()
+        .chain(&["severity", "type", "alert_type"])
+    {
+        field(t.labels.get(*key).map_or("\0", String::as_str));
+    }
+    h.digest128()
+}
+
 /// Classifies an alert: `explicit` severity and `type_hint` (a sender's own fields)
 /// win, then labels, then the words of `t`.
 pub fn classify(
+    explicit: Option<Severity>,
+    type_hint: Option<&str>,
+    t: &Texts<'_>,
+) -> Classification {
+    let key = cache_key(explicit, type_hint, t);
+    if let Some(c) = lock_cache().get(&key).cloned() {
+        return (*c).clone();
+    }
+    let c = classify_uncached(explicit, type_hint, t);
+    let mut cache = lock_cache();
+    if cache.len() >= CACHE_CAPACITY {
+        cache.clear();
+    }
+    cache.insert(key, Arc::new(c.clone()));
+    c
+}
+
+fn classify_uncached(
     explicit: Option<Severity>,
     type_hint: Option<&str>,
     t: &Texts<'_>,

@@ -231,6 +231,7 @@ impl Vocabulary {
                 out.push(e);
             }
         };
+        let mut joined = String::new();
         for (i, w) in stems.iter().enumerate() {
             for e in self.index.get(w).into_iter().flatten() {
                 let n = e.stems.len();
@@ -238,10 +239,11 @@ impl Vocabulary {
                     push(e);
                 }
             }
-            let mut joined = w.clone();
+            joined.clear();
+            joined.push_str(w);
             for next in stems.iter().skip(i + 1).take(2) {
                 joined.push_str(next);
-                let one_word = self.index.get(&joined).into_iter().flatten();
+                let one_word = self.index.get(joined.as_str()).into_iter().flatten();
                 for e in one_word.filter(|e| e.stems.len() == 1) {
                     push(e);
                 }
@@ -279,6 +281,7 @@ pub fn active() -> Arc<Vocabulary> {
 /// Uses `v` from now on (at start, from `classify.vocabulary_file`).
 pub fn set_active(v: Vocabulary) {
     *active_cell().write().unwrap_or_else(|p| p.into_inner()) = Arc::new(v);
+    super::classify::clear_cache();
 }
 
 /// The words of `text`: split at non-alphanumerics and CamelCase humps, lower-cased,

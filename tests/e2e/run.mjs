@@ -377,6 +377,11 @@ async function run(base, context) {
     }, 5_000, `GET /api/v1/alerts/${alertId} to show acknowledged`);
     assert(acked.acknowledged.by === 'e2e-browser', `acknowledged.by = ${JSON.stringify(acked.acknowledged)}`);
     await page.waitForSelector('#acked-by', { timeout: 5_000 });
+    // The classifier explains itself in the drawer, as the API does.
+    const why = await page.textContent('#alert-drawer #type-reason');
+    assert(why && why === acked.classification?.type_reason, `#type-reason: ${why} vs ${JSON.stringify(acked.classification)}`);
+    const sev = await page.textContent('#alert-drawer #severity-reason');
+    assert(sev && sev === acked.classification?.severity_reason, `#severity-reason: ${sev}`);
     await page.screenshot({ path: join(artifacts, 'alert-detail.png') });
     return `acknowledged by ${acked.acknowledged.by}`;
   });
