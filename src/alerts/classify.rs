@@ -306,7 +306,12 @@ fn severity_of(explicit: Option<Severity>, t: &Texts<'_>, hits: &[Hit<'_>]) -> (
             "very soon" | "imminent" | "imminently"
         )
     });
-    let soon = if urgent { Vec::new() } else { soon };
+    if urgent {
+        return (
+            Severity::Critical,
+            format!("critical: {}", evidence(&critical)),
+        );
+    }
     if c > 0 && soon.is_empty() && c > w {
         return (
             Severity::Critical,
