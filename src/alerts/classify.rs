@@ -554,6 +554,9 @@ mod tests {
             c(&none, None, "WAL corruptions").severity,
             Severity::Critical
         );
+        let urgent = c(&none, None, "SSL certificate will expire very soon");
+        assert_eq!(urgent.severity, Severity::Critical, "{urgent:?}");
+        assert_eq!(c(&none, None, "MySQL restarted").severity, Severity::Info);
     }
 
     #[test]
