@@ -18,6 +18,10 @@ use watchpost::config::{Config, Secret};
 const TOKEN: &str = "123456:TEST-token";
 
 fn config(db_url: &str, fake: &FakeTelegram) -> Config {
+    config_with_window(db_url, fake, "9s")
+}
+
+fn config_with_window(db_url: &str, fake: &FakeTelegram, window: &str) -> Config {
     let mut c = Config::from_toml(&format!(
         r#"
 [telegram]
@@ -32,7 +36,7 @@ group_interval = "500ms"
 repeat_interval = "1h"
 [flap]
 max_transitions = 4
-window = "9s"
+window = "{window}"
 "#,
         fake.url
     ))
@@ -171,6 +175,72 @@ async fn a_flapping_alert_is_told_once_and_once_stable() {
             v["error"].as_str().unwrap_or_default().contains("flapping"),
             "{v}"
         );
+        app.stop().await;
+    }
+}
+
+/// A restart while an alert flaps, and another once it is stable, tell nothing twice:
+/// the flap status comes from the database, the changes from the stored events.
+#[tokio::test]
+async fn restarts_do_not_repeat_the_flapping_or_stable_message() {
+    for db in databases().await {
+        let k = db.kind;
+        let fake = FakeTelegram::start(TOKEN).await;
+        let app = TestApp::start(config_with_window(&db.url, &fake, "15s")).await;
+        let mut id = 0;
+        for i in 0..6 {
+            id = send(&app, i % 2 == 1).await;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        let texts = || -> Vec<String> { fake.delivered().iter().map(|c| c.text()).collect() };
+        let flapping = eventually(Duration::from_secs(10), || async {
+            texts()
+                .iter()
+                .any(|t| t.contains("<b>FLAPPING</b>"))
+                .then_some(())
+        })
+        .await;
+        assert!(flapping.is_some(), "{k}: {:#?}", texts());
+        app.stop().await;
+
+        // Restarted while flapping (calm needs 5 s): no second FLAPPING, one STABLE.
+        let app = TestApp::start(config_with_window(&db.url, &fake, "15s")).await;
+        let stable = eventually(Duration::from_secs(20), || async {
+            texts()
+                .iter()
+                .any(|t| t.contains("STABLE AGAIN"))
+                .then_some(())
+        })
+        .await;
+        assert!(stable.is_some(), "{k}: {:#?}", texts());
+        app.stop().await;
+
+        // Restarted once stable: nothing more, and no new flap events.
+        let app = TestApp::start(config_with_window(&db.url, &fake, "15s")).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let sent = texts();
+        assert_eq!(
+            sent.iter()
+                .filter(|t| t.contains("<b>FLAPPING</b>"))
+                .count(),
+            1,
+            "{k}: {sent:#?}"
+        );
+        assert_eq!(
+            sent.iter().filter(|t| t.contains("STABLE AGAIN")).count(),
+            1,
+            "{k}: {sent:#?}"
+        );
+        let (_, a) = app.get_json(&format!("/api/v1/alerts/{id}")).await;
+        assert_eq!(a["flapping"], false, "{k}: {a}");
+        let kinds: Vec<&str> = a["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .filter(|k| *k == "flapping" || *k == "stable")
+            .collect();
+        assert_eq!(kinds, ["flapping", "stable"], "{k}: {a}");
         app.stop().await;
     }
 }

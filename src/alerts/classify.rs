@@ -16,7 +16,7 @@
 //!   `category` or `alert_type` label naming a known type; else the type whose
 //!   vocabulary scores highest over the alert name (×3), the `job`, `service`,
 //!   `component`, `namespace`, `container`, `app` labels (×2), the summary (×2) and the
-//!   description (×1), products counting 3 and words 1 (ties: security, database,
+//!   description (×1), products counting 4 and words 1 (ties: security, database,
 //!   network, system, application); else `other`.
 //! * **Risk score** (0–100): severity base (critical 60, warning 35, info 10) + type
 //!   weight (security 20, database 12, network 10, system 8, application 5, other 0) +
@@ -93,7 +93,7 @@ fn hits<'a>(v: &'a Vocabulary, t: &Texts<'_>) -> Vec<Hit<'a>> {
             out.push(Hit {
                 entry: e,
                 field: name,
-                weight: w * e.weight,
+                weight: w.saturating_mul(e.weight),
             });
         }
     };
@@ -216,7 +216,7 @@ fn type_of(hint: Option<&str>, labels: &LabelSet, hits: &[Hit<'_>]) -> (&'static
     let mut scores = [0u32; 5];
     for h in hits {
         if let Class::Type(i) = h.entry.class {
-            scores[i] += h.weight;
+            scores[i] = scores[i].saturating_add(h.weight);
         }
     }
     let mut best: Option<usize> = None;
@@ -283,7 +283,7 @@ fn severity_of(explicit: Option<Severity>, t: &Texts<'_>, hits: &[Hit<'_>]) -> (
         of(Class::Info),
         of(Class::Soon),
     );
-    let score = |hs: &[&Hit<'_>]| hs.iter().map(|h| h.weight).sum::<u32>();
+    let score = |hs: &[&Hit<'_>]| hs.iter().fold(0u32, |s, h| s.saturating_add(h.weight));
     let (c, w, i) = (score(&critical), score(&warning), score(&info));
     let pct = largest_percentage(t.summary);
     // The words "critical" or "warning" themselves (CorednsServfailErrorRateCritical).
@@ -379,7 +379,8 @@ pub fn explain(a: &Alert) -> Classification {
     let mut c = classify(None, None, &t);
     if c.severity != a.severity {
         c.severity = a.severity;
-        c.severity_reason = "the sender's severity (field or score)".to_string();
+        c.severity_reason =
+            "the sender's severity (field or score), or an earlier vocabulary".to_string();
     }
     if c.alert_type != a.alert_type {
         c.alert_type = TYPES
@@ -387,7 +388,7 @@ pub fn explain(a: &Alert) -> Classification {
             .copied()
             .find(|t| *t == a.alert_type)
             .unwrap_or(OTHER);
-        c.type_reason = "the sender's category".to_string();
+        c.type_reason = "the sender's category, or an earlier vocabulary".to_string();
     }
     c
 }

@@ -886,6 +886,21 @@ pub async fn set_flapping(
     .await
 }
 
+/// Alerts marked flapping, as (fingerprint, id).
+pub async fn flapping(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = db
+        .timed("alerts.flapping", async {
+            sqlx::query("SELECT fingerprint, id FROM alerts WHERE flapping_since_ms IS NOT NULL")
+                .fetch_all(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("fingerprint")?, r.try_get("id")?)))
+        .collect()
+}
+
 /// Fired and resolved events at or after `since_ms`, oldest first, as (fingerprint,
 /// at_ms, firing): the state changes flap damping counts, rebuilt at start.
 pub async fn transitions_since(

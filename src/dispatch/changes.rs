@@ -56,6 +56,10 @@ impl AlertSource for StoredAlerts {
         Ok(repo::transitions_since(&self.0, since_ms).await?)
     }
 
+    async fn flapping(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(repo::flapping(&self.0).await?)
+    }
+
     async fn set_flapping(
         &self,
         id: i64,

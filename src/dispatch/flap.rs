@@ -19,6 +19,8 @@ pub enum FlapChange {
 
 #[derive(Debug, Default)]
 struct Flap {
+    /// The alert's id (for storing its status).
+    id: i64,
     firing: Option<bool>,
     /// Times of its state changes within the window, oldest first.
     changes: VecDeque<i64>,
@@ -49,11 +51,13 @@ impl FlapTracker {
         self.window_ms / 3
     }
 
-    /// Records the state of `fp` at `at_ms`; a change of state counts. `restoring`:
-    /// the state as found at start, which is not a change.
+    /// Records the state of alert `id` (`fp`) as the dispatcher learns it at `at_ms`;
+    /// a change of state counts. `restoring`: the state as found at start, which is
+    /// not a change.
     pub fn observe(
         &mut self,
         fp: &str,
+        id: i64,
         firing: bool,
         at_ms: i64,
         restoring: bool,
@@ -64,6 +68,7 @@ impl FlapTracker {
         let window_ms = self.window_ms;
         let max = self.max;
         let f = self.alerts.entry(fp.to_string()).or_default();
+        f.id = id;
         let previous = f.firing.replace(firing);
         let changed = if restoring {
             false
@@ -90,6 +95,21 @@ impl FlapTracker {
         None
     }
 
+    /// A stored change (a `fired`/`resolved` event at start): counted, but it never
+    /// starts flapping — whether an alert flaps is what the database says.
+    pub fn replay(&mut self, fp: &str, firing: bool, at_ms: i64) {
+        if self.max == 0 {
+            return;
+        }
+        let f = self.alerts.entry(fp.to_string()).or_default();
+        if f.firing.replace(firing) != Some(firing) {
+            f.changes.push_back(at_ms);
+            if f.changes.len() > self.max + 1 {
+                f.changes.pop_front();
+            }
+        }
+    }
+
     /// Whether `fp` is flapping.
     pub fn is_flapping(&self, fp: &str) -> bool {
         self.alerts.get(fp).is_some_and(|f| f.since_ms.is_some())
@@ -100,10 +120,11 @@ impl FlapTracker {
         self.alerts.get(fp).and_then(|f| f.since_ms)
     }
 
-    /// Flapping alerts that have not changed for `window / 3` at `now_ms`: they are
-    /// stable again (and no longer flapping). Also forgets alerts with no change in
-    /// the window, so memory follows the alerts that change.
-    pub fn settle(&mut self, now_ms: i64) -> Vec<String> {
+    /// Flapping alerts that have not changed for `window / 3` at `now_ms`, as
+    /// (fingerprint, id): they are stable again, and their changes are forgotten (a
+    /// later change starts counting afresh). Also forgets alerts with no change in the
+    /// window, so memory follows the alerts that change.
+    pub fn settle(&mut self, now_ms: i64) -> Vec<(String, i64)> {
         let calm = self.calm_ms();
         let window_ms = self.window_ms;
         let mut stable = Vec::new();
@@ -111,7 +132,8 @@ impl FlapTracker {
             let last = f.changes.back().copied().unwrap_or(i64::MIN);
             if f.since_ms.is_some() && now_ms.saturating_sub(last) >= calm {
                 f.since_ms = None;
-                stable.push(fp.clone());
+                f.changes.clear();
+                stable.push((fp.clone(), f.id));
             }
             f.since_ms.is_some() || now_ms.saturating_sub(last) < window_ms
         });
@@ -142,12 +164,12 @@ impl FlapTracker {
             .count()
     }
 
-    /// Marks `fp` flapping since `since_ms` without a message (the database says the
-    /// receivers were told before a restart).
-    pub fn restore_flapping(&mut self, fp: &str, since_ms: i64) {
-        if self.max > 0 {
-            self.alerts.entry(fp.to_string()).or_default().since_ms = Some(since_ms);
-        }
+    /// Marks alert `id` (`fp`) flapping since `since_ms`, as the database says (it
+    /// settles, and is stored stable, once calm; at once when damping is off).
+    pub fn restore_flapping(&mut self, fp: &str, id: i64, since_ms: i64) {
+        let f = self.alerts.entry(fp.to_string()).or_default();
+        f.id = id;
+        f.since_ms = Some(since_ms);
     }
 }
 
@@ -168,7 +190,7 @@ mod tests {
         let mut t = tracker();
         let mut started = Vec::new();
         for i in 0..8 {
-            if let Some(c) = t.observe("a", i % 2 == 0, i * 1000, false) {
+            if let Some(c) = t.observe("a", 1, i % 2 == 0, i * 1000, false) {
                 started.push((i, c));
             }
         }
@@ -182,7 +204,10 @@ mod tests {
         // Stable after window/3 = 10 s without a change.
         assert!(t.settle(7000 + 9_999).is_empty());
         assert_eq!(t.next_settle_ms(), Some(17_000));
-        assert_eq!(t.settle(17_000), vec!["a".to_string()]);
+        assert_eq!(t.settle(17_000), vec![("a".to_string(), 1)]);
+        // Its changes are forgotten: one more change is not flapping again.
+        assert_eq!(t.observe("a", 1, true, 18_000, false), None);
+        assert!(!t.is_flapping("a"));
         assert!(!t.is_flapping("a"));
         assert_eq!(t.next_settle_ms(), None);
     }
@@ -192,19 +217,34 @@ mod tests {
         let mut t = tracker();
         for i in 0..20 {
             // One change every 10 s: at most 3 in any 30 s window.
-            assert_eq!(t.observe("a", i % 2 == 0, i * 10_000, false), None);
+            assert_eq!(t.observe("a", 1, i % 2 == 0, i * 10_000, false), None);
             // Repeats of the same state are not changes.
-            assert_eq!(t.observe("a", i % 2 == 0, i * 10_000 + 1, false), None);
+            assert_eq!(t.observe("a", 1, i % 2 == 0, i * 10_000 + 1, false), None);
         }
         // Restored states are not changes; a first resolve is not one either.
         for i in 0..10 {
-            assert_eq!(t.observe("b", i % 2 == 0, i, true), None);
+            assert_eq!(t.observe("b", 2, i % 2 == 0, i, true), None);
         }
-        assert_eq!(t.observe("c", false, 0, false), None);
+        assert_eq!(t.observe("c", 3, false, 0, false), None);
         assert!(!t.is_flapping("b"));
         // Quiet alerts are forgotten after the window.
         t.settle(1_000_000);
         assert!(t.alerts.is_empty());
+    }
+
+    #[test]
+    fn replayed_changes_count_but_never_start_flapping() {
+        let mut t = tracker();
+        for i in 0..6 {
+            t.replay("a", i % 2 == 0, i * 1000);
+        }
+        assert!(!t.is_flapping("a"), "the database decides");
+        // The next live change is the 7th in the window: flapping.
+        assert!(t.observe("a", 1, true, 6_000, false).is_some());
+        // Restored from the database, settled when calm, with its id.
+        let mut t = tracker();
+        t.restore_flapping("b", 9, 0);
+        assert_eq!(t.settle(1), vec![("b".to_string(), 9)]);
     }
 
     #[test]
@@ -214,7 +254,7 @@ mod tests {
             window: Duration::from_secs(30),
         });
         for i in 0..50 {
-            assert_eq!(t.observe("a", i % 2 == 0, i, false), None);
+            assert_eq!(t.observe("a", 1, i % 2 == 0, i, false), None);
         }
         assert!(t.alerts.is_empty());
     }

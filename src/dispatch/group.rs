@@ -189,9 +189,10 @@ impl AggregationGroup {
                 if a.is_suppressed() {
                     continue;
                 }
-                if a.is_acked() {
+                if a.is_acked() && !was_flapping {
                     // Not re-notified, but the receiver still believes it fires: keep it
-                    // in the log so that its resolution is announced.
+                    // in the log so that its resolution is announced. (A receiver told it
+                    // flaps is told it is stable, acknowledged or not.)
                     if let Some(rank) = old.firing.get(fp) {
                         carried.insert(fp.clone(), *rank);
                     }
@@ -228,7 +229,7 @@ impl AggregationGroup {
             && (self.log.is_none()
                 || now_ms.saturating_sub(old.at_ms)
                     >= self.opts.repeat_interval.as_millis() as i64);
-        // A stable alert acknowledged meanwhile is not re-announced.
+        // Only what this notification carries (a silenced one is not told).
         stable.retain(|fp| {
             firing
                 .iter()
@@ -258,7 +259,8 @@ impl AggregationGroup {
                     severity_rank(&a.notice.severity),
                 );
             }
-            let status = if firing.is_empty() && (!resolved.is_empty() || flapping.is_empty()) {
+            // Firing if any alert it carries fires (flapping ones by their state now).
+            let status = if firing.is_empty() && !flapping.iter().any(|a| a.is_firing(now_ms)) {
                 AlertState::Resolved
             } else {
                 AlertState::Firing
@@ -297,7 +299,9 @@ impl AggregationGroup {
                     .get(fp)
                     .is_some_and(|a| a.is_firing(now_ms) && !a.is_suppressed())
             });
-            pruned.flapping.retain(|fp| self.alerts.contains_key(fp));
+            pruned
+                .flapping
+                .retain(|fp| self.alerts.get(fp).is_some_and(|a| a.notice.flapping));
             (pruned != *log).then_some(pruned)
         });
         FlushPlan {
@@ -502,5 +506,32 @@ mod tests {
         let common = n.common_labels();
         assert_eq!(common.get("alertname").map(String::as_str), Some("A"));
         assert!(!common.contains_key("job"));
+    }
+
+    #[test]
+    fn flapping_is_told_once_and_stable_even_when_acknowledged() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut a = notice("a", AlertState::Resolved);
+        a.flapping = true;
+        let g = group(vec![a.clone()], Some(log_of(&["a"], now)));
+        let p = g.plan(now);
+        let (n, entry) = p.notify.expect("the flapping message");
+        assert_eq!(n.flapping.len(), 1);
+        assert!(n.firing.is_empty() && n.resolved.is_empty(), "held");
+        assert_eq!(n.status, AlertState::Resolved, "by its state now");
+        assert!(entry.flapping.contains("a"));
+        assert!(entry.firing.contains_key("a"), "still believed firing");
+        assert!(p.drop.is_empty(), "kept while flapping");
+        // Told: nothing more while it flaps.
+        let g = group(vec![a.clone()], Some(entry.clone()));
+        assert!(g.plan(now).notify.is_none());
+        // Stable, firing and acknowledged meanwhile: still told it is stable, once.
+        let mut b = notice("a", AlertState::Firing);
+        b.acknowledged = true;
+        let g = group(vec![b], Some(entry));
+        let (n, entry) = g.plan(now).notify.expect("the stable message");
+        assert!(n.stable.contains("a"));
+        assert_eq!(n.firing.len(), 1);
+        assert!(entry.flapping.is_empty());
     }
 }

@@ -162,14 +162,6 @@ impl AlertNotice {
             flapping: false,
         }
     }
-
-    /// When it last changed state: its start when firing, its end when resolved.
-    fn changed_at_ms(&self, now_ms: i64) -> i64 {
-        match self.state {
-            AlertState::Firing => self.starts_at.timestamp_millis(),
-            AlertState::Resolved => self.ends_at.map_or(now_ms, |t| t.timestamp_millis()),
-        }
-    }
 }
 
 /// Orders severities: critical > warning > info > anything else.
@@ -216,6 +208,10 @@ pub trait AlertSource: Send + Sync + 'static {
     async fn by_fingerprints(&self, fingerprints: &[String]) -> anyhow::Result<Vec<AlertNotice>>;
     /// State changes since `since_ms`, oldest first: (fingerprint, at_ms, firing).
     async fn transitions(&self, _since_ms: i64) -> anyhow::Result<Vec<(String, i64, bool)>> {
+        Ok(Vec::new())
+    }
+    /// Alerts the database marks flapping, as (fingerprint, id).
+    async fn flapping(&self) -> anyhow::Result<Vec<(String, i64)>> {
         Ok(Vec::new())
     }
     /// Records that alert `id` is flapping since `since_ms` (or stable with `None`).
@@ -486,23 +482,23 @@ impl Dispatcher {
         let now_ms = self.clock.now_ms();
         let mut st = self.lock();
         let st = &mut *st;
-        for fp in st.flaps.settle(now_ms) {
-            let mut released = None;
+        for (fp, id) in st.flaps.settle(now_ms) {
+            let mut state = None;
             for key in st.index.get(&fp).into_iter().flatten() {
                 if let Some(a) = st.groups.get_mut(key).and_then(|g| g.alerts.get_mut(&fp)) {
                     a.notice.flapping = false;
-                    released = Some((a.notice.id, a.notice.state));
+                    state = Some(a.notice.state);
                 }
             }
-            if let Some((id, state)) = released {
-                tracing::info!(id, fingerprint = %fp, state = state.as_str(), "alert stable again; notifications resume");
-                st.flap_writes.push(FlapWrite {
-                    id,
-                    since_ms: None,
-                    at_ms: now_ms,
-                    detail: serde_json::json!({ "state": state.as_str() }),
-                });
-            }
+            // Stored stable even when no group holds it (silenced, or left the groups).
+            let state = state.map_or("unknown", AlertState::as_str);
+            tracing::info!(id, fingerprint = %fp, state, "alert stable again; notifications resume");
+            st.flap_writes.push(FlapWrite {
+                id,
+                since_ms: None,
+                at_ms: now_ms,
+                detail: serde_json::json!({ "state": state }),
+            });
         }
         if let Some(g) = &self.flapping_gauge {
             g.set(st.flaps.flapping() as i64);
@@ -597,14 +593,18 @@ impl Dispatcher {
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.load_state().await {
-                Ok((entries, notices, transitions)) => {
+                Ok((entries, notices, (transitions, flapping))) => {
                     {
                         let mut st = self.lock();
                         for (gk, rcv, e) in entries {
                             st.restored.insert((gk, rcv), e);
                         }
                         for (fp, at_ms, firing) in transitions {
-                            st.flaps.observe(&fp, firing, at_ms, false);
+                            st.flaps.replay(&fp, firing, at_ms);
+                        }
+                        let now_ms = self.clock.now_ms();
+                        for (fp, id) in flapping {
+                            st.flaps.restore_flapping(&fp, id, now_ms);
                         }
                     }
                     let alerts = notices.len();
@@ -640,16 +640,17 @@ impl Dispatcher {
     ) -> anyhow::Result<(
         Vec<(String, String, NotifyLogEntry)>,
         Vec<AlertNotice>,
-        Vec<(String, i64, bool)>,
+        (Vec<(String, i64, bool)>, Vec<(String, i64)>),
     )> {
         let entries = self.sink.load_log().await?;
         let Some(source) = &self.source else {
-            return Ok((entries, Vec::new(), Vec::new()));
+            return Ok((entries, Vec::new(), Default::default()));
         };
         let window_ms = model_ms(self.flap_window);
         let transitions = source
             .transitions(self.clock.now_ms().saturating_sub(window_ms))
             .await?;
+        let flapping = source.flapping().await?;
         let mut notices = source.firing().await?;
         let firing: HashSet<&str> = notices.iter().map(|n| n.fingerprint.as_str()).collect();
         let told: BTreeSet<String> = entries
@@ -665,7 +666,7 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|n| n.state == AlertState::Resolved),
         );
-        Ok((entries, notices, transitions))
+        Ok((entries, notices, (transitions, flapping)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -785,17 +786,14 @@ impl Dispatcher {
     fn track_flaps(&self, st: &mut State, notice: &mut AlertNotice, restoring: bool, now_ms: i64) {
         let fp = notice.fingerprint.as_str();
         let firing = notice.state == AlertState::Firing;
-        let at_ms = notice.changed_at_ms(now_ms);
-        let started = st.flaps.observe(fp, firing, at_ms, restoring);
+        // Changes are timed when the dispatcher learns them (as the stored events are),
+        // never by the sender's timestamps.
+        let started = st.flaps.observe(fp, notice.id, firing, now_ms, restoring);
         if restoring && notice.flapping && !st.flaps.is_flapping(fp) {
-            st.flaps.restore_flapping(fp, at_ms);
+            st.flaps.restore_flapping(fp, notice.id, now_ms);
         }
         let flapping = st.flaps.is_flapping(fp);
-        let unrecorded = restoring && flapping && !notice.flapping;
-        if let Some(FlapChange::Started(changes)) = started
-            .filter(|_| !restoring)
-            .or(unrecorded.then_some(FlapChange::Started(0)))
-        {
+        if let Some(FlapChange::Started(changes)) = started {
             tracing::info!(id = notice.id, fingerprint = %fp, changes, "alert flapping; its notifications are held");
             st.flap_writes.push(FlapWrite {
                 id: notice.id,

@@ -407,10 +407,13 @@ impl AlertingRule {
             labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
         let resolved = a.state == AlertState::Inactive;
+        // The hysteresis expression is the rule's, not something to show with the alert.
+        let mut annotations = a.annotations.clone();
+        annotations.remove(RESOLVE_EXPR);
         RuleAlert {
             alertname: self.def.name.clone(),
             labels,
-            annotations: a.annotations.clone(),
+            annotations,
             state: if resolved {
                 RuleAlertState::Resolved
             } else {
