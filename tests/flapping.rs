@@ -10,10 +10,10 @@ mod fake_telegram;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{TestApp, databases, eventually, test_config};
+use common::{TestApp, databases, eventually, test_config_with};
 use fake_telegram::FakeTelegram;
 use serde_json::json;
-use watchpost::config::{Config, Secret};
+use watchpost::config::Config;
 
 const TOKEN: &str = "123456:TEST-token";
 
@@ -22,8 +22,10 @@ fn config(db_url: &str, fake: &FakeTelegram) -> Config {
 }
 
 fn config_with_window(db_url: &str, fake: &FakeTelegram, window: &str) -> Config {
-    let mut c = Config::from_toml(&format!(
-        r#"
+    test_config_with(
+        db_url,
+        &format!(
+            r#"
 [telegram]
 bot_token = "{TOKEN}"
 api_url = "{}"
@@ -38,17 +40,9 @@ repeat_interval = "1h"
 max_transitions = 4
 window = "{window}"
 "#,
-        fake.url
-    ))
-    .unwrap();
-    let base = test_config(db_url);
-    c.listen = base.listen;
-    c.database_url = Secret(db_url.into());
-    c.collect = base.collect;
-    c.database = base.database;
-    c.rules = base.rules;
-    c.postgres = base.postgres;
-    c
+            fake.url
+        ),
+    )
 }
 
 /// Fires (or resolves) the alert through the generic API; its id.
@@ -65,6 +59,11 @@ async fn send(app: &TestApp, resolve: bool) -> i64 {
     let (status, r) = app.post_json("/api/v1/alerts", &body).await;
     assert_eq!(status, 202, "{r}");
     r["ids"][0].as_i64().expect("id")
+}
+
+/// Messages containing `needle`.
+fn count(sent: &[String], needle: &str) -> usize {
+    sent.iter().filter(|t| t.contains(needle)).count()
 }
 
 async fn metric(app: &TestApp, name: &str) -> Option<f64> {
@@ -146,13 +145,8 @@ async fn a_flapping_alert_is_told_once_and_once_stable() {
         assert!(done.is_some(), "{k}: {:#?}", texts());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let sent = texts();
-        let flapping = sent
-            .iter()
-            .filter(|t| t.contains("<b>FLAPPING</b>"))
-            .count();
-        let stable = sent.iter().filter(|t| t.contains("STABLE AGAIN")).count();
-        assert_eq!(flapping, 1, "{k}: {sent:#?}");
-        assert_eq!(stable, 1, "{k}: {sent:#?}");
+        assert_eq!(count(&sent, "<b>FLAPPING</b>"), 1, "{k}: {sent:#?}");
+        assert_eq!(count(&sent, "STABLE AGAIN"), 1, "{k}: {sent:#?}");
         assert!(sent.len() < 10, "{k}: not one per change: {sent:#?}");
         // The stable message tells the final state: resolved (the last change).
         let last = sent.last().unwrap();
@@ -219,18 +213,8 @@ async fn restarts_do_not_repeat_the_flapping_or_stable_message() {
         let app = TestApp::start(config_with_window(&db.url, &fake, "15s")).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let sent = texts();
-        assert_eq!(
-            sent.iter()
-                .filter(|t| t.contains("<b>FLAPPING</b>"))
-                .count(),
-            1,
-            "{k}: {sent:#?}"
-        );
-        assert_eq!(
-            sent.iter().filter(|t| t.contains("STABLE AGAIN")).count(),
-            1,
-            "{k}: {sent:#?}"
-        );
+        assert_eq!(count(&sent, "<b>FLAPPING</b>"), 1, "{k}: {sent:#?}");
+        assert_eq!(count(&sent, "STABLE AGAIN"), 1, "{k}: {sent:#?}");
         let (_, a) = app.get_json(&format!("/api/v1/alerts/{id}")).await;
         assert_eq!(a["flapping"], false, "{k}: {a}");
         let kinds: Vec<&str> = a["events"]

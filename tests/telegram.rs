@@ -10,10 +10,10 @@ mod fake_telegram;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{TestApp, databases, test_config};
+use common::{TestApp, databases, test_config_with};
 use fake_telegram::{Call, FakeTelegram, Fault};
 use serde_json::Value;
-use watchpost::config::{Config, Secret};
+use watchpost::config::Config;
 use watchpost::dispatch::{AlertNotice, AlertState};
 
 const TOKEN: &str = "123456:TEST-token";
@@ -21,8 +21,10 @@ const CHAT: i64 = 100;
 
 /// A config sending everything to the fake Telegram, with short timers.
 fn config(db_url: &str, fake: &FakeTelegram, group_by: &str) -> Config {
-    let mut c = Config::from_toml(&format!(
-        r#"
+    test_config_with(
+        db_url,
+        &format!(
+            r#"
 external_url = "https://watchpost.example"
 [telegram]
 bot_token = "{TOKEN}"
@@ -35,16 +37,9 @@ group_wait = "200ms"
 group_interval = "500ms"
 repeat_interval = "1h"
 "#,
-        fake.url
-    ))
-    .unwrap();
-    let base = test_config(db_url);
-    c.listen = base.listen;
-    c.database_url = Secret(db_url.into());
-    c.collect = base.collect;
-    c.database = base.database;
-    c.rules = base.rules;
-    c
+            fake.url
+        ),
+    )
 }
 
 fn notice(id: i64, alertname: &str) -> AlertNotice {
@@ -493,7 +488,7 @@ async fn notifications_paginate_with_a_cursor() {
 async fn receivers_route_by_severity_with_topic_and_silent_options() {
     let db = common::sqlite_db();
     let fake = FakeTelegram::start(TOKEN).await;
-    let mut c = Config::from_toml(&format!(
+    let toml = format!(
         r#"
 [telegram]
 bot_token = "{TOKEN}"
@@ -524,13 +519,8 @@ name = "dba"
 telegram = {{ chat_ids = [400] }}
 "#,
         fake.url
-    ))
-    .unwrap();
-    let base = test_config(&db.url);
-    c.listen = base.listen;
-    c.database_url = Secret(db.url.clone());
-    c.rules = base.rules;
-    let app = TestApp::start(c).await;
+    );
+    let app = TestApp::start(test_config_with(&db.url, &toml)).await;
     let tx = app.app.alert_notices();
     let mut w = notice(1, "Warn");
     w.severity = "warning".into();

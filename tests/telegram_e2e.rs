@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{TestApp, databases, eventually, test_config};
+use common::{TestApp, databases, eventually, test_config_with};
 use fake_telegram::{Call, FakeTelegram};
 use serde_json::{Value, json};
-use watchpost::config::{Config, Secret};
+use watchpost::config::Config;
 
 const TOKEN: &str = "4242:e2e-token";
 /// The configured chat (`telegram.chat_ids`).
@@ -28,8 +28,10 @@ const EXTERNAL: &str = "https://watchpost.example";
 /// A config sending everything to the fake Telegram with short timers; `extra` is
 /// appended to the TOML (more `[route]` keys, receivers, …).
 fn config(db_url: &str, fake: &FakeTelegram, route_extra: &str, extra: &str) -> Config {
-    let mut c = Config::from_toml(&format!(
-        r#"
+    test_config_with(
+        db_url,
+        &format!(
+            r#"
 external_url = "{EXTERNAL}"
 [telegram]
 bot_token = "{TOKEN}"
@@ -43,16 +45,9 @@ group_interval = "400ms"
 {route_extra}
 {extra}
 "#,
-        fake.url
-    ))
-    .expect("test config");
-    let base = test_config(db_url);
-    c.listen = base.listen;
-    c.database_url = Secret(db_url.into());
-    c.collect = base.collect;
-    c.database = base.database;
-    c.rules = base.rules;
-    c
+            fake.url
+        ),
+    )
 }
 
 /// sendMessage calls to `CHAT` that succeeded.

@@ -126,6 +126,20 @@ pub fn test_config(db_url: &str) -> Config {
     c
 }
 
+/// `toml` on top of [`test_config`]: its free port, database, fast collection, no rule
+/// files and no PostgreSQL targets, whatever the TOML says of those.
+pub fn test_config_with(db_url: &str, toml: &str) -> Config {
+    let mut c = Config::from_toml(toml).expect("test config");
+    let base = test_config(db_url);
+    c.listen = base.listen;
+    c.database_url = base.database_url;
+    c.collect = base.collect;
+    c.database = base.database;
+    c.rules = base.rules;
+    c.postgres = base.postgres;
+    c
+}
+
 /// The app running in this process.
 pub struct TestApp {
     /// The running service.
