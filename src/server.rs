@@ -10,7 +10,8 @@
 //!
 //! Hyper answers requests it cannot parse (URI over 64 KiB, headers over its buffer)
 //! itself, with an empty body; [`Guarded`] gives those answers the same JSON error body
-//! as every other layer.
+//! as every other layer, and hands hyper at most [`MAX_HEAD_BYTES`] of a request's
+//! headers, so one large read cannot carry oversized headers past hyper's limit.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +34,10 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
+
+/// The most bytes a request's line and headers may take (hyper's default read buffer,
+/// set explicitly because [`Guarded`] enforces it too): past it the answer is `431`.
+pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
 /// Serves `router` until `shutdown`, then lets open connections finish their requests
 /// for at most `grace`; returns when the shutdown began.
@@ -106,6 +111,7 @@ async fn serve_connection<S>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        .max_buf_size(MAX_HEAD_BYTES)
         .header_read_timeout(idle_timeout.max(header_timeout));
     let conn = builder
         .serve_connection(
@@ -145,6 +151,8 @@ pub struct Guarded<T> {
     inner: T,
     header_timeout: Duration,
     phase: Phase,
+    /// Bytes of the current request's headers read so far.
+    head_len: usize,
     /// When the headers being read must be complete.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A rewritten answer still being written, and how much of it went out.
@@ -160,6 +168,7 @@ impl<T> Guarded<T> {
             header_timeout,
             // A new connection owes its first request's headers from now.
             phase: Phase::Head { blank: false },
+            head_len: 0,
             deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
             pending: None,
             upgraded: false,
@@ -174,10 +183,12 @@ impl<T> Guarded<T> {
                 Phase::Request => return,
                 Phase::Idle => {
                     self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
+                    self.head_len = 0;
                     false
                 }
                 Phase::Head { blank } => blank,
             };
+            self.head_len += 1;
             self.phase = match b {
                 b'\n' if blank => {
                     self.deadline = None;
@@ -187,6 +198,17 @@ impl<T> Guarded<T> {
                 b'\r' => Phase::Head { blank },
                 _ => Phase::Head { blank: false },
             };
+        }
+    }
+
+    /// How many more bytes a read may hand hyper: the rest of [`MAX_HEAD_BYTES`] while
+    /// headers are read, so hyper's buffer fills to its limit and never past it.
+    fn read_allowance(&self) -> usize {
+        match self.phase {
+            _ if self.upgraded => usize::MAX,
+            Phase::Head { .. } => MAX_HEAD_BYTES.saturating_sub(self.head_len),
+            Phase::Idle => MAX_HEAD_BYTES,
+            Phase::Request => usize::MAX,
         }
     }
 
@@ -246,12 +268,41 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 "request headers not received within http.header_timeout",
             )));
         }
+        let allowance = self.read_allowance();
+        if allowance < buf.remaining() {
+            return self.poll_read_at_most(cx, buf, allowance);
+        }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         if !self.upgraded {
             let this = &mut *self;
             this.on_read(&buf.filled()[before..]);
         }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> Guarded<T> {
+    /// Reads at most `allowance` bytes of headers into `buf`.
+    fn poll_read_at_most(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        allowance: usize,
+    ) -> Poll<io::Result<()>> {
+        if allowance == 0 {
+            // Hyper refuses a full buffer before reading again; this is a safety net.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request headers too large",
+            )));
+        }
+        let mut scratch = [0u8; 8192];
+        let mut limited = ReadBuf::new(&mut scratch[..allowance.min(8192)]);
+        std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+        let got = limited.filled();
+        buf.put_slice(got);
+        self.on_read(got);
         Poll::Ready(Ok(()))
     }
 }
@@ -310,6 +361,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn oversized_headers_reach_hyper_only_up_to_the_limit() {
+        use tokio::io::AsyncReadExt;
+        let head = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(500_000));
+        let mut g = Guarded::new(head.as_bytes(), Duration::from_secs(10));
+        let mut handed = 0;
+        let mut buf = vec![0u8; 1 << 20];
+        let err = loop {
+            match g.read(&mut buf).await {
+                Ok(n) => handed += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(handed, MAX_HEAD_BYTES, "even with a 1 MiB read buffer");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A request's body is not capped, and the next request's headers count afresh.
+        let body = vec![b'x'; 2 * MAX_HEAD_BYTES];
+        let mut g = Guarded::new(&body[..], Duration::from_secs(10));
+        g.on_read(b"POST / HTTP/1.1\r\n\r\n");
+        let mut all = Vec::new();
+        g.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all.len(), body.len());
+        g.on_write(b"HTTP/1.1 200 OK\r\n");
+        g.on_read(b"GET / HTTP/1.1\r\n");
+        assert_eq!(g.read_allowance(), MAX_HEAD_BYTES - 16);
+    }
 
     #[tokio::test]
     async fn the_header_clock_runs_only_while_headers_are_read() {
