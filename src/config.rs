@@ -270,12 +270,24 @@ pub struct TsdbConfig {
     /// How long samples are kept in memory at full resolution.
     #[serde(with = "human_duration")]
     pub retention: Duration,
+    /// Most series held; samples of new series beyond it are refused and counted.
+    pub max_series: usize,
+    /// Largest remote-write body, compressed or decompressed, in bytes.
+    pub max_write_bytes: usize,
+    /// Most labels on one remote-written series.
+    pub max_labels_per_series: usize,
+    /// Longest label name or value of a remote-written series, in bytes.
+    pub max_label_length: usize,
 }
 
 impl Default for TsdbConfig {
     fn default() -> Self {
         Self {
             retention: Duration::from_secs(3600),
+            max_series: 1_000_000,
+            max_write_bytes: 32 * 1024 * 1024,
+            max_labels_per_series: 64,
+            max_label_length: 4096,
         }
     }
 }
@@ -1007,6 +1019,19 @@ impl Config {
             ("http.request_timeout", self.http.request_timeout),
         ] {
             if d.is_zero() {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        for (key, n) in [
+            ("tsdb.max_series", self.tsdb.max_series),
+            ("tsdb.max_write_bytes", self.tsdb.max_write_bytes),
+            (
+                "tsdb.max_labels_per_series",
+                self.tsdb.max_labels_per_series,
+            ),
+            ("tsdb.max_label_length", self.tsdb.max_label_length),
+        ] {
+            if n == 0 {
                 problems.push(format!("{key}: must be greater than 0"));
             }
         }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod promql;
 pub mod redact;
+pub mod remote_write;
 pub mod rules;
 pub mod server;
 pub mod silence;
@@ -193,6 +194,17 @@ impl App {
         .map_err(StartError::Config)?;
 
         let tsdb = Tsdb::new(config.tsdb.retention);
+        tsdb.set_max_series(config.tsdb.max_series);
+        let remote_write = remote_write::Receiver::new(
+            tsdb.clone(),
+            remote_write::Limits {
+                max_decoded_bytes: config.tsdb.max_write_bytes,
+                max_labels: config.tsdb.max_labels_per_series,
+                max_label_bytes: config.tsdb.max_label_length,
+            },
+            &metrics,
+        )
+        .map_err(|e| anyhow::anyhow!("remote write metrics: {e}"))?;
         let engine = Engine::with_options(
             tsdb.clone(),
             promql::EngineOptions {
@@ -303,6 +315,7 @@ impl App {
             notify: notifications.handle.clone(),
             cluster: cluster.clone(),
             auth,
+            remote_write,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");

@@ -15,6 +15,7 @@ pub mod reports;
 mod rules;
 pub mod silences;
 pub mod stream;
+mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub cluster: crate::cluster::Cluster,
     /// Static tokens and identity-provider JWTs.
     pub auth: auth::Authenticator,
+    /// Remote write into `tsdb` (`POST /api/v1/write`).
+    pub remote_write: crate::remote_write::Receiver,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -101,13 +104,19 @@ pub fn router(state: AppState) -> Router {
         (backstop, "query.timeout"),
         request_timeout,
     ));
-    Router::new()
+    let limited = Router::new()
         .merge(queries)
         .merge(timed)
+        .layer(middleware::from_fn_with_state(
+            (body_limit, "alerts.max_body_bytes"),
+            declared_length,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .merge(limited)
+        .merge(write::routes(&state))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(middleware::from_fn_with_state(body_limit, declared_length))
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(error::json_errors))
         .layer(http_metrics)
@@ -139,10 +148,11 @@ const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
 /// Longest such a body is waited for.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Refuses (413) a body whose declared `Content-Length` is over `limit` before any
-/// handler reads it: at once beyond [`DRAIN_BYTES`], else once it has arrived.
+/// Refuses (413, naming the config key `knob`) a body whose declared `Content-Length`
+/// is over `limit` before any handler reads it: at once beyond [`DRAIN_BYTES`], else
+/// once it has arrived.
 async fn declared_length(
-    State(limit): State<usize>,
+    State((limit, knob)): State<(usize, &'static str)>,
     req: Request,
     next: Next,
 ) -> axum::response::Response {
@@ -161,9 +171,8 @@ async fn declared_length(
         let drain = async { while let Some(Ok(_)) = body.next().await {} };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
     }
-    let message = format!(
-        "request body of {n} bytes exceeds the size limit of {limit} bytes (alerts.max_body_bytes)"
-    );
+    let message =
+        format!("request body of {n} bytes exceeds the size limit of {limit} bytes ({knob})");
     error::error_for(&path, ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message))
 }
 

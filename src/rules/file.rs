@@ -15,6 +15,7 @@ use saphyr_parser::Parser;
 
 use super::duration::parse_duration;
 use super::template::Template;
+use crate::tsdb::{is_valid_label_name, is_valid_metric_name};
 
 /// One problem in a rule file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,20 +174,6 @@ impl RuleDef {
             .map(|(k, t)| (k.clone(), t.source().to_string()))
             .collect()
     }
-}
-
-/// Whether `s` is a valid Prometheus metric name.
-pub fn is_valid_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Whether `s` is a valid Prometheus label name.
-pub fn is_valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Expands glob patterns (sorted matches, deduplicated) and loads every file. Patterns

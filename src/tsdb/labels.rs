@@ -17,6 +17,20 @@ pub const METRIC_NAME: &str = "__name__";
 ///
 /// Cloning is one atomic increment; hashing uses a hash computed once at construction,
 /// so label sets are cheap map keys.
+/// Whether `s` is a valid Prometheus metric name.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Whether `s` is a valid Prometheus label name.
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[derive(Clone)]
 pub struct Labels(Arc<Inner>);
 

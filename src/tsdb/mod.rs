@@ -17,14 +17,17 @@ mod labels;
 pub mod scrape;
 mod series;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-pub use labels::{Labels, LabelsBuilder, METRIC_NAME, Prehashed, PrehashedHasher};
+pub use labels::{
+    Labels, LabelsBuilder, METRIC_NAME, Prehashed, PrehashedHasher, is_valid_label_name,
+    is_valid_metric_name,
+};
 pub use series::{AppendOutcome, SeriesRef};
 
 use series::MemSeries;
@@ -66,6 +69,39 @@ struct Inner {
     max_chunk_span_ms: i64,
     /// Latest timestamp appended to any series.
     max_time: AtomicI64,
+    /// Most series held at once (`tsdb.max_series`); creating one more is refused.
+    max_series: AtomicUsize,
+    /// Samples refused because their series would have passed `max_series`.
+    series_limit_refused: AtomicU64,
+}
+
+/// What [`Tsdb::append_samples`] did with one series' samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendCounts {
+    /// The series did not exist before.
+    pub created: bool,
+    /// Samples stored.
+    pub appended: usize,
+    /// Resends of the latest sample (same time and value): not stored, not an error.
+    pub repeated: usize,
+    /// Before the series' latest sample, or at its time with another value.
+    pub out_of_order: usize,
+    /// Older than the retention.
+    pub too_old: usize,
+    /// Refused because the series would pass `tsdb.max_series`.
+    pub series_limit: usize,
+}
+
+impl AppendCounts {
+    fn add(&mut self, outcome: AppendOutcome) {
+        match outcome {
+            AppendOutcome::Appended => self.appended += 1,
+            AppendOutcome::Repeated => self.repeated += 1,
+            AppendOutcome::OutOfOrder => self.out_of_order += 1,
+            AppendOutcome::TooOld => self.too_old += 1,
+            AppendOutcome::SeriesLimit => self.series_limit += 1,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -247,6 +283,8 @@ impl Tsdb {
                 retention_ms,
                 max_chunk_span_ms,
                 max_time: AtomicI64::new(i64::MIN),
+                max_series: AtomicUsize::new(usize::MAX),
+                series_limit_refused: AtomicU64::new(0),
             }),
         }
     }
@@ -264,19 +302,40 @@ impl Tsdb {
         self.inner.retention_ms
     }
 
+    /// Sets `tsdb.max_series`: past it, samples of new series are refused and counted.
+    pub fn set_max_series(&self, max: usize) {
+        self.inner.max_series.store(max, Ordering::Relaxed);
+    }
+
+    /// Samples refused so far because their series would have passed `tsdb.max_series`.
+    pub fn series_limit_refused(&self) -> u64 {
+        self.inner.series_limit_refused.load(Ordering::Relaxed)
+    }
+
+    /// The series of `labels`, created unless that would pass `max_series` (`None`);
+    /// `true` when it was created now.
+    fn series_for(&self, labels: &Labels) -> Option<(Arc<MemSeries>, bool)> {
+        if let Some(s) = self.read().by_labels.get(labels) {
+            return Some((s.clone(), false));
+        }
+        let mut index = self.write();
+        if let Some(s) = index.by_labels.get(labels) {
+            return Some((s.clone(), false));
+        }
+        if index.live >= self.inner.max_series.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some((index.insert(labels), true))
+    }
+
     /// Appends one sample. Samples at or before the series' latest timestamp
     /// (out of order or duplicate) are dropped and reported as such.
     pub fn append(&self, labels: &Labels, ts_ms: i64, value: f64) -> AppendOutcome {
-        let existing = self.read().by_labels.get(labels).cloned();
-        let series = match existing {
-            Some(s) => s,
-            None => {
-                let mut index = self.write();
-                match index.by_labels.get(labels) {
-                    Some(s) => s.clone(),
-                    None => index.insert(labels),
-                }
-            }
+        let Some((series, _)) = self.series_for(labels) else {
+            self.inner
+                .series_limit_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return AppendOutcome::SeriesLimit;
         };
         let outcome = series
             .lock()
@@ -285,6 +344,46 @@ impl Tsdb {
             self.inner.max_time.fetch_max(ts_ms, Ordering::Relaxed);
         }
         outcome
+    }
+
+    /// Appends one series' samples in the order given, under one lock: samples before
+    /// `min_t` are too old, the rest as [`Tsdb::append`]. A series is not created for
+    /// samples that are all too old.
+    pub fn append_samples(
+        &self,
+        labels: &Labels,
+        samples: &[(i64, f64)],
+        min_t: i64,
+    ) -> AppendCounts {
+        let mut counts = AppendCounts::default();
+        let too_old = samples.iter().filter(|(t, _)| *t < min_t).count();
+        counts.too_old = too_old;
+        if too_old == samples.len() {
+            return counts;
+        }
+        let Some((series, created)) = self.series_for(labels) else {
+            counts.series_limit = samples.len() - too_old;
+            self.inner
+                .series_limit_refused
+                .fetch_add(counts.series_limit as u64, Ordering::Relaxed);
+            return counts;
+        };
+        counts.created = created;
+        let mut latest = i64::MIN;
+        {
+            let mut data = series.lock();
+            for &(t, v) in samples.iter().filter(|(t, _)| *t >= min_t) {
+                let outcome = data.append(t, v, self.inner.max_chunk_span_ms);
+                if outcome == AppendOutcome::Appended {
+                    latest = latest.max(t);
+                }
+                counts.add(outcome);
+            }
+        }
+        if latest > i64::MIN {
+            self.inner.max_time.fetch_max(latest, Ordering::Relaxed);
+        }
+        counts
     }
 
     /// Appends a stale marker for `labels` at `ts_ms` (only if the series exists).
@@ -503,8 +602,70 @@ mod tests {
         let a = l(&[(METRIC_NAME, "x")]);
         assert_eq!(db.append(&a, 2000, 1.0), AppendOutcome::Appended);
         assert_eq!(db.append(&a, 2000, 5.0), AppendOutcome::OutOfOrder);
+        assert_eq!(db.append(&a, 2000, 1.0), AppendOutcome::Repeated);
         assert_eq!(db.append(&a, 1000, 5.0), AppendOutcome::OutOfOrder);
         assert_eq!(db.get(&a).unwrap().samples(0, 10_000), vec![(2000, 1.0)]);
+        // A stale marker resent is a repeat too (NaN compared by bits).
+        db.append(&a, 3000, STALE_NAN);
+        assert_eq!(db.append(&a, 3000, STALE_NAN), AppendOutcome::Repeated);
+        assert_eq!(db.append(&a, 3000, f64::NAN), AppendOutcome::OutOfOrder);
+        // So is an older stored sample resent; another value at its time is not.
+        assert_eq!(db.append(&a, 2000, 1.0), AppendOutcome::Repeated);
+        assert_eq!(db.append(&a, 2000, 1.5), AppendOutcome::OutOfOrder);
+    }
+
+    #[test]
+    fn new_series_past_max_series_are_refused_and_counted() {
+        let db = Tsdb::new(Duration::from_secs(3600));
+        db.set_max_series(2);
+        let (a, b, c) = (
+            l(&[(METRIC_NAME, "a")]),
+            l(&[(METRIC_NAME, "b")]),
+            l(&[(METRIC_NAME, "c")]),
+        );
+        assert_eq!(db.append(&a, 1000, 1.0), AppendOutcome::Appended);
+        let got = db.append_samples(&b, &[(1000, 1.0), (2000, 2.0)], 0);
+        assert_eq!((got.created, got.appended), (true, 2));
+        let refused = db.append_samples(&c, &[(1000, 1.0), (2000, 2.0)], 0);
+        assert_eq!((refused.created, refused.series_limit), (false, 2));
+        assert_eq!(db.append(&c, 3000, 1.0), AppendOutcome::SeriesLimit);
+        assert_eq!(db.series_limit_refused(), 3);
+        // Existing series still take samples; a dropped one makes room.
+        assert_eq!(db.append(&a, 2000, 1.0), AppendOutcome::Appended);
+        db.truncate(2001);
+        assert_eq!(db.series_count(), 0);
+        assert_eq!(db.append(&c, 3000, 1.0), AppendOutcome::Appended);
+    }
+
+    #[test]
+    fn append_samples_sorts_out_too_old_out_of_order_and_repeats() {
+        let db = Tsdb::new(Duration::from_secs(3600));
+        let a = l(&[(METRIC_NAME, "a")]);
+        let got = db.append_samples(
+            &a,
+            &[
+                (500, 0.0),
+                (1000, 1.0),
+                (3000, 3.0),
+                (2000, 2.0),
+                (3000, 3.0),
+            ],
+            1000,
+        );
+        assert_eq!(
+            got,
+            AppendCounts {
+                created: true,
+                appended: 2,
+                repeated: 1,
+                out_of_order: 1,
+                too_old: 1,
+                series_limit: 0
+            }
+        );
+        assert_eq!(db.max_time(), Some(3000));
+        let none = db.append_samples(&l(&[(METRIC_NAME, "b")]), &[(1, 1.0)], 1000);
+        assert!(!none.created && none.too_old == 1 && db.series_count() == 1);
     }
 
     #[test]

@@ -28,8 +28,16 @@ pub(crate) struct SeriesData {
 pub enum AppendOutcome {
     /// Stored.
     Appended,
-    /// Dropped: its timestamp is not after the series' latest sample.
+    /// Not stored, and not an error: the series holds a sample with this timestamp and
+    /// this value already (a resend).
+    Repeated,
+    /// Refused: its timestamp is before the series' latest sample, or equal to it with
+    /// another value (Prometheus' out-of-order and duplicate-sample errors).
     OutOfOrder,
+    /// Refused: older than the store's retention (Prometheus' out-of-bounds).
+    TooOld,
+    /// Refused: it would create a series beyond `tsdb.max_series`.
+    SeriesLimit,
 }
 
 impl MemSeries {
@@ -54,10 +62,16 @@ impl SeriesData {
     /// Appends `(t, v)` unless `t` is not after the latest sample; cuts the head chunk
     /// when it is full or spans more than `max_span` ms.
     pub(crate) fn append(&mut self, t: i64, v: f64, max_span: i64) -> AppendOutcome {
-        if let Some((last_t, _)) = self.last
+        if let Some((last_t, last_v)) = self.last
             && t <= last_t
         {
-            return AppendOutcome::OutOfOrder;
+            let same = |(st, sv): (i64, f64)| st == t && sv.to_bits() == v.to_bits();
+            // A resend of a stored sample (a retried request) is no error.
+            return if same((last_t, last_v)) || self.latest_at_or_before(t).is_some_and(same) {
+                AppendOutcome::Repeated
+            } else {
+                AppendOutcome::OutOfOrder
+            };
         }
         let n = self.head.count();
         if n >= CHUNK_SAMPLES || (n > 0 && t - self.head.first_t() > max_span) {

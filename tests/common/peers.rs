@@ -138,3 +138,8 @@ pub fn start_alertmanager(exe: &str, config: &str) -> Peer {
     ];
     spawn("alertmanager", exe, dir, port, &args)
 }
+
+/// Starts `exe` with `args` in a fresh folder (its log there); `port` is where it listens.
+pub fn start_plain(name: &'static str, exe: &str, port: u16, args: &[String]) -> Peer {
+    spawn(name, exe, write_files(&[]), port, args)
+}

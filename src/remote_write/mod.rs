@@ -1,0 +1,100 @@
+//! Prometheus remote write 1.0: the receiver (`POST /api/v1/write` into the tsdb).
+//!
+//! Samples keep their timestamps, history within `tsdb.retention` included; each
+//! series must arrive in time order, as Prometheus' own receiver requires. Answers
+//! follow Prometheus': 204 when everything was stored, 400 for data that will never
+//! be accepted (so senders drop it instead of retrying) — after storing every
+//! acceptable series of the request.
+
+pub mod proto;
+pub mod receive;
+
+use prometheus::{IntCounter, IntCounterVec, Opts};
+
+use crate::metrics::Metrics;
+use crate::tsdb::Tsdb;
+pub use receive::{DecodeError, Limits, Receipt};
+
+/// The receiver: decodes requests and appends them to the store, counting outcomes.
+#[derive(Clone)]
+pub struct Receiver {
+    tsdb: Tsdb,
+    limits: Limits,
+    metrics: ReceiverMetrics,
+}
+
+/// `watchpost_remote_write_received_*`.
+#[derive(Clone)]
+struct ReceiverMetrics {
+    /// `watchpost_remote_write_received_samples_total{outcome}`.
+    samples: IntCounterVec,
+    /// `watchpost_remote_write_series_created_total`.
+    series_created: IntCounter,
+}
+
+impl ReceiverMetrics {
+    fn new(metrics: &Metrics) -> Result<Self, prometheus::Error> {
+        let samples = IntCounterVec::new(
+            Opts::new(
+                "watchpost_remote_write_received_samples_total",
+                "Samples received by remote write, by outcome: appended, repeated (a resend of \
+                 the latest sample), out_of_order, too_old, series_limit, invalid, unsupported.",
+            ),
+            &["outcome"],
+        )?;
+        let series_created = IntCounter::new(
+            "watchpost_remote_write_series_created_total",
+            "Series created in the store by remote write.",
+        )?;
+        for (outcome, _) in Receipt::default().outcomes() {
+            samples.with_label_values(&[outcome]);
+        }
+        metrics.register_all(
+            "remote write",
+            vec![Box::new(samples.clone()), Box::new(series_created.clone())],
+        );
+        Ok(Self {
+            samples,
+            series_created,
+        })
+    }
+}
+
+impl Receiver {
+    /// A receiver appending to `tsdb` within `limits`.
+    pub fn new(tsdb: Tsdb, limits: Limits, metrics: &Metrics) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            tsdb,
+            limits,
+            metrics: ReceiverMetrics::new(metrics)?,
+        })
+    }
+
+    /// Decodes `body` and appends its samples; samples older than the retention
+    /// before `now_ms` are refused.
+    pub fn receive(&self, body: &[u8], now_ms: i64) -> Result<Receipt, DecodeError> {
+        let req = receive::decode(body, self.limits.max_decoded_bytes)?;
+        let min_t = now_ms.saturating_sub(self.tsdb.retention_ms());
+        let receipt = receive::apply(&self.tsdb, &req, &self.limits, min_t);
+        for (outcome, n) in receipt.outcomes() {
+            if n > 0 {
+                self.metrics
+                    .samples
+                    .with_label_values(&[outcome])
+                    .inc_by(n as u64);
+            }
+        }
+        self.metrics
+            .series_created
+            .inc_by(receipt.series_created as u64);
+        if receipt.refused() > 0 {
+            tracing::debug!(
+                refused = receipt.refused(),
+                appended = receipt.appended,
+                "remote write: {}",
+                receipt.message()
+            );
+        }
+        Ok(receipt)
+    }
+}
