@@ -84,6 +84,8 @@ pub struct Config {
     pub flap: FlapConfig,
     /// The classifier's vocabulary.
     pub classify: ClassifyConfig,
+    /// Long-term stores every appended sample is shipped to (`[[remote_write]]`).
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 impl Default for Config {
@@ -111,6 +113,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             postgres: PostgresConfig::default(),
             flap: FlapConfig::default(),
+            remote_write: Vec::new(),
             classify: ClassifyConfig::default(),
         }
     }
@@ -580,6 +583,109 @@ impl<'de> Deserialize<'de> for PostgresConfig {
             }
         }
         d.deserialize_any(Either)
+    }
+}
+
+/// One `[[remote_write]]` endpoint (Prometheus' `remote_write` with its `queue_config`
+/// flattened): every sample the store appends is sent there, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: String,
+    /// Extra request headers (e.g. `X-Scope-OrgID` for Mimir or Cortex).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `Authorization: Bearer …`.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// HTTP basic auth.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// Samples held for the endpoint while it is slow or down; past it the oldest are
+    /// dropped (and counted).
+    #[serde(default = "RemoteWriteConfig::default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Most samples in one request.
+    #[serde(default = "RemoteWriteConfig::default_max_samples_per_send")]
+    pub max_samples_per_send: usize,
+    /// Longest a sample waits for its request to fill up.
+    #[serde(
+        default = "RemoteWriteConfig::default_deadline",
+        with = "human_duration"
+    )]
+    pub batch_send_deadline: Duration,
+    /// First wait after a failed send (doubling up to `max_backoff`).
+    #[serde(
+        default = "RemoteWriteConfig::default_min_backoff",
+        with = "human_duration"
+    )]
+    pub min_backoff: Duration,
+    /// Longest wait between retries.
+    #[serde(
+        default = "RemoteWriteConfig::default_max_backoff",
+        with = "human_duration"
+    )]
+    pub max_backoff: Duration,
+    /// Longest one request may take.
+    #[serde(
+        default = "RemoteWriteConfig::default_timeout",
+        with = "human_duration"
+    )]
+    pub remote_timeout: Duration,
+    /// Only metrics whose name matches this regular expression (anchored) are sent.
+    #[serde(default)]
+    pub keep_metrics: Option<String>,
+    /// Metrics whose name matches this regular expression (anchored) are not sent.
+    #[serde(default)]
+    pub drop_metrics: Option<String>,
+}
+
+/// `basic_auth = { username, password }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+}
+
+impl RemoteWriteConfig {
+    fn default_queue_capacity() -> usize {
+        500_000
+    }
+    fn default_max_samples_per_send() -> usize {
+        2_000
+    }
+    fn default_deadline() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_min_backoff() -> Duration {
+        Duration::from_millis(30)
+    }
+    fn default_max_backoff() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    /// An endpoint with the defaults.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.into(),
+            headers: BTreeMap::new(),
+            bearer_token: None,
+            basic_auth: None,
+            queue_capacity: Self::default_queue_capacity(),
+            max_samples_per_send: Self::default_max_samples_per_send(),
+            batch_send_deadline: Self::default_deadline(),
+            min_backoff: Self::default_min_backoff(),
+            max_backoff: Self::default_max_backoff(),
+            remote_timeout: Self::default_timeout(),
+            keep_metrics: None,
+            drop_metrics: None,
+        }
     }
 }
 

@@ -62,6 +62,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(api::auth::validate(config));
     problems.extend(collect::postgres::validate(config));
     problems.extend(alerts::vocabulary::validate(config));
+    problems.extend(remote_write::validate(&config.remote_write));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -205,6 +206,14 @@ impl App {
             &metrics,
         )
         .map_err(|e| anyhow::anyhow!("remote write metrics: {e}"))?;
+        let remote_senders = remote_write::start_senders(
+            &tsdb,
+            &config.remote_write,
+            &metrics,
+            shutdown.clone(),
+            config.shutdown_timeout,
+        )
+        .map_err(StartError::Config)?;
         let engine = Engine::with_options(
             tsdb.clone(),
             promql::EngineOptions {
@@ -341,9 +350,16 @@ impl App {
             delivery.cancel();
             // The sender stopped at the signal; sends in flight finish by the deadline,
             // then are cut and recorded (a couple of seconds for those last writes).
+            // Remote write flushes its queues within shutdown_timeout.
+            let flushed = async {
+                if let Some(senders) = remote_senders {
+                    let _ = senders.await;
+                }
+            };
             tokio::join!(
                 dispatch_supervisor.join(Duration::from_secs(1)),
                 supervisor.join(left(Duration::ZERO) + Duration::from_secs(3)),
+                flushed,
             );
             // Leadership is held until sends in flight are recorded, so a successor
             // never takes over a claim that is still being sent.

@@ -1,4 +1,5 @@
-//! Prometheus remote write 1.0: the receiver (`POST /api/v1/write` into the tsdb).
+//! Prometheus remote write 1.0: the receiver (`POST /api/v1/write` into the tsdb) and
+//! the senders (`send.rs`: every appended sample to each `[[remote_write]]` endpoint).
 //!
 //! Samples keep their timestamps, history within `tsdb.retention` included; each
 //! series must arrive in time order, as Prometheus' own receiver requires. Answers
@@ -8,12 +9,14 @@
 
 pub mod proto;
 pub mod receive;
+pub mod send;
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use crate::metrics::Metrics;
 use crate::tsdb::Tsdb;
 pub use receive::{DecodeError, Limits, Receipt};
+pub use send::{start as start_senders, validate};
 
 /// The receiver: decodes requests and appends them to the store, counting outcomes.
 #[derive(Clone)]

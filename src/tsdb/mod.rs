@@ -16,6 +16,7 @@ mod chunk;
 mod labels;
 pub mod scrape;
 mod series;
+mod tap;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,6 +30,7 @@ pub use labels::{
     is_valid_metric_name,
 };
 pub use series::{AppendOutcome, SeriesRef};
+pub use tap::Appended;
 
 use series::MemSeries;
 
@@ -73,6 +75,8 @@ struct Inner {
     max_series: AtomicUsize,
     /// Samples refused because their series would have passed `max_series`.
     series_limit_refused: AtomicU64,
+    /// Appended samples kept for remote write out.
+    tap: tap::Tap,
 }
 
 /// What [`Tsdb::append_samples`] did with one series' samples.
@@ -285,6 +289,7 @@ impl Tsdb {
                 max_time: AtomicI64::new(i64::MIN),
                 max_series: AtomicUsize::new(usize::MAX),
                 series_limit_refused: AtomicU64::new(0),
+                tap: tap::Tap::default(),
             }),
         }
     }
@@ -342,6 +347,7 @@ impl Tsdb {
             .append(ts_ms, value, self.inner.max_chunk_span_ms);
         if outcome == AppendOutcome::Appended {
             self.inner.max_time.fetch_max(ts_ms, Ordering::Relaxed);
+            self.inner.tap.record(&series.labels, [(ts_ms, value)]);
         }
         outcome
     }
@@ -369,19 +375,20 @@ impl Tsdb {
             return counts;
         };
         counts.created = created;
-        let mut latest = i64::MIN;
+        let mut stored = Vec::with_capacity(samples.len());
         {
             let mut data = series.lock();
             for &(t, v) in samples.iter().filter(|(t, _)| *t >= min_t) {
                 let outcome = data.append(t, v, self.inner.max_chunk_span_ms);
                 if outcome == AppendOutcome::Appended {
-                    latest = latest.max(t);
+                    stored.push((t, v));
                 }
                 counts.add(outcome);
             }
         }
-        if latest > i64::MIN {
+        if let Some(latest) = stored.iter().map(|s| s.0).max() {
             self.inner.max_time.fetch_max(latest, Ordering::Relaxed);
+            self.inner.tap.record(&series.labels, stored);
         }
         counts
     }
@@ -390,10 +397,31 @@ impl Tsdb {
     pub fn mark_stale(&self, labels: &Labels, ts_ms: i64) -> bool {
         let series = self.read().by_labels.get(labels).cloned();
         series.is_some_and(|s| {
-            s.lock()
+            let stored = s
+                .lock()
                 .append(ts_ms, STALE_NAN, self.inner.max_chunk_span_ms)
-                == AppendOutcome::Appended
+                == AppendOutcome::Appended;
+            if stored {
+                self.inner.tap.record(&s.labels, [(ts_ms, STALE_NAN)]);
+            }
+            stored
         })
+    }
+
+    /// From now on keeps every appended sample (at most `capacity` between two drains)
+    /// for [`Tsdb::drain_appended`].
+    pub fn attach_tap(&self, capacity: usize) {
+        self.inner.tap.attach(capacity);
+    }
+
+    /// Moves the samples appended since the last drain into `out`, in append order.
+    pub fn drain_appended(&self, out: &mut Vec<Appended>) {
+        self.inner.tap.drain_into(out);
+    }
+
+    /// Appended samples the tap could not keep (it was full).
+    pub fn tap_overflowed(&self) -> u64 {
+        self.inner.tap.overflowed()
     }
 
     /// The series whose labels satisfy every matcher, in creation order. Matchers

@@ -27,6 +27,8 @@ pub struct Peer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     name: &'static str,
+    exe: String,
+    args: Vec<String>,
 }
 
 impl Peer {
@@ -64,6 +66,20 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Kills the peer (SIGKILL) and waits for it; its folder stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the peer again, same folder, port and flags (after [`Peer::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = launch(&self.exe, self.dir.path(), &self.args);
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -78,21 +94,32 @@ fn spawn(
     port: u16,
     args: &[String],
 ) -> Peer {
-    let log = std::fs::File::create(dir.path().join("log")).expect("peer log file");
-    let child = Command::new(exe)
-        .current_dir(dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
+    let child = launch(exe, dir.path(), args);
     Peer {
         child,
         dir,
         base: format!("http://127.0.0.1:{port}"),
         name,
+        exe: exe.to_string(),
+        args: args.to_vec(),
     }
+}
+
+/// Spawns `exe` in `dir`, its output appended to `dir/log`.
+fn launch(exe: &str, dir: &Path, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
+        .expect("peer log file");
+    Command::new(exe)
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {exe}: {e}"))
 }
 
 fn write_files(files: &[(&str, &str)]) -> tempfile::TempDir {
