@@ -196,6 +196,9 @@ impl App {
 
         let tsdb = Tsdb::new(config.tsdb.retention);
         tsdb.set_max_series(config.tsdb.max_series);
+        let tsdb_metrics = tsdb::metrics::TsdbCollector::new(tsdb.clone())
+            .map_err(|e| anyhow::anyhow!("tsdb metrics: {e}"))?;
+        metrics.register_all("tsdb", vec![Box::new(tsdb_metrics)]);
         let remote_write = remote_write::Receiver::new(
             tsdb.clone(),
             remote_write::Limits {

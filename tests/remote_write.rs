@@ -333,6 +333,9 @@ async fn limits_and_roles() {
         ),
         1.0
     );
+    assert_eq!(metric(&text, "watchpost_tsdb_max_series"), 1.0);
+    assert_eq!(metric(&text, "watchpost_tsdb_series"), 1.0);
+    assert!(metric(&text, "watchpost_tsdb_series_limit_refused_samples_total") >= 1.0);
     app.stop().await;
 }
 

@@ -14,6 +14,7 @@
 
 mod chunk;
 mod labels;
+pub mod metrics;
 pub mod scrape;
 mod series;
 mod tap;
@@ -310,6 +311,11 @@ impl Tsdb {
     /// Sets `tsdb.max_series`: past it, samples of new series are refused and counted.
     pub fn set_max_series(&self, max: usize) {
         self.inner.max_series.store(max, Ordering::Relaxed);
+    }
+
+    /// The series limit (`tsdb.max_series`).
+    pub fn max_series(&self) -> usize {
+        self.inner.max_series.load(Ordering::Relaxed)
     }
 
     /// Samples refused so far because their series would have passed `tsdb.max_series`.
