@@ -66,7 +66,12 @@ fn data(start: i64) -> Vec<Synth> {
     {
         let mut s = synth(
             "http_requests_total",
-            &[("job", "api"), ("instance", instance), ("method", method), ("code", code)],
+            &[
+                ("job", "api"),
+                ("instance", instance),
+                ("method", method),
+                ("code", code),
+            ],
         );
         let offset = if i % 2 == 0 { 0 } else { 7_333 };
         let mut v = 0.0;
@@ -84,7 +89,10 @@ fn data(start: i64) -> Vec<Synth> {
     // Gauges: a random walk per instance; one stops at 60 m (stale marker), one has a
     // 10-minute gap and comes back.
     for instance in ["i1", "i2", "i3"] {
-        let mut s = synth("node_memory_bytes", &[("job", "node"), ("instance", instance)]);
+        let mut s = synth(
+            "node_memory_bytes",
+            &[("job", "node"), ("instance", instance)],
+        );
         let mut v = 1e9 * (1.0 + rng.next());
         let mut t = start;
         while t <= end {
@@ -103,7 +111,11 @@ fn data(start: i64) -> Vec<Synth> {
         let mut up = synth("up", &[("job", "node"), ("instance", instance)]);
         let mut t = start;
         while t <= end {
-            let v = if instance == "i2" && rng.next() < 0.2 { 0.0 } else { 1.0 };
+            let v = if instance == "i2" && rng.next() < 0.2 {
+                0.0
+            } else {
+                1.0
+            };
             up.samples.push((t, v));
             t += STEP;
         }
@@ -116,7 +128,12 @@ fn data(start: i64) -> Vec<Synth> {
         let mut sum = 0.0;
         let mut series: Vec<Synth> = les
             .iter()
-            .map(|le| synth("request_duration_seconds_bucket", &[("job", job), ("le", le)]))
+            .map(|le| {
+                synth(
+                    "request_duration_seconds_bucket",
+                    &[("job", job), ("le", le)],
+                )
+            })
             .collect();
         let mut sum_s = synth("request_duration_seconds_sum", &[("job", job)]);
         let mut count_s = synth("request_duration_seconds_count", &[("job", job)]);
@@ -149,7 +166,12 @@ fn data(start: i64) -> Vec<Synth> {
 fn bodies(data: &[Synth], start: i64) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut from = start;
-    let last = data.iter().filter_map(|s| s.samples.last()).map(|s| s.0).max().unwrap_or(start);
+    let last = data
+        .iter()
+        .filter_map(|s| s.samples.last())
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(start);
     while from <= last {
         let to = from + 5 * MIN;
         let timeseries = data
@@ -195,7 +217,11 @@ async fn push(client: &reqwest::Client, base: &str, body: &[u8]) {
         .await
         .unwrap();
     let status = r.status();
-    assert!(status.is_success(), "{base}: {status} {}", r.text().await.unwrap_or_default());
+    assert!(
+        status.is_success(),
+        "{base}: {status} {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// The queries: every function and operator a user can tell apart.
@@ -215,9 +241,19 @@ fn queries() -> Vec<String> {
     for g in gauges {
         for r in ["1m", "5m", "10m"] {
             for f in [
-                "delta", "idelta", "deriv", "avg_over_time", "min_over_time", "max_over_time",
-                "sum_over_time", "count_over_time", "last_over_time", "stddev_over_time",
-                "stdvar_over_time", "present_over_time", "changes",
+                "delta",
+                "idelta",
+                "deriv",
+                "avg_over_time",
+                "min_over_time",
+                "max_over_time",
+                "sum_over_time",
+                "count_over_time",
+                "last_over_time",
+                "stddev_over_time",
+                "stdvar_over_time",
+                "present_over_time",
+                "changes",
             ] {
                 q.push(format!("{f}({g}[{r}])"));
             }
@@ -232,7 +268,9 @@ fn queries() -> Vec<String> {
         q.push(format!("{g} @ end()"));
         q.push(format!("{g} @ start()"));
         q.push(format!("timestamp({g})"));
-        for agg in ["sum", "avg", "min", "max", "count", "stddev", "stdvar", "group"] {
+        for agg in [
+            "sum", "avg", "min", "max", "count", "stddev", "stdvar", "group",
+        ] {
             q.push(format!("{agg}({g})"));
             q.push(format!("{agg} by (instance) ({g})"));
             q.push(format!("{agg} without (instance) ({g})"));
@@ -241,7 +279,9 @@ fn queries() -> Vec<String> {
         q.push(format!("bottomk(1, {g})"));
         q.push(format!("quantile(0.5, {g})"));
         q.push(format!("quantile by (job) (0.9, {g})"));
-        for f in ["abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10", "sgn", "round"] {
+        for f in [
+            "abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10", "sgn", "round",
+        ] {
             q.push(format!("{f}({g} / 1e9)"));
         }
         q.push(format!("round({g} / 1e6, 0.5)"));
@@ -337,9 +377,70 @@ const ERRORS: &[&str] = &[
     "up == on(job) node_memory_bytes",
 ];
 
+/// Instant queries compared as whole answers (`resultType` and `result`).
+const INSTANT: &[&str] = &[
+    "up",
+    "up[2m]",
+    "node_memory_bytes[1m] offset 1m",
+    "rate(http_requests_total[5m])",
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "time()",
+    "1 + 1",
+    "\"a string\"",
+    "scalar(sum(up))",
+    "max_over_time(node_memory_bytes[10m:1m])",
+    "node_memory_bytes[10m:1m]",
+    "sort_desc(node_memory_bytes)",
+    "topk(2, node_memory_bytes)",
+    "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[5m])))",
+];
+
+/// A JSON value with every array sorted (metadata answers are sets).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Array(a) => {
+            let mut items: Vec<Value> = a.into_iter().map(sorted).collect();
+            items.sort_by_key(|x| x.to_string());
+            Value::Array(items)
+        }
+        other => other,
+    }
+}
+
+/// An instant query's `data` (`resultType` and `result`, series in label order).
+async fn instant(client: &reqwest::Client, base: &str, q: &str, t: i64) -> Value {
+    let body: Value = client
+        .get(format!("{base}/api/v1/query"))
+        .query(&[
+            ("query", q.to_string()),
+            ("time", format!("{}", t as f64 / 1000.0)),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if body["status"] != "success" {
+        return Value::String(format!("error {}", body["errorType"]));
+    }
+    let mut data = body["data"].clone();
+    if let Some(result) = data["result"].as_array_mut() {
+        result.sort_by_key(|s| s["metric"].to_string());
+    }
+    data
+}
+
 type Result_ = Result<BTreeMap<String, Vec<(i64, f64)>>, String>;
 
-async fn range(client: &reqwest::Client, base: &str, q: &str, start: i64, end: i64, step: i64) -> Result_ {
+async fn range(
+    client: &reqwest::Client,
+    base: &str,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result_ {
     let body: Value = client
         .get(format!("{base}/api/v1/query_range"))
         .query(&[
@@ -380,9 +481,7 @@ async fn range(client: &reqwest::Client, base: &str, q: &str, start: i64, end: i
 }
 
 fn close(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan())
-        || a == b
-        || ((a - b).abs() <= 1e-5 * a.abs().max(b.abs()))
+    (a.is_nan() && b.is_nan()) || a == b || ((a - b).abs() <= 1e-5 * a.abs().max(b.abs()))
 }
 
 /// Why two answers differ, if they do.
@@ -404,10 +503,15 @@ fn differ(ours: &Result_, theirs: &Result_) -> Option<String> {
                 let ta: Vec<i64> = pa.iter().map(|p| p.0).collect();
                 let tb: Vec<i64> = pb.iter().map(|p| p.0).collect();
                 if ta != tb {
-                    return Some(format!("{k}: timestamps differ\n  watchpost:  {ta:?}\n  Prometheus: {tb:?}"));
+                    return Some(format!(
+                        "{k}: timestamps differ\n  watchpost:  {ta:?}\n  Prometheus: {tb:?}"
+                    ));
                 }
                 if let Some((x, y)) = pa.iter().zip(pb).find(|(x, y)| !close(x.1, y.1)) {
-                    return Some(format!("{k} at {}: watchpost {} Prometheus {}", x.0, x.1, y.1));
+                    return Some(format!(
+                        "{k} at {}: watchpost {} Prometheus {}",
+                        x.0, x.1, y.1
+                    ));
                 }
             }
             None
@@ -467,7 +571,55 @@ async fn range_queries_answer_as_prometheus_does() {
         let theirs = range(&client, &prometheus.base, q, start + 20 * MIN, end, 60_000).await;
         assert!(theirs.is_err(), "Prometheus answers {q}");
         if ours.is_ok() {
-            failures.push(format!("{q}: Prometheus refuses ({theirs:?}), watchpost answers"));
+            failures.push(format!(
+                "{q}: Prometheus refuses ({theirs:?}), watchpost answers"
+            ));
+        }
+    }
+    // Instant queries: vectors, raw range vectors, scalars and strings, at times on and
+    // off the samples' grid.
+    for t in [start + 30 * MIN, start + 45 * MIN + 7_333, end] {
+        for q in INSTANT {
+            let ours = instant(&client, &app.base, q, t).await;
+            let theirs = instant(&client, &prometheus.base, q, t).await;
+            compared += 1;
+            if ours != theirs {
+                failures.push(format!(
+                    "{q} at {t}:\n  watchpost:  {ours}\n  Prometheus: {theirs}"
+                ));
+            }
+        }
+    }
+    // Metadata: series, label names and values, restricted to the pushed series.
+    for path in [
+        "/api/v1/series?match[]=up&match[]=node_memory_bytes",
+        "/api/v1/labels?match[]={job=~\"node|api\"}",
+        "/api/v1/label/instance/values?match[]=http_requests_total",
+        "/api/v1/label/le/values?match[]={__name__=~\"request_.*\"}",
+    ] {
+        let get = |base: String| {
+            let client = client.clone();
+            async move {
+                let v: Value = client
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                sorted(v["data"].clone())
+            }
+        };
+        let (ours, theirs) = (
+            get(app.base.clone()).await,
+            get(prometheus.base.clone()).await,
+        );
+        compared += 1;
+        if ours != theirs {
+            failures.push(format!(
+                "{path}:\n  watchpost:  {ours}\n  Prometheus: {theirs}"
+            ));
         }
     }
     app.stop().await;

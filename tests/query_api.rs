@@ -91,10 +91,8 @@ async fn instant_query_shapes_get_and_post() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "success");
     assert_eq!(body["data"]["resultType"], "scalar");
-    assert_eq!(
-        body["data"]["result"],
-        serde_json::json!([1700000000.0, "2"])
-    );
+    // Whole seconds are written as integers, as Prometheus writes them.
+    assert_eq!(body["data"]["result"], serde_json::json!([1700000000, "2"]));
 
     // Grafana's default: POST with a form body.
     let (status, body) = post_form(
@@ -110,7 +108,7 @@ async fn instant_query_shapes_get_and_post() {
     assert_eq!(body["data"]["resultType"], "vector");
     assert_eq!(
         body["data"]["result"],
-        serde_json::json!([{"metric": {}, "value": [1700000000.0, "6"]}])
+        serde_json::json!([{"metric": {}, "value": [1700000000, "6"]}])
     );
 
     let (_, body) = app

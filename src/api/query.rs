@@ -678,13 +678,27 @@ impl<T: Serialize> Serialize for SuccessBody<T> {
     }
 }
 
+/// Unix seconds from milliseconds as Prometheus writes them: a whole number without a
+/// fraction (`1700000000`), else the shortest decimal (`1700000000.25`).
+struct UnixSeconds(i64);
+
+impl Serialize for UnixSeconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 1000 == 0 {
+            s.serialize_i64(self.0 / 1000)
+        } else {
+            s.serialize_f64(self.0 as f64 / 1000.0)
+        }
+    }
+}
+
 /// `[<unix seconds>, "<value>"]`.
 struct PointJson(i64, f64);
 
 impl Serialize for PointJson {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(2))?;
-        seq.serialize_element(&(self.0 as f64 / 1000.0))?;
+        seq.serialize_element(&UnixSeconds(self.0))?;
         seq.serialize_element(&format_float(self.1))?;
         seq.end()
     }
@@ -695,7 +709,7 @@ struct StringPoint<'a>(i64, &'a str);
 impl Serialize for StringPoint<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(2))?;
-        seq.serialize_element(&(self.0 as f64 / 1000.0))?;
+        seq.serialize_element(&UnixSeconds(self.0))?;
         seq.serialize_element(self.1)?;
         seq.end()
     }
