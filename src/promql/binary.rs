@@ -11,7 +11,7 @@ use super::eval::{Evaluator, StepValue};
 use super::{EvalError, Sample};
 use crate::tsdb::{Labels, LabelsBuilder, METRIC_NAME, Prehashed};
 
-/// True for operators whose result drops the metric name.
+/// True for arithmetic operators.
 pub(super) fn is_arithmetic(op: u16) -> bool {
     matches!(
         op,
@@ -23,6 +23,12 @@ pub(super) fn is_arithmetic(op: u16) -> bool {
             | token::T_POW
             | token::T_ATAN2
     )
+}
+
+/// True for operators whose result drops the metric name (all arithmetic but `atan2`,
+/// as in Prometheus 2.42).
+fn drops_name(op: u16) -> bool {
+    is_arithmetic(op) && op != token::T_ATAN2
 }
 
 fn is_comparison(op: u16) -> bool {
@@ -107,7 +113,7 @@ fn vector_scalar(
     scalar_left: bool,
     return_bool: bool,
 ) -> Vec<Sample> {
-    let drop_name = is_arithmetic(op) || return_bool;
+    let drop_name = drops_name(op) || return_bool;
     let mut out = Vec::with_capacity(v.len());
     for mut sample in v {
         let (l, r) = if scalar_left {
@@ -235,7 +241,7 @@ fn vector_vector(
         }
         one_by_sig.insert(sig, i);
     }
-    let drop_name = is_arithmetic(op);
+    let drop_name = drops_name(op);
     let mut matched: HashMap<u64, HashSet<u64>, Prehashed> = HashMap::default();
     let mut out = Vec::new();
     for s in many {

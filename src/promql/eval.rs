@@ -62,7 +62,7 @@ impl RangeLabels<'_> {
     }
 }
 
-/// The window a range function looks at: samples in `(start, end]`.
+/// The window a range function looks at: samples in `[start, end]` (Prometheus 2.x).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Window {
     pub start: i64,
@@ -191,7 +191,7 @@ impl<'a> Evaluator<'a> {
                     self.ref_time(&vs.at, &vs.offset, e),
                 );
                 if s2 != e2 {
-                    self.widen((addr(vs), KIND_VECTOR), s2 - self.lookback + 1, e2);
+                    self.widen((addr(vs), KIND_VECTOR), s2 - self.lookback, e2);
                 }
             }
             Expr::MatrixSelector(ms) => {
@@ -200,7 +200,7 @@ impl<'a> Evaluator<'a> {
                     self.ref_time(&ms.vs.at, &ms.vs.offset, e),
                 );
                 if s2 != e2 {
-                    self.widen((addr(ms), KIND_MATRIX), s2 - duration_ms(&ms.range) + 1, e2);
+                    self.widen((addr(ms), KIND_MATRIX), s2 - duration_ms(&ms.range), e2);
                 }
             }
             Expr::Subquery(sq) => {
@@ -289,7 +289,7 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
                 let (st, v) = l.points[idx - 1];
-                if st > rt - lookback && !is_stale_nan(v) {
+                if st >= rt - lookback && !is_stale_nan(v) {
                     f(&l.labels, st, v);
                 }
             }
@@ -298,7 +298,8 @@ impl<'a> Evaluator<'a> {
         let series = self.engine.tsdb.select(&selector_matchers(vs));
         self.count_samples(series.len())?;
         for s in &series {
-            if let Some((st, v)) = s.sample_at(rt, lookback) {
+            // `sample_at` excludes its window's start; the lookback includes it.
+            if let Some((st, v)) = s.sample_at(rt, lookback.saturating_add(1)) {
                 f(s.labels(), st, v);
             }
         }
@@ -366,7 +367,7 @@ impl<'a> Evaluator<'a> {
         };
         if let Some(loaded) = self.preloaded((addr(ms), KIND_MATRIX), &ms.vs, true)? {
             for l in loaded.iter() {
-                let lo = l.points.partition_point(|p| p.0 <= window.start);
+                let lo = l.points.partition_point(|p| p.0 < window.start);
                 let hi = l.points.partition_point(|p| p.0 <= rt);
                 if lo < hi {
                     let labels = RangeLabels {
@@ -382,7 +383,7 @@ impl<'a> Evaluator<'a> {
         let mut buf = Vec::new();
         for s in &series {
             buf.clear();
-            s.samples_into(window.start + 1, rt, &mut buf);
+            s.samples_into(window.start, rt, &mut buf);
             buf.retain(|p| !is_stale_nan(p.1));
             self.count_samples(buf.len())?;
             if !buf.is_empty() {
@@ -397,7 +398,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates a subquery at `t`: its inner expression at every step-aligned time in
-    /// `(t - offset - range, t - offset]`.
+    /// `[t - offset - range, t - offset]`.
     fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Series>, EvalError> {
         let rt = self.ref_time(&sq.at, &sq.offset, t);
         let range = duration_ms(&sq.range);
@@ -409,7 +410,7 @@ impl<'a> Evaluator<'a> {
         }
         let from = rt - range;
         let mut ts = step * from.div_euclid(step);
-        if ts <= from {
+        if ts < from {
             ts += step;
         }
         let mut order: Vec<Labels> = Vec::new();
@@ -671,8 +672,8 @@ pub(super) const FUNCTIONS: &[&str] = &[
     "deg",
     "delta",
     "deriv",
+    "double_exponential_smoothing",
     "exp",
-    "first_over_time",
     "floor",
     "histogram_quantile",
     "hour",
