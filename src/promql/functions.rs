@@ -370,7 +370,8 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
     let replacement = ev.string_arg(args[2], t)?;
     let src = ev.string_arg(args[3], t)?;
     let pattern = ev.string_arg(args[4], t)?;
-    let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+    // Prometheus 2.x: `.` does not match a newline (3.x sets the `s` flag).
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
         EvalError::Execution(format!(
             "invalid regular expression in label_replace(): {pattern}: {e}"
         ))
@@ -436,6 +437,10 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
 /// Labels of `absent(...)`'s output: the selector's equality matchers (a name matched
 /// twice is left out), as Prometheus' `createLabelsForAbsentFunction`.
 fn absent_labels(arg: &Expr) -> Labels {
+    let mut arg = arg;
+    while let Expr::Paren(p) = arg {
+        arg = &p.expr;
+    }
     let vs = match arg {
         Expr::VectorSelector(vs) => vs,
         Expr::MatrixSelector(ms) => &ms.vs,
