@@ -7,7 +7,7 @@ use promql_parser::parser::{
     BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality, token,
 };
 
-use super::eval::{Evaluator, StepValue};
+use super::eval::{Evaluator, StepValue, check_unique};
 use super::{EvalError, Sample};
 use crate::tsdb::{Labels, LabelsBuilder, METRIC_NAME, Prehashed};
 
@@ -73,37 +73,35 @@ pub(super) fn eval(ev: &mut Evaluator, b: &BinaryExpr, t: i64) -> Result<StepVal
                 v
             }))
         }
-        (StepValue::Vector(v), StepValue::Scalar(s)) => Ok(StepValue::Vector(vector_scalar(
-            op,
-            v,
-            s,
-            false,
-            return_bool,
-        ))),
-        (StepValue::Scalar(s), StepValue::Vector(v)) => Ok(StepValue::Vector(vector_scalar(
-            op,
-            v,
-            s,
-            true,
-            return_bool,
-        ))),
+        (StepValue::Vector(v), StepValue::Scalar(s)) => {
+            unique(vector_scalar(op, v, s, false, return_bool))
+        }
+        (StepValue::Scalar(s), StepValue::Vector(v)) => {
+            unique(vector_scalar(op, v, s, true, return_bool))
+        }
         (StepValue::Vector(l), StepValue::Vector(r)) => {
             let default = BinModifier::default();
             let m = b.modifier.as_ref().unwrap_or(&default);
             let matching = Matching::from(m);
-            let out = match op {
+            unique(match op {
                 token::T_LAND => and_unless(l, r, &matching, true),
                 token::T_LUNLESS => and_unless(l, r, &matching, false),
                 token::T_LOR => or(l, r, &matching),
                 _ => vector_vector(op, l, r, m, &matching, return_bool)?,
-            };
-            Ok(StepValue::Vector(out))
+            })
         }
         _ => Err(EvalError::Execution(format!(
             "operator {} is only defined between scalars and instant vectors",
             b.op
         ))),
     }
+}
+
+/// A step's vector result, refused (as Prometheus does per step) if two samples share
+/// a label set.
+fn unique(v: Vec<Sample>) -> Result<StepValue, EvalError> {
+    check_unique(&v)?;
+    Ok(StepValue::Vector(v))
 }
 
 fn vector_scalar(

@@ -87,6 +87,8 @@ pub(super) struct Evaluator<'a> {
     preloaded: HashMap<NodeKey, Rc<Vec<Loaded>>>,
     /// Subquery inner results by (node, inner timestamp): steps of a range query share them.
     subquery_memo: HashMap<(usize, i64), Rc<Vec<Sample>>>,
+    /// Per node: which input series produced each output label set, over all steps.
+    outputs: HashMap<usize, HashMap<u64, u64, Prehashed>>,
     samples: usize,
     /// When evaluation gives up with [`EvalError::Timeout`].
     deadline: Instant,
@@ -99,7 +101,7 @@ const CLOCK_EVERY: u32 = 256;
 /// Most subquery steps remembered for reuse by later steps (memory, not correctness).
 const MEMO_ENTRIES: usize = 1 << 20;
 
-fn addr<T>(node: &T) -> usize {
+pub(super) fn addr<T>(node: &T) -> usize {
     node as *const T as usize
 }
 
@@ -142,6 +144,7 @@ impl<'a> Evaluator<'a> {
             plans: HashMap::new(),
             preloaded: HashMap::new(),
             subquery_memo: HashMap::new(),
+            outputs: HashMap::new(),
             samples: 0,
             deadline: engine.deadline(),
             // The first check reads the clock.
@@ -473,10 +476,14 @@ impl<'a> Evaluator<'a> {
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 StepValue::Scalar(v) => Ok(StepValue::Scalar(-v)),
                 StepValue::Vector(mut v) => {
+                    let mut pairs = Vec::with_capacity(v.len());
                     for s in &mut v {
+                        let input = s.labels.hash_value();
                         s.labels = s.labels.without_metric_name();
                         s.value = -s.value;
+                        pairs.push((s.labels.hash_value(), input));
                     }
+                    self.check_outputs(addr(u), pairs)?;
                     Ok(StepValue::Vector(v))
                 }
                 other => Err(EvalError::Execution(format!(
@@ -503,6 +510,23 @@ impl<'a> Evaluator<'a> {
                 e.expr.name()
             ))),
         }
+    }
+
+    /// Fails when an output label set of node `node` comes from two different input
+    /// series, at this step or any earlier one: Prometheus 2.42 checks the whole range's
+    /// result of range-vector functions and unary minus (`pairs`: output, input hashes).
+    pub(super) fn check_outputs(
+        &mut self,
+        node: usize,
+        pairs: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Result<(), EvalError> {
+        let seen = self.outputs.entry(node).or_default();
+        for (output, input) in pairs {
+            if *seen.entry(output).or_insert(input) != input {
+                return Err(duplicate_labelset());
+            }
+        }
+        Ok(())
     }
 
     /// Evaluates an argument that must be an instant vector.

@@ -4,7 +4,7 @@ use chrono::{Datelike, TimeZone, Timelike};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Evaluator, StepValue, Window, check_unique};
+use super::eval::{Evaluator, StepValue, Window, addr, check_unique};
 use super::quantile::{histogram_quantile, quantile};
 use super::{EvalError, Sample};
 use crate::tsdb::{Labels, METRIC_NAME};
@@ -211,19 +211,23 @@ fn over_range(
     f: impl Fn(&[(i64, f64)], &Window) -> Option<f64>,
 ) -> R {
     let mut out = Vec::new();
+    let mut pairs = Vec::new();
     ev.for_each_range(arg, t, |labels, points, window| {
         if let Some(value) = f(points, window) {
+            let out_labels = if keep_name {
+                labels.labels.clone()
+            } else {
+                labels.without_name()
+            };
+            pairs.push((out_labels.hash_value(), labels.labels.hash_value()));
             out.push(Sample {
-                labels: if keep_name {
-                    labels.labels.clone()
-                } else {
-                    labels.without_name()
-                },
+                labels: out_labels,
                 value,
             });
         }
     })?;
     check_unique(&out)?;
+    ev.check_outputs(addr(arg), pairs)?;
     Ok(StepValue::Vector(out))
 }
 
