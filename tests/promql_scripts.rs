@@ -3,14 +3,17 @@
 //! uses, and reports every failure of every script at the end.
 //!
 //! Supported commands: `load <interval>`, `clear`, `eval[_fail|_ordered] instant at <t>
-//! <expr>` (also checked in range mode, as Prometheus 2.42's test does), and `eval[_fail]
+//! <expr>` (also checked in range mode and in `@` variants, as Prometheus 2.42's test
+//! does), and `eval[_fail]
 //! range from <t> to <t> step <d> <expr>`. `eval_fail` may be followed by
 //! `expected_fail_message <text>` or `expected_fail_regexp <regex>`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
+
+use promql_parser::parser::{AtModifier, Expr};
 
 use watchpost::promql::{self, Engine, Value};
 use watchpost::tsdb::{Labels, METRIC_NAME, STALE_NAN, Tsdb};
@@ -465,24 +468,129 @@ fn load(db: &Tsdb, interval: i64, series: &[SeriesDesc]) {
 type Got = Vec<(LabelMap, Vec<(i64, f64)>)>;
 
 fn run_query(engine: &Engine, expr: &str, mode: &Mode) -> Result<Value, String> {
-    let parsed = promql::parse(expr)?;
+    run_parsed(engine, &promql::parse(expr)?, mode)
+}
+
+fn run_parsed(engine: &Engine, expr: &Expr, mode: &Mode) -> Result<Value, String> {
     match *mode {
-        Mode::Instant { at } => engine.instant(&parsed, at),
-        Mode::Range { start, end, step } => engine.range(&parsed, start, end, step),
+        Mode::Instant { at } => engine.instant(expr, at),
+        Mode::Range { start, end, step } => engine.range(expr, start, end, step),
     }
     .map_err(|e| e.to_string())
 }
 
+/// Runs `cmd`, and for an instant query also its `@` variants, as Prometheus 2.42's
+/// test does: every selector and subquery (outside subqueries) pinned with `@` to the
+/// evaluation time, evaluated at other times with the same expectations.
 fn check_eval(engine: &Engine, cmd: &EvalCmd) -> Result<(), String> {
-    let result = run_query(engine, &cmd.expr, &cmd.mode);
-    match (&cmd.expect, result) {
+    check_one(engine, cmd, None)?;
+    let Mode::Instant { at } = cmd.mode else {
+        return Ok(());
+    };
+    let Ok(mut expr) = promql::parse(&cmd.expr) else {
+        return Ok(());
+    };
+    if !pin_at(&mut expr, at) {
+        return Ok(());
+    }
+    let times = if at == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * at, 0, at / 5, at, 10 * at]
+    };
+    for t in times {
+        let variant = EvalCmd {
+            line: cmd.line,
+            expr: cmd.expr.clone(),
+            mode: Mode::Instant { at: t },
+            ordered: cmd.ordered,
+            expect: Expect::Fail(None),
+        };
+        check_one(engine, &variant, Some((&expr, &cmd.expect)))
+            .map_err(|e| format!("@ {} variant at {t} ms: {e}", at as f64 / 1000.0))?;
+    }
+    Ok(())
+}
+
+/// Functions whose result depends on the evaluation time even with `@` arguments.
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Sets `@ at_ms` on every selector and subquery not inside a subquery and without
+/// one; false (no variants) when the expression calls an [`AT_UNSAFE`] function.
+fn pin_at(expr: &mut Expr, at_ms: i64) -> bool {
+    let at = || {
+        let d = Duration::from_millis(at_ms.unsigned_abs());
+        let t = if at_ms < 0 {
+            UNIX_EPOCH - d
+        } else {
+            UNIX_EPOCH + d
+        };
+        Some(AtModifier::At(t))
+    };
+    match expr {
+        Expr::VectorSelector(vs) => {
+            vs.at = vs.at.take().or_else(at);
+            true
+        }
+        Expr::MatrixSelector(ms) => {
+            ms.vs.at = ms.vs.at.take().or_else(at);
+            true
+        }
+        Expr::Subquery(sq) => {
+            sq.at = sq.at.take().or_else(at);
+            true
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, at_ms),
+        Expr::Unary(u) => pin_at(&mut u.expr, at_ms),
+        Expr::Binary(b) => pin_at(&mut b.lhs, at_ms) & pin_at(&mut b.rhs, at_ms),
+        Expr::Aggregate(a) => {
+            let param = a.param.as_mut().is_none_or(|p| pin_at(p, at_ms));
+            pin_at(&mut a.expr, at_ms) & param
+        }
+        Expr::Call(c) => {
+            let safe = !AT_UNSAFE.contains(&c.func.name);
+            c.args
+                .args
+                .iter_mut()
+                .fold(safe, |ok, a| pin_at(a, at_ms) & ok)
+        }
+        _ => true,
+    }
+}
+
+/// Runs one query: `cmd`'s own, or a `variant` (expression and expectations).
+fn check_one(
+    engine: &Engine,
+    cmd: &EvalCmd,
+    variant: Option<(&Expr, &Expect)>,
+) -> Result<(), String> {
+    let result = match variant {
+        Some((expr, _)) => run_parsed(engine, expr, &cmd.mode),
+        None => run_query(engine, &cmd.expr, &cmd.mode),
+    };
+    let expect = variant.map_or(&cmd.expect, |v| v.1);
+    match (expect, result) {
         (Expect::Fail(m), Err(e)) => check_fail_message(m.as_ref(), &e),
         (Expect::Fail(_), Ok(v)) => Err(format!("expected an error, got {v:?}")),
         (_, Err(e)) => Err(format!("unexpected error: {e}")),
         (expect, Ok(v)) => {
             compare(cmd, expect, &v)?;
             match cmd.mode {
-                Mode::Instant { at } if !cmd.ordered => check_range_mode(engine, cmd, expect, at),
+                Mode::Instant { at } if !cmd.ordered => {
+                    check_range_mode(engine, cmd, variant.map(|v| v.0), expect, at)
+                }
                 _ => Ok(()),
             }
         }
@@ -511,6 +619,7 @@ fn check_fail_message(m: Option<&FailMatch>, err: &str) -> Result<(), String> {
 fn check_range_mode(
     engine: &Engine,
     cmd: &EvalCmd,
+    parsed: Option<&Expr>,
     expect: &Expect,
     at: i64,
 ) -> Result<(), String> {
@@ -519,7 +628,11 @@ fn check_range_mode(
         end: at + 60_000,
         step: 60_000,
     };
-    let v = run_query(engine, &cmd.expr, &mode).map_err(|e| format!("range mode: {e}"))?;
+    let v = match parsed {
+        Some(expr) => run_parsed(engine, expr, &mode),
+        None => run_query(engine, &cmd.expr, &mode),
+    }
+    .map_err(|e| format!("range mode: {e}"))?;
     let Value::Matrix(m) = v else {
         return Err("range mode: not a matrix".to_string());
     };
