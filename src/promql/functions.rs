@@ -319,7 +319,8 @@ fn date_fn(ev: &mut Evaluator, name: &str, arg: Option<&Expr>, t: i64) -> R {
     let mut out = Vec::with_capacity(input.len());
     for s in input {
         let value = if s.value.is_finite() {
-            let secs = s.value.floor() as i64;
+            // Go's `int64(v)`: truncation towards zero, as Prometheus.
+            let secs = s.value.trunc() as i64;
             match chrono::Utc.timestamp_opt(secs, 0).single() {
                 Some(d) => match name {
                     "minute" => f64::from(d.minute()),
