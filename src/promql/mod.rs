@@ -399,6 +399,28 @@ mod depth_tests {
     }
 
     #[test]
+    fn holt_winters_is_the_2_42_name() {
+        let call = |e: &Expr| match e {
+            Expr::Call(c) => c.func.name,
+            _ => "",
+        };
+        let e = parse("holt_winters(x[5m], 0.5, 0.1)").unwrap();
+        assert_eq!(call(&e), "double_exponential_smoothing");
+        let e = parse(
+            r#"label_replace(holt_winters{a="holt_winters("}, "b", "holt_winters(", "a", "")"#,
+        )
+        .unwrap();
+        assert!(
+            e.to_string().contains(r#"holt_winters{a="holt_winters("}"#),
+            "{e}"
+        );
+        assert!(e.to_string().contains(r#""holt_winters(""#), "{e}");
+        let err = parse("double_exponential_smoothing(x[5m], 0.5, 0.1)").unwrap_err();
+        assert!(err.contains("unknown function"), "{err}");
+        assert!(parse(r#"x{a="double_exponential_smoothing("}"#).is_ok());
+    }
+
+    #[test]
     fn times_and_durations_out_of_range_are_refused_not_overflowed() {
         let engine = Engine::new(Tsdb::new(Duration::from_secs(60)));
         for q in [
