@@ -521,17 +521,27 @@ fn holt_winters(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
         ));
     };
     let (sf, tf) = (ev.scalar_arg(sf, t)?, ev.scalar_arg(tf, t)?);
-    if sf <= 0.0 || sf >= 1.0 {
+    // As 2.42, the factors are checked only when some series has samples in its window.
+    let called = std::cell::Cell::new(false);
+    let out = over_range(ev, range, t, false, |p, _| {
+        called.set(true);
+        smooth(p, sf, tf)
+    })?;
+    if called.get() {
+        check_factor("smoothing", "sf", sf)?;
+        check_factor("trend", "tf", tf)?;
+    }
+    Ok(out)
+}
+
+/// Refuses a `holt_winters` factor outside (0, 1), with Prometheus' message.
+fn check_factor(what: &str, name: &str, v: f64) -> Result<(), EvalError> {
+    if v <= 0.0 || v >= 1.0 {
         return Err(EvalError::Execution(format!(
-            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+            "invalid {what} factor. Expected: 0 < {name} < 1, got: {v:.6}"
         )));
     }
-    if tf <= 0.0 || tf >= 1.0 {
-        return Err(EvalError::Execution(format!(
-            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-        )));
-    }
-    over_range(ev, range, t, false, move |p, _| smooth(p, sf, tf))
+    Ok(())
 }
 
 /// Double exponential smoothing of the window's values (Prometheus 2.42's
