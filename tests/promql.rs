@@ -311,9 +311,9 @@ fn offset_and_at_shift_the_evaluation_time() {
     assert_eq!(one(&e, "temp offset 1m", 305 * S), 240.0);
     assert_eq!(one(&e, "temp @ 100", 300 * S), 100.0);
     assert_close(one(&e, "deriv(temp[1m] offset 2m)", 300 * S), 1.0);
-    // max over the window (120 s, 180 s].
+    // max over the window [120 s, 180 s] (closed on the left, as Prometheus 2.x).
     assert_eq!(one(&e, "max_over_time(temp[1m] offset 2m)", 300 * S), 180.0);
-    assert_eq!(one(&e, "min_over_time(temp[1m] offset 2m)", 300 * S), 130.0);
+    assert_eq!(one(&e, "min_over_time(temp[1m] offset 2m)", 300 * S), 120.0);
 }
 
 #[test]
@@ -344,9 +344,10 @@ fn staleness_and_lookback() {
     assert_eq!(names(65 * S), vec!["dropped", "kept", "vanished"]);
     // Right after the stale marker the dropped series is gone…
     assert_eq!(names(70 * S), vec!["kept", "vanished"]);
-    // …while the one without a marker lingers for the 5 m lookback (last sample 60 s).
-    assert_eq!(names(359 * S), vec!["kept", "vanished"]);
-    assert_eq!(names(360 * S), vec!["kept"]);
+    // …while the one without a marker lingers for the 5 m lookback (last sample 60 s),
+    // whose start is included (Prometheus 2.x).
+    assert_eq!(names(360 * S), vec!["kept", "vanished"]);
+    assert_eq!(names(361 * S), vec!["kept"]);
     // Range functions skip stale markers: count_over_time sees 7 real samples.
     assert_eq!(
         one(
@@ -444,15 +445,15 @@ fn set_operators() {
 fn over_time_functions_and_math() {
     let e = fixture();
     let t = 300 * S;
-    // temp in (240 s, 300 s]: 250 … 300.
-    assert_eq!(one(&e, "avg_over_time(temp[1m])", t), 275.0);
-    assert_eq!(one(&e, "sum_over_time(temp[1m])", t), 1650.0);
-    assert_eq!(one(&e, "count_over_time(temp[1m])", t), 6.0);
+    // temp in [240 s, 300 s]: 240 … 300 (closed on the left, as Prometheus 2.x).
+    assert_eq!(one(&e, "avg_over_time(temp[1m])", t), 270.0);
+    assert_eq!(one(&e, "sum_over_time(temp[1m])", t), 1890.0);
+    assert_eq!(one(&e, "count_over_time(temp[1m])", t), 7.0);
     assert_eq!(one(&e, "last_over_time(temp[1m])", t), 300.0);
-    assert_eq!(one(&e, "quantile_over_time(0.5, temp[1m])", t), 275.0);
+    assert_eq!(one(&e, "quantile_over_time(0.5, temp[1m])", t), 270.0);
     assert_close(one(&e, "deriv(temp[5m])", t), 1.0);
     assert_close(one(&e, "predict_linear(temp[5m], 60)", t), 360.0);
-    assert_eq!(one(&e, "changes(temp[1m])", t), 5.0);
+    assert_eq!(one(&e, "changes(temp[1m])", t), 6.0);
     // last_over_time keeps the metric name; other range functions drop it.
     assert_eq!(
         vector(&e, "last_over_time(temp[1m])", t)[0]

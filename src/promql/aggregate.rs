@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier, token};
 
 use super::eval::{Evaluator, StepValue};
-use super::functions::{is_valid_label_name, kahan_inc};
+use super::functions::is_valid_label_name;
 use super::quantile::quantile;
 use super::{EvalError, Sample, format_float};
 use crate::tsdb::{Labels, LabelsBuilder, METRIC_NAME, Prehashed};
@@ -52,7 +52,6 @@ impl Grouping<'_> {
 struct Group {
     labels: Labels,
     value: f64,
-    comp: f64,
     count: f64,
     mean: f64,
     values: Vec<f64>,
@@ -116,7 +115,6 @@ fn aggregate(
             Group {
                 labels: g.labels(&s.labels),
                 value: s.value,
-                comp: 0.0,
                 count: 0.0,
                 mean: 0.0,
                 values: Vec::new(),
@@ -126,9 +124,17 @@ fn aggregate(
         group.count += 1.0;
         let v = s.value;
         match op {
-            token::T_SUM | token::T_AVG => {
+            // Prometheus 2.42 sums plainly (no compensation) and averages incrementally.
+            token::T_SUM => {
                 if !first {
-                    (group.value, group.comp) = kahan_inc(v, group.value, group.comp);
+                    group.value += v;
+                }
+            }
+            token::T_AVG => {
+                if first {
+                    group.mean = v;
+                } else {
+                    group.mean = avg_step(group.mean, v, group.count);
                 }
             }
             token::T_MIN => {
@@ -165,8 +171,8 @@ fn aggregate(
             continue;
         };
         let value = match op {
-            token::T_SUM => group.value + group.comp,
-            token::T_AVG => (group.value + group.comp) / group.count,
+            token::T_SUM => group.value,
+            token::T_AVG => group.mean,
             token::T_MIN | token::T_MAX => group.value,
             token::T_COUNT => group.count,
             token::T_GROUP => 1.0,
@@ -181,6 +187,15 @@ fn aggregate(
         });
     }
     Ok(out)
+}
+
+/// One step of Prometheus 2.42's incremental `avg`: an infinite mean stays unless a NaN
+/// or an infinity of the other sign arrives.
+fn avg_step(mean: f64, v: f64, count: f64) -> f64 {
+    if mean.is_infinite() && ((v.is_infinite() && (mean > 0.0) == (v > 0.0)) || v.is_finite()) {
+        return mean;
+    }
+    mean + (v / count - mean / count)
 }
 
 /// `topk`/`bottomk`: the k largest/smallest samples per group, original labels kept,
@@ -228,20 +243,31 @@ fn top_k(g: &Grouping, input: Vec<Sample>, k: f64, top: bool) -> Result<Vec<Samp
     Ok(out)
 }
 
-/// `count_values("label", v)`: per group and distinct value, how many samples have it.
+/// `count_values("label", v)`: the value is set as `label` first, then samples are
+/// grouped (`by` grouping includes `label`) and counted, as Prometheus 2.42 does.
 fn count_values(g: &Grouping, input: Vec<Sample>, label: &str) -> Vec<Sample> {
-    let mut order: Vec<(u64, String)> = Vec::new();
-    let mut counts: HashMap<(u64, String), (Labels, f64)> = HashMap::new();
+    let mut names = g.names.to_vec();
+    if g.by {
+        names.push(label.to_string());
+    }
+    let g = Grouping {
+        by: g.by,
+        names: &names,
+    };
+    let mut order: Vec<u64> = Vec::new();
+    let mut counts: HashMap<u64, (Labels, f64), Prehashed> = HashMap::default();
     for s in input {
-        let value = format_float(s.value);
-        let key = (g.key(&s.labels), value.clone());
-        let entry = counts.entry(key.clone()).or_insert_with(|| {
-            order.push(key);
-            let mut b = g.labels(&s.labels).to_builder();
-            b.set(label, &value);
-            (b.build(), 0.0)
-        });
-        entry.1 += 1.0;
+        let mut b = s.labels.to_builder();
+        b.set(label, &format_float(s.value));
+        let labels = b.build();
+        let key = g.key(&labels);
+        counts
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                (g.labels(&labels), 0.0)
+            })
+            .1 += 1.0;
     }
     order
         .into_iter()

@@ -7,11 +7,11 @@ use promql_parser::parser::{
     BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality, token,
 };
 
-use super::eval::{Evaluator, StepValue};
+use super::eval::{Evaluator, StepValue, check_unique};
 use super::{EvalError, Sample};
 use crate::tsdb::{Labels, LabelsBuilder, METRIC_NAME, Prehashed};
 
-/// True for operators whose result drops the metric name.
+/// True for arithmetic operators.
 pub(super) fn is_arithmetic(op: u16) -> bool {
     matches!(
         op,
@@ -23,6 +23,12 @@ pub(super) fn is_arithmetic(op: u16) -> bool {
             | token::T_POW
             | token::T_ATAN2
     )
+}
+
+/// True for operators whose result drops the metric name (all arithmetic but `atan2`,
+/// as in Prometheus 2.42).
+fn drops_name(op: u16) -> bool {
+    is_arithmetic(op) && op != token::T_ATAN2
 }
 
 fn is_comparison(op: u16) -> bool {
@@ -67,37 +73,35 @@ pub(super) fn eval(ev: &mut Evaluator, b: &BinaryExpr, t: i64) -> Result<StepVal
                 v
             }))
         }
-        (StepValue::Vector(v), StepValue::Scalar(s)) => Ok(StepValue::Vector(vector_scalar(
-            op,
-            v,
-            s,
-            false,
-            return_bool,
-        ))),
-        (StepValue::Scalar(s), StepValue::Vector(v)) => Ok(StepValue::Vector(vector_scalar(
-            op,
-            v,
-            s,
-            true,
-            return_bool,
-        ))),
+        (StepValue::Vector(v), StepValue::Scalar(s)) => {
+            unique(vector_scalar(op, v, s, false, return_bool))
+        }
+        (StepValue::Scalar(s), StepValue::Vector(v)) => {
+            unique(vector_scalar(op, v, s, true, return_bool))
+        }
         (StepValue::Vector(l), StepValue::Vector(r)) => {
             let default = BinModifier::default();
             let m = b.modifier.as_ref().unwrap_or(&default);
             let matching = Matching::from(m);
-            let out = match op {
+            unique(match op {
                 token::T_LAND => and_unless(l, r, &matching, true),
                 token::T_LUNLESS => and_unless(l, r, &matching, false),
                 token::T_LOR => or(l, r, &matching),
                 _ => vector_vector(op, l, r, m, &matching, return_bool)?,
-            };
-            Ok(StepValue::Vector(out))
+            })
         }
         _ => Err(EvalError::Execution(format!(
             "operator {} is only defined between scalars and instant vectors",
             b.op
         ))),
     }
+}
+
+/// A step's vector result, refused (as Prometheus does per step) if two samples share
+/// a label set.
+fn unique(v: Vec<Sample>) -> Result<StepValue, EvalError> {
+    check_unique(&v)?;
+    Ok(StepValue::Vector(v))
 }
 
 fn vector_scalar(
@@ -107,7 +111,7 @@ fn vector_scalar(
     scalar_left: bool,
     return_bool: bool,
 ) -> Vec<Sample> {
-    let drop_name = is_arithmetic(op) || return_bool;
+    let drop_name = drops_name(op) || return_bool;
     let mut out = Vec::with_capacity(v.len());
     for mut sample in v {
         let (l, r) = if scalar_left {
@@ -235,7 +239,7 @@ fn vector_vector(
         }
         one_by_sig.insert(sig, i);
     }
-    let drop_name = is_arithmetic(op);
+    let drop_name = drops_name(op);
     let mut matched: HashMap<u64, HashSet<u64>, Prehashed> = HashMap::default();
     let mut out = Vec::new();
     for s in many {

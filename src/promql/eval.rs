@@ -62,7 +62,7 @@ impl RangeLabels<'_> {
     }
 }
 
-/// The window a range function looks at: samples in `(start, end]`.
+/// The window a range function looks at: samples in `[start, end]` (Prometheus 2.x).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Window {
     pub start: i64,
@@ -87,6 +87,8 @@ pub(super) struct Evaluator<'a> {
     preloaded: HashMap<NodeKey, Rc<Vec<Loaded>>>,
     /// Subquery inner results by (node, inner timestamp): steps of a range query share them.
     subquery_memo: HashMap<(usize, i64), Rc<Vec<Sample>>>,
+    /// Per node: which input series produced each output label set, over all steps.
+    outputs: HashMap<usize, HashMap<u64, u64, Prehashed>>,
     samples: usize,
     /// When evaluation gives up with [`EvalError::Timeout`].
     deadline: Instant,
@@ -99,7 +101,7 @@ const CLOCK_EVERY: u32 = 256;
 /// Most subquery steps remembered for reuse by later steps (memory, not correctness).
 const MEMO_ENTRIES: usize = 1 << 20;
 
-fn addr<T>(node: &T) -> usize {
+pub(super) fn addr<T>(node: &T) -> usize {
     node as *const T as usize
 }
 
@@ -142,6 +144,7 @@ impl<'a> Evaluator<'a> {
             plans: HashMap::new(),
             preloaded: HashMap::new(),
             subquery_memo: HashMap::new(),
+            outputs: HashMap::new(),
             samples: 0,
             deadline: engine.deadline(),
             // The first check reads the clock.
@@ -191,7 +194,7 @@ impl<'a> Evaluator<'a> {
                     self.ref_time(&vs.at, &vs.offset, e),
                 );
                 if s2 != e2 {
-                    self.widen((addr(vs), KIND_VECTOR), s2 - self.lookback + 1, e2);
+                    self.widen((addr(vs), KIND_VECTOR), s2 - self.lookback, e2);
                 }
             }
             Expr::MatrixSelector(ms) => {
@@ -200,7 +203,7 @@ impl<'a> Evaluator<'a> {
                     self.ref_time(&ms.vs.at, &ms.vs.offset, e),
                 );
                 if s2 != e2 {
-                    self.widen((addr(ms), KIND_MATRIX), s2 - duration_ms(&ms.range) + 1, e2);
+                    self.widen((addr(ms), KIND_MATRIX), s2 - duration_ms(&ms.range), e2);
                 }
             }
             Expr::Subquery(sq) => {
@@ -289,7 +292,7 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
                 let (st, v) = l.points[idx - 1];
-                if st > rt - lookback && !is_stale_nan(v) {
+                if st >= rt - lookback && !is_stale_nan(v) {
                     f(&l.labels, st, v);
                 }
             }
@@ -298,7 +301,8 @@ impl<'a> Evaluator<'a> {
         let series = self.engine.tsdb.select(&selector_matchers(vs));
         self.count_samples(series.len())?;
         for s in &series {
-            if let Some((st, v)) = s.sample_at(rt, lookback) {
+            // `sample_at` excludes its window's start; the lookback includes it.
+            if let Some((st, v)) = s.sample_at(rt, lookback.saturating_add(1)) {
                 f(s.labels(), st, v);
             }
         }
@@ -366,7 +370,7 @@ impl<'a> Evaluator<'a> {
         };
         if let Some(loaded) = self.preloaded((addr(ms), KIND_MATRIX), &ms.vs, true)? {
             for l in loaded.iter() {
-                let lo = l.points.partition_point(|p| p.0 <= window.start);
+                let lo = l.points.partition_point(|p| p.0 < window.start);
                 let hi = l.points.partition_point(|p| p.0 <= rt);
                 if lo < hi {
                     let labels = RangeLabels {
@@ -382,7 +386,7 @@ impl<'a> Evaluator<'a> {
         let mut buf = Vec::new();
         for s in &series {
             buf.clear();
-            s.samples_into(window.start + 1, rt, &mut buf);
+            s.samples_into(window.start, rt, &mut buf);
             buf.retain(|p| !is_stale_nan(p.1));
             self.count_samples(buf.len())?;
             if !buf.is_empty() {
@@ -397,7 +401,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates a subquery at `t`: its inner expression at every step-aligned time in
-    /// `(t - offset - range, t - offset]`.
+    /// `[t - offset - range, t - offset]`.
     fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Series>, EvalError> {
         let rt = self.ref_time(&sq.at, &sq.offset, t);
         let range = duration_ms(&sq.range);
@@ -409,7 +413,7 @@ impl<'a> Evaluator<'a> {
         }
         let from = rt - range;
         let mut ts = step * from.div_euclid(step);
-        if ts <= from {
+        if ts < from {
             ts += step;
         }
         let mut order: Vec<Labels> = Vec::new();
@@ -472,10 +476,14 @@ impl<'a> Evaluator<'a> {
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 StepValue::Scalar(v) => Ok(StepValue::Scalar(-v)),
                 StepValue::Vector(mut v) => {
+                    let mut pairs = Vec::with_capacity(v.len());
                     for s in &mut v {
+                        let input = s.labels.hash_value();
                         s.labels = s.labels.without_metric_name();
                         s.value = -s.value;
+                        pairs.push((s.labels.hash_value(), input));
                     }
+                    self.check_outputs(addr(u), pairs)?;
                     Ok(StepValue::Vector(v))
                 }
                 other => Err(EvalError::Execution(format!(
@@ -502,6 +510,23 @@ impl<'a> Evaluator<'a> {
                 e.expr.name()
             ))),
         }
+    }
+
+    /// Fails when an output label set of node `node` comes from two different input
+    /// series, at this step or any earlier one: Prometheus 2.42 checks the whole range's
+    /// result of range-vector functions and unary minus (`pairs`: output, input hashes).
+    pub(super) fn check_outputs(
+        &mut self,
+        node: usize,
+        pairs: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Result<(), EvalError> {
+        let seen = self.outputs.entry(node).or_default();
+        for (output, input) in pairs {
+            if *seen.entry(output).or_insert(input) != input {
+                return Err(duplicate_labelset());
+            }
+        }
+        Ok(())
     }
 
     /// Evaluates an argument that must be an instant vector.
@@ -671,8 +696,8 @@ pub(super) const FUNCTIONS: &[&str] = &[
     "deg",
     "delta",
     "deriv",
+    "double_exponential_smoothing",
     "exp",
-    "first_over_time",
     "floor",
     "histogram_quantile",
     "hour",

@@ -4,7 +4,7 @@ use chrono::{Datelike, TimeZone, Timelike};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Evaluator, StepValue, Window, check_unique};
+use super::eval::{Evaluator, StepValue, Window, addr, check_unique};
 use super::quantile::{histogram_quantile, quantile};
 use super::{EvalError, Sample};
 use crate::tsdb::{Labels, METRIC_NAME};
@@ -96,11 +96,11 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> R {
         }
         "clamp_min" => {
             let lo = ev.scalar_arg(arg(1)?, t)?;
-            clamp(ev, arg(0)?, t, lo, f64::INFINITY)
+            math(ev, arg(0)?, t, move |v| go_max(lo, v))
         }
         "clamp_max" => {
             let hi = ev.scalar_arg(arg(1)?, t)?;
-            clamp(ev, arg(0)?, t, f64::NEG_INFINITY, hi)
+            math(ev, arg(0)?, t, move |v| go_min(hi, v))
         }
         "timestamp" => timestamp(ev, arg(0)?, t),
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
@@ -162,9 +162,7 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> R {
             Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
         }),
         "avg_over_time" => over_range(ev, arg(0)?, t, false, |p, _| Some(avg(p))),
-        "sum_over_time" => over_range(ev, arg(0)?, t, false, |p, _| {
-            Some(kahan_sum(p.iter().map(|s| s.1)))
-        }),
+        "sum_over_time" => over_range(ev, arg(0)?, t, false, |p, _| Some(sum_over_time(p))),
         "count_over_time" => over_range(ev, arg(0)?, t, false, |p, _| Some(p.len() as f64)),
         "min_over_time" => over_range(ev, arg(0)?, t, false, |p, _| {
             p.iter()
@@ -177,7 +175,6 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> R {
                 .reduce(|m, v| if v > m || m.is_nan() { v } else { m })
         }),
         "last_over_time" => over_range(ev, arg(0)?, t, true, |p, _| p.last().map(|s| s.1)),
-        "first_over_time" => over_range(ev, arg(0)?, t, true, |p, _| p.first().map(|s| s.1)),
         "present_over_time" => over_range(ev, arg(0)?, t, false, |_, _| Some(1.0)),
         "stddev_over_time" => over_range(ev, arg(0)?, t, false, |p, _| Some(stdvar(p).sqrt())),
         "stdvar_over_time" => over_range(ev, arg(0)?, t, false, |p, _| Some(stdvar(p))),
@@ -188,6 +185,7 @@ pub(super) fn eval(ev: &mut Evaluator, call: &Call, t: i64) -> R {
                 Some(quantile(q, &mut values))
             })
         }
+        "double_exponential_smoothing" => holt_winters(ev, &args, t),
         "absent_over_time" => {
             let mut any = false;
             ev.for_each_range(arg(0)?, t, |_, _, _| any = true)?;
@@ -213,19 +211,23 @@ fn over_range(
     f: impl Fn(&[(i64, f64)], &Window) -> Option<f64>,
 ) -> R {
     let mut out = Vec::new();
+    let mut pairs = Vec::new();
     ev.for_each_range(arg, t, |labels, points, window| {
         if let Some(value) = f(points, window) {
+            let out_labels = if keep_name {
+                labels.labels.clone()
+            } else {
+                labels.without_name()
+            };
+            pairs.push((out_labels.hash_value(), labels.labels.hash_value()));
             out.push(Sample {
-                labels: if keep_name {
-                    labels.labels.clone()
-                } else {
-                    labels.without_name()
-                },
+                labels: out_labels,
                 value,
             });
         }
     })?;
     check_unique(&out)?;
+    ev.check_outputs(addr(arg), pairs)?;
     Ok(StepValue::Vector(out))
 }
 
@@ -246,7 +248,37 @@ fn clamp(ev: &mut Evaluator, arg: &Expr, t: i64, lo: f64, hi: f64) -> R {
         ev.vector_arg(arg, t)?;
         return Ok(StepValue::Vector(Vec::new()));
     }
-    math(ev, arg, t, |v| lo.max(hi.min(v)))
+    math(ev, arg, t, |v| go_max(lo, go_min(hi, v)))
+}
+
+/// Go's `math.Max`: NaN if either is NaN, +0 over -0.
+fn go_max(a: f64, b: f64) -> f64 {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) if a == b && a == 0.0 => {
+            if a.is_sign_negative() {
+                b
+            } else {
+                a
+            }
+        }
+        (false, false) => a.max(b),
+        _ => f64::NAN,
+    }
+}
+
+/// Go's `math.Min`: NaN if either is NaN, -0 under +0.
+fn go_min(a: f64, b: f64) -> f64 {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) if a == b && a == 0.0 => {
+            if a.is_sign_negative() {
+                a
+            } else {
+                b
+            }
+        }
+        (false, false) => a.min(b),
+        _ => f64::NAN,
+    }
 }
 
 /// `timestamp(v)`: the sample's own timestamp for a selector, the evaluation time for
@@ -287,7 +319,8 @@ fn date_fn(ev: &mut Evaluator, name: &str, arg: Option<&Expr>, t: i64) -> R {
     let mut out = Vec::with_capacity(input.len());
     for s in input {
         let value = if s.value.is_finite() {
-            let secs = s.value.floor() as i64;
+            // Go's `int64(v)`: truncation towards zero, as Prometheus.
+            let secs = s.value.trunc() as i64;
             match chrono::Utc.timestamp_opt(secs, 0).single() {
                 Some(d) => match name {
                     "minute" => f64::from(d.minute()),
@@ -342,7 +375,8 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
     let replacement = ev.string_arg(args[2], t)?;
     let src = ev.string_arg(args[3], t)?;
     let pattern = ev.string_arg(args[4], t)?;
-    let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+    // Prometheus 2.x: `.` does not match a newline (3.x sets the `s` flag).
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
         EvalError::Execution(format!(
             "invalid regular expression in label_replace(): {pattern}: {e}"
         ))
@@ -408,6 +442,10 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
 /// Labels of `absent(...)`'s output: the selector's equality matchers (a name matched
 /// twice is left out), as Prometheus' `createLabelsForAbsentFunction`.
 fn absent_labels(arg: &Expr) -> Labels {
+    let mut arg = arg;
+    while let Expr::Paren(p) = arg {
+        arg = &p.expr;
+    }
     let vs = match arg {
         Expr::VectorSelector(vs) => vs,
         Expr::MatrixSelector(ms) => &ms.vs,
@@ -452,16 +490,17 @@ pub(super) fn extrapolated_rate(
     let mut duration_to_end = (w.end - last_t) as f64 / 1000.0;
     let sampled_interval = (last_t - first_t) as f64 / 1000.0;
     let average_between = sampled_interval / (points.len() - 1) as f64;
-    let threshold = average_between * 1.1;
-    if duration_to_start >= threshold {
-        duration_to_start = average_between / 2.0;
-    }
     if is_counter && result > 0.0 && first_v >= 0.0 {
-        // Counters cannot be negative: do not extrapolate below zero.
+        // Counters cannot be negative: do not extrapolate below zero. Prometheus 2.x
+        // applies this before the threshold test (3.x after).
         let duration_to_zero = sampled_interval * (first_v / result);
         if duration_to_zero < duration_to_start {
             duration_to_start = duration_to_zero;
         }
+    }
+    let threshold = average_between * 1.1;
+    if duration_to_start >= threshold {
+        duration_to_start = average_between / 2.0;
     }
     if duration_to_end >= threshold {
         duration_to_end = average_between / 2.0;
@@ -471,6 +510,57 @@ pub(super) fn extrapolated_rate(
         factor /= w.range_secs;
     }
     Some(result * factor)
+}
+
+/// `holt_winters(v, sf, tf)` (Prometheus 2.42; parsed under its 3.x name
+/// `double_exponential_smoothing`, see [`super::parse`]).
+fn holt_winters(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
+    let [range, sf, tf] = args else {
+        return Err(EvalError::Execution(
+            "holt_winters() takes 3 arguments".to_string(),
+        ));
+    };
+    let (sf, tf) = (ev.scalar_arg(sf, t)?, ev.scalar_arg(tf, t)?);
+    // As 2.42, the factors are checked only when some series has samples in its window.
+    let called = std::cell::Cell::new(false);
+    let out = over_range(ev, range, t, false, |p, _| {
+        called.set(true);
+        smooth(p, sf, tf)
+    })?;
+    if called.get() {
+        check_factor("smoothing", "sf", sf)?;
+        check_factor("trend", "tf", tf)?;
+    }
+    Ok(out)
+}
+
+/// Refuses a `holt_winters` factor outside (0, 1), with Prometheus' message.
+fn check_factor(what: &str, name: &str, v: f64) -> Result<(), EvalError> {
+    if v <= 0.0 || v >= 1.0 {
+        return Err(EvalError::Execution(format!(
+            "invalid {what} factor. Expected: 0 < {name} < 1, got: {v:.6}"
+        )));
+    }
+    Ok(())
+}
+
+/// Double exponential smoothing of the window's values (Prometheus 2.42's
+/// `funcHoltWinters`); `None` with fewer than two samples.
+fn smooth(points: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, points[0].1);
+    let mut b = points[1].1 - points[0].1;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.1;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
 }
 
 /// `irate` and `idelta`: the last two samples.
@@ -497,9 +587,7 @@ fn instant_value(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
 /// Neumaier-compensated increment (Prometheus' `kahanSumInc`).
 pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
+    let c = if sum.abs() >= inc.abs() {
         c + ((sum - t) + inc)
     } else {
         c + ((inc - t) + sum)
@@ -507,40 +595,28 @@ pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-pub(super) fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c) = (0.0, 0.0);
-    for v in values {
-        (sum, c) = kahan_inc(v, sum, c);
+/// `avg_over_time` as Prometheus 2.42: an incremental, compensated mean that keeps an
+/// infinite mean unless a NaN or an infinity of the other sign arrives.
+fn avg(points: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut c, mut count) = (0.0f64, 0.0, 0.0);
+    for &(_, v) in points {
+        count += 1.0;
+        if mean.is_infinite() && ((v.is_infinite() && (mean > 0.0) == (v > 0.0)) || (v.is_finite()))
+        {
+            continue;
+        }
+        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
     }
-    sum + c
+    if mean.is_infinite() { mean } else { mean + c }
 }
 
-/// Mean with compensated summation, falling back to an incremental mean on overflow.
-fn avg(points: &[(i64, f64)]) -> f64 {
-    let (mut sum, mut c) = (0.0, 0.0);
-    let (mut mean, mut mean_c) = (0.0, 0.0);
-    let mut incremental = false;
-    for (i, &(_, v)) in points.iter().enumerate() {
-        let count = (i + 1) as f64;
-        if !incremental {
-            let (s, nc) = kahan_inc(v, sum, c);
-            if !s.is_infinite() || v.is_infinite() {
-                (sum, c) = (s, nc);
-                continue;
-            }
-            // Overflow: continue with an incremental mean of what we have so far.
-            incremental = true;
-            mean = sum / (count - 1.0);
-            mean_c = c / (count - 1.0);
-        }
-        let q = (count - 1.0) / count;
-        (mean, mean_c) = kahan_inc(v / count, q * mean, q * mean_c);
+/// `sum_over_time`: compensated sum, the plain sum when it is infinite.
+fn sum_over_time(points: &[(i64, f64)]) -> f64 {
+    let (mut sum, mut c) = (0.0f64, 0.0);
+    for &(_, v) in points {
+        (sum, c) = kahan_inc(v, sum, c);
     }
-    if incremental {
-        mean + mean_c
-    } else {
-        (sum + c) / points.len() as f64
-    }
+    if sum.is_infinite() { sum } else { sum + c }
 }
 
 /// Population variance (Prometheus' `stdvar_over_time`).

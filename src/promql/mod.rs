@@ -1,7 +1,8 @@
 //! PromQL over the in-memory store.
 //!
 //! Queries are parsed by the `promql-parser` crate; evaluation is ours and follows
-//! Prometheus 3 semantics: 5 m lookback with left-open windows, stale markers, counter
+//! Prometheus 2.42 semantics: 5 m lookback and range windows `[t - range, t]` closed on
+//! the left, `holt_winters`, plain (uncompensated) `sum`/`avg`, stale markers, counter
 //! resets and `extrapolatedRate` exactly as Prometheus computes them, vector matching
 //! with `on`/`ignoring`/`group_left`/`group_right`. Constructs we do not evaluate
 //! (native-histogram functions, experimental aggregations, `fill` modifiers, …) fail
@@ -205,11 +206,94 @@ pub fn parse(query: &str) -> Result<Expr, String> {
     if brackets > MAX_DEPTH {
         return Err(too_deep(brackets));
     }
-    let expr = promql_parser::parser::parse(query)?;
+    let expr = promql_parser::parser::parse(&rename_functions(query)?)?;
     match depth(&expr) {
         d if d > MAX_DEPTH => Err(too_deep(d)),
         _ => Ok(expr),
     }
+}
+
+/// Prometheus 2.42's `holt_winters` is `double_exponential_smoothing` to the parser (its
+/// 3.x name, which 2.42 does not know): calls are renamed before parsing, and calls
+/// under the 3.x name refused as Prometheus 2.42 refuses them.
+fn rename_functions(query: &str) -> Result<String, String> {
+    const OLD: &str = "holt_winters";
+    const NEW: &str = "double_exponential_smoothing";
+    let mut out = String::with_capacity(query.len() + 16);
+    for token in tokens(query) {
+        let called = || query[token.end..].trim_start().starts_with('(');
+        match token.ident {
+            Some(OLD) if called() => out.push_str(NEW),
+            Some(NEW) if called() => {
+                return Err(format!("unknown function with name \"{NEW}\""));
+            }
+            _ => out.push_str(&query[token.start..token.end]),
+        }
+    }
+    Ok(out)
+}
+
+/// A piece of a query: an identifier outside string literals, or any other text.
+struct Token<'a> {
+    start: usize,
+    end: usize,
+    ident: Option<&'a str>,
+}
+
+/// Splits a query into identifiers (outside quotes) and the text between them.
+fn tokens(query: &str) -> Vec<Token<'_>> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut out = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut chars = query.char_indices().peekable();
+    let mut text_start = 0;
+    while let Some((i, c)) = chars.next() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if q != '`' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        if matches!(c, '"' | '\'' | '`') {
+            quote = Some(c);
+            continue;
+        }
+        if !(c.is_ascii_alphabetic() || c == '_') {
+            if is_ident(c) {
+                // A digit run (number or duration): skip it whole.
+                while chars.peek().is_some_and(|&(_, d)| is_ident(d)) {
+                    chars.next();
+                }
+            }
+            continue;
+        }
+        let mut end = i + c.len_utf8();
+        while let Some(&(j, d)) = chars.peek().filter(|&&(_, d)| is_ident(d)) {
+            end = j + d.len_utf8();
+            chars.next();
+        }
+        out.push(Token {
+            start: text_start,
+            end: i,
+            ident: None,
+        });
+        out.push(Token {
+            start: i,
+            end,
+            ident: Some(&query[i..end]),
+        });
+        text_start = end;
+    }
+    out.push(Token {
+        start: text_start,
+        end: query.len(),
+        ident: None,
+    });
+    out
 }
 
 fn too_deep(depth: usize) -> String {
@@ -312,6 +396,28 @@ mod depth_tests {
                 .contains("exceeds the limit of 256")
         );
         assert!(parse(&vec!["1"; 100].join("+")).is_ok());
+    }
+
+    #[test]
+    fn holt_winters_is_the_2_42_name() {
+        let call = |e: &Expr| match e {
+            Expr::Call(c) => c.func.name,
+            _ => "",
+        };
+        let e = parse("holt_winters(x[5m], 0.5, 0.1)").unwrap();
+        assert_eq!(call(&e), "double_exponential_smoothing");
+        let e = parse(
+            r#"label_replace(holt_winters{a="holt_winters("}, "b", "holt_winters(", "a", "")"#,
+        )
+        .unwrap();
+        assert!(
+            e.to_string().contains(r#"holt_winters{a="holt_winters("}"#),
+            "{e}"
+        );
+        assert!(e.to_string().contains(r#""holt_winters(""#), "{e}");
+        let err = parse("double_exponential_smoothing(x[5m], 0.5, 0.1)").unwrap_err();
+        assert!(err.contains("unknown function"), "{err}");
+        assert!(parse(r#"x{a="double_exponential_smoothing("}"#).is_ok());
     }
 
     #[test]

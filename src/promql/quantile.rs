@@ -6,9 +6,6 @@ use std::collections::HashMap;
 use super::Sample;
 use crate::tsdb::{Labels, Prehashed};
 
-/// Tolerance below which bucket count differences are treated as float noise.
-const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
-
 /// The φ-quantile of `values` with linear interpolation between the closest ranks
 /// (sorts `values`; NaN sorts first, as Prometheus').
 pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
@@ -141,37 +138,17 @@ fn coalesce(buckets: &mut Vec<Bucket>) {
     *buckets = out;
 }
 
-/// Forces cumulative counts to be non-decreasing and ignores float noise.
+/// Forces cumulative counts to be non-decreasing, as Prometheus 2.42 (no tolerance for
+/// float noise: that came in later versions).
 fn ensure_monotonic(buckets: &mut [Bucket]) {
-    let Some(first) = buckets.first() else {
-        return;
-    };
-    let mut prev = first.count;
-    for b in buckets.iter_mut().skip(1) {
-        let curr = b.count;
-        if curr == prev {
-            continue;
+    let mut max = f64::NEG_INFINITY;
+    for b in buckets.iter_mut() {
+        if b.count > max {
+            max = b.count;
+        } else if b.count < max {
+            b.count = max;
         }
-        if almost_equal(prev, curr, SMALL_DELTA_TOLERANCE) || curr < prev {
-            b.count = prev;
-            continue;
-        }
-        prev = curr;
     }
-}
-
-/// Prometheus' `almost.Equal`.
-fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
-    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
-        return diff < epsilon * MIN_NORMAL;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
 }
 
 #[cfg(test)]
