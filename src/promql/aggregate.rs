@@ -214,33 +214,114 @@ fn top_k(g: &Grouping, input: Vec<Sample>, k: f64, top: bool) -> Result<Vec<Samp
     }
     let k = usize::try_from(k).unwrap_or(usize::MAX);
     let mut order: Vec<u64> = Vec::new();
-    let mut groups: HashMap<u64, Vec<Sample>, Prehashed> = HashMap::default();
+    let mut groups: HashMap<u64, KHeap, Prehashed> = HashMap::default();
     for s in input {
         let key = g.key(&s.labels);
         groups
             .entry(key)
             .or_insert_with(|| {
                 order.push(key);
-                Vec::new()
+                KHeap {
+                    top,
+                    items: Vec::new(),
+                }
             })
-            .push(s);
+            .offer(s, k);
     }
     let mut out = Vec::new();
     for key in order {
-        let Some(mut group) = groups.remove(&key) else {
-            continue;
-        };
-        group.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
-            (true, true) => std::cmp::Ordering::Equal,
-            (true, false) => std::cmp::Ordering::Greater,
-            (false, true) => std::cmp::Ordering::Less,
-            _ if top => b.value.total_cmp(&a.value),
-            _ => a.value.total_cmp(&b.value),
-        });
-        group.truncate(k);
-        out.extend(group);
+        if let Some(heap) = groups.remove(&key) {
+            out.extend(heap.into_sorted());
+        }
     }
     Ok(out)
+}
+
+/// The k samples kept by `topk` (a min-heap) or `bottomk` (a max-heap), with Go's
+/// `container/heap` moves, so ties are broken exactly as Prometheus breaks them.
+struct KHeap {
+    top: bool,
+    items: Vec<Sample>,
+}
+
+impl KHeap {
+    /// Go's `Less` of Prometheus' `vectorByValueHeap` (`topk`) and
+    /// `vectorByReverseValueHeap` (`bottomk`): NaN is always "less".
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (a, b) = (self.items[i].value, self.items[j].value);
+        a.is_nan() || if self.top { a < b } else { a > b }
+    }
+
+    /// Keeps `s` if the heap has room, or if it beats the weakest kept sample (which
+    /// then goes): Prometheus 2.42's `heap.Pop` then `heap.Push`.
+    fn offer(&mut self, s: Sample, k: usize) {
+        let weakest = self.items.first().map_or(f64::NAN, |w| w.value);
+        let beats = if self.top {
+            weakest < s.value
+        } else {
+            weakest > s.value
+        };
+        if self.items.len() >= k && !beats && !weakest.is_nan() {
+            return;
+        }
+        if self.items.len() >= k {
+            if k == 1 {
+                self.items[0] = s;
+                return;
+            }
+            let last = self.items.len() - 1;
+            self.items.swap(0, last);
+            self.down(0, last);
+            self.items.pop();
+        }
+        self.items.push(s);
+        self.up(self.items.len() - 1);
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            j = i;
+        }
+    }
+
+    /// Go's `down` over the first `n` items.
+    fn down(&mut self, mut i: usize, n: usize) {
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let j = if j1 + 1 < n && self.less(j1 + 1, j1) {
+                j1 + 1
+            } else {
+                j1
+            };
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+    }
+
+    /// The kept samples, best first (NaN last).
+    fn into_sorted(mut self) -> Vec<Sample> {
+        let top = self.top;
+        self.items
+            .sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if top => b.value.total_cmp(&a.value),
+                _ => a.value.total_cmp(&b.value),
+            });
+        self.items
+    }
 }
 
 /// `count_values("label", v)`: the value is set as `label` first, then samples are

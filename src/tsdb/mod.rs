@@ -430,17 +430,23 @@ impl Tsdb {
         self.inner.tap.overflowed()
     }
 
-    /// The series whose labels satisfy every matcher, in creation order. Matchers
+    /// The series whose labels satisfy every matcher, sorted by label set (as
+    /// Prometheus' selections are). Matchers
     /// follow Prometheus: a missing label matches like the empty string.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
         let index = self.read();
-        index
+        let mut out: Vec<SeriesRef> = index
             .candidates(matchers)
             .into_iter()
             .filter_map(|id| index.get(id))
             .filter(|s| matches_all(&s.labels, matchers))
             .map(|s| SeriesRef(s.clone()))
-            .collect()
+            .collect();
+        drop(index);
+        // Prometheus' storage merges sorted series sets: its selections come sorted by
+        // label set, which decides the order of sums and of ties in topk/bottomk.
+        out.sort_unstable_by(|a, b| a.labels().cmp(b.labels()));
+        out
     }
 
     /// The series with exactly these labels, if held.
