@@ -194,7 +194,7 @@ impl AlertingRule {
     ) -> Result<Output, String> {
         let result = deps.querier.query(&self.def.expr, query_ts_ms)?;
         let query_fn = |q: &str| -> Result<Vec<QuerySample>, String> {
-            let expr = promql_parser::parser::parse(q)?;
+            let expr = crate::promql::parse(q)?;
             let samples = deps.querier.query(&expr, query_ts_ms)?;
             Ok(samples
                 .into_iter()

@@ -687,7 +687,7 @@ impl Checker<'_> {
             return None;
         };
         let line = line_of(node);
-        match promql_parser::parser::parse(&source) {
+        match crate::promql::parse(&source) {
             Ok(e) => match e.value_type() {
                 ValueType::Vector | ValueType::Scalar => {
                     if let Err(unsupported) = crate::promql::check_supported(&e) {
@@ -808,6 +808,21 @@ groups:
         assert_eq!(a.keep_firing_for, Duration::from_secs(60));
         assert_eq!(a.annotations.len(), 2);
         assert_eq!(f.rule_count(), 2);
+    }
+
+    #[test]
+    fn rule_expressions_speak_prometheus_2_42() {
+        let rule = |expr: &str| {
+            format!("groups:\n  - name: g\n    rules:\n      - record: r\n        expr: {expr}\n")
+        };
+        assert!(parse_rule_file("r.yml", &rule("holt_winters(cpu[10m], 0.5, 0.5)")).is_ok());
+        let err = parse_rule_file(
+            "r.yml",
+            &rule("double_exponential_smoothing(cpu[10m], 0.5, 0.5)"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("double_exponential_smoothing"), "{err}");
     }
 
     #[test]

@@ -19,11 +19,11 @@ struct Script {
 
 impl Script {
     fn set(&self, expr: &str, samples: Vec<RuleSample>) {
-        let key = promql_parser::parser::parse(expr).unwrap().to_string();
+        let key = crate::promql::parse(expr).unwrap().to_string();
         self.answers.lock().unwrap().insert(key, Ok(samples));
     }
     fn fail(&self, expr: &str, err: &str) {
-        let key = promql_parser::parser::parse(expr).unwrap().to_string();
+        let key = crate::promql::parse(expr).unwrap().to_string();
         self.answers
             .lock()
             .unwrap()
