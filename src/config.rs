@@ -86,6 +86,8 @@ pub struct Config {
     pub classify: ClassifyConfig,
     /// Long-term stores every appended sample is shipped to (`[[remote_write]]`).
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// Jobs that must ping on time (`[[heartbeats]]`).
+    pub heartbeats: Vec<HeartbeatConfig>,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             postgres: PostgresConfig::default(),
             flap: FlapConfig::default(),
             remote_write: Vec::new(),
+            heartbeats: Vec::new(),
             classify: ClassifyConfig::default(),
         }
     }
@@ -583,6 +586,38 @@ impl<'de> Deserialize<'de> for PostgresConfig {
             }
         }
         d.deserialize_any(Either)
+    }
+}
+
+/// One `[[heartbeats]]` entry: a job that pings at least every `period`; a ping later
+/// than `period + grace` raises `HeartbeatMissing`, a `/fail` `HeartbeatFailed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// The name in `/api/v1/heartbeats/{name}` and the alerts' `heartbeat` label.
+    pub name: String,
+    /// Longest time between two pings.
+    #[serde(with = "human_duration")]
+    pub period: Duration,
+    /// How long a late ping is waited for before the alert.
+    #[serde(default = "HeartbeatConfig::default_grace", with = "human_duration")]
+    pub grace: Duration,
+    /// Labels added to its alerts.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Severity of its alerts.
+    #[serde(default = "HeartbeatConfig::default_severity")]
+    pub severity: String,
+}
+
+impl HeartbeatConfig {
+    /// Grace when none is given.
+    pub fn default_grace() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    /// Severity when none is given: a job that stopped running is an incident.
+    pub fn default_severity() -> String {
+        "critical".into()
     }
 }
 

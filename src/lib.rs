@@ -13,6 +13,7 @@ pub mod collect;
 pub mod config;
 pub mod dispatch;
 pub mod events;
+pub mod heartbeat;
 pub mod inhibit;
 pub mod json;
 pub mod metrics;
@@ -63,6 +64,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(collect::postgres::validate(config));
     problems.extend(alerts::vocabulary::validate(config));
     problems.extend(remote_write::validate(&config.remote_write));
+    problems.extend(heartbeat::validate(config));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -261,6 +263,20 @@ impl App {
                 "invalid rule files:\n{problems}"
             )));
         }
+        // Heartbeats raise their alerts into the same pipeline.
+        let heartbeats = heartbeat::Heartbeats::new(db.clone(), alert_service.clone(), &metrics)
+            .map_err(|e| anyhow::anyhow!("heartbeat metrics: {e}"))?;
+        heartbeats.sync_config(&config.heartbeats).await?;
+        {
+            let heartbeats = heartbeats.clone();
+            supervisor.spawn("heartbeats", move |token| {
+                let heartbeats = heartbeats.clone();
+                async move {
+                    heartbeats.run(token).await;
+                    Ok(())
+                }
+            });
+        }
         // Rule transitions enter the same pipeline as ingested alerts.
         {
             let service = alert_service.clone();
@@ -328,6 +344,7 @@ impl App {
             cluster: cluster.clone(),
             auth,
             remote_write,
+            heartbeats,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod error;
 pub mod groups;
 mod health;
+mod heartbeats;
 pub mod ingest;
 pub mod query;
 pub mod reports;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub auth: auth::Authenticator,
     /// Remote write into `tsdb` (`POST /api/v1/write`).
     pub remote_write: crate::remote_write::Receiver,
+    /// Heartbeats: pings and the list.
+    pub heartbeats: crate::heartbeat::Heartbeats,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -91,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", axum::routing::post(rules::reload))
         .merge(alerts::routes())
         .merge(groups::routes())
+        .merge(heartbeats::routes())
         .merge(cluster::routes())
         .merge(auth::routes())
         .fallback(not_found)
