@@ -159,6 +159,29 @@ impl BotBackend for TestBackend {
             cluster: None,
         })
     }
+    async fn heartbeats(&self) -> Result<Vec<watchpost::heartbeat::Heartbeat>, BackendError> {
+        let hb = |name: &str, status, last_ping_ms| watchpost::heartbeat::Heartbeat {
+            name: name.into(),
+            ping_key: "secret-key".into(),
+            period_ms: 3_600_000,
+            grace_ms: 300_000,
+            severity: "critical".into(),
+            labels: BTreeMap::new(),
+            configured: true,
+            status,
+            created_ms: 0,
+            last_ping_ms,
+            last_start_ms: None,
+            last_duration_ms: None,
+            next_due_ms: None,
+            changed_ms: 0,
+        };
+        use watchpost::heartbeat::Status;
+        Ok(vec![
+            hb("db-dump", Status::Up, Some(1_796_600_000_000)),
+            hb("nightly<backup>", Status::Down, None),
+        ])
+    }
 }
 
 struct Bot {
@@ -381,6 +404,23 @@ async fn read_commands_answer() {
         r.text().contains("/silence"),
         "the /help, not a /status: {}",
         r.text()
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_command_lists_missed_ones_first() {
+    let bot = start_bot("", "").await;
+    bot.fake.push_message(ALLOWED, USER, "/heartbeats");
+    let r = reply(&bot, ALLOWED, 1).await;
+    let text = r.text();
+    let down = text
+        .find("🔴 <b>nightly&lt;backup&gt;</b> — down")
+        .expect(&text);
+    let up = text.find("🟢 <b>db-dump</b> — up · every 1h").expect(&text);
+    assert!(down < up, "missed first: {text}");
+    assert!(
+        text.contains("never pinged") && !text.contains("secret-key"),
+        "{text}"
     );
 }
 

@@ -28,6 +28,7 @@ pub struct ServiceBackend {
     alerts: AlertService,
     rules: RuleManager,
     cluster: Option<crate::cluster::Cluster>,
+    heartbeats: Option<crate::heartbeat::Heartbeats>,
 }
 
 impl ServiceBackend {
@@ -37,7 +38,14 @@ impl ServiceBackend {
             alerts,
             rules,
             cluster: None,
+            heartbeats: None,
         }
+    }
+
+    /// `/heartbeats` lists these heartbeats.
+    pub fn with_heartbeats(mut self, heartbeats: crate::heartbeat::Heartbeats) -> Self {
+        self.heartbeats = Some(heartbeats);
+        self
     }
 
     /// `/status` names the cluster's leader and members.
@@ -281,6 +289,15 @@ impl BotBackend for ServiceBackend {
                 .mttr_seconds
                 .and_then(|s| Duration::try_from_secs_f64(s).ok()),
         })
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<crate::heartbeat::Heartbeat>, BackendError> {
+        match &self.heartbeats {
+            Some(h) => h.list().await.map_err(store),
+            None => Err(BackendError::Unavailable(
+                "heartbeats are not available".into(),
+            )),
+        }
     }
 
     async fn status(&self) -> Result<StatusInfo, BackendError> {

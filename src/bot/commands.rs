@@ -52,6 +52,8 @@ pub enum Command {
     },
     /// `/status`.
     Status,
+    /// `/heartbeats`.
+    Heartbeats,
     /// `/help` (and `/start`).
     Help,
 }
@@ -65,6 +67,7 @@ pub const HELP: &str = "<b>watchpost bot</b>\n\
 /unsilence ID — expire a silence\n\
 /report [window] — summary of e.g. 24h, 7d\n\
 /status — health, database, rules, notification queues\n\
+/heartbeats — cron jobs and backups that must ping: late, missed, failed\n\
 /help — this text";
 
 /// Splits a message into `(command, addressed bot, args)`; `None` if it is no command.
@@ -130,6 +133,7 @@ pub fn parse(name: &str, args: &str) -> Result<Command, String> {
             Ok(Command::Report { window })
         }
         "status" => Ok(Command::Status),
+        "heartbeats" => Ok(Command::Heartbeats),
         "help" | "start" => Ok(Command::Help),
         other => Err(format!("unknown command /{other}; see /help")),
     }

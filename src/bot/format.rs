@@ -243,3 +243,41 @@ pub fn status(s: &StatusInfo, depths: &[(String, i64)], groups: usize) -> String
     }
     out
 }
+
+/// `/heartbeats`: one line per heartbeat, the ones needing attention first.
+pub fn heartbeats(list: &[crate::heartbeat::Heartbeat]) -> String {
+    use crate::heartbeat::Status;
+    if list.is_empty() {
+        return "No heartbeats. Add <code>[[heartbeats]]</code> or ping \
+                <code>/api/v1/heartbeats/NAME?period=1h</code>."
+            .into();
+    }
+    let rank = |s: Status| match s {
+        Status::Down | Status::Failed => 0,
+        Status::Late => 1,
+        Status::New => 2,
+        Status::Up => 3,
+    };
+    let mut sorted: Vec<&crate::heartbeat::Heartbeat> = list.iter().collect();
+    sorted.sort_by_key(|h| (rank(h.status), h.name.clone()));
+    let mut out = format!("<b>Heartbeats</b> ({})", list.len());
+    for h in sorted {
+        let icon = match h.status {
+            Status::Down | Status::Failed => "🔴",
+            Status::Late => "🟠",
+            Status::New => "⚪",
+            Status::Up => "🟢",
+        };
+        let period =
+            humantime::format_duration(std::time::Duration::from_millis(h.period_ms.max(0) as u64));
+        let last = h.last_ping_ms.map_or("never pinged".to_string(), |t| {
+            format!("last ping {}", crate::heartbeat::rfc3339(t))
+        });
+        out.push_str(&format!(
+            "\n{icon} <b>{}</b> — {} · every {period} · {last}",
+            escape(&h.name),
+            h.status.as_str()
+        ));
+    }
+    out
+}

@@ -256,6 +256,12 @@ pub trait BotBackend: Send + Sync + 'static {
     async fn report(&self, window: Duration) -> Result<ReportInfo, BackendError>;
     /// Health, database, rules, firing alerts.
     async fn status(&self) -> Result<StatusInfo, BackendError>;
+    /// Every heartbeat with its status now.
+    async fn heartbeats(&self) -> Result<Vec<crate::heartbeat::Heartbeat>, BackendError> {
+        Err(BackendError::Unavailable(
+            "heartbeats are not available".into(),
+        ))
+    }
 }
 
 /// The backend until the alert pipeline is wired in: read commands answer that the
@@ -544,6 +550,10 @@ impl BotService {
                     Err(e) => failed(e),
                 }
             }
+            Command::Heartbeats => match self.backend.heartbeats().await {
+                Ok(list) => format::heartbeats(&list),
+                Err(e) => failed(e),
+            },
             Command::Status => {
                 let depths = self.notify.queue_depths().await.unwrap_or_default();
                 let groups = self.notify.dispatch().map_or(0, |d| d.group_count());
