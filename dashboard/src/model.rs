@@ -970,6 +970,47 @@ impl ClusterView {
     }
 }
 
+/// One heartbeat of `GET /api/v1/heartbeats`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct HeartbeatView {
+    /// Its name.
+    pub name: String,
+    /// `new`, `up`, `late`, `down` or `failed`.
+    #[serde(default)]
+    pub status: String,
+    /// Longest time between pings (`1h`).
+    #[serde(default)]
+    pub period: String,
+    /// Wait after the due time (`5m`).
+    #[serde(default)]
+    pub grace: String,
+    /// RFC 3339, when it ever pinged.
+    #[serde(default)]
+    pub last_ping: Option<String>,
+    /// RFC 3339, once pinged.
+    #[serde(default)]
+    pub next_due: Option<String>,
+    /// Seconds from start to ping, the last time both came.
+    #[serde(default)]
+    pub last_duration: Option<f64>,
+}
+
+impl HeartbeatView {
+    /// Reads the list; missed and failed first, then late, new, up; then by name.
+    pub fn parse_list(v: &Value) -> Result<Vec<HeartbeatView>, String> {
+        let mut list: Vec<HeartbeatView> =
+            serde_json::from_value(v.clone()).map_err(|e| format!("heartbeats: {e}"))?;
+        let rank = |s: &str| match s {
+            "down" | "failed" => 0,
+            "late" => 1,
+            "new" => 2,
+            _ => 3,
+        };
+        list.sort_by(|a, b| (rank(&a.status), &a.name).cmp(&(rank(&b.status), &b.name)));
+        Ok(list)
+    }
+}
+
 /// Who the session's token signs in as (`GET /api/v1/whoami`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Who {
@@ -1010,6 +1051,18 @@ impl Who {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn heartbeats_missed_first() {
+        let v = serde_json::json!([
+            {"name": "a", "status": "up", "period": "1h", "grace": "5m", "last_ping": "2026-12-07T08:00:00Z", "next_due": "2026-12-07T09:00:00Z", "last_duration": 2.5},
+            {"name": "b", "status": "down", "period": "1d", "grace": "30m", "last_ping": null, "next_due": null, "last_duration": null}
+        ]);
+        let list = HeartbeatView::parse_list(&v).unwrap();
+        assert_eq!(list[0].name, "b");
+        assert_eq!(list[1].last_duration, Some(2.5));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -17,6 +17,8 @@ pub enum Page {
     Cluster,
     /// `/postgres`.
     Postgres,
+    /// `/heartbeats`.
+    Heartbeats,
     /// Anything else.
     NotFound,
 }
@@ -39,6 +41,7 @@ impl Page {
             (Some("silences"), None, _) => Page::Silences,
             (Some("cluster"), None, _) => Page::Cluster,
             (Some("postgres"), None, _) => Page::Postgres,
+            (Some("heartbeats"), None, _) => Page::Heartbeats,
             _ => Page::NotFound,
         }
     }
@@ -54,6 +57,7 @@ impl Page {
             Page::Silences => "/silences".into(),
             Page::Cluster => "/cluster".into(),
             Page::Postgres => "/postgres".into(),
+            Page::Heartbeats => "/heartbeats".into(),
             Page::NotFound => "/".into(),
         }
     }
@@ -68,6 +72,7 @@ impl Page {
             Page::Silences => "silences",
             Page::Cluster => "cluster",
             Page::Postgres => "postgres",
+            Page::Heartbeats => "heartbeats",
         }
     }
 
@@ -82,6 +87,7 @@ impl Page {
             Page::Silences => "Silences".to_string(),
             Page::Cluster => "Cluster".to_string(),
             Page::Postgres => "PostgreSQL".to_string(),
+            Page::Heartbeats => "Heartbeats".to_string(),
             Page::NotFound => "Not found".to_string(),
         };
         format!("{t} · watchpost")
@@ -103,6 +109,7 @@ mod tests {
             Page::Silences,
             Page::Cluster,
             Page::Postgres,
+            Page::Heartbeats,
         ] {
             assert_eq!(Page::parse(&p.path()), p);
         }

@@ -500,6 +500,24 @@ async function run(base, context) {
     return summary;
   });
 
+  await check('Heartbeats page: heartbeats created by their first ping show up, the never-pinged one first', async () => {
+    for (const [path, want] of [['/api/v1/heartbeats/e2e-backup?period=1h', 'up'], ['/api/v1/heartbeats/e2e-dump/start?period=1d&grace=1h', 'new']]) {
+      const r = await api(base, 'POST', path, null, TOKENS.operator);
+      assert(r.status === 200 && r.json.status === want, `${path}: ${r.status} ${JSON.stringify(r.json)}`);
+    }
+    await page.goto(base + '/heartbeats', { waitUntil: 'load' });
+    await page.waitForSelector('#heartbeats-table tr[data-name="e2e-backup"]', { timeout: 10_000 });
+    const rows = await page.$$eval('#heartbeats-table tbody tr', (trs) => trs.map((tr) => [tr.dataset.name, tr.dataset.status]));
+    const names = rows.map((r) => r[0]);
+    assert(names.indexOf('e2e-dump') < names.indexOf('e2e-backup'), `order ${JSON.stringify(rows)}`);
+    assert(JSON.stringify(rows).includes('["e2e-backup","up"]'), `rows ${JSON.stringify(rows)}`);
+    assert(JSON.stringify(rows).includes('["e2e-dump","new"]'), `rows ${JSON.stringify(rows)}`);
+    const summary = await page.textContent('#heartbeats-summary');
+    assert(summary.includes('2 heartbeats · 0 missed or failed'), `summary ${summary}`);
+    await page.screenshot({ path: join(artifacts, 'heartbeats.png'), fullPage: true });
+    return summary;
+  });
+
   await check('History & stats: counts, noisiest alerts and the Markdown report', async () => {
     await page.goto(base + '/history?window=1h', { waitUntil: 'load' });
     await page.waitForSelector('#history-1h[aria-pressed="true"]', { timeout: 10_000 });
@@ -556,7 +574,7 @@ async function run(base, context) {
   await check('every page fits a phone screen (390 px) without horizontal scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     const wide = [];
-    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster'], ['postgres', '/postgres']];
+    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster'], ['postgres', '/postgres'], ['heartbeats', '/heartbeats']];
     if (alertId !== null) pages.push(['alert-detail', `/alerts/${alertId}`]);
     for (const [name, path] of pages) {
       await page.goto(base + path, { waitUntil: 'load' });

@@ -3,6 +3,7 @@
 mod alerts;
 mod chart;
 mod cluster;
+mod heartbeats;
 mod history;
 mod live;
 mod net;
@@ -315,6 +316,7 @@ fn App() -> impl IntoView {
                 Page::Silences => view! { <silences::SilencesPage/> }.into_any(),
                 Page::Cluster => view! { <cluster::ClusterPage/> }.into_any(),
                 Page::Postgres => view! { <postgres::PostgresPage/> }.into_any(),
+                Page::Heartbeats => view! { <heartbeats::HeartbeatsPage/> }.into_any(),
                 Page::NotFound => view! {
                     <div class="card empty">
                         <p>"There is no page at " <code>{move || ctx.path.get()}</code> "."</p>
@@ -363,6 +365,7 @@ fn TopBar() -> impl IntoView {
                 {link("/silences", "silences", "Silences")}
                 {link("/cluster", "cluster", "Cluster")}
                 {link("/postgres", "postgres", "PostgreSQL")}
+                {link("/heartbeats", "heartbeats", "Heartbeats")}
             </nav>
             <div class="spacer"></div>
             <ConnStatus/>
