@@ -122,7 +122,7 @@ impl Heartbeats {
             h.labels = c.labels.clone();
             h.severity = c.severity.clone();
             h.configured = true;
-            h.next_due_ms = h.last_ping_ms.map(|t| t + h.period_ms);
+            h.next_due_ms = h.last_ping_ms.map(|t| t.saturating_add(h.period_ms));
             if !store::insert(db, &h).await? {
                 store::save(db, &h).await?;
             }
@@ -229,7 +229,7 @@ impl Heartbeats {
             if to == Status::Down {
                 // Fire first: if the status write fails, the next pass fires again (the
                 // same alert, a repeat), never a missed alert.
-                let at = h.next_due_ms.unwrap_or(now) + h.grace_ms;
+                let at = h.next_due_ms.unwrap_or(now).saturating_add(h.grace_ms);
                 self.raise(h, Effect::Fire(AlertKind::Missing), at).await;
             }
             if store::set_status_if(&self.inner.db, h, to, now).await? {

@@ -134,7 +134,11 @@ impl Heartbeat {
     /// The status time alone gives at `now`: `up` and `late` turn `late` and `down`.
     pub fn status_at(&self, now_ms: i64) -> Status {
         match (self.status, self.next_due_ms) {
-            (Status::Up | Status::Late, Some(due)) if now_ms > due + self.grace_ms => Status::Down,
+            (Status::Up | Status::Late, Some(due))
+                if now_ms > due.saturating_add(self.grace_ms) =>
+            {
+                Status::Down
+            }
             (Status::Up | Status::Late, Some(due)) if now_ms > due => Status::Late,
             (status, _) => status,
         }
@@ -144,8 +148,8 @@ impl Heartbeat {
     pub fn next_change_ms(&self) -> Option<i64> {
         let due = self.next_due_ms?;
         match self.status {
-            Status::Up => Some(due + 1),
-            Status::Late => Some(due + self.grace_ms + 1),
+            Status::Up => Some(due.saturating_add(1)),
+            Status::Late => Some(due.saturating_add(self.grace_ms).saturating_add(1)),
             _ => None,
         }
     }
@@ -165,7 +169,7 @@ impl Heartbeat {
                     self.last_duration_ms = Some(now_ms - start);
                 }
                 self.last_ping_ms = Some(now_ms);
-                self.next_due_ms = Some(now_ms + self.period_ms);
+                self.next_due_ms = Some(now_ms.saturating_add(self.period_ms));
                 self.status = Status::Up;
                 match before {
                     Status::Down => effects.push(Effect::Resolve(AlertKind::Missing)),
@@ -177,7 +181,7 @@ impl Heartbeat {
                 if let Some(start) = self.last_start_ms.take() {
                     self.last_duration_ms = Some(now_ms - start);
                 }
-                self.next_due_ms = Some(now_ms + self.period_ms);
+                self.next_due_ms = Some(now_ms.saturating_add(self.period_ms));
                 self.status = Status::Failed;
                 if before == Status::Down {
                     effects.push(Effect::Resolve(AlertKind::Missing));
@@ -309,6 +313,18 @@ mod tests {
                 Effect::Fire(AlertKind::Failed)
             ]
         );
+    }
+
+    #[test]
+    fn huge_periods_saturate() {
+        let mut h = hb();
+        h.period_ms = i64::MAX;
+        h.grace_ms = i64::MAX;
+        h.ping(Ping::Success, 1_000);
+        assert_eq!(h.next_due_ms, Some(i64::MAX));
+        assert_eq!(h.status_at(i64::MAX), Status::Up);
+        h.status = Status::Late;
+        assert_eq!(h.next_change_ms(), Some(i64::MAX));
     }
 
     #[test]
