@@ -374,7 +374,10 @@ impl App {
             // Remote write flushes its queues within shutdown_timeout.
             let flushed = async {
                 if let Some(senders) = remote_senders {
-                    let _ = senders.await;
+                    let bound = left(Duration::from_secs(1)) + Duration::from_secs(2);
+                    if tokio::time::timeout(bound, senders).await.is_err() {
+                        tracing::warn!("remote write not flushed within shutdown_timeout");
+                    }
                 }
             };
             tokio::join!(

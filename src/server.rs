@@ -216,6 +216,9 @@ impl<T> Guarded<T> {
     fn on_write(&mut self, bytes: &[u8]) {
         if bytes.starts_with(b"HTTP/1.1 101 ") {
             self.upgraded = true;
+        } else if bytes.starts_with(b"HTTP/1.1 1") {
+            // An interim answer (`100 Continue`): the request's body follows.
+            return;
         }
         self.phase = Phase::Idle;
         self.deadline = None;
@@ -387,6 +390,10 @@ mod tests {
         g.on_write(b"HTTP/1.1 200 OK\r\n");
         g.on_read(b"GET / HTTP/1.1\r\n");
         assert_eq!(g.read_allowance(), MAX_HEAD_BYTES - 16);
+        // After `100 Continue` the body comes, not the next request's headers.
+        g.on_read(b"Expect: 100-continue\r\n\r\n");
+        g.on_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!((g.phase, g.read_allowance()), (Phase::Request, usize::MAX));
     }
 
     #[tokio::test]

@@ -118,7 +118,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(limited)
-        .merge(write::routes(&state))
+        .merge(write::routes(&state).layer(middleware::from_fn_with_state(
+            (timeout, "http.request_timeout"),
+            request_timeout,
+        )))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))

@@ -216,6 +216,24 @@ pub fn parse(query: &str) -> Result<Expr, String> {
 /// Prometheus 2.42's `holt_winters` is `double_exponential_smoothing` to the parser (its
 /// 3.x name, which 2.42 does not know): calls are renamed before parsing, and calls
 /// under the 3.x name refused as Prometheus 2.42 refuses them.
+/// `expr` as query text in Prometheus 2.42's words (`holt_winters`, which [`parse`]
+/// read under the parser's newer name).
+pub fn to_query(expr: &Expr) -> String {
+    const NEW: &str = "double_exponential_smoothing";
+    let text = expr.to_string();
+    if !text.contains(NEW) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    for token in tokens(&text) {
+        match token.ident {
+            Some(NEW) => out.push_str("holt_winters"),
+            _ => out.push_str(&text[token.start..token.end]),
+        }
+    }
+    out
+}
+
 fn rename_functions(query: &str) -> Result<String, String> {
     const OLD: &str = "holt_winters";
     const NEW: &str = "double_exponential_smoothing";
@@ -372,6 +390,14 @@ pub fn format_float(v: f64) -> String {
 #[cfg(test)]
 mod depth_tests {
     use super::*;
+
+    #[test]
+    fn printed_queries_keep_the_2_42_name() {
+        let e = parse("sum(holt_winters(x[5m], 0.5, 0.5))").unwrap();
+        let text = to_query(&e);
+        assert_eq!(text, "sum(holt_winters(x[5m], 0.5, 0.5))");
+        assert!(parse(&text).is_ok(), "{text}");
+    }
 
     #[test]
     fn nesting_is_bounded_before_and_after_parsing() {

@@ -32,6 +32,9 @@ use crate::tsdb::{Appended, Labels, METRIC_NAME, Tsdb};
 /// Least the append tap holds between two drains, whatever the queues' capacities.
 const TAP_FLOOR: usize = 200_000;
 
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// How often the append tap is drained into the endpoints' queues.
 const FAN_OUT_EVERY: Duration = Duration::from_millis(100);
 
@@ -186,7 +189,7 @@ impl SenderMetrics {
             pending: IntGaugeVec::new(
                 Opts::new(
                     "watchpost_remote_write_pending_samples",
-                    "Samples waiting to be sent, in the queue and in the request in flight.",
+                    "Samples queued for the endpoint (the request in flight not included).",
                 ),
                 &["url"],
             )?,
@@ -276,6 +279,10 @@ impl Endpoint {
                 tracing::warn!(url = %self.label, capacity = self.cfg.queue_capacity, "remote write queue full: dropping the oldest samples (queue_capacity)");
             }
         }
+        self.metrics
+            .pending
+            .with_label_values(&[&self.label])
+            .set(queue.len() as i64);
         drop(queue);
         self.wake.notify_one();
     }
@@ -301,6 +308,10 @@ impl Endpoint {
                 .with_label_values(&[&self.label])
                 .set(queued as i64);
             let closing = self.closing.is_cancelled();
+            if self.flush_time_left().is_some_and(|left| left.is_zero()) {
+                // Shutdown's flush time is over: what is still queued is dropped.
+                return None;
+            }
             let waited = since.is_some_and(|s| s.elapsed() >= self.cfg.batch_send_deadline);
             if queued >= self.cfg.max_samples_per_send || (queued > 0 && (closing || waited)) {
                 return Some(self.take(self.cfg.max_samples_per_send));
@@ -364,11 +375,9 @@ impl Endpoint {
                 .retried
                 .with_label_values(&[&self.label])
                 .inc_by(n as u64);
-            let mut wait = wait
-                .unwrap_or(backoff)
-                .min(self.cfg.max_backoff.max(backoff));
-            if let Some(by) = self.flush_by.get() {
-                let left = by.saturating_duration_since(Instant::now());
+            // A Retry-After is waited in full, up to five minutes.
+            let mut wait = wait.map_or(backoff, |w| w.min(MAX_RETRY_AFTER.max(backoff)));
+            if let Some(left) = self.flush_time_left() {
                 if left.is_zero() {
                     self.count("dropped", n);
                     tracing::warn!(url = %self.label, samples = n, "remote write: shutdown_timeout reached, unsent samples dropped: {why}");
@@ -381,15 +390,34 @@ impl Endpoint {
             } else {
                 tracing::debug!(url = %self.label, failures, retry_in = ?wait, "remote write failed again: {why}");
             }
-            tokio::time::sleep(wait).await;
+            // A shutdown cuts the wait short (the flush time then bounds it).
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.closing.cancelled(), if self.flush_by.get().is_none() => {}
+            }
             backoff = (backoff * 2).min(self.cfg.max_backoff);
         }
     }
 
+    /// Time left to flush once shutdown began (`None` before).
+    fn flush_time_left(&self) -> Option<Duration> {
+        self.flush_by
+            .get()
+            .map(|by| by.saturating_duration_since(Instant::now()))
+    }
+
     async fn send(&self, body: &[u8]) -> Result<(), Failure> {
+        // At shutdown no request outlasts the flush time.
+        let timeout = self
+            .flush_time_left()
+            .map_or(self.cfg.remote_timeout, |left| {
+                left.min(self.cfg.remote_timeout)
+                    .max(Duration::from_millis(1))
+            });
         let mut req = self
             .client
             .post(&self.cfg.url)
+            .timeout(timeout)
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header(

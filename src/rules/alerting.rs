@@ -171,7 +171,7 @@ impl AlertingRule {
     /// A rule of `group` in `file` with no alerts.
     pub fn new(def: Arc<RuleDef>, group: &str, file: &str) -> Self {
         Self {
-            query: def.expr.to_string(),
+            query: crate::promql::to_query(&def.expr),
             def,
             group: group.to_string(),
             file: file.to_string(),

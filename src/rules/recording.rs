@@ -25,7 +25,7 @@ impl RecordingRule {
             .map(|(k, t)| (k.clone(), t.source().to_string()))
             .collect();
         Self {
-            query: def.expr.to_string(),
+            query: crate::promql::to_query(&def.expr),
             def,
             labels,
             status: Mutex::new(EvalStatus::default()),

@@ -348,11 +348,11 @@ impl Tsdb {
                 .fetch_add(1, Ordering::Relaxed);
             return AppendOutcome::SeriesLimit;
         };
-        let outcome = series
-            .lock()
-            .append(ts_ms, value, self.inner.max_chunk_span_ms);
+        let mut data = series.lock();
+        let outcome = data.append(ts_ms, value, self.inner.max_chunk_span_ms);
         if outcome == AppendOutcome::Appended {
             self.inner.max_time.fetch_max(ts_ms, Ordering::Relaxed);
+            // Under the series lock, so the tap keeps each series in time order.
             self.inner.tap.record(&series.labels, [(ts_ms, value)]);
         }
         outcome
@@ -382,20 +382,19 @@ impl Tsdb {
         };
         counts.created = created;
         let mut stored = Vec::with_capacity(samples.len());
-        {
-            let mut data = series.lock();
-            for &(t, v) in samples.iter().filter(|(t, _)| *t >= min_t) {
-                let outcome = data.append(t, v, self.inner.max_chunk_span_ms);
-                if outcome == AppendOutcome::Appended {
-                    stored.push((t, v));
-                }
-                counts.add(outcome);
+        let mut data = series.lock();
+        for &(t, v) in samples.iter().filter(|(t, _)| *t >= min_t) {
+            let outcome = data.append(t, v, self.inner.max_chunk_span_ms);
+            if outcome == AppendOutcome::Appended {
+                stored.push((t, v));
             }
+            counts.add(outcome);
         }
         if let Some(latest) = stored.iter().map(|s| s.0).max() {
             self.inner.max_time.fetch_max(latest, Ordering::Relaxed);
             self.inner.tap.record(&series.labels, stored);
         }
+        drop(data);
         counts
     }
 
@@ -403,9 +402,8 @@ impl Tsdb {
     pub fn mark_stale(&self, labels: &Labels, ts_ms: i64) -> bool {
         let series = self.read().by_labels.get(labels).cloned();
         series.is_some_and(|s| {
-            let stored = s
-                .lock()
-                .append(ts_ms, STALE_NAN, self.inner.max_chunk_span_ms)
+            let mut data = s.lock();
+            let stored = data.append(ts_ms, STALE_NAN, self.inner.max_chunk_span_ms)
                 == AppendOutcome::Appended;
             if stored {
                 self.inner.tap.record(&s.labels, [(ts_ms, STALE_NAN)]);

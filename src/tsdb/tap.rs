@@ -1,6 +1,8 @@
 //! The append tap: while a consumer (remote write out) is attached, every sample the
 //! store appends — stale markers included — is also kept here, in append order, until
 //! the consumer drains it. Bounded: past `capacity` new samples are counted, not kept.
+//! Appenders record while holding their series' lock (the tap's mutex is a leaf), so
+//! each series' samples are kept in time order.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
