@@ -55,8 +55,9 @@ struct Inner {
     wake: Notify,
     up: IntGaugeVec,
     last_ping: GaugeVec,
-    /// Alerts not stored yet (the pipeline was full or the database down).
-    unsent: Mutex<Vec<RawAlert>>,
+    /// Alert changes in the order raised, until stored (the pipeline may be full or
+    /// the database down); held across submissions so changes never overtake.
+    unsent: tokio::sync::Mutex<Vec<RawAlert>>,
     /// Heartbeats with metric series.
     exported: Mutex<BTreeSet<String>>,
 }
@@ -94,7 +95,7 @@ impl Heartbeats {
                 wake: Notify::new(),
                 up,
                 last_ping,
-                unsent: Mutex::new(Vec::new()),
+                unsent: tokio::sync::Mutex::new(Vec::new()),
                 exported: Mutex::new(BTreeSet::new()),
             }),
         })
@@ -124,7 +125,7 @@ impl Heartbeats {
             h.configured = true;
             h.next_due_ms = h.last_ping_ms.map(|t| t.saturating_add(h.period_ms));
             if !store::insert(db, &h).await? {
-                store::save(db, &h).await?;
+                store::save(db, &h, None).await?;
             }
         }
         self.inner.wake.notify_one();
@@ -176,15 +177,29 @@ impl Heartbeats {
         Ok(h)
     }
 
+    /// Applies a ping to `h` and stores it, unless the checker or another node changed
+    /// the row since it was read: then the ping is applied again to the fresh row.
     async fn apply_ping(&self, h: &mut Heartbeat, kind: Ping, now: i64) -> Result<(), StoreError> {
-        let effects = h.ping(kind, now);
-        store::save(&self.inner.db, h).await?;
-        for e in effects {
-            self.raise(h, e, now).await;
+        let db = &self.inner.db;
+        for _ in 0..5 {
+            let read = h.clone();
+            let effects = h.ping(kind, now);
+            if store::save(db, h, Some(&read)).await? {
+                for e in effects {
+                    self.raise(h, e, now).await;
+                }
+                self.export(std::slice::from_ref(h), false);
+                self.inner.wake.notify_one();
+                return Ok(());
+            }
+            match store::find(db, Some(&read.name), None).await? {
+                Some(fresh) => *h = fresh,
+                None => break,
+            }
         }
-        self.export(std::slice::from_ref(h), false);
-        self.inner.wake.notify_one();
-        Ok(())
+        Err(StoreError::Conflict {
+            fingerprints: vec![format!("heartbeat {}", h.name)],
+        })
     }
 
     /// Every heartbeat with its status now.
@@ -238,9 +253,15 @@ impl Heartbeats {
                 }
                 h.status = to;
             } else if to == Status::Down {
-                // A ping came in between: it is up again, and the alert just raised ends.
-                self.raise(h, Effect::Resolve(AlertKind::Missing), now)
-                    .await;
+                // Changed since read: by another node (down too: the alert stands) or by
+                // a ping (then the alert just raised ends).
+                if let Some(fresh) = store::find(&self.inner.db, Some(&h.name), None).await? {
+                    if fresh.status_at(now) != Status::Down {
+                        self.raise(h, Effect::Resolve(AlertKind::Missing), now)
+                            .await;
+                    }
+                    *h = fresh;
+                }
             }
         }
         self.export(&all, true);
@@ -263,32 +284,31 @@ impl Heartbeats {
         }
     }
 
-    /// Submits one alert change; kept for the next pass when it cannot be stored now.
+    /// Submits one alert change after any still waiting, in order; what cannot be
+    /// stored now is kept for the next pass.
     async fn raise(&self, h: &Heartbeat, effect: Effect, at_ms: i64) {
-        let alert = alert_for(h, effect, at_ms);
-        if let Err(e) = self.inner.alerts.ingest(vec![alert.clone()], None).await {
-            tracing::warn!(heartbeat = %h.name, error = %e, "heartbeat alert not stored yet; retrying");
-            self.inner
-                .unsent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(alert);
-        }
+        let mut unsent = self.inner.unsent.lock().await;
+        unsent.push(alert_for(h, effect, at_ms));
+        self.submit_in_order(&mut unsent).await;
     }
 
     async fn retry_unsent(&self) {
-        let unsent =
-            std::mem::take(&mut *self.inner.unsent.lock().unwrap_or_else(|e| e.into_inner()));
-        if unsent.is_empty() {
-            return;
-        }
-        if let Err(e) = self.inner.alerts.ingest(unsent.clone(), None).await {
-            tracing::warn!(error = %e, alerts = unsent.len(), "heartbeat alerts still not stored");
-            self.inner
-                .unsent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(unsent);
+        let mut unsent = self.inner.unsent.lock().await;
+        self.submit_in_order(&mut unsent).await;
+    }
+
+    /// Stores the waiting changes one by one, stopping at the first that fails.
+    async fn submit_in_order(&self, unsent: &mut Vec<RawAlert>) {
+        while let Some(next) = unsent.first() {
+            match self.inner.alerts.ingest(vec![next.clone()], None).await {
+                Ok(_) => {
+                    unsent.remove(0);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, waiting = unsent.len(), "heartbeat alert not stored yet; retrying");
+                    return;
+                }
+            }
         }
     }
 

@@ -97,33 +97,43 @@ pub async fn insert(db: &Db, h: &Heartbeat) -> Result<bool, StoreError> {
     Ok(r.rows_affected() == 1)
 }
 
-/// Writes everything but the name, key and creation time of `h`.
-pub async fn save(db: &Db, h: &Heartbeat) -> Result<(), StoreError> {
+/// Writes everything but the name, key and creation time of `h` — only if the row
+/// still has the status and due time it had when read (`read`; `None`: in any case).
+/// `false` when another writer changed it first.
+pub async fn save(db: &Db, h: &Heartbeat, read: Option<&Heartbeat>) -> Result<bool, StoreError> {
     let labels = serde_json::to_string(&h.labels).unwrap_or_else(|_| "{}".into());
-    db.timed("heartbeats.save", async {
-        sqlx::query(
-            "UPDATE heartbeats SET period_ms = $2, grace_ms = $3, severity = $4, labels = $5, \
+    let (status, due) = match read {
+        Some(r) => (r.status.as_str(), r.next_due_ms.unwrap_or(-1)),
+        None => ("", 0),
+    };
+    let r = db
+        .timed("heartbeats.save", async {
+            sqlx::query(
+                "UPDATE heartbeats SET period_ms = $2, grace_ms = $3, severity = $4, labels = $5, \
              configured = $6, status = $7, last_ping_ms = $8, last_start_ms = $9, \
-             last_duration_ms = $10, next_due_ms = $11, changed_ms = $12 WHERE name = $1",
-        )
-        .bind(&h.name)
-        .bind(h.period_ms)
-        .bind(h.grace_ms)
-        .bind(&h.severity)
-        .bind(labels)
-        .bind(i64::from(h.configured))
-        .bind(h.status.as_str())
-        .bind(h.last_ping_ms)
-        .bind(h.last_start_ms)
-        .bind(h.last_duration_ms)
-        .bind(h.next_due_ms)
-        .bind(h.changed_ms)
-        .execute(db.pool())
-        .await
-        .map_err(StoreError::from)
-    })
-    .await?;
-    Ok(())
+             last_duration_ms = $10, next_due_ms = $11, changed_ms = $12 \
+             WHERE name = $1 AND ($13 = '' OR (status = $13 AND COALESCE(next_due_ms, -1) = $14))",
+            )
+            .bind(&h.name)
+            .bind(h.period_ms)
+            .bind(h.grace_ms)
+            .bind(&h.severity)
+            .bind(labels)
+            .bind(i64::from(h.configured))
+            .bind(h.status.as_str())
+            .bind(h.last_ping_ms)
+            .bind(h.last_start_ms)
+            .bind(h.last_duration_ms)
+            .bind(h.next_due_ms)
+            .bind(h.changed_ms)
+            .bind(status)
+            .bind(due)
+            .execute(db.pool())
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Moves `h` from its stored status to `to` unless something changed it since it was
@@ -138,13 +148,13 @@ pub async fn set_status_if(
         .timed("heartbeats.status", async {
             sqlx::query(
                 "UPDATE heartbeats SET status = $3, changed_ms = $4 \
-                 WHERE name = $1 AND status = $2 AND next_due_ms = $5",
+                 WHERE name = $1 AND status = $2 AND COALESCE(next_due_ms, -1) = $5",
             )
             .bind(&h.name)
             .bind(h.status.as_str())
             .bind(to.as_str())
             .bind(now_ms)
-            .bind(h.next_due_ms.unwrap_or(i64::MIN))
+            .bind(h.next_due_ms.unwrap_or(-1))
             .execute(db.pool())
             .await
             .map_err(StoreError::from)
