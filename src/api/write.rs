@@ -41,14 +41,15 @@ async fn write(State(state): State<AppState>, req: Request) -> Result<StatusCode
             ),
             status => ApiError::new(status, rejection.body_text()),
         })?;
-    let receiver = state.remote_write.clone();
-    let receipt = tokio::task::spawn_blocking(move || receiver.receive(&body, now_ms()))
+    let receipt = state
+        .remote_write
+        .receive_blocking(body, now_ms())
         .await
-        .map_err(|e| ApiError::internal("remote write", e))?
         .map_err(|e| match e {
-            DecodeError::TooLarge { .. } => {
+            DecodeError::TooLarge { .. } | DecodeError::TooManyItems { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }
+            DecodeError::Internal(why) => ApiError::internal("remote write", why),
             e => ApiError::bad_request(e.to_string()),
         })?;
     if receipt.refused() > 0 {

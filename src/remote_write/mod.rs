@@ -24,7 +24,12 @@ pub struct Receiver {
     tsdb: Tsdb,
     limits: Limits,
     metrics: ReceiverMetrics,
+    /// Requests decoded at once (each may take up to 2 × `tsdb.max_write_bytes`).
+    decoding: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Requests decoded at once; more wait their turn.
+const DECODING_AT_ONCE: usize = 4;
 
 /// `watchpost_remote_write_received_*`.
 #[derive(Clone)]
@@ -70,7 +75,22 @@ impl Receiver {
             tsdb,
             limits,
             metrics: ReceiverMetrics::new(metrics)?,
+            decoding: std::sync::Arc::new(tokio::sync::Semaphore::new(DECODING_AT_ONCE)),
         })
+    }
+
+    /// [`Receiver::receive`] on a blocking thread, at most [`DECODING_AT_ONCE`] at a
+    /// time (memory stays bounded whatever the number of senders).
+    pub async fn receive_blocking(
+        &self,
+        body: bytes::Bytes,
+        now_ms: i64,
+    ) -> Result<Receipt, DecodeError> {
+        let _permit = self.decoding.acquire().await;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.receive(&body, now_ms))
+            .await
+            .unwrap_or_else(|e| Err(DecodeError::Internal(e.to_string())))
     }
 
     /// Decodes `body` and appends its samples; samples older than the retention

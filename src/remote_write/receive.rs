@@ -34,6 +34,19 @@ pub enum DecodeError {
         /// The limit.
         limit: usize,
     },
+    /// The decoding task failed (a bug; answered 500).
+    #[error("remote write decoding failed: {0}")]
+    Internal(String),
+    /// Decoding would take more memory than allowed.
+    #[error(
+        "request holds too many series, labels or samples: about {need} bytes decoded, over the limit of {limit} (2 × tsdb.max_write_bytes)"
+    )]
+    TooManyItems {
+        /// Bytes the decoded request would take.
+        need: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Not a `WriteRequest`.
     #[error("body is not a protobuf prometheus.WriteRequest: {0}")]
     Protobuf(#[from] prost::DecodeError),
@@ -50,7 +63,95 @@ pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<WriteRequest, Dec
         });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    // Decoded structures outweigh their wire bytes (an empty series: 2 bytes on the
+    // wire, ~100 in memory): count them first and refuse what would not fit.
+    if let Some(c) = census(&raw) {
+        let need = c.memory(raw.len());
+        let limit = max_decoded_bytes.saturating_mul(2);
+        if need > limit {
+            return Err(DecodeError::TooManyItems { need, limit });
+        }
+    }
     Ok(WriteRequest::decode(raw.as_slice())?)
+}
+
+/// What a `WriteRequest` holds, counted on the wire without decoding it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Census {
+    timeseries: usize,
+    labels: usize,
+    samples: usize,
+    other: usize,
+}
+
+impl Census {
+    /// Bytes the decoded request takes, about.
+    fn memory(&self, raw: usize) -> usize {
+        use std::mem::size_of;
+        self.timeseries * size_of::<TimeSeries>()
+            + self.labels * size_of::<super::proto::Label>()
+            + self.samples * size_of::<super::proto::Sample>()
+            + self.other * size_of::<super::proto::Opaque>().max(8)
+            + raw
+    }
+}
+
+/// Counts series, labels and samples of a `WriteRequest`; `None` when the bytes are
+/// not well-formed protobuf (the decoder then says why).
+fn census(buf: &[u8]) -> Option<Census> {
+    let mut c = Census::default();
+    for_each_field(buf, |field, inner| {
+        match (field, inner) {
+            (1, Some(series)) => {
+                c.timeseries += 1;
+                for_each_field(series, |f, _| {
+                    match f {
+                        1 => c.labels += 1,
+                        2 => c.samples += 1,
+                        _ => c.other += 1,
+                    }
+                    Some(())
+                })?;
+            }
+            _ => c.other += 1,
+        }
+        Some(())
+    })?;
+    Some(c)
+}
+
+/// Calls `f(field number, Some(bytes) for length-delimited fields)` for each field of
+/// one protobuf message.
+fn for_each_field(
+    mut buf: &[u8],
+    mut f: impl FnMut(u64, Option<&[u8]>) -> Option<()>,
+) -> Option<()> {
+    while !buf.is_empty() {
+        let key = prost::encoding::decode_varint(&mut buf).ok()?;
+        let body = match key & 7 {
+            0 => {
+                prost::encoding::decode_varint(&mut buf).ok()?;
+                None
+            }
+            1 => {
+                buf = buf.get(8..)?;
+                None
+            }
+            5 => {
+                buf = buf.get(4..)?;
+                None
+            }
+            2 => {
+                let len = usize::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
+                let (inner, rest) = (buf.get(..len)?, buf.get(len..)?);
+                buf = rest;
+                Some(inner)
+            }
+            _ => return None,
+        };
+        f(key >> 3, body)?;
+    }
+    Some(())
 }
 
 /// What became of one request's samples.
@@ -220,4 +321,47 @@ fn series_labels(ts: &TimeSeries, limits: &Limits) -> Result<Labels, String> {
 /// At most 64 characters of `s`, for messages.
 fn truncate(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::proto::{Label, Sample};
+
+    #[test]
+    fn census_counts_without_decoding_and_bombs_are_refused() {
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "__name__".into(),
+                            value: "up".into()
+                        };
+                        3
+                    ],
+                    samples: vec![
+                        Sample {
+                            value: 1.0,
+                            timestamp: 5
+                        };
+                        4
+                    ],
+                    ..TimeSeries::default()
+                };
+                2
+            ],
+            metadata: vec![],
+        };
+        let raw = req.encode_to_vec();
+        let c = census(&raw).unwrap();
+        assert_eq!((c.timeseries, c.labels, c.samples), (2, 6, 8));
+        assert!(census(&[0x0a, 0x05, 0x01]).is_none(), "truncated");
+        let body = |raw: &[u8]| snap::raw::Encoder::new().compress_vec(raw).unwrap();
+        assert_eq!(decode(&body(&raw), 1 << 20).unwrap(), req);
+        // 1 MiB of empty series: ~50 MiB decoded.
+        let bomb: Vec<u8> = [0x0a, 0x00].repeat(512 * 1024);
+        let err = decode(&body(&bomb), 2 << 20).unwrap_err();
+        assert!(matches!(err, DecodeError::TooManyItems { .. }), "{err}");
+    }
 }
