@@ -261,7 +261,10 @@ pub fn heartbeats(list: &[crate::heartbeat::Heartbeat]) -> String {
     let mut sorted: Vec<&crate::heartbeat::Heartbeat> = list.iter().collect();
     sorted.sort_by_key(|h| (rank(h.status), h.name.clone()));
     let mut out = format!("<b>Heartbeats</b> ({})", list.len());
-    for h in sorted {
+    // Telegram's limit is 4096 characters: the first ones (those needing attention).
+    const SHOWN: usize = 40;
+    let more = sorted.len().saturating_sub(SHOWN);
+    for h in sorted.into_iter().take(SHOWN) {
         let icon = match h.status {
             Status::Down | Status::Failed => "🔴",
             Status::Late => "🟠",
@@ -278,6 +281,9 @@ pub fn heartbeats(list: &[crate::heartbeat::Heartbeat]) -> String {
             escape(&h.name),
             h.status.as_str()
         ));
+    }
+    if more > 0 {
+        out.push_str(&format!("\n… and {more} more (GET /api/v1/heartbeats)"));
     }
     out
 }

@@ -358,12 +358,7 @@ fn days_in_month(year: i32, month: u32) -> u32 {
         .unwrap_or(30)
 }
 
-/// Prometheus' label-name rule (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use crate::tsdb::is_valid_label_name;
 
 fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> R {
     if args.len() != 5 {

@@ -13,10 +13,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-/// An immutable label set, sorted by label name, without empty values.
-///
-/// Cloning is one atomic increment; hashing uses a hash computed once at construction,
-/// so label sets are cheap map keys.
 /// Whether `s` is a valid Prometheus metric name.
 pub fn is_valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -31,6 +27,10 @@ pub fn is_valid_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// An immutable label set, sorted by label name, without empty values.
+///
+/// Cloning is one atomic increment; hashing uses a hash computed once at construction,
+/// so label sets are cheap map keys.
 #[derive(Clone)]
 pub struct Labels(Arc<Inner>);
 

@@ -207,11 +207,7 @@ pub enum Names {
 
 /// Whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_prometheus_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    crate::tsdb::is_valid_label_name(name)
 }
 
 /// Checks names (non-empty, at most [`MAX_NAME_BYTES`], `rule`); cuts over-long
