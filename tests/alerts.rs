@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use alerts_support::*;
 use common::{TestApp, databases, test_config};
 use serde_json::{Value, json};
-use watchpost::config::{Role, Secret, TokenConfig};
 
 #[tokio::test]
 async fn ingest_dedup_resolve_and_refire() {
@@ -292,31 +291,11 @@ async fn list_filters_and_cursor_pagination() {
     }
 }
 
-fn tokens() -> Vec<TokenConfig> {
-    vec![
-        TokenConfig {
-            token: Secret("viewer-token-1".into()),
-            role: Role::Viewer,
-            name: Some("vera".into()),
-        },
-        TokenConfig {
-            token: Secret("operator-token-1".into()),
-            role: Role::Operator,
-            name: Some("otto".into()),
-        },
-        TokenConfig {
-            token: Secret("admin-token-1".into()),
-            role: Role::Admin,
-            name: Some("ada".into()),
-        },
-    ]
-}
-
 #[tokio::test]
 async fn ack_roles_and_audit_log() {
     for db in databases().await {
         let mut cfg = test_config(&db.url);
-        cfg.auth.tokens = tokens();
+        cfg.auth.tokens = common::role_tokens();
         let app = TestApp::start(cfg).await;
         let k = db.kind;
         let body = alert(

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::Value;
-use watchpost::config::{HeartbeatConfig, Role, Secret, TokenConfig};
+use watchpost::config::HeartbeatConfig;
 
 use alerts_support::{get, list_all, metric};
 use common::{TestApp, databases, eventually, sqlite_db, test_config};
@@ -150,18 +150,7 @@ async fn late_fires_once_fail_fires_and_a_good_ping_resolves() {
 async fn a_first_ping_creates_and_the_ping_url_needs_no_token() {
     let db = sqlite_db();
     let mut cfg = test_config(&db.url);
-    cfg.auth.tokens = vec![
-        TokenConfig {
-            token: Secret("operator-token-1".into()),
-            role: Role::Operator,
-            name: Some("ops".into()),
-        },
-        TokenConfig {
-            token: Secret("viewer-token-1".into()),
-            role: Role::Viewer,
-            name: Some("looker".into()),
-        },
-    ];
+    cfg.auth.tokens = common::role_tokens();
     let app = TestApp::start(cfg).await;
     let op = Some("operator-token-1");
     let r = get(&app, "/api/v1/heartbeats/nightly", op).await;

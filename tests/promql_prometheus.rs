@@ -14,6 +14,7 @@ use serde_json::Value;
 use watchpost::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 
 use common::peers::{debian_binary, start_prometheus};
+use common::prom::{api_get, query_at, secs};
 use common::{TestApp, sqlite_db, test_config};
 
 const STALE: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
@@ -506,18 +507,7 @@ fn sorted(v: Value) -> Value {
 
 /// An instant query's `data` (`resultType` and `result`, series in label order).
 async fn instant(client: &reqwest::Client, base: &str, q: &str, t: i64) -> Value {
-    let body: Value = client
-        .get(format!("{base}/api/v1/query"))
-        .query(&[
-            ("query", q.to_string()),
-            ("time", format!("{}", t as f64 / 1000.0)),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = query_at(client, base, q, t).await;
     if body["status"] != "success" {
         return Value::String(format!("error {}", body["errorType"]));
     }
@@ -538,20 +528,13 @@ async fn range(
     end: i64,
     step: i64,
 ) -> Result_ {
-    let body: Value = client
-        .get(format!("{base}/api/v1/query_range"))
-        .query(&[
-            ("query", q.to_string()),
-            ("start", format!("{}", start as f64 / 1000.0)),
-            ("end", format!("{}", end as f64 / 1000.0)),
-            ("step", format!("{}", step as f64 / 1000.0)),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let params = [
+        ("query", q.to_string()),
+        ("start", secs(start)),
+        ("end", secs(end)),
+        ("step", secs(step)),
+    ];
+    let body = api_get(client, base, "/api/v1/query_range", &params).await;
     if body["status"] != "success" {
         return Err(body["error"].as_str().unwrap_or_default().to_string());
     }

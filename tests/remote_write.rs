@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use prost::Message;
 use serde_json::Value;
-use watchpost::config::{Role, Secret, TokenConfig};
 use watchpost::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 
 use common::peers::{debian_binary, start_prometheus};
+use common::prom::{query_at, raw_matrix};
 use common::{TestApp, eventually, free_port, sqlite_db, test_config};
 
 const STALE: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
@@ -244,18 +244,7 @@ async fn limits_and_roles() {
     cfg.tsdb.max_write_bytes = 4096;
     cfg.tsdb.max_labels_per_series = 4;
     cfg.tsdb.max_label_length = 32;
-    cfg.auth.tokens = vec![
-        TokenConfig {
-            token: Secret("operator-token-1".into()),
-            role: Role::Operator,
-            name: Some("ops".into()),
-        },
-        TokenConfig {
-            token: Secret("viewer-token-1".into()),
-            role: Role::Viewer,
-            name: Some("looker".into()),
-        },
-    ];
+    cfg.auth.tokens = common::role_tokens();
     let app = TestApp::start(cfg).await;
     let now = now_s();
     let one = || body(vec![series(&[("__name__", "rw_role")], &[(now, 1.0)])]);
@@ -359,37 +348,6 @@ fn start_node_exporter(exe: &str) -> (common::peers::Peer, String) {
     (peer, addr)
 }
 
-/// The raw samples of a range selector at `t` ms, keyed by label set, from a Prometheus
-/// API answer (watchpost's or Prometheus').
-fn matrix(body: &Value) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
-    body["data"]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|s| {
-            let points = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| (p[0].to_string(), p[1].as_str().unwrap().to_string()))
-                .collect();
-            (s["metric"].to_string(), points)
-        })
-        .collect()
-}
-
-async fn query_at(client: &reqwest::Client, base: &str, q: &str, t: i64) -> Value {
-    client
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", q), ("time", &format!("{}", t as f64 / 1000.0))])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn prometheus_remote_writes_node_exporter_series_with_the_same_values() {
     let Some(prom) = debian_binary("/usr/bin/prometheus", "prometheus") else {
@@ -461,8 +419,8 @@ remote_write:
         "node_filesystem_avail_bytes[4s]",
         "up[4s]",
     ] {
-        let ours = matrix(&query_at(&client, &app.base, q, latest).await);
-        let theirs = matrix(&query_at(&client, &prometheus.base, q, latest).await);
+        let ours = raw_matrix(&query_at(&client, &app.base, q, latest).await);
+        let theirs = raw_matrix(&query_at(&client, &prometheus.base, q, latest).await);
         assert!(!ours.is_empty(), "{q}: nothing in watchpost");
         assert_eq!(ours, theirs, "{q} at {latest}");
     }

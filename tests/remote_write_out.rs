@@ -9,10 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use watchpost::config::RemoteWriteConfig;
 
 use common::peers::{Peer, debian_binary, start_prometheus};
+use common::prom::{query_at, raw_matrix};
 use common::{TestApp, eventually, sqlite_db, test_config};
 
 const SERIES: &str = r#"{__name__=~"system_cpu_usage_ratio|system_memory_used_bytes|watchpost_build_info|watchpost_http_requests_total"}"#;
@@ -39,32 +39,7 @@ fn endpoint(prometheus: &Peer) -> RemoteWriteConfig {
 
 /// Raw samples of `SERIES` over the last hour at `t` ms, by label set.
 async fn samples(base: &str, t: i64) -> BTreeMap<String, Vec<(String, String)>> {
-    let body: Value = common::client()
-        .get(format!("{base}/api/v1/query"))
-        .query(&[
-            ("query", format!("{SERIES}[1h]")),
-            ("time", format!("{}", t as f64 / 1000.0)),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["data"]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|s| {
-            let points = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| (p[0].to_string(), p[1].as_str().unwrap().to_string()))
-                .collect();
-            (s["metric"].to_string(), points)
-        })
-        .collect()
+    raw_matrix(&query_at(&common::client(), base, &format!("{SERIES}[1h]"), t).await)
 }
 
 /// The value of `name{labels…}` in an exposition (labels in any order).

@@ -9,6 +9,7 @@
 
 pub mod faults;
 pub mod peers;
+pub mod prom;
 pub mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -138,6 +139,24 @@ pub fn test_config_with(db_url: &str, toml: &str) -> Config {
     c.rules = base.rules;
     c.postgres = base.postgres;
     c
+}
+
+/// Static tokens for each role: `viewer-token-1` (vera), `operator-token-1` (otto),
+/// `admin-token-1` (ada).
+pub fn role_tokens() -> Vec<watchpost::config::TokenConfig> {
+    use watchpost::config::{Role, TokenConfig};
+    [
+        ("viewer-token-1", Role::Viewer, "vera"),
+        ("operator-token-1", Role::Operator, "otto"),
+        ("admin-token-1", Role::Admin, "ada"),
+    ]
+    .into_iter()
+    .map(|(token, role, name)| TokenConfig {
+        token: Secret(token.into()),
+        role,
+        name: Some(name.into()),
+    })
+    .collect()
 }
 
 /// The app running in this process.
