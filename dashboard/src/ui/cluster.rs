@@ -29,14 +29,7 @@ pub fn ClusterPage() -> impl IntoView {
             }
         });
     };
-    load();
-    live::on_resync(load);
-    let handle = set_interval_with_handle(load, REFRESH).ok();
-    on_cleanup(move || {
-        if let Some(h) = handle {
-            h.clear();
-        }
-    });
+    live::refresh_while_open(load, REFRESH);
 
     let summary = move || {
         cluster.get().map(|c| {

@@ -107,6 +107,19 @@ pub fn on_alert(f: impl Fn(&str, &Alert) + 'static) {
     on_cleanup(move || with_state(|s| s.alert_listeners.retain(|(i, _)| *i != id)));
 }
 
+/// Runs `load` now, after every stream resync, and every `every` while the page that
+/// calls it is mounted.
+pub fn refresh_while_open(load: impl Fn() + Copy + 'static, every: std::time::Duration) {
+    load();
+    on_resync(load);
+    let handle = leptos::prelude::set_interval_with_handle(load, every).ok();
+    on_cleanup(move || {
+        if let Some(h) = handle {
+            h.clear();
+        }
+    });
+}
+
 /// Calls `f` after a reconnect or lost events, when lists should be reloaded.
 pub fn on_resync(f: impl Fn() + 'static) {
     let id = with_state(|s| {

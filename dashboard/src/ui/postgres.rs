@@ -52,14 +52,7 @@ pub fn PostgresPage() -> impl IntoView {
             }
         });
     };
-    load();
-    live::on_resync(load);
-    let handle = set_interval_with_handle(load, REFRESH).ok();
-    on_cleanup(move || {
-        if let Some(h) = handle {
-            h.clear();
-        }
-    });
+    live::refresh_while_open(load, REFRESH);
 
     let server_row = |s: Server| {
         let state = if s.up() { "up" } else { "down" };
