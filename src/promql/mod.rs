@@ -258,26 +258,46 @@ struct Token<'a> {
     ident: Option<&'a str>,
 }
 
+/// Where a scan of query text is with respect to string literals (`"…"`, `'…'` with
+/// backslash escapes; raw `` `…` ``).
+#[derive(Default)]
+struct Quotes {
+    open: Option<char>,
+    escaped: bool,
+}
+
+impl Quotes {
+    /// Takes the next character; `true` when it belongs to a string literal (its
+    /// quotes included).
+    fn in_string(&mut self, c: char) -> bool {
+        match self.open {
+            Some(q) => {
+                match c {
+                    _ if self.escaped => self.escaped = false,
+                    '\\' if q != '`' => self.escaped = true,
+                    _ if c == q => self.open = None,
+                    _ => {}
+                }
+                true
+            }
+            None if matches!(c, '"' | '\'' | '`') => {
+                self.open = Some(c);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Splits a query into identifiers (outside quotes) and the text between them.
 fn tokens(query: &str) -> Vec<Token<'_>> {
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
     let mut out = Vec::new();
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
+    let mut quotes = Quotes::default();
     let mut chars = query.char_indices().peekable();
     let mut text_start = 0;
     while let Some((i, c)) = chars.next() {
-        if let Some(q) = quote {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if q != '`' => escaped = true,
-                _ if c == q => quote = None,
-                _ => {}
-            }
-            continue;
-        }
-        if matches!(c, '"' | '\'' | '`') {
-            quote = Some(c);
+        if quotes.in_string(c) {
             continue;
         }
         if !(c.is_ascii_alphabetic() || c == '_') {
@@ -321,20 +341,12 @@ fn too_deep(depth: usize) -> String {
 /// The deepest nesting of `()`, `[]` and `{}` outside string literals.
 fn bracket_depth(query: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
+    let mut quotes = Quotes::default();
     for c in query.chars() {
-        if let Some(q) = quote {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if q != '`' => escaped = true,
-                _ if c == q => quote = None,
-                _ => {}
-            }
+        if quotes.in_string(c) {
             continue;
         }
         match c {
-            '"' | '\'' | '`' => quote = Some(c),
             '(' | '[' | '{' => {
                 depth += 1;
                 max = max.max(depth);
