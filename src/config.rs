@@ -88,6 +88,10 @@ pub struct Config {
     pub remote_write: Vec<RemoteWriteConfig>,
     /// Jobs that must ping on time (`[[heartbeats]]`).
     pub heartbeats: Vec<HeartbeatConfig>,
+    /// Server side of `watchpost agent` connections.
+    pub agents: AgentsConfig,
+    /// `watchpost agent`: where to stream this host's metrics.
+    pub agent: AgentConfig,
 }
 
 impl Default for Config {
@@ -117,6 +121,8 @@ impl Default for Config {
             flap: FlapConfig::default(),
             remote_write: Vec::new(),
             heartbeats: Vec::new(),
+            agents: AgentsConfig::default(),
+            agent: AgentConfig::default(),
             classify: ClassifyConfig::default(),
         }
     }
@@ -618,6 +624,62 @@ impl HeartbeatConfig {
     /// Severity when none is given: a job that stopped running is an incident.
     pub fn default_severity() -> String {
         "critical".into()
+    }
+}
+
+/// `[agents]`: agents (`watchpost agent` on other hosts) connected to this server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// An agent disconnected longer than this raises `AgentDown{instance}`.
+    #[serde(with = "human_duration")]
+    pub grace: Duration,
+    /// Agents connected to this node at once; more are refused (503).
+    pub max_connected: usize,
+    /// Series one agent may create; new series past it are refused.
+    pub max_series: usize,
+    /// Largest message (one compressed batch) an agent may send.
+    pub max_message_bytes: usize,
+    /// Samples per second one agent may push (its reads are slowed past it; back-fill
+    /// included).
+    pub max_samples_per_second: u32,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+            max_connected: 1000,
+            max_series: 10_000,
+            max_message_bytes: 4 << 20,
+            max_samples_per_second: 50_000,
+        }
+    }
+}
+
+/// `[agent]`: `watchpost agent` collects this host's metrics and streams them to `server`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The watchpost server, e.g. `http://watchpost.example:8080`.
+    pub server: Option<String>,
+    /// A bearer token with the `agent` role (none needed for a loopback server without tokens).
+    pub token: Option<Secret>,
+    /// This agent's name: its series' `instance` label (default: the host name).
+    pub name: Option<String>,
+    /// Samples kept while disconnected, back-filled in order after reconnecting.
+    #[serde(with = "human_duration")]
+    pub buffer: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            server: None,
+            token: None,
+            name: None,
+            buffer: Duration::from_secs(15 * 60),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`App::start`] wires the parts together and returns a running service; `main.rs` is
 //! only the command line around it.
 
+pub mod agent;
 pub mod alerts;
 pub mod api;
 pub mod audit;
@@ -65,6 +66,7 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(alerts::vocabulary::validate(config));
     problems.extend(remote_write::validate(&config.remote_write));
     problems.extend(heartbeat::validate(config));
+    problems.extend(agent::validate(config));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -277,6 +279,31 @@ impl App {
                 }
             });
         }
+        // Agents on other hosts: their series into the store, AgentDown into the pipeline.
+        let agents = agent::Agents::new(
+            db.clone(),
+            cluster.node().id.clone(),
+            config.agents.clone(),
+            tsdb.clone(),
+            remote_write::Limits {
+                max_decoded_bytes: config.tsdb.max_write_bytes,
+                max_labels: config.tsdb.max_labels_per_series,
+                max_label_bytes: config.tsdb.max_label_length,
+            },
+            alert_service.clone(),
+            &metrics,
+        )
+        .map_err(|e| anyhow::anyhow!("agent metrics: {e}"))?;
+        {
+            let agents = agents.clone();
+            supervisor.spawn("agents", move |token| {
+                let agents = agents.clone();
+                async move {
+                    agents.run(token).await;
+                    Ok(())
+                }
+            });
+        }
         // Rule transitions enter the same pipeline as ingested alerts.
         {
             let service = alert_service.clone();
@@ -346,6 +373,7 @@ impl App {
             auth,
             remote_write,
             heartbeats,
+            agents,
         };
         let router = api::router(state);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening on {addr}");
@@ -441,7 +469,7 @@ impl App {
 }
 
 /// This machine's host name.
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

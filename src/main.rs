@@ -39,6 +39,23 @@ enum Command {
         #[arg(long, value_name = "sqlite://PATH")]
         from: Option<String>,
     },
+    /// Collect this host's metrics and stream them to a watchpost server (`[agent]`).
+    Agent {
+        /// The server, e.g. `http://watchpost.example:8080` (`agent.server`).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// A bearer token with the `agent` role (`agent.token`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "WATCHPOST_AGENT_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// This agent's name, its series' `instance` label (`agent.name`; default: the host name).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Check Prometheus rule files: YAML, expressions, templates. Exit 1 with
     /// `file:line: message` per problem.
     CheckRules {
@@ -69,6 +86,11 @@ fn main() -> ExitCode {
         }
         Command::Migrate { from } => runtime(|| migrate(config, from)),
         Command::Serve => runtime(|| serve(config)),
+        Command::Agent {
+            server,
+            token,
+            name,
+        } => agent(config, server, token, name),
         Command::CheckRules { .. } => unreachable!("handled before loading the configuration"),
     }
 }
@@ -202,6 +224,84 @@ async fn import(db: &watchpost::store::Db, from: &str) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `agent`: flags over `[agent]`, then the agent on a single-threaded runtime (its
+/// whole job is one collection per second and one socket).
+fn agent(
+    mut config: Config,
+    server: Option<String>,
+    token: Option<String>,
+    name: Option<String>,
+) -> ExitCode {
+    let c = &mut config.agent;
+    if server.is_some() {
+        c.server = server;
+    }
+    if let Some(t) = token {
+        c.token = Some(watchpost::config::Secret(t));
+    }
+    if name.is_some() {
+        c.name = name;
+    }
+    let host = watchpost::hostname();
+    let name = c.name.clone().unwrap_or_else(|| host.clone());
+    let problems = watchpost::agent::validate(&config);
+    let Some(server) = config.agent.server.clone() else {
+        eprintln!("watchpost: agent: no server: give --server URL or agent.server");
+        return ExitCode::from(1);
+    };
+    if let Err(e) = watchpost::agent::protocol::check_name(&name) {
+        eprintln!("watchpost: agent: --name: {e}");
+        return ExitCode::from(1);
+    }
+    if !problems.is_empty() {
+        eprintln!("watchpost: invalid configuration:\n{}", problems.join("\n"));
+        return ExitCode::from(1);
+    }
+    let opts = watchpost::agent::AgentOptions {
+        server,
+        token: config.agent.token.as_ref().map(|t| t.expose().to_string()),
+        name,
+        host,
+        interval: config.collect.interval,
+        buffer: config.agent.buffer,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("watchpost: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        telemetry::init(&config.log);
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("watchpost: cannot install signal handlers: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let token = tokio_util::sync::CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            signals.shutdown_requested().await;
+            tracing::info!("signal received; stopping the agent");
+            stop.cancel();
+        });
+        match watchpost::agent::run(opts, token).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "agent failed");
+                eprintln!("watchpost: agent: {e:#}");
+                ExitCode::from(2)
+            }
+        }
+    })
 }
 
 async fn serve(config: Config) -> ExitCode {

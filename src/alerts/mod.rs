@@ -19,6 +19,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod model;
 pub mod pipeline;
+pub mod raise;
 pub mod ratelimit;
 pub mod repo;
 pub mod report;

@@ -2,6 +2,7 @@
 //!
 //! Handlers are thin: they parse, check permissions, and call the service layer.
 
+mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub remote_write: crate::remote_write::Receiver,
     /// Heartbeats: pings and the list.
     pub heartbeats: crate::heartbeat::Heartbeats,
+    /// Agents: their connections and the list.
+    pub agents: crate::agent::Agents,
 }
 
 /// Builds the router with every route, the JSON 404/405 fallbacks and the middleware.
@@ -95,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(groups::routes())
         .merge(heartbeats::routes())
+        .merge(agents::routes())
         .merge(cluster::routes())
         .merge(auth::routes())
         .fallback(not_found)

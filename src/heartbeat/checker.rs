@@ -13,6 +13,7 @@ use super::{AlertKind, Effect, Heartbeat, Ping, Status, store};
 use crate::alerts::AlertService;
 use crate::alerts::ingest::RawAlert;
 use crate::alerts::model::Severity;
+use crate::alerts::raise::Raiser;
 use crate::config::HeartbeatConfig;
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError, now_ms};
@@ -51,13 +52,10 @@ pub struct Heartbeats {
 
 struct Inner {
     db: Db,
-    alerts: AlertService,
+    alerts: Raiser,
     wake: Notify,
     up: IntGaugeVec,
     last_ping: GaugeVec,
-    /// Alert changes in the order raised, until stored (the pipeline may be full or
-    /// the database down); held across submissions so changes never overtake.
-    unsent: tokio::sync::Mutex<Vec<RawAlert>>,
     /// Heartbeats with metric series.
     exported: Mutex<BTreeSet<String>>,
 }
@@ -91,11 +89,10 @@ impl Heartbeats {
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                alerts,
+                alerts: Raiser::new(alerts, "heartbeat"),
                 wake: Notify::new(),
                 up,
                 last_ping,
-                unsent: tokio::sync::Mutex::new(Vec::new()),
                 exported: Mutex::new(BTreeSet::new()),
             }),
         })
@@ -287,29 +284,11 @@ impl Heartbeats {
     /// Submits one alert change after any still waiting, in order; what cannot be
     /// stored now is kept for the next pass.
     async fn raise(&self, h: &Heartbeat, effect: Effect, at_ms: i64) {
-        let mut unsent = self.inner.unsent.lock().await;
-        unsent.push(alert_for(h, effect, at_ms));
-        self.submit_in_order(&mut unsent).await;
+        self.inner.alerts.raise(alert_for(h, effect, at_ms)).await;
     }
 
     async fn retry_unsent(&self) {
-        let mut unsent = self.inner.unsent.lock().await;
-        self.submit_in_order(&mut unsent).await;
-    }
-
-    /// Stores the waiting changes one by one, stopping at the first that fails.
-    async fn submit_in_order(&self, unsent: &mut Vec<RawAlert>) {
-        while let Some(next) = unsent.first() {
-            match self.inner.alerts.ingest(vec![next.clone()], None).await {
-                Ok(_) => {
-                    unsent.remove(0);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, waiting = unsent.len(), "heartbeat alert not stored yet; retrying");
-                    return;
-                }
-            }
-        }
+        self.inner.alerts.retry().await;
     }
 
     /// Sets the metrics of `hs`; when `hs` is every heartbeat, drops the series of

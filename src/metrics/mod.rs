@@ -147,6 +147,57 @@ pub struct SystemMetrics {
     pub uptime: IntGauge,
 }
 
+impl SystemMetrics {
+    /// The host families (`system_*`), registered in `registry`: the whole of what
+    /// `watchpost agent` exports.
+    pub fn register(registry: &Registry) -> Result<SystemMetrics, MetricsError> {
+        let b = Builder { registry };
+        Ok(SystemMetrics {
+            cpu_usage: b.gauge(
+                "system_cpu_usage_ratio",
+                "CPU busy ratio of all cores (0-1).",
+            )?,
+            cpu_core_usage: b.gauge_vec(
+                "system_cpu_core_usage_ratio",
+                "CPU busy ratio per core (0-1).",
+                &["core"],
+            )?,
+            load1: b.gauge("system_load1", "1-minute load average.")?,
+            load5: b.gauge("system_load5", "5-minute load average.")?,
+            load15: b.gauge("system_load15", "15-minute load average.")?,
+            memory_total: b.int_gauge("system_memory_total_bytes", "Physical memory.")?,
+            memory_used: b.int_gauge("system_memory_used_bytes", "Physical memory in use.")?,
+            memory_available: b.int_gauge(
+                "system_memory_available_bytes",
+                "Physical memory available to new processes.",
+            )?,
+            swap_total: b.int_gauge("system_swap_total_bytes", "Swap space.")?,
+            swap_used: b.int_gauge("system_swap_used_bytes", "Swap space in use.")?,
+            disk_total: b.int_gauge_vec(
+                "system_disk_total_bytes",
+                "File system size per mount point.",
+                &["mount"],
+            )?,
+            disk_used: b.int_gauge_vec(
+                "system_disk_used_bytes",
+                "File system space not available to users, per mount point.",
+                &["mount"],
+            )?,
+            net_received: b.counter_vec(
+                "system_network_received_bytes_total",
+                "Bytes received per network interface.",
+                &["interface"],
+            )?,
+            net_transmitted: b.counter_vec(
+                "system_network_transmitted_bytes_total",
+                "Bytes transmitted per network interface.",
+                &["interface"],
+            )?,
+            uptime: b.int_gauge("system_uptime_seconds", "Seconds since the host booted.")?,
+        })
+    }
+}
+
 /// Rules, alerts and notifications.
 #[derive(Clone)]
 pub struct AlertingMetrics {
@@ -336,49 +387,7 @@ impl Metrics {
                 &["queue"],
             )?,
         };
-        let system = SystemMetrics {
-            cpu_usage: b.gauge(
-                "system_cpu_usage_ratio",
-                "CPU busy ratio of all cores (0-1).",
-            )?,
-            cpu_core_usage: b.gauge_vec(
-                "system_cpu_core_usage_ratio",
-                "CPU busy ratio per core (0-1).",
-                &["core"],
-            )?,
-            load1: b.gauge("system_load1", "1-minute load average.")?,
-            load5: b.gauge("system_load5", "5-minute load average.")?,
-            load15: b.gauge("system_load15", "15-minute load average.")?,
-            memory_total: b.int_gauge("system_memory_total_bytes", "Physical memory.")?,
-            memory_used: b.int_gauge("system_memory_used_bytes", "Physical memory in use.")?,
-            memory_available: b.int_gauge(
-                "system_memory_available_bytes",
-                "Physical memory available to new processes.",
-            )?,
-            swap_total: b.int_gauge("system_swap_total_bytes", "Swap space.")?,
-            swap_used: b.int_gauge("system_swap_used_bytes", "Swap space in use.")?,
-            disk_total: b.int_gauge_vec(
-                "system_disk_total_bytes",
-                "File system size per mount point.",
-                &["mount"],
-            )?,
-            disk_used: b.int_gauge_vec(
-                "system_disk_used_bytes",
-                "File system space not available to users, per mount point.",
-                &["mount"],
-            )?,
-            net_received: b.counter_vec(
-                "system_network_received_bytes_total",
-                "Bytes received per network interface.",
-                &["interface"],
-            )?,
-            net_transmitted: b.counter_vec(
-                "system_network_transmitted_bytes_total",
-                "Bytes transmitted per network interface.",
-                &["interface"],
-            )?,
-            uptime: b.int_gauge("system_uptime_seconds", "Seconds since the host booted.")?,
-        };
+        let system = SystemMetrics::register(&registry)?;
         let alerting = AlertingMetrics {
             alerts_active: b.int_gauge_vec(
                 "watchpost_alerts_active",

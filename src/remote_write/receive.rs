@@ -224,8 +224,29 @@ impl Receipt {
     }
 }
 
+/// Why a series' labels are refused by [`apply_mapped`]'s mapping.
+#[derive(Debug, Clone)]
+pub enum SeriesRefusal {
+    /// The labels are not acceptable (counted as `invalid`).
+    Invalid(String),
+    /// A series limit of the sender (counted as `series_limit`).
+    Limit(String),
+}
+
 /// Appends every acceptable sample of `req` to `tsdb`: samples before `min_t` are too old.
 pub fn apply(tsdb: &Tsdb, req: &WriteRequest, limits: &Limits, min_t: i64) -> Receipt {
+    apply_mapped(tsdb, req, limits, min_t, Ok)
+}
+
+/// [`apply`], with each valid series' labels passed through `map` first (agents set
+/// `instance` and `job`, and count their series).
+pub fn apply_mapped(
+    tsdb: &Tsdb,
+    req: &WriteRequest,
+    limits: &Limits,
+    min_t: i64,
+    mut map: impl FnMut(Labels) -> Result<Labels, SeriesRefusal>,
+) -> Receipt {
     let mut receipt = Receipt::default();
     let mut samples = Vec::new();
     for (i, ts) in req.timeseries.iter().enumerate() {
@@ -235,11 +256,19 @@ pub fn apply(tsdb: &Tsdb, req: &WriteRequest, limits: &Limits, min_t: i64) -> Re
                 "timeseries[{i}].histograms: native histograms are not supported"
             ));
         }
-        let labels = match series_labels(ts, limits) {
+        let labels = match series_labels(ts, limits)
+            .map_err(SeriesRefusal::Invalid)
+            .and_then(&mut map)
+        {
             Ok(l) => l,
-            Err(why) => {
+            Err(SeriesRefusal::Invalid(why)) => {
                 receipt.invalid += ts.samples.len();
                 receipt.problem(format!("timeseries[{i}].labels: {why}"));
+                continue;
+            }
+            Err(SeriesRefusal::Limit(why)) => {
+                receipt.series_limit += ts.samples.len();
+                receipt.problem(format!("timeseries[{i}]: {why}"));
                 continue;
             }
         };

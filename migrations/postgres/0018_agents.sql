@@ -1,0 +1,18 @@
+-- Agents (`watchpost agent` on other hosts). `node` and `session` name the connection
+-- holding the agent (NULL when disconnected); the holder refreshes `last_seen_ms` every
+-- few seconds, so an agent whose node died goes stale too. `down` is set when
+-- AgentDown fires (disconnected longer than agents.grace) and cleared on reconnect:
+-- conditional updates make exactly one node raise or resolve it.
+CREATE TABLE IF NOT EXISTS agents (
+    name               TEXT   PRIMARY KEY,
+    host               TEXT   NOT NULL,
+    version            TEXT   NOT NULL,
+    address            TEXT   NOT NULL,
+    node               TEXT,
+    session            TEXT,
+    connected_since_ms BIGINT,
+    last_seen_ms       BIGINT NOT NULL,
+    samples_received   BIGINT NOT NULL,
+    down               BIGINT NOT NULL,
+    created_ms         BIGINT NOT NULL
+);

@@ -1,0 +1,467 @@
+//! The server side: which agents exist and which are connected here, admission of new
+//! connections, and the checker that raises `AgentDown` for agents silent longer than
+//! `agents.grace` (and resolves it when they come back).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::Hello;
+use super::store::{self, AgentRow, Claim};
+use crate::alerts::AlertService;
+use crate::alerts::ingest::RawAlert;
+use crate::alerts::model::Severity;
+use crate::alerts::raise::Raiser;
+use crate::config::AgentsConfig;
+use crate::metrics::Metrics;
+use crate::remote_write::Limits;
+use crate::store::{Db, StoreError, now_ms};
+use crate::tsdb::{Labels, Tsdb};
+
+/// The `job` label of every agent series.
+pub const JOB: &str = "agent";
+
+/// Why a connection was refused before the upgrade.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Another process with the same name is connected (409).
+    #[error(
+        "agent name {name:?} is already connected from {address} (host {host:?}); give each agent its own --name"
+    )]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// Where the other one connects from.
+        address: String,
+        /// Its host.
+        host: String,
+    },
+    /// `agents.max_connected` agents are connected here (503).
+    #[error(
+        "this server already holds {0} agent connections (agents.max_connected); try another node or later"
+    )]
+    Full(usize),
+    /// The database failed (503).
+    #[error("cannot register the agent: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One connected agent on this node.
+pub struct Connection {
+    /// Its handshake.
+    pub hello: Hello,
+    /// Its address.
+    pub address: String,
+    /// When it connected (Unix ms).
+    pub since_ms: i64,
+    /// Samples received from it in all (stored count + this connection's).
+    pub samples: AtomicI64,
+    /// Last time anything came from it (Unix ms).
+    pub last_seen_ms: AtomicI64,
+    /// Cancelled to close it (replaced by a reconnect of the same process, shutdown).
+    pub close: CancellationToken,
+}
+
+/// The series an agent has created, for `agents.max_series` (kept across reconnects).
+type SeriesSet = Arc<Mutex<HashSet<Labels>>>;
+
+/// Agents known to this node. Cheap to clone.
+#[derive(Clone)]
+pub struct Agents {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    node: String,
+    config: AgentsConfig,
+    tsdb: Tsdb,
+    limits: Limits,
+    raiser: Raiser,
+    started_ms: i64,
+    local: Mutex<HashMap<String, Arc<Connection>>>,
+    series: Mutex<HashMap<String, SeriesSet>>,
+    connected: IntGauge,
+    samples: IntCounterVec,
+    refused: IntCounterVec,
+}
+
+/// What `GET /api/v1/agents` shows of one agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    /// Its name (`instance`).
+    pub name: String,
+    /// Its host name.
+    pub host: String,
+    /// Its version.
+    pub version: String,
+    /// Its address as seen by the server.
+    pub address: String,
+    /// Whether it is connected (to any node).
+    pub connected: bool,
+    /// When its connection began (RFC 3339), if connected.
+    pub connected_since: Option<String>,
+    /// Last time it was heard from (RFC 3339).
+    pub last_seen: Option<String>,
+    /// Samples received from it in all.
+    pub samples_received: i64,
+    /// Whether `AgentDown` is firing for it.
+    pub down: bool,
+    /// The node holding its connection.
+    pub node: Option<String>,
+}
+
+impl Agents {
+    /// The registry of node `node`, appending agents' samples to `tsdb`.
+    pub fn new(
+        db: Db,
+        node: String,
+        config: AgentsConfig,
+        tsdb: Tsdb,
+        limits: Limits,
+        alerts: AlertService,
+        metrics: &Metrics,
+    ) -> Result<Self, prometheus::Error> {
+        let connected = IntGauge::new(
+            "watchpost_agents_connected",
+            "Agents (watchpost agent) connected to this node.",
+        )?;
+        let samples = IntCounterVec::new(
+            Opts::new(
+                "watchpost_agents_received_samples_total",
+                "Samples received from agents, by outcome (as remote write's).",
+            ),
+            &["outcome"],
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "watchpost_agents_refused_total",
+                "Agent connections refused or closed by the server, by reason.",
+            ),
+            &["reason"],
+        )?;
+        metrics.register_all(
+            "agents",
+            vec![
+                Box::new(connected.clone()),
+                Box::new(samples.clone()),
+                Box::new(refused.clone()),
+            ],
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                node,
+                config,
+                tsdb,
+                limits,
+                raiser: Raiser::new(alerts, "agent"),
+                started_ms: now_ms(),
+                local: Mutex::new(HashMap::new()),
+                series: Mutex::new(HashMap::new()),
+                connected,
+                samples,
+                refused,
+            }),
+        })
+    }
+
+    /// The configuration (`[agents]`).
+    pub fn config(&self) -> &AgentsConfig {
+        &self.inner.config
+    }
+
+    /// The store agents append to, and its limits.
+    pub fn tsdb(&self) -> (&Tsdb, &Limits) {
+        (&self.inner.tsdb, &self.inner.limits)
+    }
+
+    /// Counts a refusal or a forced close.
+    pub fn count_refused(&self, reason: &str) {
+        self.inner.refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts samples received, by outcome.
+    pub fn count_samples(&self, outcome: &str, n: usize) {
+        if n > 0 {
+            self.inner
+                .samples
+                .with_label_values(&[outcome])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// The series set of agent `name`.
+    pub fn series_of(&self, name: &str) -> SeriesSet {
+        let mut all = lock(&self.inner.series);
+        all.entry(name.to_string()).or_default().clone()
+    }
+
+    /// How often connected agents' `last_seen` is stored: well within the grace.
+    fn refresh_every(&self) -> Duration {
+        (self.inner.config.grace / 3).clamp(Duration::from_millis(500), Duration::from_secs(5))
+    }
+
+    /// Admits a connection: not over `agents.max_connected`, and the name is free or
+    /// held by the same process (whose old connection is then closed).
+    pub async fn admit(&self, hello: Hello, address: String) -> Result<Arc<Connection>, Refusal> {
+        let count = lock(&self.inner.local).len();
+        let replacing = lock(&self.inner.local)
+            .get(&hello.name)
+            .map(|c| c.hello.session == hello.session);
+        if count >= self.inner.config.max_connected && replacing != Some(true) {
+            self.count_refused("full");
+            return Err(Refusal::Full(self.inner.config.max_connected));
+        }
+        let now = now_ms();
+        let stale = now.saturating_sub(ms(self.refresh_every() * 3));
+        let claim = store::claim(
+            &self.inner.db,
+            &hello,
+            &address,
+            &self.inner.node,
+            now,
+            stale,
+        )
+        .await?;
+        let samples_received = match claim {
+            Claim::Claimed { samples_received } => samples_received,
+            Claim::Taken(row) => {
+                self.count_refused("duplicate");
+                return Err(Refusal::Duplicate {
+                    name: row.name,
+                    address: row.address,
+                    host: row.host,
+                });
+            }
+        };
+        let conn = Arc::new(Connection {
+            hello,
+            address,
+            since_ms: now,
+            samples: AtomicI64::new(samples_received),
+            last_seen_ms: AtomicI64::new(now),
+            close: CancellationToken::new(),
+        });
+        let old = lock(&self.inner.local).insert(conn.hello.name.clone(), conn.clone());
+        if let Some(old) = old {
+            old.close.cancel();
+        }
+        self.inner
+            .connected
+            .set(lock(&self.inner.local).len() as i64);
+        tracing::info!(agent = %conn.hello.name, host = %conn.hello.host, address = %conn.address, "agent connected");
+        if store::clear_down(&self.inner.db, &conn.hello.name)
+            .await
+            .unwrap_or(false)
+        {
+            let row = self.row_of(&conn);
+            self.inner
+                .raiser
+                .raise(agent_down(&row, false, now, self.inner.config.grace))
+                .await;
+        }
+        Ok(conn)
+    }
+
+    /// Marks `conn` disconnected (unless a newer connection of the agent replaced it).
+    pub async fn release(&self, conn: &Connection) {
+        let now = now_ms();
+        {
+            let mut local = lock(&self.inner.local);
+            if local
+                .get(&conn.hello.name)
+                .is_some_and(|c| std::ptr::eq(c.as_ref(), conn))
+            {
+                local.remove(&conn.hello.name);
+            }
+            self.inner.connected.set(local.len() as i64);
+        }
+        let samples = conn.samples.load(Ordering::Relaxed);
+        if let Err(e) = store::release(
+            &self.inner.db,
+            &conn.hello.name,
+            &conn.hello.session,
+            now,
+            samples,
+        )
+        .await
+        {
+            tracing::warn!(agent = %conn.hello.name, error = %e, "cannot store the agent's disconnection");
+        }
+        tracing::info!(agent = %conn.hello.name, address = %conn.address, "agent disconnected");
+    }
+
+    /// Every agent, stored state overlaid with this node's live counts.
+    pub async fn list(&self) -> Result<Vec<AgentView>, StoreError> {
+        let rows = store::list(&self.inner.db).await?;
+        let now = now_ms();
+        let stale = now.saturating_sub(ms(self.refresh_every() * 3));
+        let local = lock(&self.inner.local);
+        Ok(rows
+            .into_iter()
+            .map(|mut row| {
+                if let Some(c) = local.get(&row.name) {
+                    row.samples_received = c.samples.load(Ordering::Relaxed);
+                    row.last_seen_ms = c.last_seen_ms.load(Ordering::Relaxed);
+                }
+                let connected = row.node.is_some() && row.last_seen_ms >= stale;
+                AgentView {
+                    connected,
+                    connected_since: row
+                        .connected_since_ms
+                        .filter(|_| connected)
+                        .map(crate::alerts::model::rfc3339),
+                    last_seen: Some(crate::alerts::model::rfc3339(row.last_seen_ms)),
+                    samples_received: row.samples_received,
+                    down: row.down,
+                    node: row.node.filter(|_| connected),
+                    name: row.name,
+                    host: row.host,
+                    version: row.version,
+                    address: row.address,
+                }
+            })
+            .collect())
+    }
+
+    /// Stores connected agents' `last_seen` and raises `AgentDown` for silent ones,
+    /// until `token`.
+    pub async fn run(self, token: CancellationToken) {
+        let mut refresh = tokio::time::interval(self.refresh_every());
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => {
+                    self.close_all();
+                    return;
+                }
+                _ = refresh.tick() => {}
+            }
+            self.touch_all().await;
+            self.inner.raiser.retry().await;
+            if let Err(e) = self.check().await {
+                tracing::warn!(error = %e, "agent check failed");
+            }
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    fn close_all(&self) {
+        for c in lock(&self.inner.local).values() {
+            c.close.cancel();
+        }
+    }
+
+    async fn touch_all(&self) {
+        let conns: Vec<Arc<Connection>> = lock(&self.inner.local).values().cloned().collect();
+        for c in conns {
+            let seen = c.last_seen_ms.load(Ordering::Relaxed);
+            let samples = c.samples.load(Ordering::Relaxed);
+            if let Err(e) = store::touch(
+                &self.inner.db,
+                &c.hello.name,
+                &c.hello.session,
+                seen,
+                samples,
+            )
+            .await
+            {
+                tracing::warn!(agent = %c.hello.name, error = %e, "cannot store the agent's last_seen");
+                return;
+            }
+        }
+    }
+
+    /// Raises `AgentDown` for agents silent for longer than the grace. Nothing is raised
+    /// in the first grace after start: agents reconnect to a restarted server.
+    async fn check(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let grace = ms(self.inner.config.grace);
+        if now.saturating_sub(self.inner.started_ms) < grace {
+            return Ok(());
+        }
+        let cutoff = now - grace;
+        for row in store::silent_since(&self.inner.db, cutoff).await? {
+            if lock(&self.inner.local).contains_key(&row.name) {
+                continue; // connected here; its stored last_seen lags
+            }
+            if store::mark_down(&self.inner.db, &row.name, cutoff).await? {
+                tracing::warn!(agent = %row.name, "agent down: disconnected longer than agents.grace");
+                self.inner
+                    .raiser
+                    .raise(agent_down(&row, true, now, self.inner.config.grace))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    fn row_of(&self, c: &Connection) -> AgentRow {
+        AgentRow {
+            name: c.hello.name.clone(),
+            host: c.hello.host.clone(),
+            version: c.hello.version.clone(),
+            address: c.address.clone(),
+            node: Some(self.inner.node.clone()),
+            session: Some(c.hello.session.clone()),
+            connected_since_ms: Some(c.since_ms),
+            last_seen_ms: c.since_ms,
+            samples_received: 0,
+            down: false,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `AgentDown{instance, job="agent"}`, firing or resolved at `at_ms`.
+fn agent_down(row: &AgentRow, firing: bool, at_ms: i64, grace: Duration) -> RawAlert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "AgentDown"),
+        ("instance", row.name.as_str()),
+        ("job", JOB),
+        ("severity", "critical"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let last = crate::alerts::model::rfc3339(row.last_seen_ms);
+    let summary = format!("Agent {} is down", row.name);
+    let description = format!(
+        "watchpost agent {} (host {}, {}) has been disconnected since {last}, longer than agents.grace ({}): the host's metrics are not coming in, and its own rules cannot fire.",
+        row.name,
+        row.host,
+        row.address,
+        humantime::format_duration(grace)
+    );
+    RawAlert {
+        source: crate::alerts::rules::SOURCE.to_string(),
+        message: Some(summary.clone()),
+        severity: Some(Severity::Critical),
+        type_hint: None,
+        type_fallback: Some("system"),
+        source_score: None,
+        labels,
+        annotations: [
+            ("summary".to_string(), summary),
+            ("description".to_string(), description),
+        ]
+        .into_iter()
+        .collect(),
+        starts_at_ms: firing.then_some(at_ms),
+        ends_at_ms: (!firing).then_some(at_ms),
+        generator_url: None,
+    }
+}

@@ -1,0 +1,195 @@
+//! One agent connection on the server: batches decoded, relabeled (`instance`, `job`),
+//! appended within the agent's limits, and acked in order.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use tokio::time::Instant;
+
+use super::protocol::{self, ServerMessage};
+use super::registry::{Agents, Connection, JOB};
+use crate::remote_write::receive::{self, SeriesRefusal};
+use crate::store::now_ms;
+use crate::tsdb::{Labels, LabelsBuilder};
+
+/// An agent that does not read its acks within this is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Close code for a message over `agents.max_message_bytes` (RFC 6455 "message too big").
+const TOO_BIG: u16 = 1009;
+
+/// Serves `conn` over `socket` until either side closes it.
+pub async fn serve(agents: Agents, conn: Arc<Connection>, mut socket: WebSocket) {
+    let mut limiter = Limiter::new(agents.config().max_samples_per_second);
+    let close = loop {
+        let msg = tokio::select! {
+            _ = conn.close.cancelled() => break Some((close_code::AWAY, "closed by the server: shutting down, or replaced by a new connection of this agent".to_string())),
+            msg = tokio::time::timeout(protocol::IDLE_TIMEOUT, socket.recv()) => msg,
+        };
+        conn.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+        match msg {
+            Err(_) => {
+                agents.count_refused("idle");
+                break Some((
+                    close_code::POLICY,
+                    format!("nothing received for {:?}", protocol::IDLE_TIMEOUT),
+                ));
+            }
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break None,
+            Ok(Some(Err(e))) => {
+                let text = e.to_string();
+                if text.contains("too long")
+                    || text.contains("too big")
+                    || text.contains("Space limit")
+                {
+                    agents.count_refused("too_large");
+                    break Some((
+                        TOO_BIG,
+                        format!(
+                            "message larger than agents.max_message_bytes ({} bytes)",
+                            agents.config().max_message_bytes
+                        ),
+                    ));
+                }
+                tracing::debug!(agent = %conn.hello.name, error = %text, "agent connection failed");
+                break None;
+            }
+            Ok(Some(Ok(Message::Binary(frame)))) => {
+                match batch(&agents, &conn, &frame, &mut limiter).await {
+                    Ok(ack) => {
+                        let text = serde_json::to_string(&ack).unwrap_or_default();
+                        match tokio::time::timeout(
+                            WRITE_TIMEOUT,
+                            socket.send(Message::Text(text.into())),
+                        )
+                        .await
+                        {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break None,
+                            Err(_) => {
+                                agents.count_refused("slow");
+                                break None;
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        agents.count_refused("bad_message");
+                        break Some((close_code::INVALID, why));
+                    }
+                }
+            }
+            Ok(Some(Ok(Message::Text(_)))) => {
+                agents.count_refused("bad_message");
+                break Some((
+                    close_code::UNSUPPORTED,
+                    format!(
+                        "agents send binary batches; text messages are not part of protocol {}",
+                        protocol::VERSION
+                    ),
+                ));
+            }
+            Ok(Some(Ok(_))) => {} // ping (answered by the socket) or pong
+        }
+    };
+    if let Some((code, reason)) = close {
+        tracing::info!(agent = %conn.hello.name, code, reason = %reason, "closing agent connection");
+        let frame = CloseFrame {
+            code,
+            reason: reason.chars().take(120).collect::<String>().into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+    agents.release(&conn).await;
+}
+
+/// Applies one batch; `Err` names why the message is not a batch (fatal).
+async fn batch(
+    agents: &Agents,
+    conn: &Connection,
+    frame: &[u8],
+    limiter: &mut Limiter,
+) -> Result<ServerMessage, String> {
+    let (seq, body) = protocol::split_batch(frame).map_err(|e| e.to_string())?;
+    let (tsdb, limits) = agents.tsdb();
+    let req =
+        receive::decode(body, limits.max_decoded_bytes).map_err(|e| format!("batch {seq}: {e}"))?;
+    let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+    limiter.take(samples).await;
+    let series = agents.series_of(&conn.hello.name);
+    let max_series = agents.config().max_series;
+    let instance = conn.hello.name.as_str();
+    let min_t = now_ms().saturating_sub(tsdb.retention_ms());
+    let receipt = receive::apply_mapped(tsdb, &req, limits, min_t, |labels| {
+        let labels = relabel(&labels, instance);
+        let mut known = series.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.contains(&labels) {
+            if known.len() >= max_series {
+                return Err(SeriesRefusal::Limit(format!(
+                    "new series refused: agent {instance} has {max_series} series (agents.max_series)"
+                )));
+            }
+            known.insert(labels.clone());
+        }
+        Ok(labels)
+    });
+    for (outcome, n) in receipt.outcomes() {
+        agents.count_samples(outcome, n);
+    }
+    conn.samples.fetch_add(
+        i64::try_from(receipt.appended + receipt.repeated).unwrap_or(0),
+        Ordering::Relaxed,
+    );
+    let refused = receipt.refused();
+    Ok(ServerMessage::Ack {
+        seq,
+        appended: receipt.appended,
+        refused,
+        error: (refused > 0).then(|| receipt.message()),
+    })
+}
+
+/// `labels` with `instance` = the agent's name and `job` = `agent` (whatever it sent).
+fn relabel(labels: &Labels, instance: &str) -> Labels {
+    let mut b = LabelsBuilder::default();
+    for (k, v) in labels.iter() {
+        b.set(k, v);
+    }
+    b.set("instance", instance);
+    b.set("job", JOB);
+    b.build()
+}
+
+/// A token bucket of samples per second: past it, the agent's reads wait (TCP pushes
+/// back on the agent; nothing is lost).
+struct Limiter {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Limiter {
+    fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second.max(1));
+        Self {
+            rate,
+            tokens: rate,
+            at: Instant::now(),
+        }
+    }
+
+    async fn take(&mut self, n: usize) {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+        self.tokens -= n as f64;
+        if self.tokens < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(-self.tokens / self.rate)).await;
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `GET /api/v1/agents` (viewer): the agents and their state; `GET /api/v1/agents/connect`
+//! (role `agent`): the WebSocket `watchpost agent` streams over. Every refusal is an
+//! HTTP answer before the upgrade, naming its reason.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+use super::auth::{Viewer, require};
+use super::error::ApiError;
+use crate::agent::protocol::{self, Hello};
+use crate::agent::registry::{AgentView, Refusal};
+use crate::config::Role;
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agents", get(list))
+        .route(protocol::PATH, get(connect))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _: Viewer,
+) -> Result<axum::Json<Vec<AgentView>>, ApiError> {
+    let agents = state
+        .agents
+        .list()
+        .await
+        .map_err(|e| ApiError::internal("agents", e))?;
+    Ok(axum::Json(agents))
+}
+
+async fn connect(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (mut parts, _body) = req.into_parts();
+    let principal = state.auth.authenticate(&parts).await?;
+    require(&principal, Role::Agent)?;
+    let hello = hello(parts.uri.query().unwrap_or(""))?;
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)
+        .await
+        .map_err(|e: WebSocketUpgradeRejection| {
+            ApiError::new(
+                e.status(),
+                format!("{}: expected a WebSocket upgrade", e.body_text()),
+            )
+        })?;
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.to_string());
+    let agents = state.agents.clone();
+    let conn = agents.admit(hello, address).await.map_err(|e| match e {
+        Refusal::Duplicate { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        Refusal::Full(_) => ApiError::unavailable(e.to_string(), 30),
+        Refusal::Store(_) => ApiError::unavailable(e.to_string(), 5),
+    })?;
+    let max = state.config.agents.max_message_bytes;
+    // `conn` is released by the session, or here if the upgrade never completes.
+    let failed = (agents.clone(), conn.clone());
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_failed_upgrade(move |e| {
+            tracing::debug!(error = %e, "agent upgrade failed");
+            let (agents, conn) = failed;
+            tokio::spawn(async move { agents.release(&conn).await });
+        })
+        .on_upgrade(move |socket| crate::agent::session::serve(agents, conn, socket))
+        .into_response())
+}
+
+/// The handshake's parameters, checked: protocol version first, then the name.
+fn hello(query: &str) -> Result<Hello, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        protocol: Option<String>,
+        name: Option<String>,
+        #[serde(default)]
+        host: String,
+        #[serde(default)]
+        version: String,
+        #[serde(default)]
+        session: String,
+    }
+    let raw: Raw = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let speaks = protocol::VERSION;
+    let version = raw.protocol.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "protocol: missing; this server speaks agent protocol {speaks}"
+        ))
+    })?;
+    match version.parse::<u32>() {
+        Ok(v) if v == speaks => {}
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "protocol: unsupported agent protocol {version:?}; this server speaks protocol {speaks} (upgrade the agent or the server so they match)"
+            )));
+        }
+    }
+    let name = raw
+        .name
+        .ok_or_else(|| ApiError::bad_request("name: missing"))?;
+    protocol::check_name(&name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+    for (key, value) in [
+        ("host", &raw.host),
+        ("version", &raw.version),
+        ("session", &raw.session),
+    ] {
+        if value.len() > 256 {
+            return Err(ApiError::bad_request(format!(
+                "{key}: longer than 256 bytes"
+            )));
+        }
+    }
+    Ok(Hello {
+        protocol: speaks,
+        name,
+        host: raw.host,
+        version: raw.version,
+        session: raw.session,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_refusals_name_the_parameter() {
+        let err = |q: &str| hello(q).unwrap_err().message;
+        assert!(err("name=a").contains("protocol: missing"));
+        assert!(err("protocol=2&name=a").contains("unsupported agent protocol \"2\""));
+        assert!(err("protocol=1").contains("name: missing"));
+        assert!(err("protocol=1&name=a%20b").starts_with("name:"));
+        let h = hello("protocol=1&name=web-1&host=h&version=0.1.0&session=s").unwrap();
+        assert_eq!((h.name.as_str(), h.host.as_str()), ("web-1", "h"));
+    }
+}
