@@ -22,7 +22,7 @@ const WINDOW: usize = 64;
 /// Bytes of batches held while disconnected, at most (whatever `agent.buffer` says).
 const MAX_BUFFER_BYTES: usize = 32 << 20;
 /// First and longest wait between connection attempts (jittered).
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(10));
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), protocol::MAX_BACKOFF);
 /// A connection attempt that takes longer is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A write the server does not take within this ends the connection.

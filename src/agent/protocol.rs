@@ -22,6 +22,9 @@ pub const PATH: &str = "/api/v1/agents/connect";
 pub const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// A connection with nothing received for this long is closed.
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest wait of an agent between two connection attempts (jittered below it): a
+/// restarted server hears from every agent within this.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest agent name.
 pub const MAX_NAME: usize = 128;
 

@@ -3,7 +3,7 @@
 //! `agents.grace` (and resolves it when they come back).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::Hello;
+use super::protocol::{self, Hello};
 use super::store::{self, AgentRow, Claim};
 use crate::alerts::AlertService;
 use crate::alerts::ingest::RawAlert;
@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::remote_write::Limits;
 use crate::store::{Db, StoreError, now_ms};
 use crate::tsdb::{Labels, Tsdb};
+
+/// Time for an agent's connection attempt after its backoff.
+const CONNECT_ALLOWANCE: Duration = Duration::from_secs(5);
 
 /// The `job` label of every agent series.
 pub const JOB: &str = "agent";
@@ -85,6 +88,8 @@ struct Inner {
     raiser: Raiser,
     started_ms: i64,
     local: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Connections being admitted (counted against `agents.max_connected`).
+    admitting: AtomicUsize,
     series: Mutex<HashMap<String, SeriesSet>>,
     connected: IntGauge,
     samples: IntCounterVec,
@@ -163,6 +168,7 @@ impl Agents {
                 raiser: Raiser::new(alerts, "agent"),
                 started_ms: now_ms(),
                 local: Mutex::new(HashMap::new()),
+                admitting: AtomicUsize::new(0),
                 series: Mutex::new(HashMap::new()),
                 connected,
                 samples,
@@ -210,14 +216,21 @@ impl Agents {
     /// Admits a connection: not over `agents.max_connected`, and the name is free or
     /// held by the same process (whose old connection is then closed).
     pub async fn admit(&self, hello: Hello, address: String) -> Result<Arc<Connection>, Refusal> {
-        let count = lock(&self.inner.local).len();
-        let replacing = lock(&self.inner.local)
-            .get(&hello.name)
-            .map(|c| c.hello.session == hello.session);
-        if count >= self.inner.config.max_connected && replacing != Some(true) {
-            self.count_refused("full");
-            return Err(Refusal::Full(self.inner.config.max_connected));
-        }
+        // A slot is taken under the lock before the database is asked, so agents
+        // connecting at once cannot all pass the check.
+        let _slot = {
+            let local = lock(&self.inner.local);
+            let replacing = local
+                .get(&hello.name)
+                .is_some_and(|c| c.hello.session == hello.session);
+            let used = local.len() + self.inner.admitting.load(Ordering::Relaxed);
+            if used >= self.inner.config.max_connected && !replacing {
+                drop(local);
+                self.count_refused("full");
+                return Err(Refusal::Full(self.inner.config.max_connected));
+            }
+            Slot::take(&self.inner.admitting)
+        };
         let now = now_ms();
         let stale = now.saturating_sub(ms(self.refresh_every() * 3));
         let claim = store::claim(
@@ -378,18 +391,22 @@ impl Agents {
         }
     }
 
-    /// Raises `AgentDown` for agents silent for longer than the grace. Nothing is raised
-    /// in the first grace after start: agents reconnect to a restarted server.
+    /// Raises `AgentDown` for agents silent for longer than the grace. An agent last
+    /// heard from before this node started is given the time to reconnect to it
+    /// first (its longest backoff and a connection attempt, then the grace): the
+    /// server was away, not the agent.
     async fn check(&self) -> Result<(), StoreError> {
         let now = now_ms();
         let grace = ms(self.inner.config.grace);
-        if now.saturating_sub(self.inner.started_ms) < grace {
-            return Ok(());
-        }
+        let settle = ms(protocol::MAX_BACKOFF + CONNECT_ALLOWANCE) + grace;
+        let settled = now.saturating_sub(self.inner.started_ms) >= settle;
         let cutoff = now - grace;
         for row in store::silent_since(&self.inner.db, cutoff).await? {
             if lock(&self.inner.local).contains_key(&row.name) {
                 continue; // connected here; its stored last_seen lags
+            }
+            if row.last_seen_ms < self.inner.started_ms && !settled {
+                continue;
             }
             if store::mark_down(&self.inner.db, &row.name, cutoff).await? {
                 tracing::warn!(agent = %row.name, "agent down: disconnected longer than agents.grace");
@@ -415,6 +432,22 @@ impl Agents {
             samples_received: 0,
             down: false,
         }
+    }
+}
+
+/// One admission in progress; given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Slot(counter)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

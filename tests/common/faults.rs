@@ -72,6 +72,8 @@ pub struct Conf {
     pub alerts: Vec<(String, String)>,
     /// `rules.files` (none by default), evaluated every second.
     pub rules: Vec<String>,
+    /// `listen` (default `127.0.0.1:0`; fixed when clients must find a restarted server).
+    pub listen: Option<String>,
 }
 
 impl Conf {
@@ -109,6 +111,7 @@ impl Conf {
             telegram: Vec::new(),
             alerts: Vec::new(),
             rules: Vec::new(),
+            listen: None,
         }
     }
 
@@ -122,7 +125,8 @@ impl Conf {
     pub fn toml(&self) -> String {
         let q = |s: &str| Value::String(s.to_string()).to_string();
         let mut t = String::new();
-        t.push_str("listen = \"127.0.0.1:0\"\n");
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:0");
+        t.push_str(&format!("listen = {}\n", q(listen)));
         t.push_str(&format!("database_url = {}\n", q(&self.db_url)));
         if let Some(s) = &self.shutdown_timeout {
             t.push_str(&format!("shutdown_timeout = {}\n", q(s)));
