@@ -181,23 +181,37 @@ fn example_config_names_every_key() {
 }
 
 #[test]
-fn systemd_unit_passes_systemd_analyze() {
+fn systemd_units_pass_systemd_analyze() {
+    verify_unit(
+        "watchpost.service",
+        &[
+            "ExecStart=/usr/local/bin/watchpost serve --config /etc/watchpost/watchpost.toml",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+        ],
+    );
+    verify_unit(
+        "watchpost-agent.service",
+        &[
+            "ExecStart=/usr/local/bin/watchpost agent --config /etc/watchpost/agent.toml",
+            "Restart=always",
+        ],
+    );
+}
+
+/// `deploy/systemd/<name>` contains `lines` and passes `systemd-analyze verify`.
+fn verify_unit(name: &str, lines: &[&str]) {
     let analyze = Path::new("/usr/bin/systemd-analyze");
     if !analyze.exists() {
         eprintln!("systemd-analyze not installed: skipping");
         return;
     }
-    let unit = std::fs::read_to_string(repo().join("deploy/systemd/watchpost.service"))
-        .expect("read unit");
-    assert!(unit.contains(
-        "ExecStart=/usr/local/bin/watchpost serve --config /etc/watchpost/watchpost.toml"
-    ));
-    assert!(
-        unit.contains("ExecReload=/bin/kill -HUP $MAINPID"),
-        "reload is SIGHUP"
-    );
+    let unit =
+        std::fs::read_to_string(repo().join("deploy/systemd").join(name)).expect("read unit");
+    for line in lines {
+        assert!(unit.contains(line), "{name}: {line}");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("watchpost.service");
+    let path = dir.path().join(name);
     let binary = common::binary();
     std::fs::write(
         &path,
@@ -215,9 +229,9 @@ fn systemd_unit_passes_systemd_analyze() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "systemd-analyze verify:\n{text}");
-    let findings: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("watchpost.service"))
-        .collect();
-    assert!(findings.is_empty(), "systemd-analyze verify:\n{text}");
+    let findings: Vec<&str> = text.lines().filter(|l| l.contains(name)).collect();
+    assert!(
+        findings.is_empty(),
+        "systemd-analyze verify {name}:\n{text}"
+    );
 }
