@@ -576,8 +576,44 @@ async fn bad_agents_get_clear_refusals_and_the_server_stays_healthy() {
         r.contains("watchpost_agents_refused_total{reason=\"full\"}"),
         "refusals counted"
     );
+    // Forgetting agents (admin): a connected one is refused, a disconnected one goes.
+    let delete = async |name: &str, token: &str| {
+        let r = app
+            .client
+            .delete(app.url(&format!("/api/v1/agents/{name}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    };
+    assert_eq!(delete("t1", "viewer-token-1").await, 403);
+    let connected = agents_listed(&app)
+        .await
+        .into_iter()
+        .find(|a| a["connected"] == true)
+        .unwrap();
+    assert_eq!(
+        delete(connected["name"].as_str().unwrap(), "admin-token-1").await,
+        409
+    );
+    assert_eq!(delete("t1", "admin-token-1").await, 204);
+    assert_eq!(delete("t1", "admin-token-1").await, 404);
+    assert!(agents_listed(&app).await.iter().all(|a| a["name"] != "t1"));
     drop(held);
     app.stop().await;
+}
+
+async fn agents_listed(app: &TestApp) -> Vec<Value> {
+    let r = app
+        .client
+        .get(app.url("/api/v1/agents"))
+        .bearer_auth("viewer-token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Vec<Value>>().await.unwrap()
 }
 
 async fn common_query(app: &TestApp, q: &str) -> (u16, Value) {

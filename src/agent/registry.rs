@@ -310,6 +310,31 @@ impl Agents {
         tracing::info!(agent = %conn.hello.name, address = %conn.address, "agent disconnected");
     }
 
+    /// Forgets a disconnected agent (decommissioned host): its row goes, its AgentDown
+    /// resolves. `Ok(false)`: no such agent; [`Refusal::Duplicate`]: it is connected.
+    pub async fn forget(&self, name: &str) -> Result<bool, Refusal> {
+        let stale = now_ms().saturating_sub(ms(self.refresh_every() * 3));
+        if let Some(row) = store::delete_disconnected(&self.inner.db, name, stale).await? {
+            lock(&self.inner.series).remove(name);
+            if row.down {
+                self.inner
+                    .raiser
+                    .raise(agent_down(&row, false, now_ms(), self.inner.config.grace))
+                    .await;
+            }
+            tracing::info!(agent = %name, "agent forgotten");
+            return Ok(true);
+        }
+        match store::get(&self.inner.db, name).await? {
+            Some(row) => Err(Refusal::Duplicate {
+                name: row.name,
+                address: row.address,
+                host: row.host,
+            }),
+            None => Ok(false),
+        }
+    }
+
     /// Every agent, stored state overlaid with this node's live counts.
     pub async fn list(&self) -> Result<Vec<AgentView>, StoreError> {
         let rows = store::list(&self.inner.db).await?;

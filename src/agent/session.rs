@@ -193,3 +193,36 @@ impl Limiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limiter_slows_reads_past_the_rate_and_refills() {
+        let mut l = Limiter::new(100);
+        let start = Instant::now();
+        l.take(100).await; // the first second's burst
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        l.take(50).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        // A batch bigger than a second's worth waits in proportion.
+        l.take(300).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(3_500));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let idle = Instant::now();
+        l.take(100).await; // refilled, capped at one second's worth
+        assert_eq!(idle.elapsed(), Duration::ZERO);
+        l.take(1).await;
+        assert_eq!(idle.elapsed(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn relabel_sets_instance_and_job_over_what_the_agent_sent() {
+        let sent = Labels::new([("__name__", "up"), ("instance", "spoofed"), ("job", "x")]);
+        let got = relabel(&sent, "web-1");
+        assert_eq!(got.get("instance"), Some("web-1"));
+        assert_eq!(got.get("job"), Some("agent"));
+        assert_eq!(got.get("__name__"), Some("up"));
+    }
+}

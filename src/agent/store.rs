@@ -86,6 +86,21 @@ pub async fn silent_since(db: &Db, cutoff_ms: i64) -> Result<Vec<AgentRow>, Stor
     .await
 }
 
+/// Agent `name`, if stored.
+pub async fn get(db: &Db, name: &str) -> Result<Option<AgentRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE name = $1");
+    let row = db
+        .timed("agents.get", async {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(name)
+                .fetch_optional(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -146,17 +161,9 @@ pub async fn claim(
         .await?
         .rows_affected()
         == 1;
-    let sql = format!("SELECT {COLUMNS} FROM agents WHERE name = $1");
-    let row = db
-        .timed("agents.get", async {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&hello.name)
-                .fetch_one(db.pool())
-                .await
-                .map_err(StoreError::from)
-        })
-        .await?;
-    let row = from_row(&row)?;
+    let row = get(db, &hello.name)
+        .await?
+        .ok_or(StoreError::Query(sqlx::Error::RowNotFound))?;
     Ok(if claimed {
         Claim::Claimed {
             samples_received: row.samples_received,
@@ -259,4 +266,31 @@ pub async fn release(
     })
     .await?;
     Ok(())
+}
+
+/// Deletes agent `name` unless a live connection holds it (its holder heard from it
+/// since `stale_before_ms`); the deleted row, if one was.
+pub async fn delete_disconnected(
+    db: &Db,
+    name: &str,
+    stale_before_ms: i64,
+) -> Result<Option<AgentRow>, StoreError> {
+    let Some(row) = get(db, name).await? else {
+        return Ok(None);
+    };
+    let deleted = db
+        .timed("agents.delete", async {
+            sqlx::query(
+                "DELETE FROM agents WHERE name = $1 AND (node IS NULL OR last_seen_ms < $2)",
+            )
+            .bind(name)
+            .bind(stale_before_ms)
+            .execute(db.pool())
+            .await
+            .map_err(StoreError::from)
+        })
+        .await?
+        .rows_affected()
+        == 1;
+    Ok(deleted.then_some(row))
 }

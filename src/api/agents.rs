@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
-use super::auth::{Viewer, require};
+use super::auth::{Admin, Viewer, require};
 use super::error::ApiError;
 use crate::agent::protocol::{self, Hello};
 use crate::agent::registry::{AgentView, Refusal};
@@ -23,6 +23,7 @@ use crate::config::Role;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/agents", get(list))
+        .route("/api/v1/agents/{name}", axum::routing::delete(forget))
         .route(protocol::PATH, get(connect))
 }
 
@@ -36,6 +37,38 @@ async fn list(
         .await
         .map_err(|e| ApiError::internal("agents", e))?;
     Ok(axum::Json(agents))
+}
+
+/// `DELETE /api/v1/agents/{name}` (admin): forgets a disconnected agent; 409 while it
+/// is connected.
+async fn forget(
+    State(state): State<AppState>,
+    admin: Admin,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match state.agents.forget(&name).await {
+        Ok(true) => {
+            let rec = crate::audit::AuditRecord::new(
+                &admin.0,
+                "agent.forget",
+                name.clone(),
+                serde_json::Value::Null,
+            );
+            if let Err(e) = crate::audit::record(&state.db, &rec).await {
+                tracing::warn!(error = %e, "audit record of agent.forget");
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(false) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no agent named {name:?}"),
+        )),
+        Err(Refusal::Duplicate { address, .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("agent {name:?} is connected (from {address}); stop it first"),
+        )),
+        Err(e) => Err(ApiError::unavailable(e.to_string(), 5)),
+    }
 }
 
 async fn connect(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
