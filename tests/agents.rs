@@ -488,6 +488,21 @@ async fn bad_agents_get_clear_refusals_and_the_server_stays_healthy() {
     let (code, reason) = close_of(&mut ws).await;
     assert_eq!(code, 1001, "{reason}");
     assert!(reason.contains("replaced"), "{reason}");
+    // A batch resent after a lost ack (it was applied) is acked without a refusal.
+    again
+        .send(Message::Binary(batch(1, 3, now).into()))
+        .await
+        .unwrap();
+    let ack = next_text(&mut again).await;
+    assert_eq!(
+        (
+            ack["seq"].as_u64(),
+            ack["appended"].as_u64(),
+            ack["refused"].as_u64()
+        ),
+        (Some(1), Some(0), Some(0)),
+        "{ack}"
+    );
 
     // Oversized, malformed and text messages: closed with a reason, nothing stored.
     again

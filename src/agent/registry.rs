@@ -70,8 +70,17 @@ pub struct Connection {
     pub close: CancellationToken,
 }
 
-/// The series an agent has created, for `agents.max_series` (kept across reconnects).
-type SeriesSet = Arc<Mutex<HashSet<Labels>>>;
+/// What the server remembers of an agent across its reconnects.
+#[derive(Default)]
+pub struct AgentState {
+    /// The series it created, for `agents.max_series`.
+    pub series: HashSet<Labels>,
+    /// The process (session) whose batches were applied last, and the last one's
+    /// sequence number: a batch resent after a lost ack is acked, not applied again.
+    pub applied: Option<(String, u64)>,
+}
+
+type SharedState = Arc<Mutex<AgentState>>;
 
 /// Agents known to this node. Cheap to clone.
 #[derive(Clone)]
@@ -90,7 +99,7 @@ struct Inner {
     local: Mutex<HashMap<String, Arc<Connection>>>,
     /// Connections being admitted (counted against `agents.max_connected`).
     admitting: AtomicUsize,
-    series: Mutex<HashMap<String, SeriesSet>>,
+    states: Mutex<HashMap<String, SharedState>>,
     connected: IntGauge,
     samples: IntCounterVec,
     refused: IntCounterVec,
@@ -169,7 +178,7 @@ impl Agents {
                 started_ms: now_ms(),
                 local: Mutex::new(HashMap::new()),
                 admitting: AtomicUsize::new(0),
-                series: Mutex::new(HashMap::new()),
+                states: Mutex::new(HashMap::new()),
                 connected,
                 samples,
                 refused,
@@ -202,9 +211,9 @@ impl Agents {
         }
     }
 
-    /// The series set of agent `name`.
-    pub fn series_of(&self, name: &str) -> SeriesSet {
-        let mut all = lock(&self.inner.series);
+    /// What is remembered of agent `name`.
+    pub fn state_of(&self, name: &str) -> SharedState {
+        let mut all = lock(&self.inner.states);
         all.entry(name.to_string()).or_default().clone()
     }
 
@@ -315,7 +324,7 @@ impl Agents {
     pub async fn forget(&self, name: &str) -> Result<bool, Refusal> {
         let stale = now_ms().saturating_sub(ms(self.refresh_every() * 3));
         if let Some(row) = store::delete_disconnected(&self.inner.db, name, stale).await? {
-            lock(&self.inner.series).remove(name);
+            lock(&self.inner.states).remove(name);
             if row.down {
                 self.inner
                     .raiser

@@ -120,13 +120,27 @@ async fn batch(
         receive::decode(body, limits.max_decoded_bytes).map_err(|e| format!("batch {seq}: {e}"))?;
     let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
     limiter.take(samples).await;
-    let series = agents.series_of(&conn.hello.name);
+    let state = agents.state_of(&conn.hello.name);
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let session = conn.hello.session.as_str();
+    if let Some((applied_session, applied_seq)) = &state.applied
+        && applied_session == session
+        && seq <= *applied_seq
+    {
+        // Applied before; its ack was lost with the previous connection.
+        return Ok(ServerMessage::Ack {
+            seq,
+            appended: 0,
+            refused: 0,
+            error: None,
+        });
+    }
     let max_series = agents.config().max_series;
     let instance = conn.hello.name.as_str();
     let min_t = now_ms().saturating_sub(tsdb.retention_ms());
+    let known = &mut state.series;
     let receipt = receive::apply_mapped(tsdb, &req, limits, min_t, |labels| {
         let labels = relabel(&labels, instance);
-        let mut known = series.lock().unwrap_or_else(|e| e.into_inner());
         if !known.contains(&labels) {
             if known.len() >= max_series {
                 return Err(SeriesRefusal::Limit(format!(
@@ -137,6 +151,8 @@ async fn batch(
         }
         Ok(labels)
     });
+    state.applied = Some((session.to_string(), seq));
+    drop(state);
     for (outcome, n) in receipt.outcomes() {
         agents.count_samples(outcome, n);
     }
