@@ -286,7 +286,11 @@ impl App {
             config.agents.clone(),
             tsdb.clone(),
             remote_write::Limits {
-                max_decoded_bytes: config.tsdb.max_write_bytes,
+                // A host's batch is a few KiB; a message decodes to at most this.
+                max_decoded_bytes: config
+                    .tsdb
+                    .max_write_bytes
+                    .min(config.agents.max_message_bytes.saturating_mul(8)),
                 max_labels: config.tsdb.max_labels_per_series,
                 max_label_bytes: config.tsdb.max_label_length,
             },

@@ -504,6 +504,15 @@ async fn bad_agents_get_clear_refusals_and_the_server_stays_healthy() {
         "{ack}"
     );
 
+    // The replaced connection's end does not mark the agent disconnected.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t1 = agents_listed(&app)
+        .await
+        .into_iter()
+        .find(|a| a["name"] == "t1")
+        .unwrap();
+    assert_eq!(t1["connected"], true, "{t1}");
+
     // Oversized, malformed and text messages: closed with a reason, nothing stored.
     again
         .send(Message::Binary(vec![7u8; 100_000].into()))

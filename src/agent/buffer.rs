@@ -77,6 +77,13 @@ impl Buffer {
         self.batches.get(i)
     }
 
+    /// Drops the oldest batch (the server refused it as a whole); its sequence number.
+    pub fn drop_first(&mut self) -> Option<u64> {
+        let seq = self.batches.front().map(|b| b.seq);
+        self.pop_front();
+        seq
+    }
+
     /// Batches up to and including `seq` still held: sent and not acked yet.
     pub fn in_flight(&self, seq: u64) -> usize {
         self.batches.partition_point(|b| b.seq <= seq)

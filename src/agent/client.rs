@@ -185,14 +185,16 @@ async fn send_loop(
     let mut wait = BACKOFF.0;
     let mut connected_once = false;
     loop {
+        let mut acked = false;
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
-            r = session(&url, token.as_deref(), &shared, &stop) => r,
+            r = session(&url, token.as_deref(), &shared, &stop, &mut acked) => r,
         };
         match outcome {
             Ok(()) => return,
-            Err((streamed, e)) => {
-                if streamed {
+            Err(e) => {
+                // Backoff starts over only after a connection that worked (acked).
+                if acked {
                     wait = BACKOFF.0;
                     connected_once = true;
                 }
@@ -214,21 +216,20 @@ async fn send_loop(
 }
 
 /// One connection: sends buffered batches in order (at most [`WINDOW`] unacked) and
-/// applies acks. `Ok` when stopped; else whether it got as far as streaming, and why
-/// it ended.
+/// applies acks (`acked` is set at the first). `Ok` when stopped; else why it ended.
 async fn session(
     url: &str,
     token: Option<&str>,
     shared: &Shared,
     stop: &CancellationToken,
-) -> Result<(), (bool, SessionError)> {
-    let ws = connect(url, token).await.map_err(|e| (false, e))?;
+    acked: &mut bool,
+) -> Result<(), SessionError> {
+    let ws = connect(url, token).await?;
     tracing::info!(buffered = shared.buffer().len(), "agent connected");
     let (mut tx, mut rx) = ws.split();
     let mut sent_upto = 0u64;
     let mut ping = tokio::time::interval(protocol::PING_EVERY);
     let mut heard = tokio::time::Instant::now();
-    let fail = |e: SessionError| (true, e);
     loop {
         loop {
             let next = {
@@ -240,7 +241,7 @@ async fn session(
                 }
             };
             let Some((seq, frame)) = next else { break };
-            send(&mut tx, Message::Binary(frame)).await.map_err(fail)?;
+            send(&mut tx, Message::Binary(frame)).await?;
             sent_upto = seq;
         }
         tokio::select! {
@@ -251,22 +252,31 @@ async fn session(
             _ = shared.collected.notified() => {}
             _ = ping.tick() => {
                 if heard.elapsed() > protocol::IDLE_TIMEOUT {
-                    return Err(fail(SessionError::Closed(format!("nothing from the server for {:?}", protocol::IDLE_TIMEOUT))));
+                    return Err(SessionError::Closed(format!("nothing from the server for {:?}", protocol::IDLE_TIMEOUT)));
                 }
-                send(&mut tx, Message::Ping(Default::default())).await.map_err(fail)?;
+                send(&mut tx, Message::Ping(Default::default())).await?;
             }
             msg = rx.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     heard = tokio::time::Instant::now();
-                    on_message(text.as_str(), shared).map_err(fail)?;
+                    on_message(text.as_str(), shared)?;
+                    *acked = true;
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    let why = frame.map_or_else(|| "no reason given".to_string(), |f| format!("{} ({})", f.reason, u16::from(f.code)));
-                    return Err(fail(SessionError::Closed(why)));
+                    let why = frame.map_or_else(|| "no reason given".to_string(), |f| {
+                        let code = u16::from(f.code);
+                        // The oldest batch was refused as a whole: it will never be accepted.
+                        if code == 1007 || code == 1009 {
+                            let dropped = shared.buffer().drop_first();
+                            tracing::error!(batch = ?dropped, reason = %f.reason, code, "server refused a batch; dropped");
+                        }
+                        format!("{} ({code})", f.reason)
+                    });
+                    return Err(SessionError::Closed(why));
                 }
                 Some(Ok(_)) => heard = tokio::time::Instant::now(),
-                Some(Err(e)) => return Err(fail(e.into())),
-                None => return Err(fail(SessionError::Closed("connection lost".into()))),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(SessionError::Closed("connection lost".into())),
             },
         }
     }

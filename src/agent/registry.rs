@@ -23,6 +23,14 @@ use crate::remote_write::Limits;
 use crate::store::{Db, StoreError, now_ms};
 use crate::tsdb::{Labels, Tsdb};
 
+/// Database claims at once; more wait up to [`ADMIT_WAIT`], then get a 503.
+const ADMITTING: usize = 8;
+/// How long an admission waits for its turn.
+const ADMIT_WAIT: Duration = Duration::from_secs(5);
+/// Batches decoded at once over all agents (each up to the agents' decode limit).
+const DECODING: usize = 4;
+/// How often remembered series are checked against the store.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Time for an agent's connection attempt after its backoff.
 const CONNECT_ALLOWANCE: Duration = Duration::from_secs(5);
 
@@ -49,6 +57,9 @@ pub enum Refusal {
         "this server already holds {0} agent connections (agents.max_connected); try another node or later"
     )]
     Full(usize),
+    /// Too many agents are being admitted at once (503).
+    #[error("too many agents are connecting at once; retry in a few seconds")]
+    Busy,
     /// The database failed (503).
     #[error("cannot register the agent: {0}")]
     Store(#[from] StoreError),
@@ -56,6 +67,8 @@ pub enum Refusal {
 
 /// One connected agent on this node.
 pub struct Connection {
+    /// This connection's id (what the stored row names while it holds the agent).
+    pub id: String,
     /// Its handshake.
     pub hello: Hello,
     /// Its address.
@@ -98,7 +111,11 @@ struct Inner {
     started_ms: i64,
     local: Mutex<HashMap<String, Arc<Connection>>>,
     /// Connections being admitted (counted against `agents.max_connected`).
-    admitting: AtomicUsize,
+    admitting: Arc<AtomicUsize>,
+    /// Database claims at once.
+    admissions: Arc<tokio::sync::Semaphore>,
+    /// Batches decoded at once (over all agents).
+    decoding: Arc<tokio::sync::Semaphore>,
     states: Mutex<HashMap<String, SharedState>>,
     connected: IntGauge,
     samples: IntCounterVec,
@@ -177,7 +194,9 @@ impl Agents {
                 raiser: Raiser::new(alerts, "agent"),
                 started_ms: now_ms(),
                 local: Mutex::new(HashMap::new()),
-                admitting: AtomicUsize::new(0),
+                admitting: Arc::new(AtomicUsize::new(0)),
+                admissions: Arc::new(tokio::sync::Semaphore::new(ADMITTING)),
+                decoding: Arc::new(tokio::sync::Semaphore::new(DECODING)),
                 states: Mutex::new(HashMap::new()),
                 connected,
                 samples,
@@ -189,6 +208,11 @@ impl Agents {
     /// The configuration (`[agents]`).
     pub fn config(&self) -> &AgentsConfig {
         &self.inner.config
+    }
+
+    /// A turn to decode and apply one batch.
+    pub async fn decode_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.decoding.clone().acquire_owned().await.ok()
     }
 
     /// The store agents append to, and its limits.
@@ -222,12 +246,14 @@ impl Agents {
         (self.inner.config.grace / 3).clamp(Duration::from_millis(500), Duration::from_secs(5))
     }
 
-    /// Admits a connection: not over `agents.max_connected`, and the name is free or
-    /// held by the same process (whose old connection is then closed).
-    pub async fn admit(&self, hello: Hello, address: String) -> Result<Arc<Connection>, Refusal> {
+    /// Admits a connection before the upgrade: not over `agents.max_connected`, at
+    /// most [`ADMITTING`] database claims at once (others wait, then 503), and the
+    /// name free or held by the same process. Nothing is live until
+    /// [`Agents::activate`]: a handshake cut short leaves no connection behind.
+    pub async fn admit(&self, hello: Hello, address: String) -> Result<Admission, Refusal> {
         // A slot is taken under the lock before the database is asked, so agents
         // connecting at once cannot all pass the check.
-        let _slot = {
+        let slot = {
             let local = lock(&self.inner.local);
             let replacing = local
                 .get(&hello.name)
@@ -238,15 +264,22 @@ impl Agents {
                 self.count_refused("full");
                 return Err(Refusal::Full(self.inner.config.max_connected));
             }
-            Slot::take(&self.inner.admitting)
+            Slot::take(self.inner.admitting.clone())
+        };
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(ADMIT_WAIT, self.inner.admissions.clone().acquire_owned()).await
+        else {
+            self.count_refused("busy");
+            return Err(Refusal::Busy);
         };
         let now = now_ms();
         let stale = now.saturating_sub(ms(self.refresh_every() * 3));
+        let id = format!("{:032x}", rand::random::<u128>());
         let claim = store::claim(
             &self.inner.db,
             &hello,
             &address,
-            &self.inner.node,
+            (&self.inner.node, &id),
             now,
             stale,
         )
@@ -262,38 +295,60 @@ impl Agents {
                 });
             }
         };
-        let conn = Arc::new(Connection {
-            hello,
-            address,
-            since_ms: now,
-            samples: AtomicI64::new(samples_received),
-            last_seen_ms: AtomicI64::new(now),
-            close: CancellationToken::new(),
-        });
-        let old = lock(&self.inner.local).insert(conn.hello.name.clone(), conn.clone());
-        if let Some(old) = old {
-            old.close.cancel();
-        }
-        self.inner
-            .connected
-            .set(lock(&self.inner.local).len() as i64);
-        tracing::info!(agent = %conn.hello.name, host = %conn.hello.host, address = %conn.address, "agent connected");
-        if store::clear_down(&self.inner.db, &conn.hello.name)
-            .await
-            .unwrap_or(false)
-        {
-            let row = self.row_of(&conn);
-            self.inner
-                .raiser
-                .raise(agent_down(&row, false, now, self.inner.config.grace))
-                .await;
-        }
-        Ok(conn)
+        Ok(Admission {
+            conn: Arc::new(Connection {
+                id,
+                hello,
+                address,
+                since_ms: now,
+                samples: AtomicI64::new(samples_received),
+                last_seen_ms: AtomicI64::new(now),
+                close: CancellationToken::new(),
+            }),
+            _slot: slot,
+        })
     }
 
-    /// Marks `conn` disconnected (unless a newer connection of the agent replaced it).
+    /// Makes an admitted connection live (after the upgrade): replaces an older
+    /// connection of the same process, and resolves the agent's AgentDown (in the
+    /// background: the agent's batches do not wait for the alert pipeline).
+    pub fn activate(&self, admission: Admission) -> Arc<Connection> {
+        let conn = admission.conn;
+        {
+            let mut local = lock(&self.inner.local);
+            if let Some(old) = local.insert(conn.hello.name.clone(), conn.clone()) {
+                old.close.cancel();
+            }
+            self.inner.connected.set(local.len() as i64);
+        }
+        tracing::info!(agent = %conn.hello.name, host = %conn.hello.host, address = %conn.address, "agent connected");
+        let this = self.clone();
+        let name = conn.hello.name.clone();
+        tokio::spawn(async move { this.resolve_if_down(&name).await });
+        conn
+    }
+
+    /// Clears the agent's `down` mark and resolves its AgentDown, if this call cleared it.
+    async fn resolve_if_down(&self, name: &str) {
+        match store::clear_down(&self.inner.db, name).await {
+            Ok(true) => {
+                let row = lock(&self.inner.local).get(name).map(|c| self.row_of(c));
+                if let Some(row) = row {
+                    let alert = agent_down(&row, false, now_ms(), self.inner.config.grace);
+                    self.inner.raiser.raise(alert).await;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // The next reconciliation (run loop) resolves it.
+                tracing::warn!(agent = %name, error = %e, "cannot clear the agent's down mark yet");
+            }
+        }
+    }
+
+    /// Marks `conn` disconnected since it was last heard from (unless a newer
+    /// connection of the agent replaced it: the stored row is then the new one's).
     pub async fn release(&self, conn: &Connection) {
-        let now = now_ms();
         {
             let mut local = lock(&self.inner.local);
             if local
@@ -304,15 +359,10 @@ impl Agents {
             }
             self.inner.connected.set(local.len() as i64);
         }
+        let seen = conn.last_seen_ms.load(Ordering::Relaxed);
         let samples = conn.samples.load(Ordering::Relaxed);
-        if let Err(e) = store::release(
-            &self.inner.db,
-            &conn.hello.name,
-            &conn.hello.session,
-            now,
-            samples,
-        )
-        .await
+        if let Err(e) =
+            store::release(&self.inner.db, &conn.hello.name, &conn.id, seen, samples).await
         {
             tracing::warn!(agent = %conn.hello.name, error = %e, "cannot store the agent's disconnection");
         }
@@ -377,25 +427,44 @@ impl Agents {
             .collect())
     }
 
-    /// Stores connected agents' `last_seen` and raises `AgentDown` for silent ones,
-    /// until `token`.
+    /// Stores connected agents' `last_seen` (its own task: a slow alert pipeline never
+    /// delays it), raises `AgentDown` for silent ones, resolves it for the ones held
+    /// here, and forgets the series of agents the store no longer has, until `token`.
     pub async fn run(self, token: CancellationToken) {
-        let mut refresh = tokio::time::interval(self.refresh_every());
-        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let toucher = {
+            let this = self.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(this.refresh_every());
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                while !token.is_cancelled() {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = every.tick() => this.touch_all().await,
+                    }
+                }
+            })
+        };
+        let mut every = tokio::time::interval(self.refresh_every());
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_prune = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = token.cancelled() => {
-                    self.close_all();
-                    return;
-                }
-                _ = refresh.tick() => {}
+                _ = token.cancelled() => break,
+                _ = every.tick() => {}
             }
-            self.touch_all().await;
             self.inner.raiser.retry().await;
             if let Err(e) = self.check().await {
                 tracing::warn!(error = %e, "agent check failed");
             }
+            self.reconcile().await;
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = tokio::time::Instant::now();
+                self.prune();
+            }
         }
+        self.close_all();
+        let _ = toucher.await;
     }
 
     /// Closes every connection (shutdown).
@@ -405,22 +474,52 @@ impl Agents {
         }
     }
 
+    /// Stores `last_seen` and the sample count of every agent held here; one failure
+    /// does not stop the others.
     async fn touch_all(&self) {
         let conns: Vec<Arc<Connection>> = lock(&self.inner.local).values().cloned().collect();
         for c in conns {
             let seen = c.last_seen_ms.load(Ordering::Relaxed);
             let samples = c.samples.load(Ordering::Relaxed);
-            if let Err(e) = store::touch(
-                &self.inner.db,
-                &c.hello.name,
-                &c.hello.session,
-                seen,
-                samples,
-            )
-            .await
+            if let Err(e) = store::touch(&self.inner.db, &c.hello.name, &c.id, seen, samples).await
             {
                 tracing::warn!(agent = %c.hello.name, error = %e, "cannot store the agent's last_seen");
+            }
+        }
+    }
+
+    /// Resolves AgentDown of agents held here that are still marked down (a resolve
+    /// that failed at connect, or another node's late firing).
+    async fn reconcile(&self) {
+        let names = match store::down_held_by(&self.inner.db, &self.inner.node).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "agent reconciliation failed");
                 return;
+            }
+        };
+        for name in names {
+            if lock(&self.inner.local).contains_key(&name) {
+                self.resolve_if_down(&name).await;
+            }
+        }
+    }
+
+    /// Drops remembered series the store no longer has (retention, churn), and the
+    /// memory of agents with none left that are not connected here.
+    fn prune(&self) {
+        let states: Vec<(String, SharedState)> = lock(&self.inner.states)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, state) in states {
+            let empty = {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                st.series.retain(|l| self.inner.tsdb.get(l).is_some());
+                st.series.is_empty()
+            };
+            if empty && !lock(&self.inner.local).contains_key(&name) {
+                lock(&self.inner.states).remove(&name);
             }
         }
     }
@@ -461,6 +560,7 @@ impl Agents {
             address: c.address.clone(),
             node: Some(self.inner.node.clone()),
             session: Some(c.hello.session.clone()),
+            connection: Some(c.id.clone()),
             connected_since_ms: Some(c.since_ms),
             last_seen_ms: c.since_ms,
             samples_received: 0,
@@ -469,20 +569,27 @@ impl Agents {
     }
 }
 
-/// One admission in progress; given back when dropped.
-struct Slot<'a>(&'a AtomicUsize);
+/// One admission in progress, counted against `agents.max_connected` until the
+/// connection is live or refused.
+struct Slot(Arc<AtomicUsize>);
 
-impl<'a> Slot<'a> {
-    fn take(counter: &'a AtomicUsize) -> Self {
+impl Slot {
+    fn take(counter: Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
         Slot(counter)
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// An admitted connection, not live yet (see [`Agents::activate`]).
+pub struct Admission {
+    conn: Arc<Connection>,
+    _slot: Slot,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

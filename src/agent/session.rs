@@ -55,30 +55,33 @@ pub async fn serve(agents: Agents, conn: Arc<Connection>, mut socket: WebSocket)
                 tracing::debug!(agent = %conn.hello.name, error = %text, "agent connection failed");
                 break None;
             }
-            Ok(Some(Ok(Message::Binary(frame)))) => {
-                match batch(&agents, &conn, &frame, &mut limiter).await {
-                    Ok(ack) => {
-                        let text = serde_json::to_string(&ack).unwrap_or_default();
-                        match tokio::time::timeout(
-                            WRITE_TIMEOUT,
-                            socket.send(Message::Text(text.into())),
-                        )
-                        .await
-                        {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break None,
-                            Err(_) => {
-                                agents.count_refused("slow");
-                                break None;
-                            }
+            Ok(Some(Ok(Message::Binary(frame)))) => match batch(&agents, &conn, &frame).await {
+                Ok((ack, samples)) => {
+                    let text = serde_json::to_string(&ack).unwrap_or_default();
+                    match tokio::time::timeout(
+                        WRITE_TIMEOUT,
+                        socket.send(Message::Text(text.into())),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => {
+                            agents.count_refused("slow");
+                            break None;
                         }
                     }
-                    Err(why) => {
-                        agents.count_refused("bad_message");
-                        break Some((close_code::INVALID, why));
+                    // Past the rate, the next read waits (TCP pushes back on the agent).
+                    tokio::select! {
+                        _ = conn.close.cancelled() => {}
+                        _ = limiter.take(samples) => {}
                     }
                 }
-            }
+                Err(why) => {
+                    agents.count_refused("bad_message");
+                    break Some((close_code::INVALID, why));
+                }
+            },
             Ok(Some(Ok(Message::Text(_)))) => {
                 agents.count_refused("bad_message");
                 break Some((
@@ -107,19 +110,20 @@ pub async fn serve(agents: Agents, conn: Arc<Connection>, mut socket: WebSocket)
     agents.release(&conn).await;
 }
 
-/// Applies one batch; `Err` names why the message is not a batch (fatal).
+/// Applies one batch (at most a few at once over all agents, so decoded batches never
+/// pile up): its ack and its sample count. `Err` names why the message is not a
+/// batch (fatal).
 async fn batch(
     agents: &Agents,
     conn: &Connection,
     frame: &[u8],
-    limiter: &mut Limiter,
-) -> Result<ServerMessage, String> {
+) -> Result<(ServerMessage, usize), String> {
     let (seq, body) = protocol::split_batch(frame).map_err(|e| e.to_string())?;
+    let _turn = agents.decode_turn().await;
     let (tsdb, limits) = agents.tsdb();
     let req =
         receive::decode(body, limits.max_decoded_bytes).map_err(|e| format!("batch {seq}: {e}"))?;
     let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
-    limiter.take(samples).await;
     let state = agents.state_of(&conn.hello.name);
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let session = conn.hello.session.as_str();
@@ -128,12 +132,14 @@ async fn batch(
         && seq <= *applied_seq
     {
         // Applied before; its ack was lost with the previous connection.
-        return Ok(ServerMessage::Ack {
+        agents.count_samples("repeated", samples);
+        let ack = ServerMessage::Ack {
             seq,
             appended: 0,
             refused: 0,
             error: None,
-        });
+        };
+        return Ok((ack, 0));
     }
     let max_series = agents.config().max_series;
     let instance = conn.hello.name.as_str();
@@ -161,12 +167,13 @@ async fn batch(
         Ordering::Relaxed,
     );
     let refused = receipt.refused();
-    Ok(ServerMessage::Ack {
+    let ack = ServerMessage::Ack {
         seq,
         appended: receipt.appended,
         refused,
         error: (refused > 0).then(|| receipt.message()),
-    })
+    };
+    Ok((ack, samples))
 }
 
 /// `labels` with `instance` = the agent's name and `job` = `agent` (whatever it sent).

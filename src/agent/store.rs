@@ -22,6 +22,8 @@ pub struct AgentRow {
     pub node: Option<String>,
     /// Its process' session.
     pub session: Option<String>,
+    /// The connection holding it.
+    pub connection: Option<String>,
     /// When its current connection began.
     pub connected_since_ms: Option<i64>,
     /// Last time it was heard from (refreshed by the holder every few seconds).
@@ -32,8 +34,8 @@ pub struct AgentRow {
     pub down: bool,
 }
 
-const COLUMNS: &str = "name, host, version, address, node, session, connected_since_ms, \
-                       last_seen_ms, samples_received, down";
+const COLUMNS: &str = "name, host, version, address, node, session, connection, \
+                       connected_since_ms, last_seen_ms, samples_received, down";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
@@ -43,6 +45,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> {
         address: row.try_get("address")?,
         node: row.try_get("node")?,
         session: row.try_get("session")?,
+        connection: row.try_get("connection")?,
         connected_since_ms: row.try_get("connected_since_ms")?,
         last_seen_ms: row.try_get("last_seen_ms")?,
         samples_received: row.try_get("samples_received")?,
@@ -101,6 +104,22 @@ pub async fn get(db: &Db, name: &str) -> Result<Option<AgentRow>, StoreError> {
     row.as_ref().map(from_row).transpose()
 }
 
+/// Names of the agents `node` holds whose AgentDown is marked firing.
+pub async fn down_held_by(db: &Db, node: &str) -> Result<Vec<String>, StoreError> {
+    let rows = db
+        .timed("agents.down_held", async {
+            sqlx::query("SELECT name FROM agents WHERE down = 1 AND node = $1")
+                .bind(node)
+                .fetch_all(db.pool())
+                .await
+                .map_err(StoreError::from)
+        })
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("name").map_err(StoreError::from))
+        .collect()
+}
+
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -119,15 +138,15 @@ pub async fn claim(
     db: &Db,
     hello: &Hello,
     address: &str,
-    node: &str,
+    (node, connection): (&str, &str),
     now_ms: i64,
     stale_before_ms: i64,
 ) -> Result<Claim, StoreError> {
     db.timed("agents.insert", async {
         sqlx::query(
-            "INSERT INTO agents (name, host, version, address, node, session, connected_since_ms, \
-             last_seen_ms, samples_received, down, created_ms) \
-             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, 0, 0, $5) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO agents (name, host, version, address, node, session, connection, \
+             connected_since_ms, last_seen_ms, samples_received, down, created_ms) \
+             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, NULL, $5, 0, 0, $5) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&hello.name)
         .bind(&hello.host)
@@ -143,7 +162,7 @@ pub async fn claim(
         .timed("agents.claim", async {
             sqlx::query(
                 "UPDATE agents SET host = $2, version = $3, address = $4, node = $5, session = $6, \
-                 connected_since_ms = $7, last_seen_ms = $7 \
+                 connection = $9, connected_since_ms = $7, last_seen_ms = $7 \
                  WHERE name = $1 AND (node IS NULL OR session = $6 OR last_seen_ms < $8)",
             )
             .bind(&hello.name)
@@ -154,6 +173,7 @@ pub async fn claim(
             .bind(&hello.session)
             .bind(now_ms)
             .bind(stale_before_ms)
+            .bind(connection)
             .execute(db.pool())
             .await
             .map_err(StoreError::from)
@@ -218,21 +238,21 @@ async fn conditional(
     Ok(r.rows_affected() == 1)
 }
 
-/// Refreshes `last_seen_ms` and the sample count of an agent this connection holds.
+/// Refreshes `last_seen_ms` and the sample count of an agent `connection` holds.
 pub async fn touch(
     db: &Db,
     name: &str,
-    session: &str,
+    connection: &str,
     now_ms: i64,
     samples_received: i64,
 ) -> Result<(), StoreError> {
     db.timed("agents.touch", async {
         sqlx::query(
             "UPDATE agents SET last_seen_ms = $3, samples_received = $4 \
-             WHERE name = $1 AND session = $2",
+             WHERE name = $1 AND connection = $2",
         )
         .bind(name)
-        .bind(session)
+        .bind(connection)
         .bind(now_ms)
         .bind(samples_received)
         .execute(db.pool())
@@ -243,22 +263,23 @@ pub async fn touch(
     Ok(())
 }
 
-/// Marks an agent this connection held as disconnected at `now_ms`.
+/// Marks an agent `connection` held as disconnected since `last_seen_ms`.
 pub async fn release(
     db: &Db,
     name: &str,
-    session: &str,
-    now_ms: i64,
+    connection: &str,
+    last_seen_ms: i64,
     samples_received: i64,
 ) -> Result<(), StoreError> {
     db.timed("agents.release", async {
         sqlx::query(
-            "UPDATE agents SET node = NULL, session = NULL, connected_since_ms = NULL, \
-             last_seen_ms = $3, samples_received = $4 WHERE name = $1 AND session = $2",
+            "UPDATE agents SET node = NULL, session = NULL, connection = NULL, \
+             connected_since_ms = NULL, last_seen_ms = $3, samples_received = $4 \
+             WHERE name = $1 AND connection = $2",
         )
         .bind(name)
-        .bind(session)
-        .bind(now_ms)
+        .bind(connection)
+        .bind(last_seen_ms)
         .bind(samples_received)
         .execute(db.pool())
         .await

@@ -89,23 +89,21 @@ async fn connect(State(state): State<AppState>, req: Request) -> Result<Response
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(String::new, |c| c.0.to_string());
     let agents = state.agents.clone();
-    let conn = agents.admit(hello, address).await.map_err(|e| match e {
+    let admission = agents.admit(hello, address).await.map_err(|e| match e {
         Refusal::Duplicate { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         Refusal::Full(_) => ApiError::unavailable(e.to_string(), 30),
-        Refusal::Store(_) => ApiError::unavailable(e.to_string(), 5),
+        Refusal::Busy | Refusal::Store(_) => ApiError::unavailable(e.to_string(), 5),
     })?;
     let max = state.config.agents.max_message_bytes;
-    // `conn` is released by the session, or here if the upgrade never completes.
-    let failed = (agents.clone(), conn.clone());
+    // Live only once upgraded: an upgrade that fails drops the admission, and the
+    // stored claim goes stale (another connection of the agent takes it over).
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
-        .on_failed_upgrade(move |e| {
-            tracing::debug!(error = %e, "agent upgrade failed");
-            let (agents, conn) = failed;
-            tokio::spawn(async move { agents.release(&conn).await });
+        .on_upgrade(move |socket| async move {
+            let conn = agents.activate(admission);
+            crate::agent::session::serve(agents, conn, socket).await;
         })
-        .on_upgrade(move |socket| crate::agent::session::serve(agents, conn, socket))
         .into_response())
 }
 
