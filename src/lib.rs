@@ -334,7 +334,8 @@ impl App {
         let backend = Arc::new(
             bot::backend::ServiceBackend::new(alert_service.clone(), rule_manager.clone())
                 .with_cluster(cluster.clone())
-                .with_heartbeats(heartbeats.clone()),
+                .with_heartbeats(heartbeats.clone())
+                .with_agents(agents.clone()),
         );
         notifications.spawn_sender(&mut supervisor, Some(&cluster));
         notifications.spawn_bot(&config, &mut supervisor, backend, Some(&cluster));

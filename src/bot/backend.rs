@@ -29,6 +29,7 @@ pub struct ServiceBackend {
     rules: RuleManager,
     cluster: Option<crate::cluster::Cluster>,
     heartbeats: Option<crate::heartbeat::Heartbeats>,
+    agents: Option<crate::agent::Agents>,
 }
 
 impl ServiceBackend {
@@ -39,7 +40,14 @@ impl ServiceBackend {
             rules,
             cluster: None,
             heartbeats: None,
+            agents: None,
         }
+    }
+
+    /// `/agents` lists these agents.
+    pub fn with_agents(mut self, agents: crate::agent::Agents) -> Self {
+        self.agents = Some(agents);
+        self
     }
 
     /// `/heartbeats` lists these heartbeats.
@@ -297,6 +305,13 @@ impl BotBackend for ServiceBackend {
             None => Err(BackendError::Unavailable(
                 "heartbeats are not available".into(),
             )),
+        }
+    }
+
+    async fn agents(&self) -> Result<Vec<crate::agent::registry::AgentView>, BackendError> {
+        match &self.agents {
+            Some(a) => a.list().await.map_err(store),
+            None => Err(BackendError::Unavailable("agents are not available".into())),
         }
     }
 

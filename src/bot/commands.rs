@@ -54,6 +54,8 @@ pub enum Command {
     Status,
     /// `/heartbeats`.
     Heartbeats,
+    /// `/agents`.
+    Agents,
     /// `/help` (and `/start`).
     Help,
 }
@@ -68,6 +70,7 @@ pub const HELP: &str = "<b>watchpost bot</b>\n\
 /report [window] — summary of e.g. 24h, 7d\n\
 /status — health, database, rules, notification queues\n\
 /heartbeats — cron jobs and backups that must ping: late, missed, failed\n\
+/agents — hosts streaming their metrics (watchpost agent): down, disconnected, connected\n\
 /help — this text";
 
 /// Splits a message into `(command, addressed bot, args)`; `None` if it is no command.
@@ -134,6 +137,7 @@ pub fn parse(name: &str, args: &str) -> Result<Command, String> {
         }
         "status" => Ok(Command::Status),
         "heartbeats" => Ok(Command::Heartbeats),
+        "agents" => Ok(Command::Agents),
         "help" | "start" => Ok(Command::Help),
         other => Err(format!("unknown command /{other}; see /help")),
     }
@@ -284,6 +288,8 @@ mod tests {
         );
         assert!(parse("report", "soon").is_err());
         assert!(parse("frobnicate", "").unwrap_err().contains("/help"));
+        assert_eq!(parse("agents", "").unwrap(), Command::Agents);
+        assert!(HELP.contains("/agents"));
     }
 
     #[test]

@@ -244,6 +244,48 @@ pub fn status(s: &StatusInfo, depths: &[(String, i64)], groups: usize) -> String
     out
 }
 
+/// `/agents`: one line per agent, down ones first, then disconnected, then connected.
+pub fn agents(list: &[crate::agent::registry::AgentView]) -> String {
+    if list.is_empty() {
+        return "No agents. Run <code>watchpost agent --server URL --token T --name NAME</code> \
+                on a host to watch it."
+            .into();
+    }
+    let rank = |a: &crate::agent::registry::AgentView| match (a.down, a.connected) {
+        (true, _) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+    };
+    let mut sorted: Vec<&crate::agent::registry::AgentView> = list.iter().collect();
+    sorted.sort_by_key(|a| (rank(a), a.name.clone()));
+    let down = list.iter().filter(|a| a.down).count();
+    let mut out = format!("<b>Agents</b> ({}, {down} down)", list.len());
+    const SHOWN: usize = 40;
+    let more = sorted.len().saturating_sub(SHOWN);
+    for a in sorted.into_iter().take(SHOWN) {
+        let (icon, state) = match rank(a) {
+            0 => ("🔴", "down"),
+            1 => ("🟠", "disconnected"),
+            _ => ("🟢", "connected"),
+        };
+        let when = if a.connected {
+            a.connected_since.as_deref().map(|t| format!("since {t}"))
+        } else {
+            a.last_seen.as_deref().map(|t| format!("last seen {t}"))
+        };
+        out.push_str(&format!(
+            "\n{icon} <b>{}</b> — {state}{} · {}",
+            escape(&a.name),
+            when.map(|w| format!(" {w}")).unwrap_or_default(),
+            escape(&a.host)
+        ));
+    }
+    if more > 0 {
+        out.push_str(&format!("\n… and {more} more (GET /api/v1/agents)"));
+    }
+    out
+}
+
 /// `/heartbeats`: one line per heartbeat, the ones needing attention first.
 pub fn heartbeats(list: &[crate::heartbeat::Heartbeat]) -> String {
     use crate::heartbeat::Status;
@@ -286,4 +328,46 @@ pub fn heartbeats(list: &[crate::heartbeat::Heartbeat]) -> String {
         out.push_str(&format!("\n… and {more} more (GET /api/v1/heartbeats)"));
     }
     out
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use crate::agent::registry::AgentView;
+
+    fn view(name: &str, connected: bool, down: bool) -> AgentView {
+        AgentView {
+            name: name.into(),
+            host: format!("{name}.example<org>"),
+            version: "0.1.0".into(),
+            address: "10.0.0.1:5000".into(),
+            connected,
+            connected_since: connected.then(|| "2026-12-07T10:00:00Z".into()),
+            last_seen: Some("2026-12-07T10:05:00Z".into()),
+            samples_received: 10,
+            down,
+            node: None,
+        }
+    }
+
+    #[test]
+    fn agents_list_down_first_escaped() {
+        let text = super::agents(&[
+            view("a-up", true, false),
+            view("b-gone", false, false),
+            view("c-down", false, true),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "<b>Agents</b> (3, 1 down)");
+        assert!(
+            lines[1].starts_with("🔴 <b>c-down</b> — down last seen 2026-12-07T10:05:00Z"),
+            "{text}"
+        );
+        assert!(lines[2].contains("b-gone</b> — disconnected"), "{text}");
+        assert!(
+            lines[3].contains("a-up</b> — connected since 2026-12-07T10:00:00Z"),
+            "{text}"
+        );
+        assert!(text.contains("a-up.example&lt;org&gt;"), "{text}");
+        assert!(super::agents(&[]).contains("watchpost agent"));
+    }
 }

@@ -262,6 +262,10 @@ pub trait BotBackend: Send + Sync + 'static {
             "heartbeats are not available".into(),
         ))
     }
+    /// Every agent with its state now.
+    async fn agents(&self) -> Result<Vec<crate::agent::registry::AgentView>, BackendError> {
+        Err(BackendError::Unavailable("agents are not available".into()))
+    }
 }
 
 /// The backend until the alert pipeline is wired in: read commands answer that the
@@ -552,6 +556,10 @@ impl BotService {
             }
             Command::Heartbeats => match self.backend.heartbeats().await {
                 Ok(list) => format::heartbeats(&list),
+                Err(e) => failed(e),
+            },
+            Command::Agents => match self.backend.agents().await {
+                Ok(list) => format::agents(&list),
                 Err(e) => failed(e),
             },
             Command::Status => {
