@@ -1,5 +1,6 @@
 //! The UI (wasm32 only): app shell, client-side routing, shared context, pages.
 
+mod agents;
 mod alerts;
 mod chart;
 mod cluster;
@@ -317,6 +318,7 @@ fn App() -> impl IntoView {
                 Page::Cluster => view! { <cluster::ClusterPage/> }.into_any(),
                 Page::Postgres => view! { <postgres::PostgresPage/> }.into_any(),
                 Page::Heartbeats => view! { <heartbeats::HeartbeatsPage/> }.into_any(),
+                Page::Agents => view! { <agents::AgentsPage/> }.into_any(),
                 Page::NotFound => view! {
                     <div class="card empty">
                         <p>"There is no page at " <code>{move || ctx.path.get()}</code> "."</p>
@@ -366,6 +368,7 @@ fn TopBar() -> impl IntoView {
                 {link("/cluster", "cluster", "Cluster")}
                 {link("/postgres", "postgres", "PostgreSQL")}
                 {link("/heartbeats", "heartbeats", "Heartbeats")}
+                {link("/agents", "agents", "Agents")}
             </nav>
             <div class="spacer"></div>
             <ConnStatus/>
