@@ -900,6 +900,25 @@ pub fn build_query(q: &[(String, String)]) -> String {
         .join("&")
 }
 
+/// `q` with `key` set to `value` (in place, else appended), or removed when `value` is
+/// empty; other parameters keep their order.
+pub fn set_param(q: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
+    let mut done = value.is_empty();
+    for (k, v) in q {
+        if k != key {
+            out.push((k.clone(), v.clone()));
+        } else if !done {
+            out.push((k.clone(), value.to_string()));
+            done = true;
+        }
+    }
+    if !done {
+        out.push((key.to_string(), value.to_string()));
+    }
+    out
+}
+
 /// Parses `?k=v&k2=v2` (leading `?` optional).
 pub fn parse_query(s: &str) -> Vec<(String, String)> {
     s.trim_start_matches('?')
@@ -1139,6 +1158,21 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn set_param_replaces_appends_and_removes() {
+        let q = parse_query("window=5m&host=a&host=b");
+        assert_eq!(
+            build_query(&set_param(&q, "host", "web 1")),
+            "window=5m&host=web%201"
+        );
+        assert_eq!(build_query(&set_param(&q, "host", "")), "window=5m");
+        assert_eq!(
+            build_query(&set_param(&q[..1], "host", "x")),
+            "window=5m&host=x"
+        );
+        assert_eq!(build_query(&set_param(&[], "window", "")), "");
+    }
 
     #[test]
     fn agents_down_and_disconnected_first_and_tolerant() {
