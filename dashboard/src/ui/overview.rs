@@ -7,12 +7,16 @@ use super::chart::Chart;
 use super::{Ctx, SeverityStrip, live, net, replace_query};
 use crate::model::{AgentView, build_query, parse_query, set_param};
 use crate::panels::OVERVIEW;
+use crate::promql::parse_query_response;
 
 /// Windows offered: (label, ms).
 pub const WINDOWS: [(&str, i64); 3] = [("5m", 300_000), ("15m", 900_000), ("60m", 3_600_000)];
 
 /// How often the host selector reads `GET /api/v1/agents` while the Overview is open.
 const AGENTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The agents with host data now, for a caller without a token.
+const AGENTS_WITH_DATA: &str = r#"count by (instance) (system_cpu_usage_ratio{job="agent"})"#;
 
 /// The window from `?window=` (default 15 minutes).
 pub fn window_from_query(q: &[(String, String)]) -> i64 {
@@ -44,19 +48,36 @@ pub fn Overview() -> impl IntoView {
         set_overview_param(ctx, "window", if ms == 900_000 { "" } else { label });
     };
 
-    // The agents for the host selector: (name, status), by name. Not reachable (an
-    // older server, no permission): no selector.
+    // The agents for the host selector: (name, status), by name. `GET /api/v1/agents`
+    // needs a viewer token where the server requires tokens; without one, the agents
+    // with data now (an instant query, readable by anyone) are listed instead, so an
+    // anonymous Overview never provokes a 401.
     let agents = RwSignal::new(Vec::<(String, &'static str)>::new());
     let load = move || {
         leptos::task::spawn_local(async move {
-            let Ok(v) = net::get("/api/v1/agents").await else {
-                return;
+            let mut named: Vec<(String, &'static str)> = if ctx.has_token.get_untracked() {
+                let Ok(v) = net::get("/api/v1/agents").await else {
+                    return;
+                };
+                let Ok(list) = AgentView::parse_list(&v) else {
+                    return;
+                };
+                list.iter().map(|a| (a.name.clone(), a.status())).collect()
+            } else {
+                let q = build_query(&[("query".into(), AGENTS_WITH_DATA.into())]);
+                let Ok(v) = net::get(&format!("/api/v1/query?{q}")).await else {
+                    return;
+                };
+                let Ok(series) = parse_query_response(&v) else {
+                    return;
+                };
+                series
+                    .into_iter()
+                    .filter_map(|s| s.labels.get("instance").cloned())
+                    .filter(|n| !n.is_empty())
+                    .map(|n| (n, "connected"))
+                    .collect()
             };
-            let Ok(list) = AgentView::parse_list(&v) else {
-                return;
-            };
-            let mut named: Vec<(String, &'static str)> =
-                list.iter().map(|a| (a.name.clone(), a.status())).collect();
             named.sort();
             if agents.with_untracked(|a| *a != named) {
                 agents.set(named);
