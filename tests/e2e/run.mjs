@@ -587,6 +587,17 @@ async function run(base, context, bin) {
       await page.waitForFunction(() => !new URLSearchParams(location.search).has('host'), null, { timeout: 5_000 });
       await waitFor(async () => sent.some((t) => t.includes('system_cpu_usage_ratio{instance=\\"\\"}')), 5_000, 'a subscribe to this server\'s series');
       await page.waitForFunction(() => document.querySelector('#chart-cpu')?.dataset.lastT, null, { timeout: 10_000 });
+
+      // Without a token (GET /api/v1/agents needs a viewer), the selector lists the agents
+      // with data, and the Overview provokes no 401.
+      const token = await page.evaluate(() => sessionStorage.getItem('watchpost.token'));
+      await page.evaluate(() => sessionStorage.removeItem('watchpost.token'));
+      try {
+        await page.reload({ waitUntil: 'load' });
+        await page.waitForSelector('#host-select option[value="e2e-agent"]', { state: 'attached', timeout: 15_000 });
+      } finally {
+        await page.evaluate((t) => t && sessionStorage.setItem('watchpost.token', t), token);
+      }
       return `${summary.trim()}; agent CPU chart drew ${agentPoints} point(s)`;
     } finally {
       page.off('websocket', onSocket);
