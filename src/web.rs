@@ -4,7 +4,7 @@
 //! - `/assets/<name>-<hash>.<ext>`: content-hashed, `Cache-Control: public,
 //!   max-age=31536000, immutable`.
 //! - `/` and the client-side routes (`/alerts`, `/alerts/{id}`, `/history`, `/rules`,
-//!   `/silences`, `/cluster`, `/postgres`, `/heartbeats`): `index.html` with `Cache-Control: no-cache` and an ETag, so deep
+//!   `/silences`, `/cluster`, `/postgres`, `/heartbeats`, `/agents`): `index.html` with `Cache-Control: no-cache` and an ETag, so deep
 //!   links survive a reload and a new build is picked up at once.
 //! - Brotli or gzip variants precompressed at build time are chosen by
 //!   `Accept-Encoding` (with `Vary: Accept-Encoding`); no CPU is spent compressing at
@@ -68,6 +68,7 @@ pub const CLIENT_ROUTES: &[&str] = &[
     "/cluster",
     "/postgres",
     "/heartbeats",
+    "/agents",
 ];
 
 /// Content security policy of the page: only our own scripts (and WASM compilation),
@@ -304,6 +305,7 @@ mod tests {
             "/cluster",
             "/postgres",
             "/heartbeats",
+            "/agents",
         ] {
             let (status, h, body) = get(&app, path, &[]).await;
             assert_eq!(status, 200, "{path}");

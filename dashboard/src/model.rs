@@ -900,6 +900,25 @@ pub fn build_query(q: &[(String, String)]) -> String {
         .join("&")
 }
 
+/// `q` with `key` set to `value` (in place, else appended), or removed when `value` is
+/// empty; other parameters keep their order.
+pub fn set_param(q: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
+    let mut done = value.is_empty();
+    for (k, v) in q {
+        if k != key {
+            out.push((k.clone(), v.clone()));
+        } else if !done {
+            out.push((k.clone(), value.to_string()));
+            done = true;
+        }
+    }
+    if !done {
+        out.push((key.to_string(), value.to_string()));
+    }
+    out
+}
+
 /// Parses `?k=v&k2=v2` (leading `?` optional).
 pub fn parse_query(s: &str) -> Vec<(String, String)> {
     s.trim_start_matches('?')
@@ -1011,6 +1030,80 @@ impl HeartbeatView {
     }
 }
 
+/// One agent of `GET /api/v1/agents`: another host's `watchpost agent` streaming its
+/// host metrics (stored with `instance="<name>"`, `job="agent"`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct AgentView {
+    /// Its name (`--name`), the `instance` label of its series.
+    pub name: String,
+    /// The hostname it reports.
+    #[serde(default, deserialize_with = "null_string")]
+    pub host: String,
+    /// Its watchpost version.
+    #[serde(default, deserialize_with = "null_string")]
+    pub version: String,
+    /// Where it connects from (`10.0.0.5:51234`).
+    #[serde(default, deserialize_with = "null_string")]
+    pub address: String,
+    /// Whether its stream is open now.
+    #[serde(default)]
+    pub connected: bool,
+    /// RFC 3339, while connected.
+    #[serde(default)]
+    pub connected_since: Option<String>,
+    /// RFC 3339, when it last sent anything.
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// Samples received since the server started.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub samples_received: f64,
+    /// AgentDown fires for it (disconnected longer than `agents.grace`).
+    #[serde(default)]
+    pub down: bool,
+}
+
+/// A string that may be null (then empty).
+fn null_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+impl AgentView {
+    /// `down`, `disconnected` or `connected` (the row's `data-status`).
+    pub fn status(&self) -> &'static str {
+        if self.down {
+            "down"
+        } else if self.connected {
+            "connected"
+        } else {
+            "disconnected"
+        }
+    }
+
+    /// Reads the list; down first, then disconnected, then connected; then by name.
+    pub fn parse_list(v: &Value) -> Result<Vec<AgentView>, String> {
+        let mut list: Vec<AgentView> =
+            serde_json::from_value(v.clone()).map_err(|e| format!("agents: {e}"))?;
+        let rank = |a: &AgentView| match a.status() {
+            "down" => 0,
+            "disconnected" => 1,
+            _ => 2,
+        };
+        list.sort_by(|a, b| (rank(a), &a.name).cmp(&(rank(b), &b.name)));
+        Ok(list)
+    }
+
+    /// The Agents page's summary: "2 agents · 1 connected · 1 down".
+    pub fn summary(list: &[AgentView]) -> String {
+        let connected = list.iter().filter(|a| a.connected).count();
+        let down = list.iter().filter(|a| a.down).count();
+        let noun = if list.len() == 1 { "agent" } else { "agents" };
+        format!(
+            "{} {noun} · {connected} connected · {down} down",
+            list.len()
+        )
+    }
+}
+
 /// Who the session's token signs in as (`GET /api/v1/whoami`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Who {
@@ -1065,6 +1158,52 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn set_param_replaces_appends_and_removes() {
+        let q = parse_query("window=5m&host=a&host=b");
+        assert_eq!(
+            build_query(&set_param(&q, "host", "web 1")),
+            "window=5m&host=web%201"
+        );
+        assert_eq!(build_query(&set_param(&q, "host", "")), "window=5m");
+        assert_eq!(
+            build_query(&set_param(&q[..1], "host", "x")),
+            "window=5m&host=x"
+        );
+        assert_eq!(build_query(&set_param(&[], "window", "")), "");
+    }
+
+    #[test]
+    fn agents_down_and_disconnected_first_and_tolerant() {
+        let v = serde_json::json!([
+            {"name": "web-2", "host": "web-2.example.org", "version": "0.1.0", "address": "10.0.0.6:1",
+             "connected": true, "connected_since": "2026-12-07T11:00:00Z", "last_seen": "2026-12-07T11:05:00Z",
+             "samples_received": 12345, "down": false},
+            {"name": "web-1", "connected": true},
+            {"name": "db", "host": null, "connected": false, "connected_since": null, "last_seen": null, "down": true},
+            {"name": "cache", "connected": false}
+        ]);
+        let list = AgentView::parse_list(&v).unwrap();
+        let names: Vec<(&str, &str)> = list.iter().map(|a| (a.name.as_str(), a.status())).collect();
+        assert_eq!(
+            names,
+            [
+                ("db", "down"),
+                ("cache", "disconnected"),
+                ("web-1", "connected"),
+                ("web-2", "connected")
+            ]
+        );
+        assert_eq!(list[3].samples_received, 12345.0);
+        assert_eq!(list[0].host, "");
+        assert_eq!(AgentView::summary(&list), "4 agents · 2 connected · 1 down");
+        assert_eq!(
+            AgentView::summary(&list[..1]),
+            "1 agent · 0 connected · 1 down"
+        );
+        assert!(AgentView::parse_list(&serde_json::json!({"x": 1})).is_err());
+    }
 
     fn alert(id: i64, sev: &str, state: &str) -> Alert {
         serde_json::from_value(json!({

@@ -19,6 +19,8 @@ pub enum Page {
     Postgres,
     /// `/heartbeats`.
     Heartbeats,
+    /// `/agents`.
+    Agents,
     /// Anything else.
     NotFound,
 }
@@ -42,6 +44,7 @@ impl Page {
             (Some("cluster"), None, _) => Page::Cluster,
             (Some("postgres"), None, _) => Page::Postgres,
             (Some("heartbeats"), None, _) => Page::Heartbeats,
+            (Some("agents"), None, _) => Page::Agents,
             _ => Page::NotFound,
         }
     }
@@ -58,6 +61,7 @@ impl Page {
             Page::Cluster => "/cluster".into(),
             Page::Postgres => "/postgres".into(),
             Page::Heartbeats => "/heartbeats".into(),
+            Page::Agents => "/agents".into(),
             Page::NotFound => "/".into(),
         }
     }
@@ -73,6 +77,7 @@ impl Page {
             Page::Cluster => "cluster",
             Page::Postgres => "postgres",
             Page::Heartbeats => "heartbeats",
+            Page::Agents => "agents",
         }
     }
 
@@ -88,6 +93,7 @@ impl Page {
             Page::Cluster => "Cluster".to_string(),
             Page::Postgres => "PostgreSQL".to_string(),
             Page::Heartbeats => "Heartbeats".to_string(),
+            Page::Agents => "Agents".to_string(),
             Page::NotFound => "Not found".to_string(),
         };
         format!("{t} · watchpost")
@@ -110,6 +116,7 @@ mod tests {
             Page::Cluster,
             Page::Postgres,
             Page::Heartbeats,
+            Page::Agents,
         ] {
             assert_eq!(Page::parse(&p.path()), p);
         }
@@ -122,5 +129,7 @@ mod tests {
         assert_eq!(Page::Alerts(Some(1)).section(), "alerts");
         assert_eq!(Page::Rules.title(), "Rules · watchpost");
         assert_eq!(Page::parse("/cluster/"), Page::Cluster);
+        assert_eq!(Page::parse("/agents?x=1"), Page::Agents);
+        assert_eq!(Page::Agents.title(), "Agents · watchpost");
     }
 }

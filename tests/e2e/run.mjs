@@ -27,6 +27,7 @@ const TOKENS = {
   viewer: 'e2e-viewer-token-000',
   operator: 'e2e-operator-token-000',
   admin: 'e2e-admin-token-0000',
+  agent: 'e2e-agent-token-0000',
 };
 // Identity-provider sign-in: HS256 JWTs signed here with the secret the server knows.
 const JWT_SECRET = 'e2e-hs256-secret-of-at-least-32-bytes!';
@@ -42,6 +43,8 @@ function jwt(claims) {
 // The suite's PostgreSQL (scripts/test.sh), for the PostgreSQL page; unset: its empty state.
 const PG_URL = process.env.WATCHPOST_TEST_DATABASE_URL || '';
 const results = [];
+// Processes a check starts (a `watchpost agent`), ended in main's cleanup.
+const children = [];
 // One alerting rule that always fires and one recording rule, for the Rules page.
 const RULES = `groups:
   - name: e2e
@@ -94,6 +97,25 @@ function build() {
   return join(dir, 'debug', 'watchpost');
 }
 
+/** The environment for watchpost processes: without WATCHPOST_* (configuration to them). */
+function serverEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WATCHPOST_')));
+}
+
+/** Starts `watchpost agent` streaming this host's metrics to `base` as `name`; its output goes to artifacts/agent-NAME.log. */
+function startAgent(bin, base, name) {
+  const child = spawn(bin, ['agent', '--server', base, '--token', TOKENS.agent, '--name', name], {
+    cwd: tmpdir(), // no watchpost.toml there: the flags alone configure it
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: serverEnv(),
+  });
+  children.push(child);
+  const logFile = createWriteStream(join(artifacts, `agent-${name}.log`));
+  child.stdout.pipe(logFile);
+  child.stderr.pipe(logFile);
+  return child;
+}
+
 /** Starts the server; resolves with its base URL once it logs `listening on ADDR`. */
 function startServer(bin, dir) {
   const config = `listen = "127.0.0.1:0"
@@ -134,6 +156,11 @@ token = "${TOKENS.admin}"
 role = "admin"
 name = "e2e-admin"
 
+[[auth.tokens]]
+token = "${TOKENS.agent}"
+role = "agent"
+name = "e2e-agent"
+
 [auth.jwt]
 issuer = "${JWT_ISSUER}"
 audience = "watchpost"
@@ -156,7 +183,7 @@ timeout = "800ms"
     stdio: ['ignore', 'pipe', 'pipe'],
     // WATCHPOST_* variables are configuration to the server (WATCHPOST_BIN,
     // WATCHPOST_TEST_DATABASE_URL… would be unknown keys): the file alone configures it.
-    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WATCHPOST_'))),
+    env: serverEnv(),
   });
   const logFile = createWriteStream(join(artifacts, 'server.log'));
   child.stdout.pipe(logFile);
@@ -233,12 +260,13 @@ async function main() {
         '--disable-sync',
       ],
     });
-    await run(server.base, context);
+    await run(server.base, context, bin);
   } catch (e) {
     results.push({ name: 'setup', ok: false, error: String(e && e.stack ? e.stack : e) });
     log(`FAIL - setup: ${e && e.stack ? e.stack : e}`);
   } finally {
     if (context) await context.close().catch(() => {});
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
     if (server) server.child.kill('SIGTERM');
     rmSync(profile, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
@@ -249,7 +277,7 @@ async function main() {
   process.exit(failed.length ? 1 : 0);
 }
 
-async function run(base, context) {
+async function run(base, context, bin) {
   const consoleErrors = [];
   // Errors a check provokes on purpose (the browser logs failed requests).
   const expected = [];
@@ -518,6 +546,64 @@ async function run(base, context) {
     return summary;
   });
 
+  await check('Agents page: a real watchpost agent shows up connected and its host is selectable', async () => {
+    const agent = startAgent(bin, base, 'e2e-agent');
+    let exited = null;
+    agent.on('exit', (code) => { exited = code; });
+    await page.goto(base + '/agents', { waitUntil: 'load' });
+    const row = '#agents-table tr[data-name="e2e-agent"][data-status="connected"]';
+    await page.waitForSelector(row, { timeout: 20_000 }).catch((e) => {
+      throw new Error(exited !== null ? `the agent exited (${exited}); see artifacts/agent-e2e-agent.log` : e.message);
+    });
+    const summary = await page.textContent('#agents-summary');
+    assert(summary.includes('1 agent · 1 connected · 0 down'), `summary ${summary}`);
+    const r = await api(base, 'GET', '/api/v1/agents', null, TOKENS.viewer);
+    assert(r.status === 200 && r.json.some((a) => a.name === 'e2e-agent' && a.connected), `/api/v1/agents: ${r.status} ${r.text}`);
+    await page.screenshot({ path: join(artifacts, 'agents.png'), fullPage: true });
+
+    // Its name links to the overview with its host selected; the host charts subscribe
+    // to its series only, the service's own charts stay as they are.
+    const sent = [];
+    const onSocket = (ws) => ws.on('framesent', (f) => sent.push(String(f.payload)));
+    page.on('websocket', onSocket);
+    try {
+      await page.click(`${row} a`);
+      await page.waitForFunction(() => location.pathname === '/' && new URLSearchParams(location.search).get('host') === 'e2e-agent', null, { timeout: 5_000 });
+      await page.reload({ waitUntil: 'load' });
+      await page.waitForSelector('#host-select', { timeout: 10_000 });
+      assert((await page.$eval('#host-select', (e) => e.value)) === 'e2e-agent', 'the selector shows the agent after a reload');
+      await page.waitForFunction(() => document.querySelector('#chart-cpu')?.dataset.lastT && document.querySelector('#chart-memory')?.dataset.lastT, null, { timeout: 30_000 });
+      const subscribed = sent.map((t) => { try { return JSON.parse(t); } catch { return {}; } }).filter((m) => m.type === 'subscribe').pop();
+      assert(subscribed, 'no subscribe frame');
+      assert(subscribed.series.includes('system_cpu_usage_ratio{instance="e2e-agent"}'), `subscribed ${JSON.stringify(subscribed.series)}`);
+      assert(subscribed.series.includes('system_disk_used_bytes{instance="e2e-agent"} / system_disk_total_bytes{instance="e2e-agent"}'), `subscribed ${JSON.stringify(subscribed.series)}`);
+      assert(subscribed.series.includes('watchpost_notification_queue_depth'), `subscribed ${JSON.stringify(subscribed.series)}`);
+      const agentPoints = await page.$eval('#chart-cpu', (e) => e.dataset.points);
+      await page.screenshot({ path: join(artifacts, 'overview-agent.png'), fullPage: true });
+
+      // Back to this server: re-subscribed without a reload, its own series only.
+      sent.length = 0;
+      await page.selectOption('#host-select', '');
+      await page.waitForFunction(() => !new URLSearchParams(location.search).has('host'), null, { timeout: 5_000 });
+      await waitFor(async () => sent.some((t) => t.includes('system_cpu_usage_ratio{instance=\\"\\"}')), 5_000, 'a subscribe to this server\'s series');
+      await page.waitForFunction(() => document.querySelector('#chart-cpu')?.dataset.lastT, null, { timeout: 10_000 });
+
+      // Without a token (GET /api/v1/agents needs a viewer), the selector lists the agents
+      // with data, and the Overview provokes no 401.
+      const token = await page.evaluate(() => sessionStorage.getItem('watchpost.token'));
+      await page.evaluate(() => sessionStorage.removeItem('watchpost.token'));
+      try {
+        await page.reload({ waitUntil: 'load' });
+        await page.waitForSelector('#host-select option[value="e2e-agent"]', { state: 'attached', timeout: 15_000 });
+      } finally {
+        await page.evaluate((t) => t && sessionStorage.setItem('watchpost.token', t), token);
+      }
+      return `${summary.trim()}; agent CPU chart drew ${agentPoints} point(s)`;
+    } finally {
+      page.off('websocket', onSocket);
+    }
+  });
+
   await check('History & stats: counts, noisiest alerts and the Markdown report', async () => {
     await page.goto(base + '/history?window=1h', { waitUntil: 'load' });
     await page.waitForSelector('#history-1h[aria-pressed="true"]', { timeout: 10_000 });
@@ -574,7 +660,7 @@ async function run(base, context) {
   await check('every page fits a phone screen (390 px) without horizontal scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     const wide = [];
-    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster'], ['postgres', '/postgres'], ['heartbeats', '/heartbeats']];
+    const pages = [['overview', '/'], ['alerts', '/alerts?state=all'], ['history', '/history'], ['rules', '/rules'], ['silences', '/silences'], ['cluster', '/cluster'], ['postgres', '/postgres'], ['heartbeats', '/heartbeats'], ['agents', '/agents']];
     if (alertId !== null) pages.push(['alert-detail', `/alerts/${alertId}`]);
     for (const [name, path] of pages) {
       await page.goto(base + path, { waitUntil: 'load' });
@@ -629,9 +715,9 @@ async function run(base, context) {
     await p.waitForFunction((b) => document.querySelector('#chart-cpu')?.dataset.lastT !== b, before, { timeout: 3_000 });
     // The gap since the last sample before the drop is fetched from /api/v1/query_range.
     const gap = await waitFor(
-      async () => backfills.find((b) => b.at >= dropped && b.query === 'system_cpu_usage_ratio' && Math.abs(b.start - lastBefore) < 1_000),
+      async () => backfills.find((b) => b.at >= dropped && b.query === 'system_cpu_usage_ratio{instance=""}' && Math.abs(b.start - lastBefore) < 1_000),
       5_000,
-      `a query_range backfill of system_cpu_usage_ratio starting at ${lastBefore}`,
+      `a query_range backfill of system_cpu_usage_ratio{instance=""} starting at ${lastBefore}`,
     );
     assert(gap.status === 200, `query_range answered ${gap.status}`);
     assert(gap.end - gap.start >= 2_000, `the backfilled gap is ${gap.end - gap.start} ms`);

@@ -17,7 +17,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 use super::Ctx;
 use super::live::{self, ExprData};
 use crate::format::{Unit, clock, format_value, nice_ticks, time_ticks, value_domain};
-use crate::panels::{Panel, expand, render_legend};
+use crate::panels::{Panel, panel_expr, render_legend};
 use crate::series::SeriesBuffer;
 use crate::time::format_local;
 
@@ -89,16 +89,17 @@ struct LegendItem {
 /// One series to draw: (key, legend name, dashed, buffer).
 type Drawable<'a> = (String, String, bool, &'a SeriesBuffer);
 
-/// The series of `panel` in drawing order, and the first expression error.
+/// The series of `panel` (for `host`) in drawing order, and the first expression error.
 fn panel_series<'a>(
     panel: &Panel,
     interval_ms: i64,
+    host: &str,
     store: &'a std::collections::HashMap<String, ExprData>,
 ) -> (Vec<Drawable<'a>>, Option<String>) {
     let mut out = Vec::new();
     let mut error = None;
     for q in panel.queries {
-        let expr = expand(q.expr, interval_ms);
+        let expr = panel_expr(panel, q, interval_ms, host);
         if let Some(d) = store.get(&expr) {
             if let Some(e) = &d.error {
                 error.get_or_insert_with(|| e.clone());
@@ -195,6 +196,7 @@ fn draw_base(
     h: f64,
     panel: &Panel,
     interval_ms: i64,
+    host: &str,
     window_ms: i64,
     to: i64,
     th: &Theme,
@@ -202,7 +204,7 @@ fn draw_base(
     let ctx = prepare(canvas, w, h)?;
     let from = to - window_ms;
     live::with_store(|store| {
-        let (series, error) = panel_series(panel, interval_ms, store);
+        let (series, error) = panel_series(panel, interval_ms, host, store);
         // Value domain over what is visible.
         let mut mm: Option<(f64, f64)> = None;
         for (_, _, _, buf) in &series {
@@ -336,6 +338,7 @@ fn draw_overlay(
     hover_t: Option<i64>,
     panel: &Panel,
     interval_ms: i64,
+    host: &str,
     th: &Theme,
 ) {
     let Some(ctx) = prepare(canvas, frame.w, frame.h) else {
@@ -353,7 +356,7 @@ fn draw_overlay(
     ctx.stroke();
     let max_gap = (interval_ms * 3).max((frame.to - frame.from) / 200);
     live::with_store(|store| {
-        let (series, _) = panel_series(panel, interval_ms, store);
+        let (series, _) = panel_series(panel, interval_ms, host, store);
         for (i, (_, _, _, buf)) in series.iter().enumerate() {
             if let Some((pt, v)) = buf.nearest(t, max_gap) {
                 if !v.is_finite() {
@@ -374,12 +377,13 @@ fn draw_overlay(
 fn tooltip_rows(
     panel: &Panel,
     interval_ms: i64,
+    host: &str,
     t: i64,
     span: i64,
 ) -> Vec<(usize, String, String)> {
     let max_gap = (interval_ms * 3).max(span / 200);
     live::with_store(|store| {
-        let (series, _) = panel_series(panel, interval_ms, store);
+        let (series, _) = panel_series(panel, interval_ms, host, store);
         series
             .iter()
             .enumerate()
@@ -436,13 +440,14 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
         let (w, h) = size.get();
         let window_ms = ctx.window_ms.get();
         let interval_ms = ctx.interval_ms.get();
+        let host = ctx.host.get();
         let th = theme(ctx.theme.get());
         let Some(canvas) = base_ref.get() else { return };
         if w < 10.0 || h < 10.0 {
             return;
         }
         let to = live::latest_time();
-        if let Some(d) = draw_base(&canvas, w, h, panel, interval_ms, window_ms, to, &th) {
+        if let Some(d) = draw_base(&canvas, w, h, panel, interval_ms, &host, window_ms, to, &th) {
             frame.set(d.frame);
             values.set(
                 d.legend
@@ -479,6 +484,7 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
                 hover.map(|h| h.1),
                 panel,
                 ctx.interval_ms.get_untracked(),
+                &ctx.host.get_untracked(),
                 &th,
             );
         }
@@ -611,7 +617,7 @@ pub fn Chart(panel: &'static Panel) -> impl IntoView {
                 {move || {
                     let (id, t, x) = ctx.hover.get().filter(|h| h.0 == panel.id)?;
                     let f = frame.get_untracked();
-                    let rows = tooltip_rows(panel, ctx.interval_ms.get_untracked(), t, f.to - f.from);
+                    let rows = tooltip_rows(panel, ctx.interval_ms.get_untracked(), &ctx.host.get_untracked(), t, f.to - f.from);
                     let offset_min = -(js_sys::Date::new_0().get_timezone_offset() as i32);
                     let left = if x > f.w / 2.0 { (x - 200.0).max(0.0) } else { x + 14.0 };
                     let _ = id;

@@ -245,6 +245,10 @@ fn on_text(ctx: Ctx, text: &str) {
             t,
             v,
         } => with_state(|s| {
+            // Late samples of an expression just unsubscribed (the host changed).
+            if !s.exprs.contains(&series) {
+                return;
+            }
             let cap = capacity_for(MAX_WINDOW_MS, s.interval_ms);
             let data = s.store.entry(series.clone()).or_default();
             data.error = None;
@@ -284,7 +288,7 @@ fn on_text(ctx: Ctx, text: &str) {
 
 fn on_hello(ctx: Ctx, interval_ms: i64, server_time: i64) {
     let interval_ms = interval_ms.max(50);
-    let exprs = panels::overview_exprs(interval_ms);
+    let exprs = panels::overview_exprs(interval_ms, &ctx.host.get_untracked());
     let (reconnect, resume_from) = with_state(|s| {
         if server_time > 0 {
             s.clock_offset_ms = server_time as f64 - local_now();
@@ -318,6 +322,29 @@ fn on_hello(ctx: Ctx, interval_ms: i64, server_time: i64) {
     refresh_firing(ctx);
     if reconnect {
         notify_resync();
+    }
+}
+
+/// Subscribes to the Overview's expressions for the host now chosen: forgets what the
+/// previous ones received and backfills the new ones. While disconnected, the next
+/// `hello` subscribes for the new host instead.
+pub fn resubscribe(ctx: Ctx) {
+    if ctx.conn.get_untracked() != Conn::Live {
+        return;
+    }
+    let exprs = panels::overview_exprs(with_state(|s| s.interval_ms), &ctx.host.get_untracked());
+    let changed = with_state(|s| {
+        if s.exprs == exprs {
+            return false;
+        }
+        s.store.retain(|k, _| exprs.contains(k));
+        s.exprs = exprs.clone();
+        true
+    });
+    if changed {
+        send(&ClientMsg::Subscribe { series: exprs });
+        ctx.redraw.update(|v| *v += 1);
+        backfill(ctx, None);
     }
 }
 
@@ -423,6 +450,9 @@ async fn fill(ctx: Ctx, expr: &str, from: i64, to: i64, step: i64) {
         return;
     };
     with_state(|s| {
+        if !s.exprs.iter().any(|e| e == expr) {
+            return;
+        }
         let cap = capacity_for(MAX_WINDOW_MS, s.interval_ms);
         let data = s.store.entry(expr.to_string()).or_default();
         for qs in series {

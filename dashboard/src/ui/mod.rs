@@ -1,5 +1,6 @@
 //! The UI (wasm32 only): app shell, client-side routing, shared context, pages.
 
+mod agents;
 mod alerts;
 mod chart;
 mod cluster;
@@ -67,6 +68,8 @@ pub struct Ctx {
     pub interval_ms: RwSignal<i64>,
     /// The Overview's time window.
     pub window_ms: RwSignal<i64>,
+    /// The Overview's host (`?host=`): "" for this server, else an agent's name.
+    pub host: RwSignal<String>,
     /// Browser clock, updated every second (relative times, countdowns).
     pub clock: RwSignal<f64>,
     /// Shared chart crosshair: (chart id, time, x in CSS px) of the pointer.
@@ -251,6 +254,11 @@ pub fn start() {
 
 #[component]
 fn App() -> impl IntoView {
+    let initial_query = parse_query(
+        &web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .unwrap_or_default(),
+    );
     let ctx = Ctx {
         path: RwSignal::new(String::from("/")),
         query: RwSignal::new(String::new()),
@@ -260,11 +268,19 @@ fn App() -> impl IntoView {
         alerts_error: RwSignal::new(None),
         redraw: RwSignal::new(0),
         interval_ms: RwSignal::new(1000),
-        window_ms: RwSignal::new(overview::window_from_query(&parse_query(
-            &web_sys::window()
-                .and_then(|w| w.location().search().ok())
-                .unwrap_or_default(),
-        ))),
+        window_ms: RwSignal::new(overview::window_from_query(&initial_query)),
+        host: RwSignal::new(
+            if Page::parse(
+                &web_sys::window()
+                    .and_then(|w| w.location().pathname().ok())
+                    .unwrap_or_default(),
+            ) == Page::Overview
+            {
+                overview::host_from_query(&initial_query)
+            } else {
+                String::new()
+            },
+        ),
         clock: RwSignal::new(live::local_now()),
         hover: RwSignal::new(None),
         theme: RwSignal::new(0),
@@ -297,6 +313,23 @@ fn App() -> impl IntoView {
         }
         w
     });
+    // On the Overview, the host follows `?host=` (selector, links, back and forward);
+    // another host re-subscribes the host charts.
+    Effect::new(move |_| {
+        if ctx.page() == Page::Overview {
+            let host = overview::host_from_query(&ctx.query_pairs());
+            if host != ctx.host.get_untracked() {
+                ctx.host.set(host);
+            }
+        }
+    });
+    Effect::new(move |prev: Option<String>| {
+        let host = ctx.host.get();
+        if prev.is_some_and(|p| p != host) {
+            live::resubscribe(ctx);
+        }
+        host
+    });
     // Document title follows the page.
     Effect::new(move |_| {
         let title = ctx.page().title();
@@ -317,6 +350,7 @@ fn App() -> impl IntoView {
                 Page::Cluster => view! { <cluster::ClusterPage/> }.into_any(),
                 Page::Postgres => view! { <postgres::PostgresPage/> }.into_any(),
                 Page::Heartbeats => view! { <heartbeats::HeartbeatsPage/> }.into_any(),
+                Page::Agents => view! { <agents::AgentsPage/> }.into_any(),
                 Page::NotFound => view! {
                     <div class="card empty">
                         <p>"There is no page at " <code>{move || ctx.path.get()}</code> "."</p>
@@ -366,6 +400,7 @@ fn TopBar() -> impl IntoView {
                 {link("/cluster", "cluster", "Cluster")}
                 {link("/postgres", "postgres", "PostgreSQL")}
                 {link("/heartbeats", "heartbeats", "Heartbeats")}
+                {link("/agents", "agents", "Agents")}
             </nav>
             <div class="spacer"></div>
             <ConnStatus/>
