@@ -535,7 +535,37 @@ async fn bad_agents_get_clear_refusals_and_the_server_stays_healthy() {
     ws.send(Message::Text("hello".into())).await.unwrap();
     let (code, reason) = close_of(&mut ws).await;
     assert_eq!(code, 1003, "{reason}");
+    // A JSON hello of another protocol version is told which one this server speaks.
+    let mut ws = until(
+        "reconnect after the close",
+        Duration::from_secs(10),
+        async || connect(&app, &url, Some(AGENT_TOKEN)).await.ok(),
+    )
+    .await;
+    ws.send(Message::Text(r#"{"type":"hello","protocol":7}"#.into()))
+        .await
+        .unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 1002, "{reason}");
+    assert!(reason.contains("unsupported agent protocol 7"), "{reason}");
     drop(ws);
+    // The version as a WebSocket subprotocol: an unknown one is refused before the upgrade.
+    let bare = url
+        .replace("protocol=1&", "")
+        .replace("name=t1", "name=sub");
+    let mut req = bare.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {AGENT_TOKEN}").parse().unwrap(),
+    );
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "watchpost-agent.v9".parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 400),
+        other => panic!("a v9 subprotocol must be refused: {:?}", other.map(|_| ())),
+    }
 
     // A thousand agents at once: 50 admitted (agents.max_connected), the rest 503.
     let tasks: Vec<_> = (0..1000)

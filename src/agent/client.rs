@@ -327,6 +327,10 @@ type Socket =
 /// Opens the WebSocket; a refusal before the upgrade names the server's reason.
 async fn connect(url: &str, token: Option<&str>) -> Result<Socket, SessionError> {
     let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        tungstenite::http::HeaderValue::from_static(protocol::SUBPROTOCOL),
+    );
     if let Some(token) = token {
         let value = format!("Bearer {token}")
             .parse()

@@ -22,8 +22,8 @@ pub use registry::Agents;
 pub fn validate(config: &crate::config::Config) -> Vec<String> {
     let mut problems = Vec::new();
     let a = &config.agents;
-    if a.grace < Duration::from_secs(3) {
-        problems.push("agents.grace: must be at least 3s".to_string());
+    if a.grace < Duration::from_secs(1) {
+        problems.push("agents.grace: must be at least 1s".to_string());
     }
     if a.max_connected == 0 {
         problems.push("agents.max_connected: must be at least 1".to_string());

@@ -4,6 +4,7 @@
 //!   upgraded to a WebSocket, with `Authorization: Bearer <token>` (role `agent`). Every
 //!   refusal is an HTTP answer before the upgrade, with a JSON error naming the reason:
 //!   401/403 token, 400 protocol or parameters, 409 name already connected, 503 full.
+//!   The version may also be offered as the subprotocol `watchpost-agent.v1`.
 //! - **Agent → server**: binary messages, each one batch: 8 bytes of big-endian sequence
 //!   number, then a snappy-compressed remote-write `WriteRequest` (labels without
 //!   `instance` and `job`: the server sets them). WebSocket pings keep it alive.
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
+/// The WebSocket subprotocol naming this version (`Sec-WebSocket-Protocol`), offered
+/// by the agent beside the `protocol` parameter.
+pub const SUBPROTOCOL: &str = "watchpost-agent.v1";
 /// The WebSocket endpoint.
 pub const PATH: &str = "/api/v1/agents/connect";
 /// How often the agent pings; the server drops a connection silent for

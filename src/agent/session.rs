@@ -82,15 +82,9 @@ pub async fn serve(agents: Agents, conn: Arc<Connection>, mut socket: WebSocket)
                     break Some((close_code::INVALID, why));
                 }
             },
-            Ok(Some(Ok(Message::Text(_)))) => {
+            Ok(Some(Ok(Message::Text(text)))) => {
                 agents.count_refused("bad_message");
-                break Some((
-                    close_code::UNSUPPORTED,
-                    format!(
-                        "agents send binary batches; text messages are not part of protocol {}",
-                        protocol::VERSION
-                    ),
-                ));
+                break Some(text_refusal(text.as_str()));
             }
             Ok(Some(Ok(_))) => {} // ping (answered by the socket) or pong
         }
@@ -108,6 +102,31 @@ pub async fn serve(agents: Agents, conn: Arc<Connection>, mut socket: WebSocket)
         .await;
     }
     agents.release(&conn).await;
+}
+
+/// The close for a text message: agents send binary batches. A JSON hello naming
+/// another protocol version is told which one this server speaks.
+fn text_refusal(text: &str) -> (u16, String) {
+    let version = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("protocol").or_else(|| v.get("version")).cloned())
+        .filter(|v| v.as_u64() != Some(u64::from(protocol::VERSION)) && !v.is_null());
+    match version {
+        Some(v) => (
+            close_code::PROTOCOL,
+            format!(
+                "unsupported agent protocol {v}; this server speaks {}",
+                protocol::VERSION
+            ),
+        ),
+        None => (
+            close_code::UNSUPPORTED,
+            format!(
+                "agents send binary batches; text messages are not part of protocol {}",
+                protocol::VERSION
+            ),
+        ),
+    }
 }
 
 /// Applies one batch (at most a few at once over all agents, so decoded batches never

@@ -73,7 +73,12 @@ async fn connect(State(state): State<AppState>, req: Request) -> Result<Response
     let (mut parts, _body) = req.into_parts();
     let principal = state.auth.authenticate(&parts).await?;
     require(&principal, Role::Agent)?;
-    let hello = hello(parts.uri.query().unwrap_or(""))?;
+    let offered = parts
+        .headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let hello = hello(parts.uri.query().unwrap_or(""), offered.as_deref())?;
     let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)
         .await
         .map_err(|e: WebSocketUpgradeRejection| {
@@ -96,6 +101,7 @@ async fn connect(State(state): State<AppState>, req: Request) -> Result<Response
     // Live only once upgraded: an upgrade that fails drops the admission, and the
     // stored claim goes stale (another connection of the agent takes it over).
     Ok(ws
+        .protocols([protocol::SUBPROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
@@ -105,8 +111,9 @@ async fn connect(State(state): State<AppState>, req: Request) -> Result<Response
         .into_response())
 }
 
-/// The handshake's parameters, checked: protocol version first, then the name.
-fn hello(query: &str) -> Result<Hello, ApiError> {
+/// The handshake's parameters, checked: protocol version first (the `protocol`
+/// parameter, or a `watchpost-agent.vN` subprotocol in `offered`), then the name.
+fn hello(query: &str, offered: Option<&str>) -> Result<Hello, ApiError> {
     #[derive(serde::Deserialize)]
     struct Raw {
         protocol: Option<String>,
@@ -121,16 +128,35 @@ fn hello(query: &str) -> Result<Hello, ApiError> {
     let raw: Raw = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
     let speaks = protocol::VERSION;
-    let version = raw.protocol.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "protocol: missing; this server speaks agent protocol {speaks}"
-        ))
-    })?;
-    match version.parse::<u32>() {
-        Ok(v) if v == speaks => {}
-        _ => {
+    let subprotocols: Vec<&str> = offered
+        .map(|o| {
+            o.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    match (&raw.protocol, subprotocols.is_empty()) {
+        (Some(version), _) => match version.parse::<u32>() {
+            Ok(v) if v == speaks => {}
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "protocol: unsupported agent protocol {version:?}; this server speaks protocol {speaks} (upgrade the agent or the server so they match)"
+                )));
+            }
+        },
+        (None, false) if subprotocols.contains(&protocol::SUBPROTOCOL) => {}
+        (None, false) => {
             return Err(ApiError::bad_request(format!(
-                "protocol: unsupported agent protocol {version:?}; this server speaks protocol {speaks} (upgrade the agent or the server so they match)"
+                "Sec-WebSocket-Protocol: unsupported agent protocol {:?}; this server speaks {} (protocol {speaks})",
+                subprotocols.join(", "),
+                protocol::SUBPROTOCOL
+            )));
+        }
+        (None, true) => {
+            return Err(ApiError::bad_request(format!(
+                "protocol: missing; this server speaks agent protocol {speaks} (?protocol={speaks}, or the subprotocol {})",
+                protocol::SUBPROTOCOL
             )));
         }
     }
@@ -164,12 +190,21 @@ mod tests {
 
     #[test]
     fn handshake_refusals_name_the_parameter() {
-        let err = |q: &str| hello(q).unwrap_err().message;
+        let err = |q: &str| hello(q, None).unwrap_err().message;
         assert!(err("name=a").contains("protocol: missing"));
         assert!(err("protocol=2&name=a").contains("unsupported agent protocol \"2\""));
         assert!(err("protocol=1").contains("name: missing"));
         assert!(err("protocol=1&name=a%20b").starts_with("name:"));
-        let h = hello("protocol=1&name=web-1&host=h&version=0.1.0&session=s").unwrap();
+        let h = hello("protocol=1&name=web-1&host=h&version=0.1.0&session=s", None).unwrap();
         assert_eq!((h.name.as_str(), h.host.as_str()), ("web-1", "h"));
+        // The version as a subprotocol.
+        assert!(hello("name=a", Some("chat, watchpost-agent.v1")).is_ok());
+        let e = hello("name=a", Some("watchpost-agent.v9"))
+            .unwrap_err()
+            .message;
+        assert!(
+            e.contains("unsupported agent protocol \"watchpost-agent.v9\""),
+            "{e}"
+        );
     }
 }
