@@ -70,8 +70,16 @@ fn main() -> ExitCode {
     if let Some(Command::CheckRules { files }) = &cli.command {
         return check_rules(files);
     }
-    let loaded = Config::load(cli.config.as_deref())
-        .and_then(|c| watchpost::validate_config(&c).map(|()| c));
+    // An agent checks only its own part (`agent()`): its config file need not be a
+    // valid server configuration.
+    let agent_only = matches!(cli.command, Some(Command::Agent { .. }));
+    let loaded = Config::load(cli.config.as_deref()).and_then(|c| {
+        if agent_only {
+            Ok(c)
+        } else {
+            watchpost::validate_config(&c).map(|()| c)
+        }
+    });
     let config = match loaded {
         Ok(c) => c,
         Err(e) => {
