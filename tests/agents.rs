@@ -1,8 +1,9 @@
 //! Agents: a real `watchpost serve` and two real `watchpost agent` processes. Both
 //! hosts' series are queryable under their `instance`; kill -9 of one agent raises
 //! `AgentDown` after `agents.grace`, delivered to the fake Bot API, and its restart
-//! resolves it; the server stopped for 60 s loses nothing (the agents back-fill, no
-//! gap in the raw samples) and raises nothing. On SQLite and PostgreSQL.
+//! resolves it; the server stopped for 60 s, or paused (SIGSTOP) for 35 s, loses
+//! nothing (the agents back-fill, no gap in the raw samples) and raises nothing. On
+//! SQLite and PostgreSQL.
 //!
 //! And the server's refusals (in process): wrong tokens and roles, unknown protocol
 //! versions, duplicate names, oversized and malformed messages, a per-agent series
@@ -211,39 +212,23 @@ async fn scenario(tag: String, db_url: &str) {
     let restarted_at = watchpost::store::now_ms();
     server.restart().await;
     assert_eq!(server.base, base, "{tag}: same address");
-    let window_s = (watchpost::store::now_ms() - stopped_at) / 1000 + 10;
     for name in ["host-a", "host-b"] {
-        let q = format!("system_memory_total_bytes{{instance=\"{name}\"}}[{window_s}s]");
-        let samples = until(
-            &format!("{tag}: {name} back-filled"),
-            Duration::from_secs(40),
-            async || {
-                let m = raw_matrix(&query(&server, &q).await);
-                let ts: Vec<i64> = m
-                    .values()
-                    .next()?
-                    .iter()
-                    .map(|(t, _)| (t.parse::<f64>().unwrap() * 1000.0) as i64)
-                    .collect();
-                // Caught up: from the stop (the store is in memory: what the server
-                // had acked before is gone with it) to after the restart.
-                (ts.first().is_some_and(|&t| t <= stopped_at + 3_000)
-                    && ts.last().is_some_and(|&t| t > restarted_at + 2_000))
-                .then_some(ts)
-            },
-        )
-        .await;
-        let gaps: Vec<(i64, i64)> = samples
-            .windows(2)
-            .filter(|w| w[1] - w[0] > 1_500)
-            .map(|w| (w[0], w[1]))
-            .collect();
-        assert!(
-            gaps.is_empty(),
-            "{tag}: {name}: gaps in the raw samples over the server's stop: {gaps:?}"
-        );
+        // From the stop (the store is in memory: what the server had acked before is
+        // gone with it) to after the restart.
+        assert_no_gap(&server, &tag, name, stopped_at, restarted_at).await;
     }
-    // Reconnecting to a restarted server is not an outage.
+
+    // The server paused (SIGSTOP) longer than the agents wait for an answer: they give
+    // up on the connection, buffer, and reconnect once it runs again.
+    let paused_at = watchpost::store::now_ms();
+    server.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let resumed_at = watchpost::store::now_ms();
+    server.signal("CONT");
+    for name in ["host-a", "host-b"] {
+        assert_no_gap(&server, &tag, name, paused_at - 5_000, resumed_at).await;
+    }
+    // Reconnecting to a restarted or resumed server is not an outage.
     tokio::time::sleep(GRACE + Duration::from_secs(2)).await;
     let fired: usize = ["host-a", "host-b"]
         .iter()
@@ -256,6 +241,40 @@ async fn scenario(tag: String, db_url: &str) {
         .sum();
     assert_eq!(fired, 1, "{tag}: only host-b's kill fired AgentDown");
     server.terminate(Duration::from_secs(20)).await;
+}
+
+/// Waits until agent `name`'s raw samples cover `from_ms` to after `to_ms`, then
+/// asserts they have no gap (collection is every second).
+async fn assert_no_gap(server: &Proc, tag: &str, name: &str, from_ms: i64, to_ms: i64) {
+    let window_s = (watchpost::store::now_ms() - from_ms) / 1000 + 10;
+    let q = format!("system_memory_total_bytes{{instance=\"{name}\"}}[{window_s}s]");
+    let samples = until(
+        &format!("{tag}: {name} back-filled"),
+        Duration::from_secs(40),
+        async || {
+            let m = raw_matrix(&query(server, &q).await);
+            let ts: Vec<i64> = m
+                .values()
+                .next()?
+                .iter()
+                .map(|(t, _)| (t.parse::<f64>().unwrap() * 1000.0) as i64)
+                .filter(|&t| t >= from_ms)
+                .collect();
+            (ts.first().is_some_and(|&t| t <= from_ms + 3_000)
+                && ts.last().is_some_and(|&t| t > to_ms + 2_000))
+            .then_some(ts)
+        },
+    )
+    .await;
+    let gaps: Vec<(i64, i64)> = samples
+        .windows(2)
+        .filter(|w| w[1] - w[0] > 1_500)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "{tag}: {name}: gaps in the raw samples from {from_ms} to {to_ms}: {gaps:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

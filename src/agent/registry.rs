@@ -108,7 +108,9 @@ struct Inner {
     tsdb: Tsdb,
     limits: Limits,
     raiser: Raiser,
-    started_ms: i64,
+    /// When this node started, or woke from a pause (SIGSTOP, a frozen VM): agents
+    /// silent since before it get time to reconnect first.
+    awake_since_ms: AtomicI64,
     local: Mutex<HashMap<String, Arc<Connection>>>,
     /// Connections being admitted (counted against `agents.max_connected`).
     admitting: Arc<AtomicUsize>,
@@ -192,7 +194,7 @@ impl Agents {
                 tsdb,
                 limits,
                 raiser: Raiser::new(alerts, "agent"),
-                started_ms: now_ms(),
+                awake_since_ms: AtomicI64::new(now_ms()),
                 local: Mutex::new(HashMap::new()),
                 admitting: Arc::new(AtomicUsize::new(0)),
                 admissions: Arc::new(tokio::sync::Semaphore::new(ADMITTING)),
@@ -448,10 +450,23 @@ impl Agents {
         let mut every = tokio::time::interval(self.refresh_every());
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_tick = now_ms();
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = every.tick() => {}
+            }
+            // A loop that did not run for several periods means this process was
+            // paused: the agents were not silent, this node was.
+            let now = now_ms();
+            let gap = now.saturating_sub(last_tick);
+            last_tick = now;
+            if gap > ms(self.refresh_every() * 4) {
+                tracing::warn!(
+                    paused_ms = gap,
+                    "agent checks were paused; agents get time to reconnect before AgentDown"
+                );
+                self.inner.awake_since_ms.store(now, Ordering::Relaxed);
             }
             self.inner.raiser.retry().await;
             if let Err(e) = self.check().await {
@@ -525,20 +540,21 @@ impl Agents {
     }
 
     /// Raises `AgentDown` for agents silent for longer than the grace. An agent last
-    /// heard from before this node started is given the time to reconnect to it
-    /// first (its longest backoff and a connection attempt, then the grace): the
-    /// server was away, not the agent.
+    /// heard from before this node started (or woke from a pause) is given the time to
+    /// reconnect first (its longest backoff and a connection attempt, then the grace):
+    /// the server was away, not the agent.
     async fn check(&self) -> Result<(), StoreError> {
         let now = now_ms();
         let grace = ms(self.inner.config.grace);
         let settle = ms(protocol::MAX_BACKOFF + CONNECT_ALLOWANCE) + grace;
-        let settled = now.saturating_sub(self.inner.started_ms) >= settle;
+        let awake_since = self.inner.awake_since_ms.load(Ordering::Relaxed);
+        let settled = now.saturating_sub(awake_since) >= settle;
         let cutoff = now - grace;
         for row in store::silent_since(&self.inner.db, cutoff).await? {
             if lock(&self.inner.local).contains_key(&row.name) {
                 continue; // connected here; its stored last_seen lags
             }
-            if row.last_seen_ms < self.inner.started_ms && !settled {
+            if row.last_seen_ms < awake_since && !settled {
                 continue;
             }
             if store::mark_down(&self.inner.db, &row.name, cutoff).await? {
