@@ -153,20 +153,35 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Room for deep (bounded) recursion on input: PromQL trees up to
-        // `promql::MAX_DEPTH`, and dropping a long operator chain the parser built
-        // before it was refused. Reserved address space; pages are used as touched.
-        .thread_stack_size(RUNTIME_STACK)
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Room for deep (bounded) recursion on input: PromQL trees up to
+    // `promql::MAX_DEPTH`, and dropping a long operator chain the parser built
+    // before it was refused. Reserved address space; pages are used as touched.
+    builder.thread_stack_size(RUNTIME_STACK);
+    run_on(builder, f)
+}
+
+/// Runs `f` on the runtime `builder` makes (with every driver enabled).
+fn run_on<F, Fut>(mut builder: tokio::runtime::Builder, f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    match builder.enable_all().build() {
         Ok(rt) => rt.block_on(f()),
         Err(e) => {
             eprintln!("watchpost: cannot start the async runtime: {e}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Signal listeners, or the exit code when they cannot be installed.
+fn install_signals() -> Result<Signals, ExitCode> {
+    Signals::install().map_err(|e| {
+        eprintln!("watchpost: cannot install signal handlers: {e}");
+        ExitCode::from(2)
+    })
 }
 
 async fn migrate(config: Config, from: Option<String>) -> ExitCode {
@@ -275,53 +290,40 @@ fn agent(
         interval: config.collect.interval,
         buffer: config.agent.buffer,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("watchpost: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    rt.block_on(async move {
-        telemetry::init(&config.log);
-        let signals = match Signals::install() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("watchpost: cannot install signal handlers: {e}");
-                return ExitCode::from(2);
+    run_on(
+        tokio::runtime::Builder::new_current_thread(),
+        || async move {
+            telemetry::init(&config.log);
+            let signals = match install_signals() {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let token = tokio_util::sync::CancellationToken::new();
+            let stop = token.clone();
+            tokio::spawn(async move {
+                signals.shutdown_requested().await;
+                tracing::info!("signal received; stopping the agent");
+                stop.cancel();
+            });
+            match watchpost::agent::run(opts, token).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "agent failed");
+                    eprintln!("watchpost: agent: {e:#}");
+                    ExitCode::from(2)
+                }
             }
-        };
-        let token = tokio_util::sync::CancellationToken::new();
-        let stop = token.clone();
-        tokio::spawn(async move {
-            signals.shutdown_requested().await;
-            tracing::info!("signal received; stopping the agent");
-            stop.cancel();
-        });
-        match watchpost::agent::run(opts, token).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "agent failed");
-                eprintln!("watchpost: agent: {e:#}");
-                ExitCode::from(2)
-            }
-        }
-    })
+        },
+    )
 }
 
 async fn serve(config: Config) -> ExitCode {
     telemetry::init(&config.log);
     // Listen for signals before anything can announce readiness, so a signal sent right
     // after `listening on` is never handled by the default (killing) disposition.
-    let signals = match Signals::install() {
+    let signals = match install_signals() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("watchpost: cannot install signal handlers: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     #[cfg(unix)]
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());

@@ -16,7 +16,7 @@ use super::store::{self, AgentRow, Claim};
 use crate::alerts::AlertService;
 use crate::alerts::ingest::RawAlert;
 use crate::alerts::model::Severity;
-use crate::alerts::raise::Raiser;
+use crate::alerts::raise::{Raised, Raiser};
 use crate::config::AgentsConfig;
 use crate::metrics::Metrics;
 use crate::remote_write::Limits;
@@ -636,22 +636,12 @@ fn agent_down(row: &AgentRow, firing: bool, at_ms: i64, grace: Duration) -> RawA
         row.address,
         humantime::format_duration(grace)
     );
-    RawAlert {
-        source: crate::alerts::rules::SOURCE.to_string(),
-        message: Some(summary.clone()),
-        severity: Some(Severity::Critical),
-        type_hint: None,
-        type_fallback: Some("system"),
-        source_score: None,
+    Raised {
         labels,
-        annotations: [
-            ("summary".to_string(), summary),
-            ("description".to_string(), description),
-        ]
-        .into_iter()
-        .collect(),
-        starts_at_ms: firing.then_some(at_ms),
-        ends_at_ms: (!firing).then_some(at_ms),
-        generator_url: None,
+        severity: Some(Severity::Critical),
+        type_fallback: "system",
+        summary,
+        description,
     }
+    .at(firing, at_ms)
 }

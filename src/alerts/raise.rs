@@ -2,8 +2,49 @@
 //! order raised, each retried until the pipeline takes it, so a resolve never
 //! overtakes its firing even while the database is down.
 
+use std::collections::BTreeMap;
+
 use super::AlertService;
 use super::ingest::RawAlert;
+use super::model::Severity;
+
+/// What watchpost says about an alert it raises.
+pub struct Raised {
+    /// Its labels (`alertname` included).
+    pub labels: BTreeMap<String, String>,
+    /// Its severity.
+    pub severity: Option<Severity>,
+    /// The type when classification finds none.
+    pub type_fallback: &'static str,
+    /// One line; also the message.
+    pub summary: String,
+    /// The details.
+    pub description: String,
+}
+
+impl Raised {
+    /// The alert, firing or resolved at `at_ms`, from source `watchpost`.
+    pub fn at(self, firing: bool, at_ms: i64) -> RawAlert {
+        RawAlert {
+            source: super::rules::SOURCE.to_string(),
+            message: Some(self.summary.clone()),
+            severity: self.severity,
+            type_hint: None,
+            type_fallback: Some(self.type_fallback),
+            source_score: None,
+            labels: self.labels,
+            annotations: [
+                ("summary".to_string(), self.summary),
+                ("description".to_string(), self.description),
+            ]
+            .into_iter()
+            .collect(),
+            starts_at_ms: firing.then_some(at_ms),
+            ends_at_ms: (!firing).then_some(at_ms),
+            generator_url: None,
+        }
+    }
+}
 
 /// An ordered, retrying submitter of raised alerts.
 pub struct Raiser {

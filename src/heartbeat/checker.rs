@@ -13,7 +13,7 @@ use super::{AlertKind, Effect, Heartbeat, Ping, Status, store};
 use crate::alerts::AlertService;
 use crate::alerts::ingest::RawAlert;
 use crate::alerts::model::Severity;
-use crate::alerts::raise::Raiser;
+use crate::alerts::raise::{Raised, Raiser};
 use crate::config::HeartbeatConfig;
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError, now_ms};
@@ -375,24 +375,14 @@ fn alert_for(h: &Heartbeat, effect: Effect, at_ms: i64) -> RawAlert {
             ),
         ),
     };
-    RawAlert {
-        source: crate::alerts::rules::SOURCE.to_string(),
-        message: Some(summary.clone()),
-        severity: Severity::parse_strict(&h.severity),
-        type_hint: None,
-        type_fallback: Some("application"),
-        source_score: None,
+    Raised {
         labels,
-        annotations: [
-            ("summary".to_string(), summary),
-            ("description".to_string(), description),
-        ]
-        .into_iter()
-        .collect(),
-        starts_at_ms: firing.then_some(at_ms),
-        ends_at_ms: (!firing).then_some(at_ms),
-        generator_url: None,
+        severity: Severity::parse_strict(&h.severity),
+        type_fallback: "application",
+        summary,
+        description,
     }
+    .at(firing, at_ms)
 }
 
 /// RFC 3339 (UTC, seconds) of Unix ms.
