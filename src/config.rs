@@ -326,6 +326,13 @@ pub struct TelegramConfig {
     /// leader it replaced.
     #[serde(with = "human_duration")]
     pub poll_timeout: Duration,
+    /// Send a PNG chart of the rule's expression with alerts from watchpost's rules.
+    pub charts: bool,
+    /// Time span of those charts, ending now (or at the resolve).
+    #[serde(with = "human_duration")]
+    pub chart_window: Duration,
+    /// Chart size in pixels, `WIDTHxHEIGHT`.
+    pub chart_size: String,
 }
 
 impl Default for TelegramConfig {
@@ -337,6 +344,9 @@ impl Default for TelegramConfig {
             admin_user_ids: Vec::new(),
             max_retry: Duration::from_secs(3600),
             poll_timeout: Duration::from_secs(25),
+            charts: true,
+            chart_window: Duration::from_secs(3600),
+            chart_size: "800x450".into(),
         }
     }
 }
@@ -367,6 +377,8 @@ pub struct NotifyConfig {
     /// Largest retry delay.
     #[serde(with = "human_duration")]
     pub max_backoff: Duration,
+    /// IANA time zone of every time in messages, reports and templates.
+    pub timezone: String,
 }
 
 impl Default for NotifyConfig {
@@ -376,6 +388,7 @@ impl Default for NotifyConfig {
             timeout: Duration::from_secs(30),
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            timezone: "UTC".into(),
         }
     }
 }
@@ -953,6 +966,145 @@ pub struct ReceiverConfig {
     /// Generic webhook delivery (Alertmanager payload).
     #[serde(default)]
     pub webhook: Option<WebhookReceiver>,
+    /// E-mail delivery (SMTP).
+    #[serde(default)]
+    pub email: Option<EmailReceiver>,
+    /// Kafka delivery (one JSON record per notification).
+    #[serde(default)]
+    pub kafka: Option<KafkaReceiver>,
+}
+
+/// An e-mail receiver; Alertmanager's `email_configs` field names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailReceiver {
+    /// Recipients: a list, or one comma-separated string as in Alertmanager.
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+    /// Sender address.
+    pub from: String,
+    /// SMTP server, `host:port`; port 465 means implicit TLS (SMTPS).
+    pub smarthost: String,
+    /// Name sent in EHLO; default: this host's name.
+    #[serde(default)]
+    pub hello: Option<String>,
+    /// SMTP AUTH user (PLAIN/LOGIN).
+    #[serde(default)]
+    pub auth_username: Option<String>,
+    /// SMTP AUTH password.
+    #[serde(default)]
+    pub auth_password: Option<Secret>,
+    /// Require STARTTLS (default true); false upgrades only when the server offers it.
+    #[serde(default = "yes")]
+    pub require_tls: bool,
+    /// TLS settings (a private CA, the expected server name).
+    #[serde(default)]
+    pub tls_config: TlsClientConfig,
+    /// Subject template; default: `[FIRING:N] group labels`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// HTML body template; default: the built-in message.
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Plain-text body template; default: the built-in message as text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// TLS client settings of a receiver.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsClientConfig {
+    /// PEM file of the CA to trust in addition to the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// Name expected in the server's certificate; default: the host connected to.
+    pub server_name: Option<String>,
+    /// Accept any certificate (tests only).
+    pub insecure_skip_verify: bool,
+}
+
+/// A Kafka receiver: each notification as one JSON record, keyed by its group key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaReceiver {
+    /// Bootstrap brokers, `host:port` (a list or a comma-separated string).
+    #[serde(deserialize_with = "one_or_many")]
+    pub brokers: Vec<String>,
+    /// Topic the records go to.
+    pub topic: String,
+    /// Record key template; default: the group key (a group's records stay in order on
+    /// one partition).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `all` (default, required by the idempotent producer), `leader` or `none`.
+    #[serde(default)]
+    pub acks: KafkaAcks,
+    /// `none`, `gzip` or `snappy` (default `none`).
+    #[serde(default)]
+    pub compression: KafkaCompression,
+    /// SASL authentication.
+    #[serde(default)]
+    pub sasl: Option<KafkaSasl>,
+    /// TLS to the brokers; unset = plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsClientConfig>,
+    /// Idempotent producer (default true): a retried batch is written once.
+    #[serde(default = "yes")]
+    pub idempotent: bool,
+    /// Also send one record per alert state change (`alert` records) besides the
+    /// notification.
+    #[serde(default)]
+    pub alert_changes: bool,
+}
+
+/// Kafka `acks`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaAcks {
+    /// All in-sync replicas (-1).
+    #[default]
+    All,
+    /// The partition leader only (1).
+    Leader,
+    /// No acknowledgement (0).
+    None,
+}
+
+/// Kafka record batch compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaCompression {
+    /// Uncompressed.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+}
+
+/// Kafka SASL settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[serde(default = "sasl_plain")]
+    pub mechanism: String,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+}
+
+fn sasl_plain() -> String {
+    "PLAIN".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A Telegram receiver.
@@ -968,6 +1120,8 @@ pub struct TelegramReceiver {
     pub disable_notification: bool,
     /// Message template overriding the built-in one.
     pub template: Option<String>,
+    /// Charts with rule alerts; unset = `telegram.charts`.
+    pub charts: Option<bool>,
 }
 
 /// A webhook receiver.
