@@ -60,9 +60,9 @@ pub struct TelegramTarget {
     pub template: Option<String>,
 }
 
-/// A receiver.
+/// One way a receiver delivers.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Receiver {
+pub enum Target {
     /// Telegram chats.
     Telegram(TelegramTarget),
     /// A webhook URL (Alertmanager payload).
@@ -72,12 +72,38 @@ pub enum Receiver {
     },
 }
 
+impl Target {
+    /// The outbox row kind (and transport) of this target.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Telegram(_) => "telegram",
+            Target::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// A receiver: every target it delivers to (Alertmanager's `*_configs`), any mix.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Receiver {
+    /// Its targets, in config order.
+    pub targets: Vec<Target>,
+}
+
+impl Receiver {
+    /// The Telegram target, if any.
+    pub fn telegram(&self) -> Option<&TelegramTarget> {
+        self.targets.iter().find_map(|t| match t {
+            Target::Telegram(t) => Some(t),
+            _ => None,
+        })
+    }
+}
+
 /// The receivers of the config: `[[receivers]]`, plus an implicit `telegram` receiver
 /// (the default chats) when `telegram.bot_token` is set and none is declared.
 pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<String>> {
     let mut out = HashMap::new();
     let mut problems = Vec::new();
-    let telegram_on = config.telegram.bot_token.is_some();
     for (i, r) in config.receivers.iter().enumerate() {
         let key = format!("receivers[{i}]");
         if r.name.is_empty() {
@@ -86,70 +112,44 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
         if out.contains_key(&r.name) {
             problems.push(format!("{key}.name: duplicate receiver {:?}", r.name));
         }
-        let receiver = match (&r.telegram, &r.webhook) {
-            (Some(t), None) => {
-                if !telegram_on {
-                    problems.push(format!(
-                        "{key}.telegram: needs telegram.bot_token (WATCHPOST_TELEGRAM__BOT_TOKEN)"
-                    ));
-                }
-                let chat_ids = if t.chat_ids.is_empty() {
-                    config.telegram.chat_ids.clone()
-                } else {
-                    t.chat_ids.clone()
-                };
-                if chat_ids.is_empty() {
-                    problems.push(format!(
-                        "{key}.telegram.chat_ids: no chats (set it or telegram.chat_ids)"
-                    ));
-                }
-                if let Some(source) = &t.template
-                    && let Err(e) = template::parse(source)
-                {
-                    problems.push(format!("{key}.telegram.template: {e}"));
-                }
-                let thread = match t.message_thread_id.map(i32::try_from) {
-                    None => None,
-                    Some(Ok(v)) => Some(v),
-                    Some(Err(_)) => {
-                        problems.push(format!("{key}.telegram.message_thread_id: out of range"));
-                        None
-                    }
-                };
-                Receiver::Telegram(TelegramTarget {
-                    chat_ids,
-                    message_thread_id: thread,
-                    disable_notification: t.disable_notification,
-                    template: t.template.clone(),
-                })
+        let mut receiver = Receiver::default();
+        if let Some(t) = &r.telegram {
+            receiver
+                .targets
+                .push(telegram_target(config, &key, t, &mut problems));
+        }
+        if let Some(w) = &r.webhook {
+            if reqwest::Url::parse(&w.url).is_err()
+                || !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+            {
+                problems.push(format!(
+                    "{key}.webhook.url: not an http(s) URL: {:?}",
+                    crate::redact::endpoint(&w.url)
+                ));
             }
-            (None, Some(w)) => {
-                if reqwest::Url::parse(&w.url).is_err()
-                    || !(w.url.starts_with("http://") || w.url.starts_with("https://"))
-                {
-                    problems.push(format!(
-                        "{key}.webhook.url: not an http(s) URL: {:?}",
-                        crate::redact::endpoint(&w.url)
-                    ));
-                }
-                Receiver::Webhook { url: w.url.clone() }
-            }
-            _ => {
-                problems.push(format!("{key}: set exactly one of `telegram` or `webhook`"));
-                continue;
-            }
-        };
+            receiver.targets.push(Target::Webhook { url: w.url.clone() });
+        }
+        if receiver.targets.is_empty() {
+            problems.push(format!(
+                "{key}: no target; set one or more of `telegram`, `webhook`, `email`, `kafka`"
+            ));
+            continue;
+        }
         out.insert(r.name.clone(), receiver);
     }
-    if telegram_on && !out.contains_key(crate::dispatch::route::DEFAULT_RECEIVER) {
+    if config.telegram.bot_token.is_some()
+        && !out.contains_key(crate::dispatch::route::DEFAULT_RECEIVER)
+    {
         out.insert(
             crate::dispatch::route::DEFAULT_RECEIVER.to_string(),
-            Receiver::Telegram(TelegramTarget {
-                chat_ids: config.telegram.chat_ids.clone(),
-                message_thread_id: None,
-                disable_notification: false,
-                template: None,
-            }),
+            Receiver {
+                targets: vec![Target::Telegram(TelegramTarget {
+                    chat_ids: config.telegram.chat_ids.clone(),
+                    message_thread_id: None,
+                    disable_notification: false,
+                    template: None,
+                })],
+            },
         );
     }
     if problems.is_empty() {
@@ -157,6 +157,49 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
     } else {
         Err(problems)
     }
+}
+
+/// The Telegram target of `receivers[i]` (`key`), its problems pushed to `problems`.
+fn telegram_target(
+    config: &Config,
+    key: &str,
+    t: &crate::config::TelegramReceiver,
+    problems: &mut Vec<String>,
+) -> Target {
+    if config.telegram.bot_token.is_none() {
+        problems.push(format!(
+            "{key}.telegram: needs telegram.bot_token (WATCHPOST_TELEGRAM__BOT_TOKEN)"
+        ));
+    }
+    let chat_ids = if t.chat_ids.is_empty() {
+        config.telegram.chat_ids.clone()
+    } else {
+        t.chat_ids.clone()
+    };
+    if chat_ids.is_empty() {
+        problems.push(format!(
+            "{key}.telegram.chat_ids: no chats (set it or telegram.chat_ids)"
+        ));
+    }
+    if let Some(source) = &t.template
+        && let Err(e) = template::parse(source)
+    {
+        problems.push(format!("{key}.telegram.template: {e}"));
+    }
+    let thread = match t.message_thread_id.map(i32::try_from) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            problems.push(format!("{key}.telegram.message_thread_id: out of range"));
+            None
+        }
+    };
+    Target::Telegram(TelegramTarget {
+        chat_ids,
+        message_thread_id: thread,
+        disable_notification: t.disable_notification,
+        template: t.template.clone(),
+    })
 }
 
 /// Config problems of receivers, routes' receiver names and the report schedule.
@@ -231,23 +274,124 @@ impl Notifier {
         }
     }
 
-    /// The outbox rows of `n` (one per chat and part, or one webhook call).
+    /// The outbox rows of `n`: for each of its receiver's targets, one per chat and
+    /// part (Telegram) or one per notification (the others).
     pub fn rows_for(&self, n: &Notification) -> Result<Vec<NewOutboxRow>, String> {
         let receiver = self
             .receivers
             .get(&n.receiver)
             .ok_or_else(|| format!("unknown receiver {:?}", n.receiver))?;
-        let group = short_hash(&n.group_key);
-        let alert_ids = n.alert_ids();
-        let base = |kind: &str,
-                    target: String,
-                    content: &str,
-                    part: usize,
-                    parts: usize,
-                    payload: String| NewOutboxRow {
+        let rows = RowBase::of(n);
+        let mut out = Vec::new();
+        for target in &receiver.targets {
+            out.extend(self.target_rows(&rows, n, target)?);
+        }
+        Ok(out)
+    }
+
+    fn target_rows(
+        &self,
+        rows: &RowBase,
+        n: &Notification,
+        target: &Target,
+    ) -> Result<Vec<NewOutboxRow>, String> {
+        match target {
+            Target::Webhook { url } => {
+                let body = webhook::webhook_payload(n, &self.external_url).to_string();
+                Ok(vec![rows.row(
+                    "webhook",
+                    format!("webhook:{url}"),
+                    &body,
+                    (1, 1),
+                    body.clone(),
+                )])
+            }
+            Target::Telegram(t) => self.telegram_rows(rows, n, t),
+        }
+    }
+
+    fn telegram_rows(
+        &self,
+        rows: &RowBase,
+        n: &Notification,
+        t: &TelegramTarget,
+    ) -> Result<Vec<NewOutboxRow>, String> {
+        let text = self.builder.render(n, t.template.as_deref());
+        let parts = split::split_html(&text, split::TELEGRAM_LIMIT);
+        let firing_ids: Vec<i64> = n.firing.iter().map(|a| a.id).collect();
+        let silence_labels = if !n.group_labels.is_empty() {
+            n.group_labels.clone()
+        } else {
+            n.common_labels()
+        };
+        let mut out = Vec::new();
+        for chat in &t.chat_ids {
+            for (i, part) in parts.iter().enumerate() {
+                let last = i + 1 == parts.len();
+                let buttons = last && n.status == AlertState::Firing && !firing_ids.is_empty();
+                let payload = TelegramPayload {
+                    chat_id: *chat,
+                    text: part.clone(),
+                    message_thread_id: t.message_thread_id,
+                    disable_notification: t.disable_notification,
+                    buttons,
+                    ack_ids: if buttons { firing_ids.clone() } else { vec![] },
+                    silence_labels: if buttons {
+                        silence_labels.clone()
+                    } else {
+                        Default::default()
+                    },
+                };
+                let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+                out.push(rows.row(
+                    "telegram",
+                    format!("telegram:{chat}"),
+                    &text,
+                    (i + 1, parts.len()),
+                    json,
+                ));
+            }
+        }
+        if out.is_empty() {
+            tracing::warn!(receiver = %n.receiver, "telegram receiver has no chats; notification dropped");
+        }
+        Ok(out)
+    }
+}
+
+/// What every outbox row of one notification shares; [`RowBase::row`] makes a row.
+pub struct RowBase<'a> {
+    n: &'a Notification,
+    group: String,
+    alert_ids: Vec<i64>,
+}
+
+impl<'a> RowBase<'a> {
+    /// The shared part of `n`'s rows.
+    pub fn of(n: &'a Notification) -> Self {
+        RowBase {
+            n,
+            group: short_hash(&n.group_key),
+            alert_ids: n.alert_ids(),
+        }
+    }
+
+    /// A row of `kind` to `target`; its idempotency key names the receiver, group,
+    /// notification, target, part and a hash of `content` (what the user sees).
+    pub fn row(
+        &self,
+        kind: &str,
+        target: String,
+        content: &str,
+        (part, parts): (usize, usize),
+        payload: String,
+    ) -> NewOutboxRow {
+        let n = self.n;
+        NewOutboxRow {
             idempotency_key: format!(
-                "{}|{group}|{}|{}|{target}|{part}/{parts}",
+                "{}|{}|{}|{}|{target}|{part}/{parts}",
                 n.receiver,
+                self.group,
                 n.seq,
                 short_hash(content)
             ),
@@ -259,64 +403,7 @@ impl Notifier {
             part: part as i64,
             parts: parts as i64,
             payload,
-            alert_ids: alert_ids.clone(),
-        };
-        match receiver {
-            Receiver::Webhook { url } => {
-                let body = webhook::webhook_payload(n, &self.external_url).to_string();
-                Ok(vec![base(
-                    "webhook",
-                    format!("webhook:{url}"),
-                    &body,
-                    1,
-                    1,
-                    body.clone(),
-                )])
-            }
-            Receiver::Telegram(t) => {
-                let text = self.builder.render(n, t.template.as_deref());
-                let parts = split::split_html(&text, split::TELEGRAM_LIMIT);
-                let firing_ids: Vec<i64> = n.firing.iter().map(|a| a.id).collect();
-                let silence_labels = if !n.group_labels.is_empty() {
-                    n.group_labels.clone()
-                } else {
-                    n.common_labels()
-                };
-                let mut rows = Vec::new();
-                for chat in &t.chat_ids {
-                    for (i, part) in parts.iter().enumerate() {
-                        let last = i + 1 == parts.len();
-                        let buttons =
-                            last && n.status == AlertState::Firing && !firing_ids.is_empty();
-                        let payload = TelegramPayload {
-                            chat_id: *chat,
-                            text: part.clone(),
-                            message_thread_id: t.message_thread_id,
-                            disable_notification: t.disable_notification,
-                            buttons,
-                            ack_ids: if buttons { firing_ids.clone() } else { vec![] },
-                            silence_labels: if buttons {
-                                silence_labels.clone()
-                            } else {
-                                Default::default()
-                            },
-                        };
-                        let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
-                        rows.push(base(
-                            "telegram",
-                            format!("telegram:{chat}"),
-                            &text,
-                            i + 1,
-                            parts.len(),
-                            json,
-                        ));
-                    }
-                }
-                if rows.is_empty() {
-                    tracing::warn!(receiver = %n.receiver, "telegram receiver has no chats; notification dropped");
-                }
-                Ok(rows)
-            }
+            alert_ids: self.alert_ids.clone(),
         }
     }
 }
@@ -488,7 +575,7 @@ impl Notifications {
         let external_url = config.external_url();
         let builder = MessageBuilder::new(&external_url, engine);
         for (name, r) in &receivers {
-            if let Receiver::Telegram(t) = r {
+            if let Some(t) = r.telegram() {
                 if t.template.is_some() && !builder.has_engine() {
                     tracing::warn!(receiver = %name, "receiver template set but no template engine is available; the built-in message is used");
                 }
@@ -703,18 +790,16 @@ webhook = { url = "http://127.0.0.1:9/x" }
         .unwrap();
         let r = receivers(&c).unwrap();
         assert_eq!(
-            r["telegram"],
-            Receiver::Telegram(TelegramTarget {
+            r["telegram"].targets,
+            vec![Target::Telegram(TelegramTarget {
                 chat_ids: vec![10, -20],
                 message_thread_id: None,
                 disable_notification: false,
                 template: None
-            }),
+            })],
             "implicit default receiver"
         );
-        let Receiver::Telegram(ops) = &r["ops"] else {
-            panic!()
-        };
+        let ops = r["ops"].telegram().unwrap();
         assert_eq!(ops.message_thread_id, Some(7));
         assert!(ops.disable_notification);
 

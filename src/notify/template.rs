@@ -437,7 +437,7 @@ group {{ range .GroupLabels.SortedPairs }}{{ .Name }}={{ .Value }}{{ end }}; oth
         let config = crate::config::Config::from_toml(&toml).unwrap();
         let receivers = crate::notify::receivers(&config).unwrap();
         assert!(
-            matches!(&receivers["telegram"], crate::notify::Receiver::Telegram(t) if t.template.is_some() && t.chat_ids == vec![1])
+            matches!(receivers["telegram"].telegram(), Some(t) if t.template.is_some() && t.chat_ids == vec![1])
         );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "🔥 <b>HighCpu</b> · 2 firing", "{out}");
