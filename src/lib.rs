@@ -319,9 +319,10 @@ impl App {
             &config,
             db.clone(),
             metrics.alerting.clone(),
-            Some(Arc::new(notify::template::GoTemplates::new(
-                &template_external_url,
-            ))),
+            Some(Arc::new(
+                notify::template::GoTemplates::new(&template_external_url)
+                    .with_timezone(notify::timezone(&config)),
+            )),
             notify::NotifyOptions {
                 sender: notify::sender::SenderOptions {
                     fence: cluster::Fence::Cluster(cluster.clone()),

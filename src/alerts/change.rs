@@ -114,6 +114,8 @@ pub struct AlertChange {
     pub inhibited: bool,
     /// Acknowledged (not re-notified until it resolves or its severity rises).
     pub acknowledged: bool,
+    /// Who acknowledged it, if anyone (resolve messages name them).
+    pub acknowledged_by: Option<String>,
     /// Start of the current incident.
     pub starts_at: DateTime<Utc>,
     /// End (resolved), or when it resolves unless refreshed.
@@ -143,6 +145,7 @@ impl AlertChange {
             silenced: alert.is_silenced(),
             inhibited: alert.is_inhibited(),
             acknowledged: alert.ack.is_some(),
+            acknowledged_by: alert.ack.as_ref().map(|a| a.by.clone()),
             starts_at: datetime(alert.starts_at_ms),
             ends_at: alert.ends_at_ms.map(datetime),
             generator_url: alert.generator_url.clone(),

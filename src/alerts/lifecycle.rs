@@ -122,14 +122,20 @@ pub fn receive(
         return r;
     }
     let (prev_severity, prev_rate, prev_seen) = (a.severity, a.recent_rate, a.last_seen_ms);
-    let same = refresh(a, inc, now_ms);
     if was_firing && resolves {
+        // The resolving payload's annotations (its value, say) over the firing ones: a
+        // resolve that carries none keeps the summary.
+        let mut merged = std::mem::take(&mut a.annotations);
+        merged.extend(inc.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+        refresh(a, inc, now_ms);
+        a.annotations = merged;
         a.state = AlertState::Resolved;
         a.ends_at_ms = inc.ends_at_ms;
         r.events.push(Event::new(EventKind::Resolved, json!({})));
         r.changes.push(ChangeKind::Resolved);
         return r;
     }
+    let same = refresh(a, inc, now_ms);
     count_receipt(a, prev_rate, prev_seen, was_firing, inc, now_ms);
     if was_firing {
         r.events

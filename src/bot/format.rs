@@ -62,7 +62,7 @@ pub fn alert_list(alerts: &[AlertInfo], severity: Option<&str>, external_url: &s
 }
 
 /// `/alert ID`.
-pub fn alert_detail(d: &AlertDetailInfo, external_url: &str) -> String {
+pub fn alert_detail(d: &AlertDetailInfo, external_url: &str, tz: chrono_tz::Tz) -> String {
     let a = &d.alert;
     let mut out = format!(
         "{} <b>#{} {}</b> — {}\n",
@@ -100,11 +100,11 @@ pub fn alert_detail(d: &AlertDetailInfo, external_url: &str) -> String {
     let _ = writeln!(
         out,
         "<b>Since:</b> {} · seen {} time(s)",
-        timestamp(a.starts_at),
+        timestamp(a.starts_at, tz),
         a.count
     );
     if let Some(end) = a.ends_at {
-        let _ = writeln!(out, "<b>Resolved:</b> {}", timestamp(end));
+        let _ = writeln!(out, "<b>Resolved:</b> {}", timestamp(end, tz));
     }
     if let Some(by) = &a.acknowledged_by {
         let _ = writeln!(out, "<b>Acknowledged by</b> {}", escape(by));
@@ -115,7 +115,7 @@ pub fn alert_detail(d: &AlertDetailInfo, external_url: &str) -> String {
     if !d.events.is_empty() {
         out.push_str("\n<b>Events</b>\n");
         for e in d.events.iter().rev().take(15).rev() {
-            let _ = write!(out, "{} · {}", timestamp(e.at), escape(&e.kind));
+            let _ = write!(out, "{} · {}", timestamp(e.at, tz), escape(&e.kind));
             if let Some(detail) = &e.detail {
                 let _ = write!(out, " · {}", escape(detail));
             }
@@ -142,7 +142,7 @@ pub fn acked(a: &AlertInfo, by: &str) -> String {
 }
 
 /// The answer to `/silence`.
-pub fn silenced(s: &SilenceInfo) -> String {
+pub fn silenced(s: &SilenceInfo, tz: chrono_tz::Tz) -> String {
     let matchers: Vec<String> = s
         .matchers
         .iter()
@@ -164,7 +164,7 @@ pub fn silenced(s: &SilenceInfo) -> String {
     let mut out = format!(
         "🔕 Silence <code>{}</code> until {}\n<code>{{{}}}</code>",
         escape(&s.id),
-        timestamp(s.ends_at),
+        timestamp(s.ends_at, tz),
         escape(&matchers.join(", "))
     );
     if let Some(c) = &s.comment {
@@ -175,10 +175,14 @@ pub fn silenced(s: &SilenceInfo) -> String {
 }
 
 /// `/report`.
-pub fn report(r: &ReportInfo) -> String {
+pub fn report(r: &ReportInfo, tz: chrono_tz::Tz) -> String {
+    let to = Utc::now();
+    let from = to - chrono::Duration::from_std(r.window).unwrap_or_default();
     let mut out = format!(
-        "📊 <b>Report of the last {}</b>\n\n<b>{}</b> alerts · {} firing · {} resolved\n",
+        "📊 <b>Report of the last {}</b>\n<i>{} – {}</i>\n\n<b>{}</b> alerts · {} firing · {} resolved\n",
         humantime::format_duration(r.window),
+        timestamp(from, tz),
+        timestamp(to, tz),
         r.total,
         r.firing,
         r.resolved

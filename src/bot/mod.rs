@@ -521,7 +521,9 @@ impl BotService {
                 }
             }
             Command::Alert { id } => match self.backend.get_alert(id).await {
-                Ok(Some(d)) => format::alert_detail(&d, &ext),
+                Ok(Some(d)) => {
+                    format::alert_detail(&d, &ext, crate::notify::timezone(&self.config))
+                }
                 Ok(None) => format!("No alert #{id}."),
                 Err(e) => failed(e),
             },
@@ -540,7 +542,7 @@ impl BotService {
                 .silence(&matchers, duration, actor, comment.as_deref())
                 .await
             {
-                Ok(s) => format::silenced(&s),
+                Ok(s) => format::silenced(&s, crate::notify::timezone(&self.config)),
                 Err(e) => failed(e),
             },
             Command::Unsilence { id } => match self.backend.unsilence(&id, actor).await {
@@ -550,7 +552,7 @@ impl BotService {
             Command::Report { window } => {
                 let window = window.unwrap_or(self.config.reports.window);
                 match self.backend.report(window).await {
-                    Ok(r) => format::report(&r),
+                    Ok(r) => format::report(&r, crate::notify::timezone(&self.config)),
                     Err(e) => failed(e),
                 }
             }
@@ -666,7 +668,10 @@ impl BotService {
             {
                 Ok(s) => (
                     format!("Silenced for 1h ({})", s.id),
-                    Some(format!("{}\n(by button)", format::silenced(&s))),
+                    Some(format!(
+                        "{}\n(by button)",
+                        format::silenced(&s, crate::notify::timezone(&self.config))
+                    )),
                 ),
                 Err(e) => (format!("not silenced: {e}"), None),
             }

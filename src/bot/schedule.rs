@@ -1,4 +1,4 @@
-//! Scheduled reports: `reports.telegram_schedule` (cron, UTC) sends the report of
+//! Scheduled reports: `reports.telegram_schedule` (cron, in `notify.timezone`) sends the report of
 //! `reports.window` to the default chats, through the outbox (so a report is sent once
 //! per scheduled time, even across restarts).
 
@@ -19,9 +19,12 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     Cron::from_str(expr.trim()).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 
-/// The next run strictly after `after`.
-pub fn next_run(cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after, false).ok()
+/// The next run strictly after `after`, the cron read in `tz` (`0 9 * * *` is 09:00
+/// there, daylight saving included).
+pub fn next_run(cron: &Cron, after: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&after.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The report loop.
@@ -57,7 +60,8 @@ impl ReportSchedule {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut after = Utc::now();
         loop {
-            let Some(next) = next_run(&self.cron, after) else {
+            let tz = crate::notify::timezone(&self.config);
+            let Some(next) = next_run(&self.cron, after, tz) else {
                 tracing::warn!("report schedule has no next run");
                 return Ok(());
             };
@@ -83,7 +87,7 @@ impl ReportSchedule {
                 return;
             }
         };
-        let html = format::report(&report);
+        let html = format::report(&report, crate::notify::timezone(&self.config));
         let parts = split_html(&html, TELEGRAM_LIMIT);
         let mut rows = Vec::new();
         for chat in &self.config.telegram.chat_ids {
@@ -133,8 +137,11 @@ mod tests {
         let monday_8 = DateTime::parse_from_rfc3339("2025-01-06T08:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let next = next_run(&c, monday_8).unwrap();
+        let next = next_run(&c, monday_8, chrono_tz::Tz::UTC).unwrap();
         assert_eq!(next.to_rfc3339(), "2025-01-06T09:00:00+00:00");
+        // 09:00 in Moscow (UTC+3) is 06:00 UTC: already past at 08:00 UTC on Monday.
+        let next = next_run(&c, monday_8, chrono_tz::Europe::Moscow).unwrap();
+        assert_eq!(next.to_rfc3339(), "2025-01-13T06:00:00+00:00");
         assert!(parse_cron("every day").is_err());
         assert!(parse_cron("@daily").is_ok());
     }

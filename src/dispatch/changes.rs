@@ -161,6 +161,7 @@ impl From<AlertChange> for AlertNotice {
             silenced: c.silenced,
             inhibited: c.inhibited,
             acknowledged: c.acknowledged,
+            acknowledged_by: c.acknowledged_by,
             severity_raised: c.kind == ChangeKind::SeverityRaised,
             flapping: false,
         }

@@ -115,6 +115,9 @@ pub struct AlertNotice {
     /// Acknowledged by an operator.
     #[serde(default)]
     pub acknowledged: bool,
+    /// Who acknowledged it.
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
     /// Severity rose since the acknowledgement (lifts it).
     #[serde(default)]
     pub severity_raised: bool,
@@ -158,6 +161,7 @@ impl AlertNotice {
             silenced: false,
             inhibited: false,
             acknowledged: false,
+            acknowledged_by: None,
             severity_raised: false,
             flapping: false,
         }

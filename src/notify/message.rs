@@ -58,6 +58,7 @@ const HIDDEN_LABELS: &[&str] = &["alertname", "severity"];
 #[derive(Clone)]
 pub struct MessageBuilder {
     external_url: String,
+    tz: chrono_tz::Tz,
     engine: Option<Arc<dyn TemplateEngine>>,
 }
 
@@ -67,8 +68,15 @@ impl MessageBuilder {
     pub fn new(external_url: &str, engine: Option<Arc<dyn TemplateEngine>>) -> Self {
         MessageBuilder {
             external_url: external_url.trim_end_matches('/').to_string(),
+            tz: chrono_tz::Tz::UTC,
             engine,
         }
+    }
+
+    /// Shows times in `tz` (`notify.timezone`).
+    pub fn with_timezone(mut self, tz: chrono_tz::Tz) -> Self {
+        self.tz = tz;
+        self
     }
 
     /// Whether user templates can be rendered.
@@ -245,17 +253,21 @@ impl MessageBuilder {
             let end = a.ends_at.unwrap_or(now);
             let _ = writeln!(
                 out,
-                "<b>Resolved after</b> {} (fired {})",
+                "<b>Resolved after</b> {} (fired {}, resolved {})",
                 human_duration(end - a.starts_at),
-                timestamp(a.starts_at)
+                timestamp(a.starts_at, self.tz),
+                timestamp(end, self.tz)
             );
         } else {
             let _ = writeln!(
                 out,
                 "<b>Since:</b> {} ({} ago)",
-                timestamp(a.starts_at),
+                timestamp(a.starts_at, self.tz),
                 human_duration(now - a.starts_at)
             );
+        }
+        if let Some(by) = &a.acknowledged_by {
+            let _ = writeln!(out, "<b>Acknowledged by</b> {}", escape(by));
         }
         let mut links = vec![format!(
             "<a href=\"{}\">Alert #{}</a>",
@@ -317,10 +329,13 @@ impl MessageBuilder {
                 "resolved after {}",
                 human_duration(end - a.starts_at)
             ));
+            if let Some(by) = &a.acknowledged_by {
+                facts.push(format!("acknowledged by {}", escape(by)));
+            }
         } else {
             facts.push(format!(
                 "since {} ({})",
-                timestamp(a.starts_at),
+                timestamp(a.starts_at, self.tz),
                 human_duration(now - a.starts_at)
             ));
         }
@@ -403,9 +418,11 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// `2025-01-02 10:04:05 UTC`.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+/// `2025-01-02 10:04:05 UTC`, or in `tz`: `2025-01-02 13:04:05 MSK`.
+pub fn timestamp(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 /// `3d 4h`, `2h 5m`, `15m`, `42s`.
@@ -518,6 +535,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("<b>Resolved after</b> 15m"), "{text}");
+    }
+
+    #[test]
+    fn resolved_message_tells_value_times_in_the_zone_and_who_acked() {
+        let msk = crate::rules::template::time::parse_zone("Europe/Moscow").unwrap();
+        let b = MessageBuilder::new("http://x", None).with_timezone(msk);
+        let mut r = alert(4, "web-4");
+        r.state = AlertState::Resolved;
+        r.starts_at = "2025-03-04T05:00:00Z".parse().unwrap();
+        r.ends_at = Some("2025-03-04T06:30:00Z".parse().unwrap());
+        r.value = Some("41.5".into());
+        r.acknowledged_by = Some("alice".into());
+        let text = b.default_message(&notification(vec![], vec![r.clone()]), Utc::now());
+        assert!(text.contains("<b>Value:</b> <code>41.5</code>"), "{text}");
+        assert!(
+            text.contains("<b>Resolved after</b> 1h 30m (fired 2025-03-04 08:00:00 MSK, resolved 2025-03-04 09:30:00 MSK)"),
+            "{text}"
+        );
+        assert!(text.contains("<b>Acknowledged by</b> alice"), "{text}");
+        assert!(!text.contains("UTC"), "{text}");
+        let n = notification(vec![alert(5, "web-5")], vec![r]);
+        let text = b.default_message(&n, Utc::now());
+        assert!(text.contains("acknowledged by alice"), "{text}");
+        assert!(
+            text.contains(" MSK ("),
+            "firing times in the zone too: {text}"
+        );
     }
 
     #[test]

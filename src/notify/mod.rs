@@ -127,7 +127,9 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
                     crate::redact::endpoint(&w.url)
                 ));
             }
-            receiver.targets.push(Target::Webhook { url: w.url.clone() });
+            receiver
+                .targets
+                .push(Target::Webhook { url: w.url.clone() });
         }
         if receiver.targets.is_empty() {
             problems.push(format!(
@@ -202,9 +204,19 @@ fn telegram_target(
     })
 }
 
-/// Config problems of receivers, routes' receiver names and the report schedule.
+/// The zone of every time in messages, reports and templates (`notify.timezone`,
+/// checked by [`validate`]; UTC when it is not a zone).
+pub fn timezone(config: &Config) -> chrono_tz::Tz {
+    crate::rules::template::time::parse_zone(&config.notify.timezone).unwrap_or_default()
+}
+
+/// Config problems of receivers, routes' receiver names, the time zone and the report
+/// schedule.
 pub fn validate(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
+    if let Err(e) = crate::rules::template::time::parse_zone(&config.notify.timezone) {
+        problems.push(format!("notify.timezone: {e}"));
+    }
     let receivers = match receivers(config) {
         Ok(r) => r,
         Err(p) => {
@@ -573,7 +585,7 @@ impl Notifications {
         let outbox = Outbox::new(db).with_fence(options.sender.fence.clone());
         let wake = Arc::new(Notify::new());
         let external_url = config.external_url();
-        let builder = MessageBuilder::new(&external_url, engine);
+        let builder = MessageBuilder::new(&external_url, engine).with_timezone(timezone(config));
         for (name, r) in &receivers {
             if let Some(t) = r.telegram() {
                 if t.template.is_some() && !builder.has_engine() {

@@ -51,6 +51,7 @@ const CACHE_MAX: usize = 64;
 /// cached by source.
 pub struct GoTemplates {
     external_url: String,
+    timezone: chrono_tz::Tz,
     cache: Mutex<HashMap<String, Arc<Template>>>,
 }
 
@@ -59,8 +60,15 @@ impl GoTemplates {
     pub fn new(external_url: &str) -> GoTemplates {
         GoTemplates {
             external_url: external_url.trim_end_matches('/').to_string(),
+            timezone: chrono_tz::Tz::UTC,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The zone of `.Local` in templates (`notify.timezone`).
+    pub fn with_timezone(mut self, tz: chrono_tz::Tz) -> Self {
+        self.timezone = tz;
+        self
     }
 
     fn parsed(&self, source: &str) -> Result<Arc<Template>, String> {
@@ -92,6 +100,7 @@ impl TemplateEngine for GoTemplates {
             external_url: &self.external_url,
             query: None,
             escape: Some(escape),
+            timezone: self.timezone,
         };
         let out = t
             .execute_value(&ctx, template_data(data))
@@ -465,5 +474,46 @@ group {{ range .GroupLabels.SortedPairs }}{{ .Name }}={{ .Value }}{{ end }}; oth
             t.execute_value(&Context::default(), v).unwrap(),
             "1;2.5;x;map[b:true];4 true <no value>"
         );
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+    use crate::dispatch::{AlertNotice, AlertState, Notification};
+
+    #[test]
+    fn times_in_the_configured_zone_and_any_other() {
+        let mut a = AlertNotice::test(1, "fp1", "HighCpu");
+        a.state = AlertState::Firing;
+        a.starts_at = "2025-03-04T05:06:07Z".parse().unwrap();
+        let n = Notification {
+            group_key: "{}".into(),
+            receiver: "ops".into(),
+            group_labels: Default::default(),
+            status: AlertState::Firing,
+            firing: vec![a],
+            resolved: Vec::new(),
+            flapping: Vec::new(),
+            stable: Default::default(),
+            seq: 1,
+            at_ms: 0,
+        };
+        let data = crate::notify::webhook::webhook_payload(&n, "https://wp.example");
+        let msk = crate::rules::template::time::parse_zone("Europe/Moscow").unwrap();
+        let engine = GoTemplates::new("https://wp.example").with_timezone(msk);
+        let t = r#"{{ range .Alerts }}{{ .StartsAt }}|{{ .StartsAt.Local }}|{{ .StartsAt.Local.Format "15:04 MST" }}|{{ tz "Asia/Tokyo" .StartsAt }}|{{ (tz "America/New_York" .StartsAt).Format "Jan 2 3:04PM" }}|{{ .StartsAt.Unix }}{{ end }}"#;
+        let out = engine.render(t, &data).unwrap();
+        assert_eq!(
+            out,
+            "2025-03-04 05:06:07 +0000 UTC|2025-03-04 08:06:07 +0300 MSK|08:06 MSK|2025-03-04 14:06:07 +0900 JST|Mar 4 12:06AM|1741064767"
+        );
+        let err = engine
+            .render(
+                r#"{{ range .Alerts }}{{ tz "Mars/Base" .StartsAt }}{{ end }}"#,
+                &data,
+            )
+            .unwrap_err();
+        assert!(err.contains("unknown time zone \"Mars/Base\""), "{err}");
     }
 }

@@ -213,6 +213,31 @@ pub fn parse(query: &str) -> Result<Expr, String> {
     }
 }
 
+/// What a threshold expression measures: for a top-level filtering comparison with a
+/// number on one side (`x > 90`, `90 < x`, parentheses allowed; not `bool`), the other
+/// side and the number. Charts plot that side; a resolved alert reports its value.
+pub fn threshold_parts(expr: &Expr) -> Option<(&Expr, f64)> {
+    let b = match expr {
+        Expr::Paren(p) => return threshold_parts(&p.expr),
+        Expr::Binary(b) if binary::is_comparison(b.op.id()) && !b.return_bool() => b,
+        _ => return None,
+    };
+    match (number(&b.lhs), number(&b.rhs)) {
+        (None, Some(n)) => Some((b.lhs.as_ref(), n)),
+        (Some(n), None) => Some((b.rhs.as_ref(), n)),
+        _ => None,
+    }
+}
+
+/// The value of a number literal (possibly parenthesised).
+fn number(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::NumberLiteral(n) => Some(n.val),
+        Expr::Paren(p) => number(&p.expr),
+        _ => None,
+    }
+}
+
 /// Prometheus 2.42's `holt_winters` is `double_exponential_smoothing` to the parser (its
 /// 3.x name, which 2.42 does not know): calls are renamed before parsing, and calls
 /// under the 3.x name refused as Prometheus 2.42 refuses them.

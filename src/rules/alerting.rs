@@ -208,6 +208,7 @@ impl AlertingRule {
             external_url: &deps.external_url,
             query: Some(&query_fn),
             escape: None,
+            ..template::Context::default()
         };
         let mut warning = None;
         let templated = self
@@ -291,7 +292,8 @@ impl AlertingRule {
         let keep_ms = self.def.keep_firing_for.as_millis() as i64;
         let mut samples = Vec::new();
         let mut num_active = 0usize;
-        inner.active.retain(|_, a| {
+        let mut resolved_now = Vec::new();
+        inner.active.retain(|fp, a| {
             if a.seen != seq && a.state == AlertState::Firing && holds(&held, &a.labels) {
                 // Hysteresis: the resolve expression still matches it.
                 a.seen = seq;
@@ -309,6 +311,9 @@ impl AlertingRule {
                     return false;
                 }
                 if a.state != AlertState::Inactive && !keep_firing {
+                    if a.state == AlertState::Firing {
+                        resolved_now.push(*fp);
+                    }
                     a.state = AlertState::Inactive;
                     a.resolved_at_ms = Some(ts_ms);
                 }
@@ -326,6 +331,9 @@ impl AlertingRule {
             a.samples(&mut samples);
             true
         });
+        if !resolved_now.is_empty() {
+            self.resolve_values(deps, query_ts_ms, &mut inner, &resolved_now);
+        }
         if limit > 0 && num_active > limit {
             inner.active.clear();
             return Err(format!(
@@ -333,6 +341,35 @@ impl AlertingRule {
             ));
         }
         Ok(Output { samples, warning })
+    }
+
+    /// Gives alerts that resolved in this evaluation their value at the resolve: what a
+    /// threshold expression measures (`x` of `x > 90`), now, not the last value that
+    /// crossed it. An alert whose series is gone keeps its last value.
+    fn resolve_values(&self, deps: &EvalDeps, query_ts_ms: i64, inner: &mut Inner, fps: &[u64]) {
+        let Some((measured, _)) = crate::promql::threshold_parts(&self.def.expr) else {
+            return;
+        };
+        let samples = match deps.querier.query(measured, query_ts_ms) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(rule = %self.def.name, error = %e, "resolve-time value not read");
+                return;
+            }
+        };
+        for fp in fps {
+            let Some(a) = inner.active.get_mut(fp) else {
+                continue;
+            };
+            let own = samples.iter().find(|s| {
+                s.labels
+                    .iter()
+                    .all(|(k, v)| k == "__name__" || a.labels.get(k) == Some(v))
+            });
+            if let Some(s) = own {
+                a.value = s.value;
+            }
+        }
     }
 
     /// The label sets the rule's resolve expression returns (when it has one and some

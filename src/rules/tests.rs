@@ -519,3 +519,30 @@ fn hysteresis_matches_by_labels_and_holds_on_query_errors() {
     assert_eq!(snap.state, AlertState::Firing);
     assert!(snap.status.last_error.contains("boom"), "{:?}", snap.status);
 }
+
+#[test]
+fn a_resolve_carries_the_value_at_resolve_time() {
+    let mut h = harness();
+    let g = group(HYSTERESIS);
+    let series = |v: f64| sample(&[("__name__", "cpu"), ("instance", "a")], v);
+    h.script.set("cpu > 90", vec![series(95.0)]);
+    h.script.set("cpu >= 80", vec![series(95.0)]);
+    g.eval(&h.deps, T0);
+    let fired = h.sent();
+    assert_eq!(fired[0].value, 95.0);
+    // Below the clear threshold: the rule's own expression returns nothing, the value
+    // is read from what it measures.
+    h.script.set("cpu > 90", Vec::new());
+    h.script.set("cpu >= 80", Vec::new());
+    h.script.set("cpu", vec![series(71.5)]);
+    g.eval(&h.deps, T0 + 1000);
+    let resolved = h.sent();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].state, RuleAlertState::Resolved);
+    assert_eq!(
+        resolved[0].value, 71.5,
+        "the value when it resolved, not 95"
+    );
+    let raw = crate::alerts::rules::raw_alert(resolved[0].clone());
+    assert_eq!(raw.annotations["value"], "71.5");
+}

@@ -79,6 +79,8 @@ pub enum Value {
     Data(Arc<TemplateData>),
     /// `time.Time` in Unix nanoseconds (UTC); [`ZERO_TIME`] is Go's zero time.
     Time(i64),
+    /// `time.Time` in Unix nanoseconds, shown in a zone (`.Local`, `tz`).
+    Zoned(i64, chrono_tz::Tz),
     /// A slice (`[]interface{}`). A list of alerts has Alertmanager's `Firing` and
     /// `Resolved` methods (elements whose `Status` is `firing` / `resolved`).
     List(Arc<Vec<Value>>),
@@ -92,6 +94,14 @@ pub enum Value {
 }
 
 impl Value {
+    /// The instant of a `time.Time` value (Unix nanoseconds).
+    pub fn time_ns(&self) -> Option<i64> {
+        match self {
+            Value::Time(ns) | Value::Zoned(ns, _) => Some(*ns),
+            _ => None,
+        }
+    }
+
     /// The Go type name, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -105,7 +115,7 @@ impl Value {
             Value::Samples(_) => "template.queryResult",
             Value::Sample(_) => "*template.sample",
             Value::Data(_) => "struct",
-            Value::Time(_) => "time.Time",
+            Value::Time(_) | Value::Zoned(..) => "time.Time",
             Value::List(_) => "[]interface {}",
             Value::Kv(_) => "template.KV",
             Value::Object(o) => o.type_name,
@@ -149,7 +159,11 @@ impl Value {
             Value::List(l) => !l.is_empty(),
             Value::Kv(m) => !m.is_empty(),
             Value::Html(s) => !s.is_empty(),
-            Value::Sample(_) | Value::Data(_) | Value::Time(_) | Value::Object(_) => true,
+            Value::Sample(_)
+            | Value::Data(_)
+            | Value::Time(_)
+            | Value::Zoned(..)
+            | Value::Object(_) => true,
         }
     }
 
@@ -191,6 +205,7 @@ impl Value {
                 out.push('}');
             }
             Value::Time(ns) => out.push_str(&go_time_string(*ns)),
+            Value::Zoned(ns, tz) => out.push_str(&super::time::go_string_in(*ns, *tz)),
             Value::List(items) => {
                 out.push('[');
                 for (i, v) in items.iter().enumerate() {
@@ -275,6 +290,10 @@ impl Value {
                         .collect(),
                 )))
             }
+            Value::Time(ns) | Value::Zoned(ns, _) if name == "UTC" => Ok(Value::Time(*ns)),
+            Value::Time(ns) | Value::Zoned(ns, _) if name == "Unix" => {
+                Ok(Value::Int(ns.div_euclid(1_000_000_000)))
+            }
             Value::Nil => Err(format!("nil pointer evaluating interface {{}}.{name}")),
             other => Err(format!(
                 "can't evaluate field {name} in type {}",
@@ -288,6 +307,16 @@ impl Value {
     /// A method call with arguments (`.CommonLabels.Remove .GroupLabels.Names`).
     fn call_method(&self, name: &str, args: &[Value]) -> Result<Value, String> {
         match (self, name) {
+            (Value::Time(_) | Value::Zoned(..), "Format") => {
+                let [Value::Str(layout)] = args else {
+                    return Err("Format takes one layout string (\"2006-01-02 15:04\")".into());
+                };
+                let (ns, tz) = match self {
+                    Value::Zoned(ns, tz) => (*ns, *tz),
+                    other => (other.time_ns().unwrap_or_default(), chrono_tz::Tz::UTC),
+                };
+                Ok(Value::Str(super::time::go_format(ns, tz, layout)))
+            }
             (Value::Kv(m), "Remove") => {
                 let [keys] = args else {
                     return Err(format!(
@@ -623,7 +652,7 @@ impl<'a> Exec<'a> {
             return Ok(None);
         };
         for name in path {
-            v = v.field(name).map_err(|e| TemplateError::new(line, e))?;
+            v = self.field(v, name, line)?;
         }
         Ok(Some((v, method.as_str())))
     }
@@ -652,8 +681,16 @@ impl<'a> Exec<'a> {
         };
         let mut v = base;
         for name in fields {
-            v = v.field(name).map_err(|e| TemplateError::new(line, e))?;
+            v = self.field(v, name, line)?;
         }
         Ok(v)
+    }
+
+    /// `.name` of `v`; `.Local` of a time is it in the context's zone.
+    fn field(&self, v: Value, name: &str, line: usize) -> Result<Value, TemplateError> {
+        match (v.time_ns(), name) {
+            (Some(ns), "Local") => Ok(Value::Zoned(ns, self.ctx.timezone)),
+            _ => v.field(name).map_err(|e| TemplateError::new(line, e)),
+        }
     }
 }

@@ -67,6 +67,8 @@ pub fn arity(name: &str) -> Option<Arity> {
         // Alertmanager's additions for notification templates.
         "join" => Arity::exactly(2),
         "trimSpace" | "since" => Arity::exactly(1),
+        // watchpost's: a time in an IANA zone.
+        "tz" => Arity::exactly(2),
         "stringSlice" => Arity::at_least(0),
         _ => return None,
     })
@@ -234,14 +236,21 @@ pub fn call(name: &str, ctx: &Context<'_>, args: Vec<Value>) -> Result<Value, St
                 .map(|a| str_arg(a).map(Value::Str))
                 .collect::<Result<Vec<_>, _>>()?,
         )),
-        "since" => match &args[0] {
-            Value::Time(ns) if *ns != super::ZERO_TIME => {
+        "since" => match args[0].time_ns() {
+            Some(ns) if ns != super::ZERO_TIME => {
                 let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-                Value::Float(now.saturating_sub(*ns) as f64 / 1e9)
+                Value::Float(now.saturating_sub(ns) as f64 / 1e9)
             }
-            Value::Time(_) => return Err("since of the zero time".into()),
-            other => return Err(wrong_type("time.Time", other)),
+            Some(_) => return Err("since of the zero time".into()),
+            None => return Err(wrong_type("time.Time", &args[0])),
         },
+        "tz" => {
+            let zone = super::time::parse_zone(&str_arg(&args[0])?)?;
+            match args[1].time_ns() {
+                Some(ns) => Value::Zoned(ns, zone),
+                None => Value::Zoned(float_to_nanos(to_float(&args[1])?)?, zone),
+            }
+        }
         "pathPrefix" => Value::Str(url_path(ctx.external_url)),
         "externalURL" => Value::Str(ctx.external_url.to_string()),
         other => return Err(format!("function {other:?} not defined")),
@@ -273,7 +282,7 @@ fn to_float(v: &Value) -> Result<f64, String> {
                 gofmt::quote(s)
             )
         }),
-        Value::Time(ns) => Ok(*ns as f64 / 1e9),
+        Value::Time(ns) | Value::Zoned(ns, _) => Ok(*ns as f64 / 1e9),
         other => Err(format!("can't convert {} to float", other.type_name())),
     }
 }
@@ -384,6 +393,9 @@ pub fn humanize_duration(mut v: f64) -> String {
 }
 
 fn humanize_timestamp(v: &Value) -> Result<String, String> {
+    if let Value::Zoned(ns, tz) = v {
+        return Ok(super::time::go_string_in(*ns, *tz));
+    }
     let ns = match v {
         Value::Time(ns) => *ns,
         other => {

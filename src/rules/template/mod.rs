@@ -10,6 +10,7 @@ mod exec;
 mod funcs;
 mod lex;
 mod parse;
+pub mod time;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub type QueryFn<'a> = &'a dyn Fn(&str) -> Result<Vec<QuerySample>, String>;
 /// What functions can reach while a template runs.
 #[derive(Default, Clone, Copy)]
 pub struct Context<'a> {
+    /// The zone of `.Local` (`notify.timezone`); UTC by default.
+    pub timezone: chrono_tz::Tz,
     /// `external_url`, for `externalURL` and `pathPrefix`.
     pub external_url: &'a str,
     /// The `query` function; `None` makes `query` an error.
@@ -158,6 +161,7 @@ mod tests {
                     external_url: "http://wp:8080/prefix",
                     query: None,
                     escape: None,
+                    ..Context::default()
                 },
                 data(value),
             )
