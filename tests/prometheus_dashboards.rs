@@ -555,3 +555,56 @@ fn dashboards_are_well_formed_and_generated() {
         );
     }
 }
+
+/// A fresh install (no alert ever received, nothing notified, one receiver configured):
+/// every panel of watchpost's own boards has data, zeros included, rather than "No
+/// data" — the families whose label values are known in advance exist from the start.
+#[tokio::test]
+async fn a_fresh_install_shows_zero_not_no_data() {
+    let db = sqlite_db();
+    let mut config = common::test_config_with(
+        &db.url,
+        "[route]\nreceiver = \"hook\"\n[[receivers]]\nname = \"hook\"\nwebhook = { url = \"http://127.0.0.1:9/hook\" }\n",
+    );
+    config.collect.interval = Duration::from_millis(500);
+    let app = TestApp::start(config).await;
+    // A few self-scrapes, so that rate() and increase() have two samples.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut empty = Vec::new();
+    let mut checked = 0;
+    for board in ["watchpost-alerts.json", "watchpost-overview.json"] {
+        for (panel, expr) in panel_queries(&repo().join("grafana/dashboards").join(board)) {
+            let query = substitute(&expr);
+            checked += 1;
+            let (status, body) = app
+                .get_json(&format!("/api/v1/query?query={}", urlencoding(&query)))
+                .await;
+            assert_eq!(status, 200, "{board} {panel}: {query}: {body}");
+            if body["data"]["result"]
+                .as_array()
+                .is_none_or(|r| r.is_empty())
+            {
+                empty.push(format!("{board} / {panel}: {query}"));
+            }
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "{} of {checked} panel queries return nothing on a fresh install:\n{}",
+        empty.len(),
+        empty.join("\n")
+    );
+    app.stop().await;
+}
+
+/// Percent-encodes a query parameter.
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

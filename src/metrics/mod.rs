@@ -198,6 +198,13 @@ impl SystemMetrics {
     }
 }
 
+/// Every `source` of alerts: ingest formats, and watchpost's own rules, heartbeats and
+/// agents (`watchpost`).
+pub const ALERT_SOURCES: [&str; 5] = ["api", "prometheus", "alertmanager", "ntopng", "watchpost"];
+
+/// Every `severity` label value.
+pub const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
+
 /// Rules, alerts and notifications.
 #[derive(Clone)]
 pub struct AlertingMetrics {
@@ -478,8 +485,14 @@ impl Metrics {
             http.requests.with_label_values(&["GET", route, "200"]);
             http.duration.with_label_values(&["GET", route]);
         }
-        for source in ["api", "prometheus", "alertmanager", "ntopng", "watchpost"] {
+        for source in ALERT_SOURCES {
             alerting.alerts_received.with_label_values(&[source]);
+            for severity in SEVERITIES {
+                alerting.alerts_fired.with_label_values(&[severity, source]);
+            }
+        }
+        for severity in SEVERITIES {
+            alerting.alerts_active.with_label_values(&[severity]).set(0);
         }
         let build = b.int_gauge_vec(
             "watchpost_build_info",

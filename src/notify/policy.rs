@@ -105,6 +105,9 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
 }
 
+/// Every outcome an attempt is counted under (`watchpost_notifications_total{outcome}`).
+pub const OUTCOMES: [&str; 5] = ["delivered", "rejected", "transient", "ambiguous", "failed"];
+
 impl RetryPolicy {
     /// The verdict on `row` after `attempt` at `now_ms`, and the outcome to count.
     pub fn decide(

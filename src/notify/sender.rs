@@ -219,6 +219,19 @@ impl OutboxSender {
         reports: broadcast::Sender<DeliveryReport>,
         receivers: Vec<String>,
     ) -> Self {
+        // Known from the config: every receiver's counters and queue depth exist (at 0)
+        // from the first scrape, so dashboards show 0 rather than "No data".
+        for r in &receivers {
+            for outcome in super::policy::OUTCOMES {
+                metrics
+                    .notifications
+                    .with_label_values(&[r.as_str(), outcome]);
+            }
+            metrics
+                .notification_queue_depth
+                .with_label_values(&[r.as_str()])
+                .set(0);
+        }
         OutboxSender {
             outbox,
             transports: Arc::new(transports),
