@@ -493,6 +493,18 @@ fn AlertDrawer(id: i64, alerts: RwSignal<Vec<Alert>>) -> impl IntoView {
                                 })}
                             </dl>
                         </section>
+                        {(a.source == "watchpost" && a.generator_url.is_some()).then(|| {
+                            let failed = RwSignal::new(false);
+                            view! {
+                                <section class:hidden=move || failed.get()>
+                                    <h3>"Chart"</h3>
+                                    <img id="alert-chart" class="alert-chart" loading="lazy" width="640" height="300"
+                                        alt=format!("{} over the last hour: the rule's expression, its threshold and when it fired", a.source)
+                                        src=format!("/api/v1/alerts/{}/chart.png?width=640&height=300", a.id)
+                                        on:error=move |_| failed.set(true)/>
+                                </section>
+                            }
+                        })}
                         <section>
                             <h3>"Labels"</h3>
                             <div>
