@@ -106,7 +106,11 @@ group_interval = "500ms"
         push(&app, 95.0).await;
         let fired = message_with(&fake, "FIRING").await;
         assert!(fired.contains("<code>95</code>"), "{}: {fired}", db.kind);
-        assert!(fired.contains(" JST"), "{}: times in Tokyo: {fired}", db.kind);
+        assert!(
+            fired.contains(" JST"),
+            "{}: times in Tokyo: {fired}",
+            db.kind
+        );
         assert!(!fired.contains("UTC"), "{}: {fired}", db.kind);
 
         let (_, list) = app.get_json("/api/v1/alerts?state=firing").await;

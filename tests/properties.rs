@@ -376,7 +376,7 @@ proptest! {
     #[test]
     fn templates_parse_and_expand_without_panics(src in template_source(), value in any::<f64>()) {
         if let Ok(t) = Template::parse(&src) {
-            let ctx = Context { external_url: "http://wp", query: None, escape: None };
+            let ctx = Context { external_url: "http://wp", query: None, escape: None, ..Context::default() };
             let data = TemplateData { value, ..Default::default() };
             let _ = t.execute(&ctx, Arc::new(data));
         }

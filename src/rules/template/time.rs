@@ -33,11 +33,9 @@ pub fn go_format(ns: i64, tz: Tz, layout: &str) -> String {
     'scan: while !rest.is_empty() {
         for (token, render) in TOKENS {
             if let Some(tail) = rest.strip_prefix(token) {
-                if let Some(s) = render(&t) {
-                    out.push_str(&s);
-                    rest = tail;
-                    continue 'scan;
-                }
+                out.push_str(&render(&t));
+                rest = tail;
+                continue 'scan;
             }
         }
         if let Some(tail) = fraction(&t, rest, &mut out) {
@@ -51,48 +49,46 @@ pub fn go_format(ns: i64, tz: Tz, layout: &str) -> String {
     out
 }
 
-type Render = fn(&DateTime<Tz>) -> Option<String>;
+type Render = fn(&DateTime<Tz>) -> String;
 
 /// Go's layout elements, longest first where one is a prefix of another.
 const TOKENS: &[(&str, Render)] = &[
-    ("January", |t| Some(month_name(t.month()).to_string())),
-    ("Jan", |t| Some(month_name(t.month())[..3].to_string())),
-    ("Monday", |t| Some(t.format("%A").to_string())),
-    ("Mon", |t| Some(t.format("%a").to_string())),
-    ("MST", |t| Some(t.format("%Z").to_string())),
-    ("2006", |t| Some(format!("{:04}", t.year()))),
-    ("-07:00:00", |t| Some(t.format("%::z").to_string())),
-    ("-0700", |t| Some(t.format("%z").to_string())),
-    ("-07:00", |t| Some(t.format("%:z").to_string())),
-    ("-07", |t| {
-        Some(t.format("%:z").to_string()[..3].to_string())
-    }),
+    ("January", |t| month_name(t.month()).to_string()),
+    ("Jan", |t| month_name(t.month())[..3].to_string()),
+    ("Monday", |t| t.format("%A").to_string()),
+    ("Mon", |t| t.format("%a").to_string()),
+    ("MST", |t| t.format("%Z").to_string()),
+    ("2006", |t| format!("{:04}", t.year())),
+    ("-07:00:00", |t| t.format("%::z").to_string()),
+    ("-0700", |t| t.format("%z").to_string()),
+    ("-07:00", |t| t.format("%:z").to_string()),
+    ("-07", |t| t.format("%:z").to_string()[..3].to_string()),
     ("Z07:00", |t| {
-        Some(utc_z(t).unwrap_or_else(|| t.format("%:z").to_string()))
+        utc_z(t).unwrap_or_else(|| t.format("%:z").to_string())
     }),
     ("Z0700", |t| {
-        Some(utc_z(t).unwrap_or_else(|| t.format("%z").to_string()))
+        utc_z(t).unwrap_or_else(|| t.format("%z").to_string())
     }),
-    ("01", |t| Some(format!("{:02}", t.month()))),
-    ("02", |t| Some(format!("{:02}", t.day()))),
-    ("_2", |t| Some(format!("{:>2}", t.day()))),
-    ("002", |t| Some(format!("{:03}", t.ordinal()))),
-    ("06", |t| Some(format!("{:02}", t.year() % 100))),
-    ("15", |t| Some(format!("{:02}", t.hour()))),
-    ("03", |t| Some(format!("{:02}", hour12(t)))),
-    ("04", |t| Some(format!("{:02}", t.minute()))),
-    ("05", |t| Some(format!("{:02}", t.second()))),
+    ("01", |t| format!("{:02}", t.month())),
+    ("02", |t| format!("{:02}", t.day())),
+    ("_2", |t| format!("{:>2}", t.day())),
+    ("002", |t| format!("{:03}", t.ordinal())),
+    ("06", |t| format!("{:02}", t.year() % 100)),
+    ("15", |t| format!("{:02}", t.hour())),
+    ("03", |t| format!("{:02}", hour12(t))),
+    ("04", |t| format!("{:02}", t.minute())),
+    ("05", |t| format!("{:02}", t.second())),
     ("PM", |t| {
-        Some(if t.hour() < 12 { "AM" } else { "PM" }.to_string())
+        if t.hour() < 12 { "AM" } else { "PM" }.to_string()
     }),
     ("pm", |t| {
-        Some(if t.hour() < 12 { "am" } else { "pm" }.to_string())
+        if t.hour() < 12 { "am" } else { "pm" }.to_string()
     }),
-    ("1", |t| Some(t.month().to_string())),
-    ("2", |t| Some(t.day().to_string())),
-    ("3", |t| Some(hour12(t).to_string())),
-    ("4", |t| Some(t.minute().to_string())),
-    ("5", |t| Some(t.second().to_string())),
+    ("1", |t| t.month().to_string()),
+    ("2", |t| t.day().to_string()),
+    ("3", |t| hour12(t).to_string()),
+    ("4", |t| t.minute().to_string()),
+    ("5", |t| t.second().to_string()),
 ];
 
 /// `Z` for UTC in the `Z07:00` forms.
