@@ -837,6 +837,15 @@ webhook = { url = "http://127.0.0.1:9/x" }
             "{err}"
         );
 
+        let err = problems("[notify]\ntimezone = \"Mars/Olympus\"\n");
+        assert!(
+            err.contains("notify.timezone: unknown time zone \"Mars/Olympus\""),
+            "{err}"
+        );
+
+        let err = problems("[[receivers]]\nname = \"empty\"\n");
+        assert!(err.contains("receivers[0]: no target"), "{err}");
+
         let err = problems("[reports]\ntelegram_schedule = \"not cron\"\n");
         assert!(err.contains("reports.telegram_schedule"), "{err}");
     }
