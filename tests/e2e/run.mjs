@@ -429,6 +429,23 @@ async function run(base, context, bin) {
     await page.screenshot({ path: join(artifacts, 'alerts.png') });
   });
 
+  await check("A rule alert's drawer shows its PNG chart", async () => {
+    const list = await waitFor(async () => {
+      const r = await api(base, 'GET', '/api/v1/alerts?state=firing&source=watchpost', null, TOKENS.viewer);
+      const a = r.json?.alerts?.find((x) => x.alertname === 'E2EAlwaysFiring');
+      return a ?? null;
+    }, 20_000, 'the E2EAlwaysFiring rule alert');
+    await page.goto(`${base}/alerts/${list.id}`, { waitUntil: 'load' });
+    await page.waitForSelector('#alert-drawer #alert-chart', { timeout: 10_000 });
+    const size = await waitFor(async () => {
+      const s = await page.$eval('#alert-drawer #alert-chart', (img) => [img.complete, img.naturalWidth, img.naturalHeight]);
+      return s[0] && s[1] > 0 ? s : null;
+    }, 10_000, 'the chart image to load');
+    assert(size[1] === 640 && size[2] === 300, `chart is ${size[1]}x${size[2]}, want 640x300`);
+    await page.screenshot({ path: join(artifacts, 'alert-chart.png') });
+    return `${size[1]}x${size[2]} PNG`;
+  });
+
   let silenceId = null;
   await check('Silence from the alert drawer (prefilled from its labels) mutes it', async () => {
     assert(alertId !== null, 'needs the alert from the ingest check');
