@@ -358,6 +358,28 @@ mod tests {
     }
 
     #[test]
+    fn a_resolve_keeps_the_summary_and_takes_its_own_value() {
+        let none = SilenceSet::default();
+        let mut fire = incoming(None, None);
+        fire.annotations = [("summary", "disk full"), ("value", "97")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let a = apply(None, &fire, T, &none).alert;
+        let mut resolve = incoming(Some(T + 5), None);
+        resolve.annotations = [("value".to_string(), "41".to_string())].into();
+        let r = apply(Some(&a), &resolve, T + 10, &none).alert;
+        assert_eq!(r.state, AlertState::Resolved);
+        assert_eq!(
+            r.annotations["value"], "41",
+            "the resolving payload's value"
+        );
+        assert_eq!(
+            r.annotations["summary"], "disk full",
+            "kept from the firing"
+        );
+    }
+
+    #[test]
     fn severity_raise_lifts_ack() {
         let none = SilenceSet::default();
         let mut a = apply(None, &incoming(None, Some(Severity::Warning)), T, &none).alert;
