@@ -430,11 +430,19 @@ fn draw_chart(
         .draw()
         .map_err(draw_err)?;
 
-    let shade = ALERT_RED.mix(0.13).filled();
-    let shades = spec.firing.iter().filter_map(|&(from, to)| {
-        let (a, b) = (from.max(start), to.min(end));
-        (a < b).then(|| Rectangle::new([(a, y.start), (b, y.end)], shade))
-    });
+    // An alert that has just fired still gets a visible band (4 px).
+    let min_width = span * 4 / i64::from(spec.size.width.max(1));
+    let shade = ALERT_RED.mix(0.15).filled();
+    let shades: Vec<_> = spec
+        .firing
+        .iter()
+        .filter_map(|&(from, to)| {
+            let b = to.min(end);
+            let a = from.max(start).min(b - min_width).max(start);
+            (a < b).then(|| Rectangle::new([(a, y.start), (b, y.end)], shade))
+        })
+        .collect();
+    let any_shade = !shades.is_empty();
     chart.draw_series(shades).map_err(draw_err)?;
 
     let own = shown.iter().position(|s| s.highlight);
@@ -506,6 +514,13 @@ fn draw_chart(
             .map_err(draw_err)?
             .label(format!("threshold {}", value_label(t)))
             .legend(legend_line(style));
+    }
+    if any_shade {
+        chart
+            .draw_series(std::iter::empty::<PathElement<(i64, f64)>>())
+            .map_err(draw_err)?
+            .label("firing")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], shade));
     }
     if hidden > 0 {
         chart

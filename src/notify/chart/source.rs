@@ -239,7 +239,7 @@ impl RuleCharts {
             .iter()
             .enumerate()
             .map(|(i, s)| ChartSeries {
-                label: s.labels.to_string(),
+                label: series_name(&s.labels),
                 points: s.points.clone(),
                 highlight: own == Some(i),
             })
@@ -267,6 +267,20 @@ impl RuleCharts {
         let spec = self.spec(r, window, size)?;
         Ok(render_png(&spec)?)
     }
+}
+
+/// `name{a="b", …}` as Prometheus shows a series (`{}` for no labels).
+fn series_name(labels: &crate::tsdb::Labels) -> String {
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    format!(
+        "{}{{{}}}",
+        labels.metric_name().unwrap_or_default(),
+        rest.join(", ")
+    )
 }
 
 /// `HighLoad: node_load1 > 4`.
@@ -425,6 +439,7 @@ mod tests {
         assert_eq!(spec.series.len(), 2);
         assert!(spec.series[1].highlight && !spec.series[0].highlight);
         assert!(spec.series[1].points.len() > 200);
+        assert_eq!(spec.series[1].label, "load{instance=\"b\"}");
         assert_eq!(spec.title, "High: load > 4");
         assert_eq!(spec.firing, vec![(now - 600_000, now)]);
         assert!(charts.png(&r, charts.window(), charts.size()).is_ok());
