@@ -671,6 +671,22 @@ mod tests {
     }
 
     #[test]
+    fn bad_chart_settings_name_their_key() {
+        let c = crate::config::Config::from_toml(
+            "[telegram]\nchart_size = \"100x450\"\nchart_window = \"10s\"\n",
+        )
+        .unwrap();
+        let problems = crate::validate_config(&c).unwrap_err().to_string();
+        assert!(
+            problems.contains("telegram.chart_size: width 100 is out of range"),
+            "{problems}"
+        );
+        assert!(problems.contains("telegram.chart_window: must be at least 1m"));
+        let ok = crate::config::Config::from_toml("[telegram]\nchart_size = \"640x360\"\n");
+        assert!(validate(&ok.unwrap()).is_empty());
+    }
+
+    #[test]
     fn keeps_the_highlighted_and_largest_series() {
         let spec = sample_spec(14);
         let (shown, hidden) = pick_series(&spec.series);
