@@ -2,7 +2,8 @@
 //! pushed with `POST /api/v1/write` (an hour of history) fires and resolves; the fake
 //! Bot API receives `sendPhoto` whose PNG decodes, has the configured size and shows the
 //! data; `charts = false` sends text; a long text follows the photo as a reply; the
-//! same chart at `GET /api/v1/alerts/{id}/chart.png`; a non-rule alert has none.
+//! same chart at `GET /api/v1/alerts/{id}/chart.png`; a non-rule alert has none; a
+//! chart that cannot be drawn leaves the text message.
 
 mod common;
 #[path = "support/fake_telegram.rs"]
@@ -10,6 +11,7 @@ mod fake_telegram;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestApp, databases, test_config_with};
@@ -17,6 +19,10 @@ use fake_telegram::{Call, FakeTelegram};
 use prost::Message;
 use serde_json::Value;
 use watchpost::config::Config;
+use watchpost::notify::chart::source::{ChartRef, ChartRenderer, SourceError};
+use watchpost::notify::sender::{OutboxTransport, Started};
+use watchpost::notify::telegram::{TelegramTransport, make_bot};
+use watchpost::notify::{Attempt, Limits, Outbox, OutboxRow, RateLimiter, TelegramPayload};
 use watchpost::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 
 const TOKEN: &str = "123456:TEST-token";
@@ -394,5 +400,87 @@ async fn an_alert_not_from_a_rule_has_no_chart() {
             "{body}"
         );
         app.stop().await;
+    }
+}
+
+/// A renderer whose data is never readable.
+struct Broken;
+
+#[async_trait::async_trait]
+impl ChartRenderer for Broken {
+    async fn render(&self, _: &ChartRef) -> Result<Vec<u8>, SourceError> {
+        Err(SourceError::Query("the store is unavailable".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_chart_that_cannot_be_drawn_falls_back_to_text() {
+    for db in databases().await {
+        let fake = FakeTelegram::start(TOKEN).await;
+        let metrics = watchpost::metrics::Metrics::new().unwrap();
+        let store =
+            watchpost::store::Db::connect(&common::test_config(&db.url), metrics.db.clone())
+                .await
+                .unwrap();
+        store.migrate().await.unwrap();
+        let bot = make_bot(TOKEN, &fake.url, Duration::from_secs(10)).unwrap();
+        let transport = TelegramTransport::new(bot, Arc::new(RateLimiter::new(Limits::default())))
+            .with_charts(Arc::new(Broken), Outbox::new(store));
+        let payload = TelegramPayload {
+            chat_id: CHAT,
+            text: "🔴 <b>FIRING</b> · <b>HighLoad</b>".into(),
+            message_thread_id: None,
+            disable_notification: false,
+            buttons: false,
+            ack_ids: vec![],
+            silence_labels: Default::default(),
+            chart: Some(ChartRef {
+                alert_id: 7,
+                alertname: "HighLoad".into(),
+                expr: "test_load > 5".into(),
+                labels: Default::default(),
+                starts_at_ms: 0,
+                resolved_at_ms: None,
+                end_ms: 3_600_000,
+            }),
+            reply_to: None,
+        };
+        let row = OutboxRow {
+            id: 1,
+            idempotency_key: "k".into(),
+            receiver: "telegram".into(),
+            kind: "telegram".into(),
+            target: format!("telegram:{CHAT}"),
+            group_key: "g".into(),
+            status: "firing".into(),
+            part: 1,
+            parts: 1,
+            payload: serde_json::to_string(&payload).unwrap(),
+            alert_ids: vec![7],
+            state: "pending".into(),
+            attempts: 0,
+            created_ms: 0,
+            next_attempt_ms: 0,
+            updated_ms: 0,
+            delivered_ms: None,
+            last_error: None,
+            response: None,
+            claimed_by: None,
+            lease_until_ms: None,
+            ambiguous: 0,
+            claim_epoch: None,
+        };
+        let attempt = transport
+            .send(&row, &Started::new(watchpost::cluster::Fence::None))
+            .await;
+        assert!(
+            matches!(attempt, Attempt::Delivered(_)),
+            "{}: {attempt:?}",
+            db.kind
+        );
+        let sent = fake.delivered();
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].text().contains("HighLoad"));
+        assert!(fake.calls_of("sendPhoto").is_empty());
     }
 }
