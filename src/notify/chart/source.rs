@@ -213,9 +213,11 @@ impl RuleCharts {
             error,
         })?;
         let parts = split(&expr);
-        let window_ms = (window.as_millis() as i64).max(POINTS * 1000);
+        let window_ms = i64::try_from(window.as_millis())
+            .unwrap_or(i64::MAX)
+            .clamp(60_000, 366 * 86_400_000);
         let (start, end) = (r.end_ms - window_ms, r.end_ms);
-        let step = (window_ms / POINTS).max(1000);
+        let step = (window_ms / POINTS).max(1);
         let engine = self.engine.until(Instant::now() + QUERY_TIMEOUT);
         let matrix = match engine.range(&parts.plotted, start, end, step) {
             Ok(Value::Matrix(m)) => m,
