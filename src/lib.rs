@@ -328,6 +328,9 @@ impl App {
                     fence: cluster::Fence::Cluster(cluster.clone()),
                     ..Default::default()
                 },
+                charts: Some(notify::chart::source::Charts(Arc::new(
+                    notify::chart::source::RuleCharts::from_config(&config, engine.clone()),
+                ))),
                 ..Default::default()
             },
         )

@@ -63,6 +63,8 @@ fn message_row(i: usize, chat: i64) -> NewOutboxRow {
             buttons: false,
             ack_ids: vec![],
             silence_labels: Default::default(),
+            chart: None,
+            reply_to: None,
         })
         .unwrap(),
         alert_ids: vec![i as i64],

@@ -6,6 +6,7 @@ mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod chart;
 pub mod cluster;
 pub mod error;
 pub mod groups;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules", get(rules::list))
         .route("/-/reload", axum::routing::post(rules::reload))
         .merge(alerts::routes())
+        .merge(chart::routes())
         .merge(groups::routes())
         .merge(heartbeats::routes())
         .merge(agents::routes())

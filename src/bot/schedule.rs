@@ -100,6 +100,8 @@ impl ReportSchedule {
                     buttons: false,
                     ack_ids: vec![],
                     silence_labels: Default::default(),
+                    chart: None,
+                    reply_to: None,
                 };
                 rows.push(NewOutboxRow {
                     idempotency_key: format!(

@@ -6,6 +6,7 @@
 //! log, in one transaction; [`OutboxSender`] then delivers them. [`Notifications`]
 //! assembles everything from the config.
 
+pub mod chart;
 pub mod events;
 pub mod message;
 pub mod outbox;
@@ -58,6 +59,8 @@ pub struct TelegramTarget {
     pub disable_notification: bool,
     /// User template.
     pub template: Option<String>,
+    /// Charts with alerts of watchpost's rules (`sendPhoto`).
+    pub charts: bool,
 }
 
 /// One way a receiver delivers.
@@ -150,6 +153,7 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
                     message_thread_id: None,
                     disable_notification: false,
                     template: None,
+                    charts: config.telegram.charts,
                 })],
             },
         );
@@ -201,6 +205,7 @@ fn telegram_target(
         message_thread_id: thread,
         disable_notification: t.disable_notification,
         template: t.template.clone(),
+        charts: t.charts.unwrap_or(config.telegram.charts),
     })
 }
 
@@ -250,6 +255,7 @@ pub fn validate(config: &Config) -> Vec<String> {
     if config.reports.window.is_zero() {
         problems.push("reports.window: must be greater than 0".into());
     }
+    problems.extend(chart::validate(config));
     problems.dedup();
     problems
 }
@@ -329,7 +335,11 @@ impl Notifier {
         t: &TelegramTarget,
     ) -> Result<Vec<NewOutboxRow>, String> {
         let text = self.builder.render(n, t.template.as_deref());
-        let parts = split::split_html(&text, split::TELEGRAM_LIMIT);
+        let chart = t.charts.then(|| chart::chart_of(n)).flatten();
+        let parts = match chart {
+            Some(_) => split::split_caption(&text, split::CAPTION_LIMIT, split::TELEGRAM_LIMIT),
+            None => split::split_html(&text, split::TELEGRAM_LIMIT),
+        };
         let firing_ids: Vec<i64> = n.firing.iter().map(|a| a.id).collect();
         let silence_labels = if !n.group_labels.is_empty() {
             n.group_labels.clone()
@@ -338,6 +348,9 @@ impl Notifier {
         };
         let mut out = Vec::new();
         for chat in &t.chat_ids {
+            // With a chart, the first part is the photo's caption and the rest replies
+            // to it.
+            let mut photo_key: Option<String> = None;
             for (i, part) in parts.iter().enumerate() {
                 let last = i + 1 == parts.len();
                 let buttons = last && n.status == AlertState::Firing && !firing_ids.is_empty();
@@ -353,15 +366,21 @@ impl Notifier {
                     } else {
                         Default::default()
                     },
+                    chart: chart.clone().filter(|_| i == 0),
+                    reply_to: photo_key.clone(),
                 };
                 let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
-                out.push(rows.row(
+                let row = rows.row(
                     "telegram",
                     format!("telegram:{chat}"),
                     &text,
                     (i + 1, parts.len()),
                     json,
-                ));
+                );
+                if chart.is_some() && i == 0 {
+                    photo_key = Some(row.idempotency_key.clone());
+                }
+                out.push(row);
             }
         }
         if out.is_empty() {
@@ -550,6 +569,8 @@ pub struct NotifyOptions {
     pub sender: SenderOptions,
     /// Long-polling timeout of the bot (`getUpdates`), seconds; 0 = `telegram.poll_timeout`.
     pub poll_timeout_secs: u32,
+    /// Draws the charts of rows that have one (none: such rows go out as text).
+    pub charts: Option<chart::source::Charts>,
 }
 
 /// Everything notification-related, assembled from the config.
@@ -635,10 +656,11 @@ impl Notifications {
                     &config.telegram.api_url,
                     config.notify.timeout,
                 )?;
-                transports.insert(
-                    "telegram".into(),
-                    Arc::new(telegram::TelegramTransport::new(sends, limiter.clone())),
-                );
+                let mut transport = telegram::TelegramTransport::new(sends, limiter.clone());
+                if let Some(charts) = &options.charts {
+                    transport = transport.with_charts(charts.0.clone(), outbox.clone());
+                }
+                transports.insert("telegram".into(), Arc::new(transport));
                 Some(telegram::make_bot(
                     token.expose(),
                     &config.telegram.api_url,
@@ -807,7 +829,8 @@ webhook = { url = "http://127.0.0.1:9/x" }
                 chat_ids: vec![10, -20],
                 message_thread_id: None,
                 disable_notification: false,
-                template: None
+                template: None,
+                charts: true
             })],
             "implicit default receiver"
         );

@@ -591,6 +591,23 @@ impl Outbox {
             .await
     }
 
+    /// What the receiver answered to the row with `key` (the message a later part
+    /// replies to); `None` when it is unknown or not delivered.
+    pub async fn response_of(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .timed("notify.outbox_response", async {
+                let r: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT response FROM notification_outbox WHERE idempotency_key = $1 \
+                     AND state = 'delivered'",
+                )
+                .bind(key)
+                .fetch_optional(self.db.pool())
+                .await?;
+                Ok(r.and_then(|(v,)| v))
+            })
+            .await
+    }
+
     /// Pending rows per receiver.
     pub async fn depth_by_receiver(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.db

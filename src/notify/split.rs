@@ -109,11 +109,24 @@ fn cut_line(line: &str, max: usize) -> Vec<&str> {
 /// Splits `html` into parts of at most `limit` UTF-16 units each, numbered `(k/n)` when
 /// there is more than one. Short messages come back unchanged.
 pub fn split_html(html: &str, limit: usize) -> Vec<String> {
-    if tg_len(html) <= limit {
+    split_parts(html, limit, limit)
+}
+
+/// Telegram's limit of a photo caption (after entity parsing).
+pub const CAPTION_LIMIT: usize = 1024;
+
+/// Splits `html` as [`split_html`] does, but the first part (a photo's caption) holds at
+/// most `first` units and the others at most `limit`.
+pub fn split_caption(html: &str, first: usize, limit: usize) -> Vec<String> {
+    split_parts(html, first, limit)
+}
+
+fn split_parts(html: &str, first: usize, limit: usize) -> Vec<String> {
+    if tg_len(html) <= first {
         return vec![html.to_string()];
     }
-    let budget = limit - NUMBER_RESERVE;
-    let piece_max = budget / 2;
+    let budget_of = |part: usize| (if part == 0 { first } else { limit }) - NUMBER_RESERVE;
+    let piece_max = budget_of(0).min(budget_of(1)) / 2;
     // (piece, starts a new line)
     let mut pieces: Vec<(&str, bool)> = Vec::new();
     for line in html.split('\n') {
@@ -136,7 +149,7 @@ pub fn split_html(html: &str, limit: usize) -> Vec<String> {
         };
         let candidate_len =
             tg_len(&current) + tg_len(sep) + tg_len(piece) + tg_len(&closing(&after));
-        if current_has_content && candidate_len > budget {
+        if current_has_content && candidate_len > budget_of(parts.len()) {
             current.push_str(&closing(&stack));
             parts.push(std::mem::take(&mut current));
             current.push_str(&opening(&stack));
@@ -278,6 +291,30 @@ pub(crate) mod tests {
             assert!(tg_len(p) < 4096);
             assert_valid_html(p);
         }
+    }
+
+    #[test]
+    fn a_caption_part_first_then_full_parts() {
+        let mut html = String::from("<b>Title</b>\n<blockquote>");
+        for i in 0..150 {
+            html.push_str(&format!("line {i} with <code>a &amp; b</code>\n"));
+        }
+        html.push_str("</blockquote>");
+        let parts = split_caption(&html, CAPTION_LIMIT, TELEGRAM_LIMIT);
+        assert!(parts.len() >= 2, "{}", parts.len());
+        assert!(tg_len(&parts[0]) <= CAPTION_LIMIT);
+        assert!(
+            tg_len(&parts[1]) > CAPTION_LIMIT,
+            "the rest is not cut to the caption's size"
+        );
+        for p in &parts {
+            assert!(tg_len(p) <= TELEGRAM_LIMIT);
+            assert_valid_html(p);
+        }
+        assert_eq!(
+            split_caption("<b>x</b>", CAPTION_LIMIT, TELEGRAM_LIMIT),
+            vec!["<b>x</b>"]
+        );
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The Telegram receiver on teloxide: sends outbox rows with `sendMessage` (HTML parse
 //! mode, forum topics, silent messages, Ack / Silence 1h buttons), under the shared
 //! [`RateLimiter`], and maps Telegram's answers to retry decisions.
+//!
+//! A row with a chart goes out with `sendPhoto`: the PNG is drawn at send time from the
+//! row's [`ChartRef`] (never stored), the text is its caption. A chart that cannot be
+//! drawn falls back to the text message. The rest of a caption too long for one photo
+//! follows as replies to it (the photo's message id is read from its row's answer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,12 +13,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use teloxide::prelude::*;
 use teloxide::types::{
-    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, MessageId, ParseMode,
-    ThreadId,
+    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions, MessageId,
+    ParseMode, ReplyParameters, ThreadId,
 };
 use teloxide::{ApiError, RequestError};
 
-use super::outbox::OutboxRow;
+use super::chart::source::{ChartRef, ChartRenderer};
+use super::outbox::{Outbox, OutboxRow};
 use super::policy::Attempt;
 use super::ratelimit::RateLimiter;
 use super::sender::{OutboxTransport, Started};
@@ -41,6 +47,12 @@ pub struct TelegramPayload {
     /// Labels the Silence button silences for an hour (equality matchers).
     #[serde(default)]
     pub silence_labels: std::collections::BTreeMap<String, String>,
+    /// Send as a photo of this chart, `text` as its caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<ChartRef>,
+    /// Reply to the message the row with this idempotency key sent (the photo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// Callback data prefix of the Ack button (`ack:<outbox row id>`).
@@ -121,56 +133,132 @@ fn answered_ok(raw: &str) -> bool {
 pub struct TelegramTransport {
     bot: Bot,
     limiter: Arc<RateLimiter>,
+    charts: Option<Arc<dyn ChartRenderer>>,
+    outbox: Option<Outbox>,
+}
+
+/// One send's settings besides the payload.
+struct SendOpts<'a> {
+    chat: i64,
+    row_id: i64,
+    html: bool,
+    photo: Option<&'a [u8]>,
+    reply_to: Option<i32>,
 }
 
 impl TelegramTransport {
     /// A transport over `bot`, sharing `limiter` with the bot's replies.
     pub fn new(bot: Bot, limiter: Arc<RateLimiter>) -> Self {
-        TelegramTransport { bot, limiter }
+        TelegramTransport {
+            bot,
+            limiter,
+            charts: None,
+            outbox: None,
+        }
+    }
+
+    /// Draws rows' charts with `charts`; reads from `outbox` which message a
+    /// continuation replies to.
+    pub fn with_charts(mut self, charts: Arc<dyn ChartRenderer>, outbox: Outbox) -> Self {
+        self.charts = Some(charts);
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The chart of `p` as PNG, if it has one and it can be drawn (else logged: the
+    /// text goes out alone).
+    async fn photo(&self, p: &TelegramPayload, row_id: i64) -> Option<Vec<u8>> {
+        let chart = p.chart.as_ref()?;
+        let Some(charts) = &self.charts else {
+            tracing::warn!(id = row_id, "no chart renderer; sending the text alone");
+            return None;
+        };
+        match charts.render(chart).await {
+            Ok(png) => Some(png),
+            Err(e) => {
+                tracing::warn!(id = row_id, alert = chart.alert_id, error = %e, "chart not drawn; sending the text alone");
+                None
+            }
+        }
+    }
+
+    /// The message id `p` replies to: the one its photo's row was answered with.
+    async fn reply_target(&self, p: &TelegramPayload, row_id: i64) -> Option<i32> {
+        let (key, outbox) = (p.reply_to.as_deref()?, self.outbox.as_ref()?);
+        match outbox.response_of(key).await {
+            Ok(answer) => answer.as_deref().and_then(message_id_of),
+            Err(e) => {
+                tracing::warn!(id = row_id, error = %e, "cannot read the message replied to; sending without reply");
+                None
+            }
+        }
     }
 
     async fn send_once(
         &self,
         p: &TelegramPayload,
-        chat: i64,
-        row_id: i64,
-        html: bool,
+        o: &SendOpts<'_>,
         started: &Started,
     ) -> Result<Message, RequestError> {
-        let _permit = self.limiter.acquire(chat).await;
-        let text = if html {
+        let _permit = self.limiter.acquire(o.chat).await;
+        let text = if o.html {
             p.text.clone()
         } else {
             strip_tags(&p.text)
         };
-        let mut req = self
-            .bot
-            .send_message(ChatId(chat), text)
-            .link_preview_options(LinkPreviewOptions {
-                is_disabled: true,
-                url: None,
-                prefer_small_media: false,
-                prefer_large_media: false,
-                show_above_text: false,
-            });
-        if html {
-            req = req.parse_mode(ParseMode::Html);
-        }
-        if let Some(t) = p.message_thread_id {
-            req = req.message_thread_id(ThreadId(MessageId(t)));
-        }
-        if p.disable_notification {
-            req = req.disable_notification(true);
-        }
-        if p.buttons {
-            req = req.reply_markup(buttons(row_id, !p.silence_labels.is_empty()));
-        }
+        let markup = p
+            .buttons
+            .then(|| buttons(o.row_id, !p.silence_labels.is_empty()));
+        let reply = o.reply_to.map(|id| ReplyParameters {
+            allow_sending_without_reply: Some(true),
+            ..ReplyParameters::new(MessageId(id))
+        });
+        let thread = p.message_thread_id.map(|t| ThreadId(MessageId(t)));
         if !started.mark() {
             return Err(RequestError::Io(Arc::new(std::io::Error::other(
                 "not sent: this node stopped leading the cluster",
             ))));
         }
-        let result = req.await;
+        let result = match o.photo {
+            Some(png) => {
+                let file = InputFile::memory(png.to_vec()).file_name("chart.png");
+                let mut req = self
+                    .bot
+                    .send_photo(ChatId(o.chat), file)
+                    .caption(text)
+                    .disable_notification(p.disable_notification);
+                if o.html {
+                    req = req.parse_mode(ParseMode::Html);
+                }
+                req.message_thread_id = thread;
+                req.reply_markup = markup.map(Into::into);
+                req.reply_parameters = reply;
+                req.await
+            }
+            None => {
+                let mut req = self
+                    .bot
+                    .send_message(ChatId(o.chat), text)
+                    .link_preview_options(LinkPreviewOptions {
+                        is_disabled: true,
+                        url: None,
+                        prefer_small_media: false,
+                        prefer_large_media: false,
+                        show_above_text: false,
+                    });
+                if o.html {
+                    req = req.parse_mode(ParseMode::Html);
+                }
+                if p.disable_notification {
+                    req = req.disable_notification(true);
+                }
+                req.message_thread_id = thread;
+                req.reply_markup = markup.map(Into::into);
+                req.reply_parameters = reply;
+                req.await
+            }
+        };
+        let chat = o.chat;
         if let Err(RequestError::RetryAfter(s)) = &result {
             self.limiter
                 .block(chat, tokio::time::Instant::now() + s.duration());
@@ -184,30 +272,39 @@ impl TelegramTransport {
             Ok(p) => p,
             Err(e) => return Attempt::Rejected(format!("unreadable payload: {e}")),
         };
-        let mut chat = p.chat_id;
-        let mut html = true;
+        let photo = self.photo(&p, row.id).await;
+        let mut o = SendOpts {
+            chat: p.chat_id,
+            row_id: row.id,
+            html: true,
+            photo: photo.as_deref(),
+            reply_to: self.reply_target(&p, row.id).await,
+        };
         // At most: the message, a plain-text fallback, a migrated chat.
         for _ in 0..3 {
-            match self.send_once(&p, chat, row.id, html, started).await {
+            match self.send_once(&p, &o, started).await {
                 Ok(msg) => {
                     let mut answer = format!("chat_id={} message_id={}", msg.chat.id.0, msg.id.0);
-                    if !html {
+                    if o.photo.is_some() {
+                        answer.push_str(" (photo)");
+                    }
+                    if !o.html {
                         answer.push_str(" (sent as plain text)");
                     }
                     return Attempt::Delivered(Some(answer));
                 }
-                Err(RequestError::Api(ApiError::CantParseEntities(desc))) if html => {
-                    tracing::warn!(id = row.id, chat, error = %desc, "Telegram rejected the HTML; sending plain text");
-                    html = false;
+                Err(RequestError::Api(ApiError::CantParseEntities(desc))) if o.html => {
+                    tracing::warn!(id = row.id, chat = o.chat, error = %desc, "Telegram rejected the HTML; sending plain text");
+                    o.html = false;
                 }
-                Err(RequestError::MigrateToChatId(new)) if new.0 != chat => {
+                Err(RequestError::MigrateToChatId(new)) if new.0 != o.chat => {
                     tracing::warn!(
                         id = row.id,
-                        old = chat,
+                        old = o.chat,
                         new = new.0,
                         "chat migrated to a supergroup; sending there (update chat_ids)"
                     );
-                    chat = new.0;
+                    o.chat = new.0;
                 }
                 // Telegram said ok but the message did not parse: it was sent; sending
                 // it again would double it.
@@ -219,6 +316,13 @@ impl TelegramTransport {
         }
         Attempt::Transient("too many redirects (plain-text fallback / chat migration)".into())
     }
+}
+
+/// The message id in a delivered row's answer (`chat_id=… message_id=N…`).
+pub fn message_id_of(answer: &str) -> Option<i32> {
+    let rest = answer.split("message_id=").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// The inline keyboard of an alert message.
@@ -251,6 +355,34 @@ impl OutboxTransport for TelegramTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_of_answers() {
+        assert_eq!(message_id_of("chat_id=-5 message_id=42 (photo)"), Some(42));
+        assert_eq!(message_id_of("ok (unparsed answer)"), None);
+    }
+
+    #[test]
+    fn payloads_without_charts_keep_their_shape() {
+        let p = TelegramPayload {
+            chat_id: 1,
+            text: "x".into(),
+            message_thread_id: None,
+            disable_notification: false,
+            buttons: false,
+            ack_ids: vec![],
+            silence_labels: Default::default(),
+            chart: None,
+            reply_to: None,
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            !json.contains("chart") && !json.contains("reply_to"),
+            "{json}"
+        );
+        let old: TelegramPayload = serde_json::from_str(r#"{"chat_id":1,"text":"x"}"#).unwrap();
+        assert_eq!(old.chart, None);
+    }
 
     #[test]
     fn classification() {

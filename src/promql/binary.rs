@@ -31,7 +31,7 @@ fn drops_name(op: u16) -> bool {
     is_arithmetic(op) && op != token::T_ATAN2
 }
 
-pub(super) fn is_comparison(op: u16) -> bool {
+fn is_comparison(op: u16) -> bool {
     matches!(
         op,
         token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE

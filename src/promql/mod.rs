@@ -213,29 +213,71 @@ pub fn parse(query: &str) -> Result<Expr, String> {
     }
 }
 
-/// What a threshold expression measures: for a top-level filtering comparison with a
-/// number on one side (`x > 90`, `90 < x`, parentheses allowed; not `bool`), the other
-/// side and the number. Charts plot that side; a resolved alert reports its value.
-pub fn threshold_parts(expr: &Expr) -> Option<(&Expr, f64)> {
-    let b = match expr {
-        Expr::Paren(p) => return threshold_parts(&p.expr),
-        Expr::Binary(b) if binary::is_comparison(b.op.id()) && !b.return_bool() => b,
-        _ => return None,
-    };
-    match (number(&b.lhs), number(&b.rhs)) {
-        (None, Some(n)) => Some((b.lhs.as_ref(), n)),
-        (Some(n), None) => Some((b.rhs.as_ref(), n)),
-        _ => None,
+/// The plotted side of an alerting expression and the threshold side, if any.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// What is drawn.
+    pub plotted: Expr,
+    /// The side compared with (a dashed line when it is a number).
+    pub threshold: Option<Expr>,
+    /// The comparison, e.g. `>` (for the title).
+    pub op: Option<String>,
+}
+
+/// Splits a top-level comparison (`lhs > 90`, `90 < lhs`, `lhs >= bool 2`): the side
+/// holding series is plotted, the other is the threshold. Brackets are looked through,
+/// and so is the left side of `and` / `unless` (the condition the others only gate).
+pub fn split(expr: &Expr) -> Split {
+    match expr {
+        Expr::Paren(p) => split(&p.expr),
+        Expr::Binary(b)
+            if matches!(
+                b.op.id(),
+                promql_parser::parser::token::T_LAND | promql_parser::parser::token::T_LUNLESS
+            ) =>
+        {
+            split(&b.lhs)
+        }
+        Expr::Binary(b) if b.op.is_comparison_operator() => {
+            let op = b.op.to_string();
+            let scalar = |e: &Expr| {
+                matches!(
+                    e.value_type(),
+                    promql_parser::parser::value::ValueType::Scalar
+                )
+            };
+            if scalar(&b.lhs) && !scalar(&b.rhs) {
+                Split {
+                    plotted: (*b.rhs).clone(),
+                    threshold: Some((*b.lhs).clone()),
+                    op: Some(mirror(&op)),
+                }
+            } else {
+                Split {
+                    plotted: (*b.lhs).clone(),
+                    threshold: Some((*b.rhs).clone()),
+                    op: Some(op),
+                }
+            }
+        }
+        other => Split {
+            plotted: other.clone(),
+            threshold: None,
+            op: None,
+        },
     }
 }
 
-/// The value of a number literal (possibly parenthesised).
-fn number(e: &Expr) -> Option<f64> {
-    match e {
-        Expr::NumberLiteral(n) => Some(n.val),
-        Expr::Paren(p) => number(&p.expr),
-        _ => None,
+/// `90 < x` read as `x > 90`.
+fn mirror(op: &str) -> String {
+    match op {
+        "<" => ">",
+        ">" => "<",
+        "<=" => ">=",
+        ">=" => "<=",
+        o => o,
     }
+    .to_string()
 }
 
 /// Prometheus 2.42's `holt_winters` is `double_exponential_smoothing` to the parser (its

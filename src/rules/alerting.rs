@@ -347,10 +347,11 @@ impl AlertingRule {
     /// threshold expression measures (`x` of `x > 90`), now, not the last value that
     /// crossed it. An alert whose series is gone keeps its last value.
     fn resolve_values(&self, deps: &EvalDeps, query_ts_ms: i64, inner: &mut Inner, fps: &[u64]) {
-        let Some((measured, _)) = crate::promql::threshold_parts(&self.def.expr) else {
+        let parts = crate::promql::split(&self.def.expr);
+        if parts.threshold.is_none() {
             return;
-        };
-        let samples = match deps.querier.query(measured, query_ts_ms) {
+        }
+        let samples = match deps.querier.query(&parts.plotted, query_ts_ms) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(rule = %self.def.name, error = %e, "resolve-time value not read");

@@ -1,7 +1,9 @@
 //! A fake Telegram Bot API for tests: a local axum server speaking the real wire format.
 //!
 //! - `POST|GET /bot<TOKEN>/<method>`, method names case-insensitive (teloxide sends
-//!   `SendMessage`), JSON or form bodies (and query strings);
+//!   `SendMessage`), JSON, form or multipart bodies (and query strings);
+//! - `sendPhoto` (multipart, as teloxide uploads a file): the caption, chat, reply
+//!   parameters and the photo's bytes are recorded ([`Call::file`]);
 //! - answers `{"ok":true,"result":…}` or Telegram's errors, e.g.
 //!   `{"ok":false,"error_code":429,"description":"Too Many Requests: retry after N",
 //!   "parameters":{"retry_after":N}}`;
@@ -45,6 +47,10 @@ pub struct Call {
     pub status: u16,
     /// The answer was held back (see [`FakeTelegram::hold_next_sends`]).
     pub held: bool,
+    /// Uploaded files (multipart parts with a file name), by field name.
+    pub files: HashMap<String, Vec<u8>>,
+    /// The message id answered (sendMessage, sendPhoto).
+    pub message_id: Option<i64>,
 }
 
 impl Call {
@@ -59,6 +65,21 @@ impl Call {
     /// `text`.
     pub fn text(&self) -> String {
         self.params["text"].as_str().unwrap_or_default().to_string()
+    }
+    /// `caption` (sendPhoto).
+    pub fn caption(&self) -> String {
+        self.params["caption"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    /// An uploaded file's bytes (`photo` for sendPhoto).
+    pub fn file(&self, field: &str) -> Option<&[u8]> {
+        self.files.get(field).map(Vec::as_slice)
+    }
+    /// `reply_parameters.message_id`.
+    pub fn reply_to(&self) -> Option<i64> {
+        self.params["reply_parameters"]["message_id"].as_i64()
     }
 }
 
@@ -316,6 +337,14 @@ impl FakeTelegram {
         self.calls().into_iter().filter(|c| c.method == m).collect()
     }
 
+    /// sendPhoto calls that succeeded.
+    pub fn photos(&self) -> Vec<Call> {
+        self.calls_of("sendPhoto")
+            .into_iter()
+            .filter(|c| c.status == 200)
+            .collect()
+    }
+
     /// sendMessage calls that succeeded.
     pub fn delivered(&self) -> Vec<Call> {
         self.calls_of("sendMessage")
@@ -433,7 +462,72 @@ impl FakeTelegram {
     }
 }
 
-fn params(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Value {
+/// A form value: Telegram accepts JSON-serialized values in form fields.
+fn form_value(v: String) -> Value {
+    serde_json::from_str::<Value>(&v)
+        .ok()
+        .filter(|j| j.is_object() || j.is_array() || j.is_number() || j.is_boolean())
+        .unwrap_or(Value::String(v))
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// The parts of a `multipart/form-data` body: `(name, file name, bytes)`.
+fn multipart(ctype: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(boundary) = ctype
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+    else {
+        return vec![];
+    };
+    let delim = format!("--{boundary}");
+    let mut out = Vec::new();
+    let mut at = match find(body, delim.as_bytes(), 0) {
+        Some(i) => i + delim.len(),
+        None => return out,
+    };
+    while body.get(at..at + 2) == Some(b"\r\n") {
+        let head_start = at + 2;
+        let Some(head_end) = find(body, b"\r\n\r\n", head_start) else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&body[head_start..head_end]).to_string();
+        let data_start = head_end + 4;
+        let next_delim = format!("\r\n{delim}");
+        let Some(data_end) = find(body, next_delim.as_bytes(), data_start) else {
+            break;
+        };
+        let attr = |key: &str| {
+            let pat = format!("{key}=\"");
+            head.find(&pat).map(|i| {
+                let rest = &head[i + pat.len()..];
+                rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+            })
+        };
+        // `name=` also matches inside `filename=`: look for the field's own name first.
+        let name = head
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("name=\""))
+            .map(|n| n[..n.find('"').unwrap_or(n.len())].to_string())
+            .unwrap_or_default();
+        out.push((name, attr("filename"), body[data_start..data_end].to_vec()));
+        at = data_end + next_delim.len();
+    }
+    out
+}
+
+fn params_and_files(
+    headers: &HeaderMap,
+    query: Option<String>,
+    body: &Bytes,
+) -> (Value, HashMap<String, Vec<u8>>) {
+    let mut files = HashMap::new();
     let mut map = Map::new();
     if let Some(q) = query {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
@@ -450,16 +544,30 @@ fn params(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Value {
         }
     } else if ctype.starts_with("application/x-www-form-urlencoded") {
         for (k, v) in url::form_urlencoded::parse(body) {
-            // Telegram accepts JSON-serialized values in form fields.
-            let v = v.into_owned();
-            let value = serde_json::from_str::<Value>(&v)
-                .ok()
-                .filter(|j| j.is_object() || j.is_array() || j.is_number() || j.is_boolean())
-                .unwrap_or(Value::String(v));
-            map.insert(k.into_owned(), value);
+            map.insert(k.into_owned(), form_value(v.into_owned()));
+        }
+    } else if ctype.starts_with("multipart/form-data") {
+        for (name, file, data) in multipart(ctype, body) {
+            match file {
+                Some(_) => {
+                    files.insert(name, data);
+                }
+                None => {
+                    let v = String::from_utf8_lossy(&data).into_owned();
+                    map.insert(name, form_value(v));
+                }
+            }
         }
     }
-    Value::Object(map)
+    // teloxide names an uploaded part at random and refers to it as `attach://NAME`.
+    for (field, v) in &map {
+        if let Some(part) = v.as_str().and_then(|s| s.strip_prefix("attach://"))
+            && let Some(data) = files.get(part).cloned()
+        {
+            files.insert(field.clone(), data);
+        }
+    }
+    (Value::Object(map), files)
 }
 
 fn error(status: u16, description: &str, retry_after: Option<u64>) -> (u16, Value) {
@@ -490,7 +598,7 @@ async fn handle(
 ) -> Response {
     let at = Instant::now();
     let method = method.to_ascii_lowercase();
-    let params = params(&headers, query, &body);
+    let (params, files) = params_and_files(&headers, query, &body);
     let all = shared.inner.lock().unwrap().all.clone();
     let (status, answer) = if let Some(f) = all {
         fault_response(&f)
@@ -498,9 +606,12 @@ async fn handle(
         error(401, "Unauthorized", None)
     } else if method == "getupdates" {
         get_updates(&shared, &params).await
+    } else if method == "sendphoto" {
+        send_photo(&shared, &params, &files)
     } else {
         respond(&shared, &method, &params)
     };
+    let message_id = answer["result"]["message_id"].as_i64();
     let hold = {
         let mut inner = shared.inner.lock().unwrap();
         let hold = match inner.hold {
@@ -516,6 +627,8 @@ async fn handle(
             at,
             status,
             held: hold.is_some(),
+            files,
+            message_id,
         });
         hold
     };
@@ -582,6 +695,47 @@ fn respond(shared: &Shared, method: &str, params: &Value) -> (u16, Value) {
         }
         _ => error(404, "Not Found: method not found", None),
     }
+}
+
+/// `sendPhoto`: a photo upload (any bytes: the tests decode them) with a caption of at
+/// most 1,024 characters.
+fn send_photo(shared: &Shared, params: &Value, files: &HashMap<String, Vec<u8>>) -> (u16, Value) {
+    let mut inner = shared.inner.lock().unwrap();
+    if let Some(pos) = inner.next.iter().position(|(m, _)| m == "sendphoto") {
+        let (_, f) = inner.next.remove(pos).unwrap();
+        return fault_response(&f);
+    }
+    let chat = match &params["chat_id"] {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    let Some(chat) = chat else {
+        return error(400, "Bad Request: chat_id is empty", None);
+    };
+    if let Some(f) = inner.chats.get(&chat) {
+        return fault_response(f);
+    }
+    let Some(photo) = files.get("photo").filter(|p| !p.is_empty()) else {
+        return error(400, "Bad Request: there is no photo in the request", None);
+    };
+    let caption = params["caption"].as_str().unwrap_or_default();
+    if caption.encode_utf16().count() > 1024 {
+        return error(400, "Bad Request: message caption is too long", None);
+    }
+    let id = inner.next_message_id;
+    inner.next_message_id += 1;
+    (
+        200,
+        json!({"ok": true, "result": {
+            "message_id": id,
+            "date": chrono::Utc::now().timestamp(),
+            "chat": FakeTelegram::chat(chat),
+            "photo": [{"file_id": format!("photo{id}"), "file_unique_id": format!("u{id}"),
+                       "width": 800, "height": 450, "file_size": photo.len()}],
+            "caption": caption,
+        }}),
+    )
 }
 
 async fn get_updates(shared: &Shared, params: &Value) -> (u16, Value) {
