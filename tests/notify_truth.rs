@@ -132,7 +132,7 @@ group_interval = "500ms"
             "{}: the value when it resolved: {resolved}",
             db.kind
         );
-        assert!(!resolved.contains("95"), "{}: {resolved}", db.kind);
+        assert!(!resolved.contains("<code>95</code>"), "{}: {resolved}", db.kind);
         assert!(resolved.contains("<b>Resolved after</b>"), "{resolved}");
         assert!(
             resolved.contains("<b>Acknowledged by</b> alice"),
