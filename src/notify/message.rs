@@ -445,6 +445,7 @@ mod tests {
             stable: Default::default(),
             seq: 1,
             at_ms: 0,
+            episode_ms: 0,
         }
     }
 

@@ -6,6 +6,7 @@
 //! log, in one transaction; [`OutboxSender`] then delivers them. [`Notifications`]
 //! assembles everything from the config.
 
+pub mod email;
 pub mod events;
 pub mod message;
 pub mod outbox;
@@ -70,6 +71,8 @@ pub enum Receiver {
         /// Where to POST.
         url: String,
     },
+    /// E-mail over SMTP.
+    Email(email::EmailTarget),
 }
 
 /// The receivers of the config: `[[receivers]]`, plus an implicit `telegram` receiver
@@ -85,6 +88,19 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
         }
         if out.contains_key(&r.name) {
             problems.push(format!("{key}.name: duplicate receiver {:?}", r.name));
+        }
+        if let Some(e) = &r.email {
+            if r.telegram.is_some() || r.webhook.is_some() {
+                problems.push(format!(
+                    "{key}: set exactly one of `telegram`, `webhook` or `email`"
+                ));
+            }
+            problems.extend(email::validate(&format!("{key}.email"), e));
+            out.insert(
+                r.name.clone(),
+                Receiver::Email(email::EmailTarget::from_config(e)),
+            );
+            continue;
         }
         let receiver = match (&r.telegram, &r.webhook) {
             (Some(t), None) => {
@@ -262,6 +278,18 @@ impl Notifier {
             alert_ids: alert_ids.clone(),
         };
         match receiver {
+            Receiver::Email(t) => {
+                let p = email::payload(n, t, &self.builder, &self.external_url);
+                let json = serde_json::to_string(&p).map_err(|e| e.to_string())?;
+                Ok(vec![base(
+                    email::KIND,
+                    t.outbox_target(),
+                    &p.text,
+                    1,
+                    1,
+                    json,
+                )])
+            }
             Receiver::Webhook { url } => {
                 let body = webhook::webhook_payload(n, &self.external_url).to_string();
                 Ok(vec![base(
@@ -527,6 +555,14 @@ impl Notifications {
         transports.insert(
             "webhook".into(),
             Arc::new(webhook::WebhookTransport::new(config.notify.timeout)),
+        );
+        let emails = config
+            .receivers
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), r.email.as_ref()?)));
+        transports.insert(
+            email::KIND.into(),
+            Arc::new(email::EmailTransport::new(emails, config.notify.timeout)?),
         );
         let bot = match &config.telegram.bot_token {
             Some(token) => {
