@@ -44,23 +44,67 @@ enum Mode {
     Reject,
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1: (cert, key).
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=localhost", "-addext"])
-        .arg("subjectAltName=DNS:localhost,IP:127.0.0.1")
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(st.success(), "openssl req failed");
-    (cert, key)
+/// A test CA (`ca.pem`) and the server certificate it signed for `localhost` and
+/// 127.0.0.1 (`cert.pem`, `key.pem`).
+fn certificate(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-days",
+        "2",
+        "-subj",
+        "/CN=watchpost test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ];
+    openssl(&[&["req", "-x509"][..], &ec, &ca].concat());
+    let leaf = [
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.csr",
+    ];
+    openssl(&[&["req"][..], &ec, &leaf].concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
 }
 
 /// An aiosmtpd process writing what it receives as a Maildir.
@@ -222,7 +266,7 @@ fn to_from(port: u16) -> String {
 fn tls(dir: &Path) -> String {
     format!(
         r#"tls_config = {{ ca_file = "{}", server_name = "localhost" }}"#,
-        dir.join("cert.pem").display()
+        dir.join("ca.pem").display()
     )
 }
 
@@ -284,10 +328,14 @@ async fn firing_and_resolved_arrive_as_one_thread_over_starttls() {
         assert_eq!(firing.header("x-mailfrom"), "wp@alerts.example.org", "{k}");
         assert_eq!(
             firing.header("subject"),
-            "[FIRING:1] DiskFull (instance=db-1 severity=critical)",
+            "[FIRING:1] DiskFull (instance=db-1 severity=critical source=prometheus)",
             "{k}"
         );
-        assert!(firing.header("to").contains("Dev Team <dev@example.org>"));
+        let to = firing.header("to");
+        assert!(
+            to.contains("Dev Team") && to.contains("<dev@example.org>"),
+            "{k}: {to}"
+        );
         assert_eq!(firing.header("x-team"), "storage", "{k}");
         assert_eq!(firing.content_type, "multipart/alternative", "{k}");
         assert!(
@@ -331,7 +379,7 @@ async fn firing_and_resolved_arrive_as_one_thread_over_starttls() {
         );
         assert_eq!(
             resolved.header("subject"),
-            "[RESOLVED] DiskFull (instance=db-1 severity=critical)",
+            "[RESOLVED] DiskFull (instance=db-1 severity=critical source=prometheus)",
             "{k}"
         );
         assert!(

@@ -400,3 +400,73 @@ impl OutboxTransport for EmailTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_carries_the_payload_and_its_date() {
+        let p = EmailPayload {
+            from: "Watchpost <wp@alerts.example.org>".into(),
+            to: vec!["ops@example.org".into(), "Bob <bob@example.org>".into()],
+            subject: "[RESOLVED] DiskFull 🔥".into(),
+            text: "✅ RESOLVED · DiskFull".into(),
+            html: "<!DOCTYPE html><b>RESOLVED</b>".into(),
+            message_id: "<watchpost.ab.2@alerts.example.org>".into(),
+            in_reply_to: Some("<watchpost.ab@alerts.example.org>".into()),
+            references: vec!["<watchpost.ab@alerts.example.org>".into()],
+            headers: [("X-Team".to_string(), "storage".to_string())].into(),
+        };
+        let m = build_message(&p, 1_700_000_000_000).unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(raw.is_ascii(), "headers and parts are encoded: {raw}");
+        for want in [
+            "Message-ID: <watchpost.ab.2@alerts.example.org>\r\n",
+            "In-Reply-To: <watchpost.ab@alerts.example.org>\r\n",
+            "References: <watchpost.ab@alerts.example.org>\r\n",
+            "X-Team: storage\r\n",
+            "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n",
+            "Content-Type: multipart/alternative;",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Type: text/html; charset=utf-8",
+        ] {
+            assert!(raw.contains(want), "{want:?} in\n{raw}");
+        }
+        let env = m.envelope();
+        assert_eq!(env.to().len(), 2);
+        assert_eq!(
+            env.from().map(|a| a.to_string()),
+            Some("wp@alerts.example.org".into())
+        );
+        let mut bad = p.clone();
+        bad.to = vec!["not an address".into()];
+        assert!(build_message(&bad, 0).unwrap_err().contains("bad address"));
+    }
+
+    #[test]
+    fn implicit_tls_on_465_else_starttls() {
+        let cfg = |host: &str, require_tls: bool| -> EmailReceiver {
+            toml::from_str(&format!(
+                "to = \"a@b.c\"\nfrom = \"w@b.c\"\nsmarthost = \"{host}\"\nrequire_tls = {require_tls}\n"
+            ))
+            .unwrap()
+        };
+        let s = Server::new(&cfg("smtp.example.org:465", true), Duration::from_secs(1)).unwrap();
+        assert!(matches!(s.security, Security::Wrapper(_)));
+        let s = Server::new(&cfg("smtp.example.org:587", false), Duration::from_secs(1)).unwrap();
+        assert!(matches!(
+            s.security,
+            Security::StartTls {
+                required: false,
+                ..
+            }
+        ));
+        assert_eq!(s.endpoint(), "smtp.example.org:587");
+        let e = EmailTransport::new(
+            [("m", &cfg("smtp.example.org", true))],
+            Duration::from_secs(1),
+        );
+        assert!(e.err().unwrap().contains("email.smarthost: missing port"));
+    }
+}
