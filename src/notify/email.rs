@@ -277,9 +277,9 @@ fn telegram_to_html(s: &str) -> String {
     while let Some(i) = rest.find(['<', '\n']) {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        if tail.starts_with('\n') {
+        if let Some(after) = tail.strip_prefix('\n') {
             out.push_str(if pre > 0 { "\n" } else { "<br>\n" });
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         let end = tail.find('>').map_or(tail.len(), |e| e + 1);
