@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # E-mail delivery benchmark, same SMTP server, same load, side by side:
 #   watchpost on SQLite, watchpost on PostgreSQL, Debian's prometheus-alertmanager.
-# Each target gets GROUPS distinct alert groups (alertname = Bench0…BenchN-1, one alert
+# Each target gets N_GROUPS distinct alert groups (alertname = Bench0…BenchN-1, one alert
 # each) in one POST to /api/v2/alerts, group_wait 1s; every group is one e-mail to the
 # same local aiosmtpd (python3-aiosmtpd, plain SMTP, a Maildir). Prints e-mails/s from
 # the first to the last message arriving, the time from the POST to the last message,
 # and the CPU seconds the target used.
 #
 #   scripts/bench-email.sh                      # defaults: 1000 groups
-#   GROUPS=5000 TARGETS="sqlite alertmanager" scripts/bench-email.sh
+#   N_GROUPS=5000 TARGETS="sqlite alertmanager" scripts/bench-email.sh
 #   BIN=target/debug/watchpost scripts/bench-email.sh   # no release build
 #
 # watchpost sends a receiver's messages one after another on one kept-alive SMTP
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 
-GROUPS=${GROUPS:-1000}
+N_GROUPS=${N_GROUPS:-1000}
 TARGETS=${TARGETS:-"sqlite postgres alertmanager"}
 PY=/usr/bin/python3
 
@@ -43,9 +43,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The alerts: GROUPS alertnames, firing for an hour.
+# The alerts: N_GROUPS alertnames, firing for an hour.
 alerts_json() {
-  $PY - "$GROUPS" <<'PY'
+  $PY - "$N_GROUPS" <<'PY'
 import json, sys, datetime
 n = int(sys.argv[1])
 now = datetime.datetime.now(datetime.timezone.utc)
@@ -63,7 +63,7 @@ start_smtpd() { # dir → SMTP_PORT
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null && break; sleep 0.1; done
 }
 
-# Posts the alerts to $1, waits for GROUPS messages in Maildir $2; prints a result line.
+# Posts the alerts to $1, waits for N_GROUPS messages in Maildir $2; prints a result line.
 measure() { # name base-url maildir pid
   local name=$1 url=$2 dir=$3 pid=$4 t0 first="" last n cpu0 cpu1
   cpu0=$(cpu_seconds "$pid")
@@ -72,14 +72,14 @@ measure() { # name base-url maildir pid
   while :; do
     n=$(find "$dir/new" -type f 2>/dev/null | wc -l)
     [ -z "$first" ] && [ "$n" -gt 0 ] && first=$(date +%s.%N)
-    [ "$n" -ge "$GROUPS" ] && break
-    if [ "$(calc "$(date +%s.%N) - $t0 > 600")" = 1 ]; then log "$name: only $n of $GROUPS after 600 s"; return 1; fi
+    [ "$n" -ge "$N_GROUPS" ] && break
+    if [ "$(calc "$(date +%s.%N) - $t0 > 600")" = 1 ]; then log "$name: only $n of $N_GROUPS after 600 s"; return 1; fi
     sleep 0.05
   done
   last=$(date +%s.%N)
   cpu1=$(cpu_seconds "$pid")
-  printf '%-24s %6d e-mails  %8.1f e-mails/s  %6.2f s POST→last  %6.2f CPU s\n' "$name" "$GROUPS" \
-    "$(calc "($GROUPS - 1) / ($last - $first)")" "$(calc "$last - $t0")" "$(calc "$cpu1 - $cpu0")"
+  printf '%-24s %6d e-mails  %8.1f e-mails/s  %6.2f s POST→last  %6.2f CPU s\n' "$name" "$N_GROUPS" \
+    "$(calc "($N_GROUPS - 1) / ($last - $first)")" "$(calc "$last - $t0")" "$(calc "$cpu1 - $cpu0")"
 }
 
 watchpost_config() { # db-url smtp-port
@@ -111,7 +111,7 @@ run_watchpost() { # name db-url
 }
 
 alerts_json >"$WORK/alerts.json"
-log "$GROUPS groups, one e-mail each"
+log "$N_GROUPS groups, one e-mail each"
 for t in $TARGETS; do
   case $t in
     sqlite) run_watchpost watchpost-sqlite "sqlite://$WORK/wp.db" ;;

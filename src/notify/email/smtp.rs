@@ -116,15 +116,23 @@ impl Server {
             Security::StartTls { .. } => None,
         };
         let at = self.endpoint();
-        let mut conn = AsyncSmtpConnection::connect_tokio1(
-            (self.host.as_str(), self.port),
-            Some(self.timeout),
-            &self.hello,
-            wrapper,
-            None,
-        )
-        .await
-        .map_err(|e| {
+        let connected = match wrapper {
+            Some(tls) => {
+                AsyncSmtpConnection::connect_tokio1(
+                    (self.host.as_str(), self.port),
+                    Some(self.timeout),
+                    &self.hello,
+                    Some(tls),
+                    None,
+                )
+                .await
+            }
+            None => {
+                let tcp = self.tcp().await?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await
+            }
+        };
+        let mut conn = connected.map_err(|e| {
             reply_or(&e, || {
                 Attempt::Transient(format!("cannot connect to {at}: {e}"))
             })
@@ -160,6 +168,25 @@ impl Server {
             }
         }
         Ok(conn)
+    }
+
+    /// A TCP connection without Nagle's delay (each SMTP step is a write then a read).
+    async fn tcp(&self) -> Result<tokio::net::TcpStream, Attempt> {
+        let at = self.endpoint();
+        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
+        let tcp = match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(Attempt::Transient(format!("cannot connect to {at}: {e}"))),
+            Err(_) => {
+                return Err(Attempt::Transient(format!(
+                    "cannot connect to {at}: timed out"
+                )));
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        Ok(tcp)
     }
 
     /// Sends `message` on a kept-alive connection, else on a new one.
@@ -249,7 +276,11 @@ impl Server {
         if !started.mark() {
             return Ok(not_leading());
         }
-        Ok(match conn.message(message).await {
+        let sent = match DataBody::new(message) {
+            Some(body) => conn.command(body).await,
+            None => conn.message(message).await,
+        };
+        Ok(match sent {
             Ok(r) => Attempt::Delivered(Some(
                 format!("{} {}", r.code(), r.message().collect::<Vec<_>>().join(" "))
                     .trim()
@@ -264,6 +295,35 @@ impl Server {
 
 /// The connection broke before a transaction started.
 struct Stale;
+
+/// A message's content as sent after DATA: dot-stuffed and ending with `CRLF.CRLF`, so
+/// that it goes out in one write (two writes then a read would wait for the server's
+/// delayed ACK).
+struct DataBody(String);
+
+impl DataBody {
+    /// `None` when the message is not UTF-8 (then it is sent the usual way).
+    fn new(message: &[u8]) -> Option<DataBody> {
+        let text = std::str::from_utf8(message).ok()?;
+        let mut out = String::with_capacity(text.len() + 64);
+        let mut line_start = true;
+        for c in text.chars() {
+            if line_start && c == '.' {
+                out.push('.');
+            }
+            out.push(c);
+            line_start = c == '\n';
+        }
+        out.push_str("\r\n.\r\n");
+        Some(DataBody(out))
+    }
+}
+
+impl std::fmt::Display for DataBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A server's reply as an attempt (4xx transient, 5xx rejected), else `otherwise()`.
 fn reply_or(e: &lettre::transport::smtp::Error, otherwise: impl FnOnce() -> Attempt) -> Attempt {
@@ -442,6 +502,12 @@ mod tests {
         let mut bad = p.clone();
         bad.to = vec!["not an address".into()];
         assert!(build_message(&bad, 0).unwrap_err().contains("bad address"));
+    }
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated() {
+        let b = DataBody::new(b".top\r\nmid.dle\r\n.\r\n..x").unwrap();
+        assert_eq!(b.to_string(), "..top\r\nmid.dle\r\n..\r\n...x\r\n.\r\n");
     }
 
     #[test]
