@@ -42,6 +42,8 @@ enum Mode {
     Implicit,
     /// Refuses every recipient with 550.
     Reject,
+    /// Stores every message but cuts the connection before answering the first one.
+    CutOnce,
 }
 
 /// A test CA (`ca.pem`) and the server certificate it signed for `localhost` and
@@ -132,15 +134,17 @@ impl Smtpd {
             }
             _ => {}
         }
-        if mode == Mode::Reject {
-            cmd.env(
-                "PYTHONPATH",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
-            )
-            .args(["-c", "smtp_reject.Reject"]);
-        } else {
-            cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(&maildir);
-        }
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        match mode {
+            Mode::Reject => cmd
+                .env("PYTHONPATH", fixtures)
+                .args(["-c", "smtp_reject.Reject"]),
+            Mode::CutOnce => cmd
+                .env("PYTHONPATH", fixtures)
+                .args(["-c", "smtp_reject.CutOnce"])
+                .arg(&maildir),
+            _ => cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(&maildir),
+        };
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -495,6 +499,67 @@ async fn a_permanent_refusal_fails_with_the_server_reason() {
         assert_eq!(rows(&app).await[0]["attempts"], 1, "{k}: not retried");
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn an_unanswered_message_is_resent_once_with_the_same_message_id() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    for db in databases().await {
+        let k = db.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let smtpd = Smtpd::start(Mode::CutOnce, common::free_port(), dir.path());
+        let email = format!("{}, require_tls = false", to_from(smtpd.port));
+        let app = TestApp::start(config(&db.url, &email)).await;
+        post_alerts(&app, &disk_alert(3600)).await;
+        let got = smtpd.wait_for(2).await;
+        let (first, second) = (Mail::parse(&got[0]), Mail::parse(&got[1]));
+        assert_eq!(
+            first.header("message-id"),
+            second.header("message-id"),
+            "{k}: the resend is the same message, so mail systems can drop it"
+        );
+        assert_eq!(first.header("date"), second.header("date"), "{k}");
+        let row = common::eventually(Duration::from_secs(10), || async {
+            let r = rows(&app).await.first()?.clone();
+            (r["state"] == "delivered").then_some(r)
+        })
+        .await
+        .expect("delivered");
+        assert_eq!(row["attempts"], 2, "{k}: {row}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(smtpd.messages().len(), 2, "{k}: resent once, not again");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_starttls_is_refused_when_tls_is_required() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let db = common::sqlite_db();
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(Mode::Plain, common::free_port(), dir.path());
+    // require_tls defaults to true.
+    let app = TestApp::start(config(&db.url, &to_from(smtpd.port))).await;
+    post_alerts(&app, &disk_alert(3600)).await;
+    let row = common::eventually(Duration::from_secs(20), || async {
+        let r = rows(&app).await.first()?.clone();
+        (r["state"] == "failed").then_some(r)
+    })
+    .await
+    .expect("failed row");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not offer STARTTLS"),
+        "{row}"
+    );
+    assert!(smtpd.messages().is_empty(), "nothing sent in clear text");
+    app.stop().await;
 }
 
 #[test]
