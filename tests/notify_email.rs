@@ -408,6 +408,44 @@ async fn firing_and_resolved_arrive_as_one_thread_over_starttls() {
 }
 
 #[tokio::test]
+async fn the_thread_holds_across_a_restart_and_a_new_episode_starts_a_new_one() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    for db in databases().await {
+        let k = db.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let smtpd = Smtpd::start(Mode::Plain, common::free_port(), dir.path());
+        let email = format!("{}, require_tls = false", to_from(smtpd.port));
+        let app = TestApp::start(config(&db.url, &email)).await;
+        post_alerts(&app, &disk_alert(3600)).await;
+        let root = Mail::parse(&smtpd.wait_for(1).await[0]).header("message-id");
+        app.stop().await;
+
+        // A new process: the thread comes from the stored notification log.
+        let app = TestApp::start(config(&db.url, &email)).await;
+        post_alerts(&app, &disk_alert(-1)).await;
+        let resolved = Mail::parse(&smtpd.wait_for(2).await[1]);
+        assert!(resolved.header("subject").starts_with("[RESOLVED]"), "{k}");
+        assert_eq!(resolved.header("in-reply-to"), root, "{k}");
+
+        // The group emptied; the next firing is a new thread.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        post_alerts(&app, &disk_alert(3600)).await;
+        let again = Mail::parse(&smtpd.wait_for(3).await[2]);
+        assert!(again.header("subject").starts_with("[FIRING:1]"), "{k}");
+        assert_ne!(again.header("message-id"), root, "{k}");
+        assert_eq!(
+            again.header("in-reply-to"),
+            "",
+            "{k}: {}",
+            again.header("in-reply-to")
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn implicit_tls_on_port_465() {
     if !have_aiosmtpd() {
         return;
