@@ -44,6 +44,8 @@ enum Mode {
     Reject,
     /// Stores every message but cuts the connection before answering the first one.
     CutOnce,
+    /// STARTTLS, then AUTH as `watchpost` / `s3cret` before MAIL.
+    Auth,
 }
 
 /// A test CA (`ca.pem`) and the server certificate it signed for `localhost` and
@@ -120,8 +122,16 @@ impl Smtpd {
     fn start(mode: Mode, port: u16, dir: &Path) -> Smtpd {
         let maildir = dir.join("maildir");
         let mut cmd = Command::new(PYTHON);
-        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        if mode == Mode::Auth {
+            cmd.arg(fixtures.join("smtp_auth.py"))
+                .arg(port.to_string())
+                .args([&cert, &key, &maildir])
+                .args(["watchpost", "s3cret"]);
+        } else {
+            cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        }
         match mode {
             Mode::StartTls => {
                 cmd.arg("--tlscert").arg(&cert).arg("--tlskey").arg(&key);
@@ -134,7 +144,6 @@ impl Smtpd {
             }
             _ => {}
         }
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         match mode {
             Mode::Reject => cmd
                 .env("PYTHONPATH", fixtures)
@@ -143,6 +152,7 @@ impl Smtpd {
                 .env("PYTHONPATH", fixtures)
                 .args(["-c", "smtp_reject.CutOnce"])
                 .arg(&maildir),
+            Mode::Auth => &mut cmd,
             _ => cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(&maildir),
         };
         let child = cmd
@@ -441,6 +451,46 @@ async fn the_thread_holds_across_a_restart_and_a_new_episode_starts_a_new_one() 
             "{k}: {}",
             again.header("in-reply-to")
         );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn auth_after_starttls_and_a_refused_password_fails() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path());
+    let smtpd = Smtpd::start(Mode::Auth, common::free_port(), dir.path());
+    for (password, delivered) in [("s3cret", true), ("wrong", false)] {
+        let db = common::sqlite_db();
+        let email = format!(
+            r#"{}, {}, auth_username = "watchpost", auth_password = "{password}""#,
+            to_from(smtpd.port),
+            tls(dir.path())
+        );
+        let app = TestApp::start(config(&db.url, &email)).await;
+        post_alerts(&app, &disk_alert(3600)).await;
+        let row = common::eventually(Duration::from_secs(20), || async {
+            let r = rows(&app).await.first()?.clone();
+            (r["state"] != "pending").then_some(r)
+        })
+        .await
+        .expect("a verdict");
+        if delivered {
+            assert_eq!(row["state"], "delivered", "{row}");
+            smtpd.wait_for(1).await;
+        } else {
+            assert_eq!(row["state"], "failed", "{row}");
+            let error = row["last_error"].as_str().unwrap();
+            assert!(error.contains("535"), "{row}");
+            assert!(
+                !error.contains("wrong"),
+                "the password is not echoed: {row}"
+            );
+            assert_eq!(smtpd.messages().len(), 1, "nothing more arrived");
+        }
         app.stop().await;
     }
 }

@@ -61,8 +61,9 @@ struct Server {
 /// (`ca_file: …`).
 pub fn tls_parameters(host: &str, tls: &TlsClientConfig) -> Result<TlsParameters, String> {
     let name = tls.server_name.clone().unwrap_or_else(|| host.to_string());
-    let mut b =
-        TlsParameters::builder(name).dangerous_accept_invalid_certs(tls.insecure_skip_verify);
+    let mut b = TlsParameters::builder(name)
+        .dangerous_accept_invalid_certs(tls.insecure_skip_verify)
+        .dangerous_accept_invalid_hostnames(tls.insecure_skip_verify);
     if let Some(path) = &tls.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("ca_file: cannot read {}: {e}", path.display()))?;
