@@ -73,7 +73,7 @@ measure() { # name base-url maildir pid
     n=$(find "$dir/new" -type f 2>/dev/null | wc -l)
     [ -z "$first" ] && [ "$n" -gt 0 ] && first=$(date +%s.%N)
     [ "$n" -ge "$N_GROUPS" ] && break
-    if [ "$(calc "$(date +%s.%N) - $t0 > 600")" = 1 ]; then log "$name: only $n of $N_GROUPS after 600 s"; return 1; fi
+    if [ "$(calc "($(date +%s.%N) - $t0 > 600)")" = 1 ]; then log "$name: only $n of $N_GROUPS after 600 s"; return 1; fi
     sleep 0.05
   done
   last=$(date +%s.%N)
