@@ -43,6 +43,7 @@ fn group(n: usize) -> Notification {
         stable: Default::default(),
         seq: 1,
         at_ms: 0,
+        episode_ms: 0,
     }
 }
 

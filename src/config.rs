@@ -979,11 +979,13 @@ pub struct ReceiverConfig {
 #[serde(deny_unknown_fields)]
 pub struct EmailReceiver {
     /// Recipients: a list, or one comma-separated string as in Alertmanager.
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub to: Vec<String>,
     /// Sender address.
+    #[serde(default)]
     pub from: String,
     /// SMTP server, `host:port`; port 465 means implicit TLS (SMTPS).
+    #[serde(default)]
     pub smarthost: String,
     /// Name sent in EHLO; default: this host's name.
     #[serde(default)]

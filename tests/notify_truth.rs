@@ -132,7 +132,11 @@ group_interval = "500ms"
             "{}: the value when it resolved: {resolved}",
             db.kind
         );
-        assert!(!resolved.contains("<code>95</code>"), "{}: {resolved}", db.kind);
+        assert!(
+            !resolved.contains("<code>95</code>"),
+            "{}: {resolved}",
+            db.kind
+        );
         assert!(resolved.contains("<b>Resolved after</b>"), "{resolved}");
         assert!(
             resolved.contains("<b>Acknowledged by</b> alice"),

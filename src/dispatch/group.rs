@@ -23,6 +23,10 @@ pub struct NotifyLogEntry {
     /// Alerts the receiver was told are flapping (their changes are held).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub flapping: BTreeSet<String>,
+    /// When the group's episode began: the `at_ms` of its first notification since the
+    /// group last emptied (0 in entries written before it was kept). E-mail threads.
+    #[serde(default)]
+    pub episode_ms: i64,
 }
 
 /// One notification of a group to its receiver.
@@ -49,6 +53,9 @@ pub struct Notification {
     pub seq: u64,
     /// When the notification was made (unix ms).
     pub at_ms: i64,
+    /// When the group's episode began (unix ms): equal to `at_ms` for the first
+    /// notification since the group was empty. Stored in the notification log.
+    pub episode_ms: i64,
 }
 
 impl Notification {
@@ -243,9 +250,17 @@ impl AggregationGroup {
             || !stable.is_empty();
 
         if needs_update {
+            // A new episode starts with a group's first notification (or with the first
+            // one after an upgrade, whose stored entry has no episode yet).
+            let episode_ms = if old.seq == 0 || old.episode_ms == 0 {
+                now_ms
+            } else {
+                old.episode_ms
+            };
             let mut entry = NotifyLogEntry {
                 seq: old.seq + 1,
                 at_ms: now_ms,
+                episode_ms,
                 firing: carried,
                 resolved: resolved
                     .iter()
@@ -282,6 +297,7 @@ impl AggregationGroup {
                 stable,
                 seq: entry.seq,
                 at_ms: now_ms,
+                episode_ms,
             };
             return FlushPlan {
                 notify: Some((n, entry)),
@@ -374,6 +390,7 @@ mod tests {
             firing: fps.iter().map(|f| (f.to_string(), 1)).collect(),
             resolved: BTreeSet::new(),
             flapping: Default::default(),
+            episode_ms: 0,
         }
     }
 
@@ -393,6 +410,33 @@ mod tests {
         let (n, e2) = g.plan(1000 + 60_000).notify.expect("repeat");
         assert_eq!(n.seq, 2);
         assert_eq!(e2.seq, 2);
+    }
+
+    #[test]
+    fn an_episode_begins_with_the_first_notification_and_is_kept() {
+        let g = group(vec![notice("a", AlertState::Firing)], None);
+        let (n, entry) = g.plan(1000).notify.expect("first notification");
+        assert_eq!((n.episode_ms, entry.episode_ms), (1000, 1000));
+        // Another alert joins, the first resolves: the same episode (from the stored log).
+        let g = group(
+            vec![
+                notice("a", AlertState::Resolved),
+                notice("bb", AlertState::Firing),
+            ],
+            Some(entry),
+        );
+        let (n, entry) = g.plan(9000).notify.expect("changes");
+        assert_eq!((n.seq, n.at_ms, n.episode_ms), (2, 9000, 1000));
+        let json = serde_json::to_string(&entry).unwrap();
+        let stored: NotifyLogEntry = serde_json::from_str(&json).unwrap();
+        assert_eq!(stored.episode_ms, 1000, "kept across a restart");
+        // An entry written before episodes were kept starts one at its next notification.
+        let g = group(
+            vec![notice("a", AlertState::Resolved)],
+            Some(log_of(&["a"], 5)),
+        );
+        let (n, _) = g.plan(7000).notify.expect("resolve");
+        assert_eq!(n.episode_ms, 7000);
     }
 
     #[test]

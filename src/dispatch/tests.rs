@@ -328,6 +328,7 @@ async fn restart_inside_group_interval_announces_the_resolve_once() {
             firing: BTreeMap::from([("a".to_string(), 2u8)]),
             resolved: BTreeSet::new(),
             flapping: Default::default(),
+            episode_ms: 0,
         },
     );
     let mut a = AlertNotice::test(1, "a", "Disk");
@@ -359,6 +360,7 @@ async fn restart_does_not_repeat_what_was_told() {
             firing: BTreeMap::from([("a".to_string(), 2u8)]),
             resolved: BTreeSet::new(),
             flapping: Default::default(),
+            episode_ms: 0,
         },
     );
     source

@@ -79,6 +79,11 @@ impl MessageBuilder {
         self
     }
 
+    /// The zone times are shown in.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.tz
+    }
+
     /// Whether user templates can be rendered.
     pub fn has_engine(&self) -> bool {
         self.engine.is_some()
@@ -462,6 +467,7 @@ mod tests {
             stable: Default::default(),
             seq: 1,
             at_ms: 0,
+            episode_ms: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 //! assembles everything from the config.
 
 pub mod chart;
+pub mod email;
 pub mod events;
 pub mod message;
 pub mod outbox;
@@ -73,6 +74,8 @@ pub enum Target {
         /// Where to POST.
         url: String,
     },
+    /// E-mail over SMTP.
+    Email(email::EmailTarget),
 }
 
 impl Target {
@@ -81,6 +84,7 @@ impl Target {
         match self {
             Target::Telegram(_) => "telegram",
             Target::Webhook { .. } => "webhook",
+            Target::Email(_) => email::KIND,
         }
     }
 }
@@ -133,6 +137,12 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
             receiver
                 .targets
                 .push(Target::Webhook { url: w.url.clone() });
+        }
+        if let Some(e) = &r.email {
+            problems.extend(email::validate(&format!("{key}.email"), e));
+            receiver
+                .targets
+                .push(Target::Email(email::EmailTarget::from_config(e)));
         }
         if receiver.targets.is_empty() {
             problems.push(format!(
@@ -325,6 +335,17 @@ impl Notifier {
                 )])
             }
             Target::Telegram(t) => self.telegram_rows(rows, n, t),
+            Target::Email(t) => {
+                let p = email::payload(n, t, &self.builder, &self.external_url);
+                let json = serde_json::to_string(&p).map_err(|e| e.to_string())?;
+                Ok(vec![rows.row(
+                    email::KIND,
+                    t.outbox_target(),
+                    &p.text,
+                    (1, 1),
+                    json,
+                )])
+            }
         }
     }
 
@@ -647,6 +668,14 @@ impl Notifications {
         transports.insert(
             "webhook".into(),
             Arc::new(webhook::WebhookTransport::new(config.notify.timeout)),
+        );
+        let emails = config
+            .receivers
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), r.email.as_ref()?)));
+        transports.insert(
+            email::KIND.into(),
+            Arc::new(email::EmailTransport::new(emails, config.notify.timeout)?),
         );
         let bot = match &config.telegram.bot_token {
             Some(token) => {

@@ -297,6 +297,7 @@ mod tests {
             stable: Default::default(),
             seq: 1,
             at_ms: 0,
+            episode_ms: 0,
         }
     }
 
@@ -498,6 +499,7 @@ mod zone_tests {
             stable: Default::default(),
             seq: 1,
             at_ms: 0,
+            episode_ms: 0,
         };
         let data = crate::notify::webhook::webhook_payload(&n, "https://wp.example");
         let msk = crate::rules::template::time::parse_zone("Europe/Moscow").unwrap();

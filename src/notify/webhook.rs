@@ -182,6 +182,7 @@ mod tests {
             stable: Default::default(),
             seq: 1,
             at_ms: 0,
+            episode_ms: 0,
         };
         let p = webhook_payload(&n, "http://wp");
         assert_eq!(p["version"], "4");
