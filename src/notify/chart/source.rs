@@ -102,6 +102,13 @@ pub fn split(expr: &Expr) -> Split {
     match expr {
         Expr::Paren(p) => split(&p.expr),
         Expr::Binary(b) if matches!(b.op.id(), token::T_LAND | token::T_LUNLESS) => split(&b.lhs),
+        // Relabelling around a comparison: the comparison is what is charted.
+        Expr::Call(c)
+            if matches!(c.func.name, "label_replace" | "label_join")
+                && c.args.args.first().is_some_and(|a| is_comparison(a)) =>
+        {
+            split(&c.args.args[0])
+        }
         Expr::Binary(b) if b.op.is_comparison_operator() => {
             let op = b.op.to_string();
             let scalar = |e: &Expr| {
@@ -129,6 +136,15 @@ pub fn split(expr: &Expr) -> Split {
             threshold: None,
             op: None,
         },
+    }
+}
+
+/// Whether `expr` is (in brackets or not) a comparison.
+fn is_comparison(expr: &Expr) -> bool {
+    match expr {
+        Expr::Paren(p) => is_comparison(&p.expr),
+        Expr::Binary(b) => b.op.is_comparison_operator(),
+        _ => false,
     }
 }
 
@@ -396,6 +412,10 @@ mod tests {
             ("up".into(), Some("2".into()), Some(">=".into()))
         );
         assert_eq!(parts("absent(up)"), ("absent(up)".into(), None, None));
+        assert_eq!(
+            parts(r#"label_replace(alive == 0, "instance", "$1", "node", "(.+)")"#),
+            ("alive".into(), Some("0".into()), Some("==".into()))
+        );
     }
 
     #[test]
