@@ -151,9 +151,12 @@ fn index(id: &str) -> usize {
         - 1
 }
 
-/// Delivered sendMessage texts mentioning `needle`.
+/// Delivered sendMessage texts and sendPhoto captions (rule alerts come with a chart)
+/// mentioning `needle`.
 fn sent(fake: &FakeTelegram, needle: &str) -> Vec<String> {
-    mentioning(fake.delivered().into_iter().map(|c| c.text()), needle)
+    let texts = fake.delivered().into_iter().map(|c| c.text());
+    let captions = fake.photos().into_iter().map(|c| c.caption());
+    mentioning(texts.chain(captions), needle)
 }
 
 /// Waits until each of `tokens` was delivered at least once, then a quiet while, and

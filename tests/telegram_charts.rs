@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestApp, databases, test_config_with};
-use fake_telegram::{Call, FakeTelegram};
+use fake_telegram::{Call, FakeTelegram, Fault};
 use prost::Message;
 use serde_json::Value;
 use watchpost::config::Config;
@@ -327,6 +327,26 @@ async fn a_receiver_without_charts_gets_text() {
         let sent = fake.wait_delivered(1, WAIT).await;
         assert!(sent[0].text().contains("HighLoad"), "{}", db.kind);
         assert!(fake.calls_of("sendPhoto").is_empty(), "{}", db.kind);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_photo_telegram_refuses_leaves_the_text() {
+    for db in databases().await {
+        let fake = FakeTelegram::start(TOKEN).await;
+        fake.fail_next(
+            "sendPhoto",
+            Fault::Error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS".into()),
+        );
+        let rules = Rules::new(HIGH_LOAD);
+        let app = TestApp::start(config(&db.url, &fake, &rules, "")).await;
+        push_history(&app).await;
+        let sent = fake.wait_delivered(1, WAIT).await;
+        assert!(sent[0].text().contains("HighLoad"), "{}", db.kind);
+        let photos = fake.calls_of("sendPhoto");
+        assert_eq!(photos.len(), 1, "{}", db.kind);
+        assert_eq!(photos[0].status, 400);
         app.stop().await;
     }
 }

@@ -280,8 +280,8 @@ impl TelegramTransport {
             photo: photo.as_deref(),
             reply_to: self.reply_target(&p, row.id).await,
         };
-        // At most: the message, a plain-text fallback, a migrated chat.
-        for _ in 0..3 {
+        // At most: the message, without its photo, a plain-text fallback, a migrated chat.
+        for _ in 0..4 {
             match self.send_once(&p, &o, started).await {
                 Ok(msg) => {
                     let mut answer = format!("chat_id={} message_id={}", msg.chat.id.0, msg.id.0);
@@ -311,10 +311,17 @@ impl TelegramTransport {
                 Err(RequestError::InvalidJson { raw, .. }) if answered_ok(&raw) => {
                     return Attempt::Delivered(Some("ok (unparsed answer)".into()));
                 }
+                // A photo Telegram refuses must not cost the notification: the text alone.
+                Err(e) if o.photo.is_some() && matches!(classify(&e), Attempt::Rejected(_)) => {
+                    tracing::warn!(id = row.id, chat = o.chat, error = %e, "Telegram refused the chart; sending the text alone");
+                    o.photo = None;
+                }
                 Err(e) => return classify(&e),
             }
         }
-        Attempt::Transient("too many redirects (plain-text fallback / chat migration)".into())
+        Attempt::Transient(
+            "too many redirects (text without photo / plain-text fallback / chat migration)".into(),
+        )
     }
 }
 

@@ -238,6 +238,13 @@ pub fn split(expr: &Expr) -> Split {
         {
             split(&b.lhs)
         }
+        // Relabelling around a comparison: the comparison is what is charted.
+        Expr::Call(c)
+            if matches!(c.func.name, "label_replace" | "label_join")
+                && c.args.args.first().is_some_and(|a| is_comparison(a)) =>
+        {
+            split(&c.args.args[0])
+        }
         Expr::Binary(b) if b.op.is_comparison_operator() => {
             let op = b.op.to_string();
             let scalar = |e: &Expr| {
@@ -265,6 +272,15 @@ pub fn split(expr: &Expr) -> Split {
             threshold: None,
             op: None,
         },
+    }
+}
+
+/// Whether `expr` is (in brackets or not) a comparison.
+fn is_comparison(expr: &Expr) -> bool {
+    match expr {
+        Expr::Paren(p) => is_comparison(&p.expr),
+        Expr::Binary(b) => b.op.is_comparison_operator(),
+        _ => false,
     }
 }
 

@@ -335,6 +335,10 @@ mod tests {
             ("up".into(), Some("2".into()), Some(">=".into()))
         );
         assert_eq!(parts("absent(up)"), ("absent(up)".into(), None, None));
+        assert_eq!(
+            parts(r#"label_replace(alive == 0, "instance", "$1", "node", "(.+)")"#),
+            ("alive".into(), Some("0".into()), Some("==".into()))
+        );
     }
 
     #[test]
