@@ -7,6 +7,7 @@
 //! assembles everything from the config.
 
 pub mod events;
+pub mod kafka;
 pub mod message;
 pub mod outbox;
 pub mod policy;
@@ -70,6 +71,8 @@ pub enum Receiver {
         /// Where to POST.
         url: String,
     },
+    /// A Kafka topic (one JSON record per notification).
+    Kafka(kafka::KafkaTarget),
 }
 
 /// The receivers of the config: `[[receivers]]`, plus an implicit `telegram` receiver
@@ -85,6 +88,17 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
         }
         if out.contains_key(&r.name) {
             problems.push(format!("{key}.name: duplicate receiver {:?}", r.name));
+        }
+        if let Some(k) = &r.kafka {
+            if r.telegram.is_some() || r.webhook.is_some() {
+                problems.push(format!(
+                    "{key}: set exactly one of `telegram`, `webhook` or `kafka`"
+                ));
+                continue;
+            }
+            problems.extend(kafka::validate(&format!("{key}.kafka"), k));
+            out.insert(r.name.clone(), Receiver::Kafka(kafka::KafkaTarget::new(k)));
+            continue;
         }
         let receiver = match (&r.telegram, &r.webhook) {
             (Some(t), None) => {
@@ -262,6 +276,11 @@ impl Notifier {
             alert_ids: alert_ids.clone(),
         };
         match receiver {
+            Receiver::Kafka(k) => {
+                let payload = kafka::KafkaPayload::new(n, k, &self.external_url);
+                let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+                Ok(vec![base("kafka", k.outbox_target(), &json, 1, 1, json.clone())])
+            }
             Receiver::Webhook { url } => {
                 let body = webhook::webhook_payload(n, &self.external_url).to_string();
                 Ok(vec![base(
@@ -528,6 +547,9 @@ impl Notifications {
             "webhook".into(),
             Arc::new(webhook::WebhookTransport::new(config.notify.timeout)),
         );
+        if let Some(k) = kafka::KafkaTransport::from_config(config, config.notify.timeout)? {
+            transports.insert("kafka".into(), Arc::new(k));
+        }
         let bot = match &config.telegram.bot_token {
             Some(token) => {
                 // Notifications wait `notify.timeout`; the bot's long polls need longer.
