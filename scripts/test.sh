@@ -17,6 +17,8 @@ command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-pos
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The Kafka receiver's tests: librdkafka's mock cluster, started (and consumed) by kcat.
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -289,3 +289,48 @@ async fn permanent_errors_fail_with_the_reason() {
         app.stop().await;
     }
 }
+
+#[test]
+fn check_config_names_a_bad_broker_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wp.toml");
+    std::fs::write(
+        &file,
+        r#"
+[route]
+receiver = "kafka"
+[[receivers]]
+name = "kafka"
+kafka = { brokers = ["kafka-1:9092", "kafka-2"], topic = "alerts" }
+"#,
+    )
+    .unwrap();
+    let out = common::command(dir.path())
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(r#"receivers[0].kafka.brokers[1]: bad broker address "kafka-2": missing port"#),
+        "{err}"
+    );
+
+    std::fs::write(
+        &file,
+        "[route]\nreceiver = \"kafka\"\n[[receivers]]\nname = \"kafka\"\nkafka = { brokers = \"kafka-1:9092\", topic = \"alerts\" }\n",
+    )
+    .unwrap();
+    let out = common::command(dir.path())
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
