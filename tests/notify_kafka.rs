@@ -63,7 +63,10 @@ async fn rows_when(app: &TestApp, done: impl Fn(&[Value]) -> bool) -> Vec<Value>
     let start = std::time::Instant::now();
     loop {
         let (_, body) = app.get_json("/api/v1/notifications?receiver=kafka").await;
-        let rows = body["notifications"].as_array().cloned().unwrap_or_default();
+        let rows = body["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if done(&rows) {
             return rows;
         }
@@ -101,7 +104,12 @@ async fn notifications_arrive_keyed_by_group_in_order_on_one_partition() {
             app.app.alert_notices().send(a.clone()).await.unwrap();
         }
         let firing = mock.wait_for(3, Duration::from_secs(20)).await;
-        assert_eq!(firing.len(), 3, "{}: three firing records: {firing:#?}", db.kind);
+        assert_eq!(
+            firing.len(),
+            3,
+            "{}: three firing records: {firing:#?}",
+            db.kind
+        );
         for a in &alerts {
             resolve(&app, a.clone()).await;
         }
@@ -157,7 +165,12 @@ async fn notifications_arrive_keyed_by_group_in_order_on_one_partition() {
             assert!(resp.starts_with("partition "), "{}: {r}", db.kind);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(mock.records().len(), 6, "{}: nothing written twice", db.kind);
+        assert_eq!(
+            mock.records().len(),
+            6,
+            "{}: nothing written twice",
+            db.kind
+        );
         app.stop().await;
     }
 }
@@ -183,7 +196,10 @@ async fn gzip_snappy_and_alert_records_arrive() {
         app.app.alert_notices().send(b).await.unwrap();
         let got = mock.wait_for(3, Duration::from_secs(20)).await;
         assert_eq!(got.len(), 3, "{compression}: {got:#?}");
-        assert!(got.iter().all(|r| r.key == "Disk"), "{compression}: key template");
+        assert!(
+            got.iter().all(|r| r.key == "Disk"),
+            "{compression}: key template"
+        );
         assert!(
             got.iter().all(|r| r.partition == got[0].partition),
             "{compression}: one batch, one partition"
@@ -234,9 +250,14 @@ async fn broker_down_is_retried_and_delivered_once_when_it_returns() {
             &format!(r#"{{ brokers = ["127.0.0.1:{port}"], topic = "alerts" }}"#),
         ))
         .await;
-        app.app.alert_notices().send(alert(1, "Down")).await.unwrap();
+        app.app
+            .alert_notices()
+            .send(alert(1, "Down"))
+            .await
+            .unwrap();
         let rows = rows_when(&app, |rows| {
-            rows.first().is_some_and(|r| r["attempts"].as_i64() >= Some(3))
+            rows.first()
+                .is_some_and(|r| r["attempts"].as_i64() >= Some(3))
         })
         .await;
         let row = &rows[0];
@@ -254,7 +275,12 @@ async fn broker_down_is_retried_and_delivered_once_when_it_returns() {
         assert_eq!(got.len(), 1, "{}", db.kind);
         assert_eq!(json(&got[0])["status"], "firing");
         let rows = rows_when(&app, |rows| rows[0]["state"] == "delivered").await;
-        assert!(rows[0]["attempts"].as_i64() >= Some(4), "{}: {}", db.kind, rows[0]);
+        assert!(
+            rows[0]["attempts"].as_i64() >= Some(4),
+            "{}: {}",
+            db.kind,
+            rows[0]
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(mock.records().len(), 1, "{}: delivered once", db.kind);
         app.stop().await;
@@ -277,8 +303,15 @@ async fn permanent_errors_fail_with_the_reason() {
             ),
         ))
         .await;
-        app.app.alert_notices().send(alert(1, "Auth")).await.unwrap();
-        let rows = rows_when(&app, |rows| rows.first().is_some_and(|r| r["state"] == "failed")).await;
+        app.app
+            .alert_notices()
+            .send(alert(1, "Auth"))
+            .await
+            .unwrap();
+        let rows = rows_when(&app, |rows| {
+            rows.first().is_some_and(|r| r["state"] == "failed")
+        })
+        .await;
         let row = &rows[0];
         let error = row["last_error"].as_str().unwrap_or_default();
         assert!(error.starts_with("rejected: "), "{}: {row}", db.kind);
@@ -313,7 +346,9 @@ kafka = { brokers = ["kafka-1:9092", "kafka-2"], topic = "alerts" }
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(r#"receivers[0].kafka.brokers[1]: bad broker address "kafka-2": missing port"#),
+        err.contains(
+            r#"receivers[0].kafka.brokers[1]: bad broker address "kafka-2": missing port"#
+        ),
         "{err}"
     );
 

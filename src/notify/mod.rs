@@ -279,7 +279,14 @@ impl Notifier {
             Receiver::Kafka(k) => {
                 let payload = kafka::KafkaPayload::new(n, k, &self.external_url);
                 let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
-                Ok(vec![base("kafka", k.outbox_target(), &json, 1, 1, json.clone())])
+                Ok(vec![base(
+                    "kafka",
+                    k.outbox_target(),
+                    &json,
+                    1,
+                    1,
+                    json.clone(),
+                )])
             }
             Receiver::Webhook { url } => {
                 let body = webhook::webhook_payload(n, &self.external_url).to_string();

@@ -52,7 +52,14 @@ impl KafkaMock {
     /// Starts a one-broker mock cluster consuming `topic` (auto-created, 4 partitions).
     pub fn start(topic: &str) -> KafkaMock {
         let mut child = Command::new("kcat")
-            .args(["-b", "127.0.0.1:1", "-X", "test.mock.num.brokers=1", "-C", "-u"])
+            .args([
+                "-b",
+                "127.0.0.1:1",
+                "-X",
+                "test.mock.num.brokers=1",
+                "-C",
+                "-u",
+            ])
             .args(["-t", topic, "-o", "beginning"])
             .args(["-f", "%p\t%o\t%k\t%h\t%s\n"])
             .stdout(Stdio::piped())

@@ -159,7 +159,9 @@ pub fn validate(key: &str, cfg: &KafkaReceiver) -> Vec<String> {
     }
     for (i, b) in cfg.brokers.iter().enumerate() {
         if let Err(why) = check_broker(b) {
-            problems.push(format!("{key}.brokers[{i}]: bad broker address {b:?}: {why}"));
+            problems.push(format!(
+                "{key}.brokers[{i}]: bad broker address {b:?}: {why}"
+            ));
         }
     }
     if let Err(why) = check_topic(&cfg.topic) {
@@ -291,7 +293,9 @@ pub enum KafkaError {
     #[error("cannot encode the request: {0}")]
     Encode(String),
     /// The broker lost or fenced this producer: retried under a new producer id.
-    #[error("the broker no longer knows this producer ({0}); it is sent again under a new producer id")]
+    #[error(
+        "the broker no longer knows this producer ({0}); it is sent again under a new producer id"
+    )]
     ProducerState(String),
     /// This node stopped leading before the request went out.
     #[error("not sent: this node stopped leading the cluster")]
@@ -396,7 +400,8 @@ impl KafkaTransport {
         let mut producers = HashMap::new();
         for (i, r) in config.receivers.iter().enumerate() {
             if let Some(k) = &r.kafka {
-                let p = producer_config(k, timeout).map_err(|e| format!("receivers[{i}].kafka.{e}"))?;
+                let p =
+                    producer_config(k, timeout).map_err(|e| format!("receivers[{i}].kafka.{e}"))?;
                 producers.insert(r.name.clone(), Arc::new(Producer::new(p)));
             }
         }

@@ -190,7 +190,13 @@ impl Producer {
         } else {
             (-1, -1, -1)
         };
-        let records = encode(batch.records, producer_id, epoch, base, self.cfg.compression)?;
+        let records = encode(
+            batch.records,
+            producer_id,
+            epoch,
+            base,
+            self.cfg.compression,
+        )?;
         Ok(Pending {
             id: batch.id.to_string(),
             partition,
@@ -243,7 +249,9 @@ impl Producer {
             .meta
             .as_ref()
             .and_then(|m| m.leaders.get(p.partition as usize).copied())
-            .ok_or_else(|| KafkaError::Metadata(format!("no leader for partition {}", p.partition)))?;
+            .ok_or_else(|| {
+                KafkaError::Metadata(format!("no leader for partition {}", p.partition))
+            })?;
         let req = ProduceRequest::default()
             .with_transactional_id(None)
             .with_acks(self.cfg.acks)
@@ -319,7 +327,13 @@ impl Producer {
         }
     }
 
-    fn written(&self, st: &mut State, p: &Pending, offset: Option<i64>, duplicate: bool) -> Written {
+    fn written(
+        &self,
+        st: &mut State,
+        p: &Pending,
+        offset: Option<i64>,
+        duplicate: bool,
+    ) -> Written {
         st.pending = None;
         if let Some(s) = st.session.as_mut() {
             let seq = s.next_seq.entry(p.partition).or_insert(0);
@@ -510,7 +524,9 @@ fn parse_metadata(resp: &MetadataResponse, topic: &str) -> Result<Meta, KafkaErr
         let slot = usize::try_from(p.partition_index)
             .ok()
             .and_then(|i| leaders.get_mut(i))
-            .ok_or_else(|| KafkaError::Metadata(format!("partition {} out of range", p.partition_index)))?;
+            .ok_or_else(|| {
+                KafkaError::Metadata(format!("partition {} out of range", p.partition_index))
+            })?;
         *slot = p.leader_id.0;
     }
     let brokers: HashMap<i32, String> = resp
@@ -605,12 +621,20 @@ mod tests {
             assert_eq!((r[0].sequence, r[1].sequence), (7, 8));
             assert_eq!(r[1].value.as_deref(), Some(&b"b"[..]));
             assert_eq!(
-                r[0].headers.get(&StrBytes::from_static_str("idempotency-key")),
+                r[0].headers
+                    .get(&StrBytes::from_static_str("idempotency-key")),
                 Some(&Some(Bytes::from_static(b"k1")))
             );
         }
         // Without idempotence: no producer id, no sequence, still one batch.
-        let mut b = encode(&[rec("g", "a"), rec("g", "b")], -1, -1, -1, Compression::None).unwrap();
+        let mut b = encode(
+            &[rec("g", "a"), rec("g", "b")],
+            -1,
+            -1,
+            -1,
+            Compression::None,
+        )
+        .unwrap();
         let sets = RecordBatchDecoder::decode_all(&mut b).unwrap();
         assert_eq!(sets.len(), 1);
         assert_eq!(sets[0].records[0].sequence, -1);

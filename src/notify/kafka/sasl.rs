@@ -206,12 +206,13 @@ impl Scram {
         let client_key = h.hmac(&salted, b"Client Key");
         let stored_key = h.digest(&client_key);
         let without_proof = format!("c=biws,r={nonce}");
-        let auth = format!(
-            "{},{server_first},{without_proof}",
-            self.client_first_bare
-        );
+        let auth = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let signature = h.hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = h.hmac(&salted, b"Server Key");
         let server_signature = h.hmac(&server_key, auth.as_bytes());
         Ok((
@@ -284,10 +285,7 @@ mod tests {
         let first = String::from_utf8(s.step(b"").unwrap().unwrap()).unwrap();
         assert_eq!(first, "n,,n=us=2Cer=3D,r=abc");
         assert!(s.step(b"r=abcdef,s=c2FsdA==,i=10").unwrap().is_some());
-        assert!(matches!(
-            s.step(b"v=AAAA"),
-            Err(SaslError::ServerSignature)
-        ));
+        assert!(matches!(s.step(b"v=AAAA"), Err(SaslError::ServerSignature)));
 
         let mut s = Scram::new(Hash::Sha512, "u", "pw", "abc");
         s.step(b"").unwrap();

@@ -59,8 +59,14 @@ fn bad_config_names_the_key() {
     }
     let k = receiver(r#"{ brokers = [], topic = "" }"#);
     let p = validate("receivers[1].kafka", &k).join("\n");
-    assert!(p.contains("receivers[1].kafka.brokers: at least one broker"), "{p}");
-    assert!(p.contains("receivers[1].kafka.topic: must not be empty"), "{p}");
+    assert!(
+        p.contains("receivers[1].kafka.brokers: at least one broker"),
+        "{p}"
+    );
+    assert!(
+        p.contains("receivers[1].kafka.topic: must not be empty"),
+        "{p}"
+    );
     let long = "t".repeat(250);
     assert!(check_topic(&long).is_err());
     assert!(check_topic(&"t".repeat(249)).is_ok());
@@ -121,7 +127,11 @@ fn alert_changes_and_key_templates() {
     assert_eq!(p.records[1]["alert"]["id"], 7);
     assert_eq!(p.records[2]["status"], "resolved");
     assert_eq!(p.records[2]["groupKey"], n.group_key);
-    let ids: Vec<Bytes> = p.records("r").into_iter().map(|r| r.headers[0].1.clone()).collect();
+    let ids: Vec<Bytes> = p
+        .records("r")
+        .into_iter()
+        .map(|r| r.headers[0].1.clone())
+        .collect();
     assert_eq!(ids, ["r", "r#1", "r#2"]);
 
     // A key template that fails (or prints nothing) falls back to the group key.
@@ -175,10 +185,16 @@ fn verdicts() {
         why: "connection closed".into(),
     });
     assert!(matches!(lost.attempt(), Attempt::Ambiguous(_)));
-    assert!(matches!(KafkaError::Sasl("x".into()).attempt(), Attempt::Rejected(_)));
+    assert!(matches!(
+        KafkaError::Sasl("x".into()).attempt(),
+        Attempt::Rejected(_)
+    ));
     assert_eq!(
         error_name(&ResponseError::InvalidTopicException),
         "INVALID_TOPIC_EXCEPTION"
     );
-    assert_eq!(error_name(&ResponseError::Unknown(999)), "Unknown error code: 999");
+    assert_eq!(
+        error_name(&ResponseError::Unknown(999)),
+        "Unknown error code: 999"
+    );
 }

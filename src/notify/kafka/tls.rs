@@ -13,13 +13,15 @@ use crate::config::TlsClientConfig;
 /// The rustls configuration of `t`; an error names the key (`ca_file: …`).
 pub fn client_config(t: &TlsClientConfig) -> Result<rustls::ClientConfig, String> {
     if t.insecure_skip_verify {
-        return crate::store::pg_tls::unverified().map_err(|e| format!("insecure_skip_verify: {e}"));
+        return crate::store::pg_tls::unverified()
+            .map_err(|e| format!("insecure_skip_verify: {e}"));
     }
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &t.ca_file {
         let shown = path.display();
-        let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("ca_file: {shown}: {e}"))?;
+        let certs =
+            CertificateDer::pem_file_iter(path).map_err(|e| format!("ca_file: {shown}: {e}"))?;
         let mut n = 0;
         for cert in certs {
             let cert = cert.map_err(|e| format!("ca_file: {shown}: {e}"))?;
@@ -80,7 +82,11 @@ mod tests {
             server_name: Some("not a name!".into()),
             ..Default::default()
         };
-        assert!(connector_tls(&bad_name).unwrap_err().starts_with("tls.server_name"));
+        assert!(
+            connector_tls(&bad_name)
+                .unwrap_err()
+                .starts_with("tls.server_name")
+        );
         let insecure = TlsClientConfig {
             insecure_skip_verify: true,
             ..Default::default()
