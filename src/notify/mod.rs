@@ -281,7 +281,7 @@ impl Notifier {
                 let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
                 Ok(vec![base(
                     "kafka",
-                    k.outbox_target(),
+                    k.outbox_target(&payload.key),
                     &json,
                     1,
                     1,

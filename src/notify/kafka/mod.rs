@@ -3,8 +3,8 @@
 //! records stay in order on one partition; with `alert_changes`, one `"type": "alert"`
 //! record per alert after it, in the same batch.
 //!
-//! Rows are `kafka` outbox rows with target `kafka:TOPIC`: one send at a time per
-//! topic, in order. Each record carries an `idempotency-key` header (the outbox row's
+//! Rows are `kafka` outbox rows with target `kafka:TOPIC#LANE` (the lane from the
+//! key's hash): one send at a time per lane, in order. Each record carries an `idempotency-key` header (the outbox row's
 //! key) so consumers can drop a copy written again after an ambiguous send. The
 //! producer ([`producer`]) is watchpost's own, on the `kafka-protocol` codec: pure
 //! Rust, idempotent, gzip or snappy, SASL PLAIN/SCRAM, TLS by rustls.
@@ -32,6 +32,8 @@ use crate::config::{Config, KafkaAcks, KafkaCompression, KafkaReceiver};
 use crate::dispatch::Notification;
 use producer::{Batch, OutRecord, Producer, ProducerConfig};
 
+/// Outbox lanes per topic (rows of different lanes are sent concurrently).
+pub const LANES: i32 = 8;
 /// Longest topic name Kafka accepts.
 const MAX_TOPIC_LEN: usize = 249;
 
@@ -56,10 +58,12 @@ impl KafkaTarget {
         }
     }
 
-    /// The outbox target: `kafka:TOPIC` (rows of one topic go out one at a time, in
-    /// order).
-    pub fn outbox_target(&self) -> String {
-        format!("kafka:{}", self.topic)
+    /// The outbox target of records keyed `key`: `kafka:TOPIC#LANE`, one of
+    /// [`LANES`] lanes by the key's hash. Rows of one lane go out one at a time, in
+    /// order, so a key's (a group's) records keep their order; lanes overlap.
+    pub fn outbox_target(&self, key: &str) -> String {
+        let lane = murmur::partition_for(key.as_bytes(), LANES);
+        format!("kafka:{}#{lane}", self.topic)
     }
 }
 

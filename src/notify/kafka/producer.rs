@@ -7,7 +7,10 @@
 //! sequence) are sent again, so the broker writes it once. Any other batch after an
 //! unknown outcome starts a new producer id, since the old sequence may or may not
 //! have been used. Within one send, a lost answer is retried at once on a new
-//! connection (idempotent producers only).
+//! connection (idempotent producers only): that is where the broker drops the copy.
+//! A row resent later by the outbox, after other rows went out meanwhile, carries a
+//! new producer id, and the broker may then write it twice; consumers drop the copy by
+//! its `idempotency-key` header.
 
 use std::collections::HashMap;
 use std::time::Duration;

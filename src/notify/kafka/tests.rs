@@ -89,8 +89,9 @@ fn payload_is_the_webhook_payload_keyed_by_group() {
         key: None,
         alert_changes: false,
     };
-    assert_eq!(target.outbox_target(), "kafka:alerts");
     let p = KafkaPayload::new(&n, &target, "http://wp");
+    let lane = murmur::partition_for(n.group_key.as_bytes(), LANES);
+    assert_eq!(target.outbox_target(&p.key), format!("kafka:alerts#{lane}"));
     assert_eq!(p.key, n.group_key);
     assert_eq!(p.records.len(), 1);
     let v = &p.records[0];
