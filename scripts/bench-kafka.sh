@@ -43,7 +43,7 @@ start_mock() {
     -f '%k\t%s\n' >"$WORK/$1.out" 2>"$WORK/$1.err" &
   PIDS+=("$!")
   for _ in $(seq 100); do
-    MOCK=$(grep -o 'replaced with [0-9.:]*' "$WORK/$1.err" | awk '{print $3}') && [ -n "$MOCK" ] && return 0
+    MOCK=$(grep -so 'replaced with [0-9.:]*' "$WORK/$1.err" | awk '{print $3}') && [ -n "$MOCK" ] && return 0
     sleep 0.1
   done
   log "the mock cluster did not start"; exit 1
