@@ -1,9 +1,13 @@
 //! The Kafka receiver against a real Kafka-protocol broker (librdkafka's mock cluster,
 //! run by `kcat`, which also consumes the records back): keys, order, partitions and
 //! JSON of firing and resolved notifications, compression, a broker that is down and
-//! comes back, and a permanent error (SQLite and PostgreSQL).
+//! comes back, and a permanent error (SQLite and PostgreSQL). A scripted broker
+//! (`support/fake_kafka.rs`) shows what the mock cannot: a lost answer resent with the
+//! same sequence number and written once, Kafka's error codes, SASL PLAIN.
 
 mod common;
+#[path = "support/fake_kafka.rs"]
+mod fake_kafka;
 #[path = "support/kafka_mock.rs"]
 mod kafka_mock;
 
@@ -12,6 +16,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::{TestApp, databases, test_config};
+use fake_kafka::{FakeKafka, Produce};
 use kafka_mock::{Consumed, KafkaMock};
 use serde_json::Value;
 use watchpost::config::{Config, Secret};
@@ -374,4 +379,152 @@ kafka = { brokers = ["kafka-1:9092", "kafka-2"], topic = "alerts" }
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_resent_with_the_same_sequence_and_written_once() {
+    for db in databases().await {
+        let broker = FakeKafka::start(None).await;
+        broker.script(&[Produce::Swallow]);
+        let app = TestApp::start(config(
+            &db.url,
+            &format!(r#"{{ brokers = ["{}"], topic = "alerts" }}"#, broker.addr),
+        ))
+        .await;
+        app.app
+            .alert_notices()
+            .send(alert(1, "Lost"))
+            .await
+            .unwrap();
+        let rows = rows_when(&app, |rows| {
+            rows.first().is_some_and(|r| r["state"] == "delivered")
+        })
+        .await;
+        assert_eq!(
+            rows[0]["attempts"], 1,
+            "{}: resent within the send: {}",
+            db.kind, rows[0]
+        );
+        assert!(
+            rows[0]["response"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already written"),
+            "{}: {}",
+            db.kind,
+            rows[0]
+        );
+        assert_eq!(
+            broker.produce_requests(),
+            2,
+            "{}: the request and its resend",
+            db.kind
+        );
+        let written = broker.written();
+        assert_eq!(written.len(), 1, "{}: written once", db.kind);
+        assert_eq!(written[0].sequence, 0);
+        assert!(written[0].producer_id > 0, "idempotent: a producer id");
+
+        app.app
+            .alert_notices()
+            .send(alert(2, "Next"))
+            .await
+            .unwrap();
+        rows_when(&app, |rows| {
+            rows.len() == 2 && rows.iter().all(|r| r["state"] == "delivered")
+        })
+        .await;
+        let written = broker.written();
+        assert_eq!(written.len(), 2, "{}", db.kind);
+        assert_eq!(written[1].producer_id, written[0].producer_id);
+        assert_eq!(
+            written[1].sequence, 1,
+            "{}: the sequence continues",
+            db.kind
+        );
+        assert!(written[1].records[0].0.contains("Next"));
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn retriable_codes_are_retried_and_permanent_ones_fail_with_their_name() {
+    for db in databases().await {
+        let broker = FakeKafka::start(None).await;
+        // NOT_LEADER_OR_FOLLOWER, then MESSAGE_TOO_LARGE.
+        broker.script(&[Produce::Error(6), Produce::Error(10)]);
+        let app = TestApp::start(config(
+            &db.url,
+            &format!(r#"{{ brokers = ["{}"], topic = "alerts" }}"#, broker.addr),
+        ))
+        .await;
+        app.app.alert_notices().send(alert(1, "Big")).await.unwrap();
+        let rows = rows_when(&app, |rows| {
+            rows.first().is_some_and(|r| r["state"] == "failed")
+        })
+        .await;
+        let row = &rows[0];
+        assert_eq!(row["attempts"], 2, "{}: {row}", db.kind);
+        assert_eq!(
+            row["last_error"], "rejected: Produce: MESSAGE_TOO_LARGE (Kafka error 10)",
+            "{}",
+            db.kind
+        );
+        assert!(broker.written().is_empty());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sasl_plain_logs_in_and_a_wrong_password_fails() {
+    let db = common::sqlite_db();
+    let broker = FakeKafka::start(Some(("wp", "s3cret"))).await;
+    let app = TestApp::start(config(
+        &db.url,
+        &format!(
+            r#"{{ brokers = ["{}"], topic = "alerts", sasl = {{ mechanism = "PLAIN", username = "wp", password = "s3cret" }} }}"#,
+            broker.addr
+        ),
+    ))
+    .await;
+    app.app
+        .alert_notices()
+        .send(alert(1, "Auth"))
+        .await
+        .unwrap();
+    rows_when(&app, |rows| {
+        rows.first().is_some_and(|r| r["state"] == "delivered")
+    })
+    .await;
+    assert_eq!(broker.written().len(), 1);
+    assert!(broker.authenticated().contains(&"wp".to_string()));
+    app.stop().await;
+
+    let db = common::sqlite_db();
+    let app = TestApp::start(config(
+        &db.url,
+        &format!(
+            r#"{{ brokers = ["{}"], topic = "alerts", sasl = {{ mechanism = "PLAIN", username = "wp", password = "wrong-pw" }} }}"#,
+            broker.addr
+        ),
+    ))
+    .await;
+    app.app
+        .alert_notices()
+        .send(alert(2, "Auth"))
+        .await
+        .unwrap();
+    let rows = rows_when(&app, |rows| {
+        rows.first().is_some_and(|r| r["state"] == "failed")
+    })
+    .await;
+    let error = rows[0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("SASL: authentication as \"wp\" failed: Authentication failed"),
+        "{error}"
+    );
+    assert!(!error.contains("wrong-pw"));
+    assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(broker.written().len(), 1);
+    app.stop().await;
 }
