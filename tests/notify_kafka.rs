@@ -3,7 +3,7 @@
 //! JSON of firing and resolved notifications, compression, a broker that is down and
 //! comes back, and a permanent error (SQLite and PostgreSQL). A scripted broker
 //! (`support/fake_kafka.rs`) shows what the mock cannot: a lost answer resent with the
-//! same sequence number and written once, Kafka's error codes, SASL PLAIN.
+//! same sequence number and written once, Kafka's error codes, SASL PLAIN, TLS.
 
 mod common;
 #[path = "support/fake_kafka.rs"]
@@ -525,6 +525,51 @@ async fn sasl_plain_logs_in_and_a_wrong_password_fails() {
     );
     assert!(!error.contains("wrong-pw"));
     assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(broker.written().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tls_to_the_broker_checks_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, acceptor) = fake_kafka::tls_server(dir.path());
+    let broker = FakeKafka::start_tls(acceptor).await;
+    let db = common::sqlite_db();
+    let app = TestApp::start(config(
+        &db.url,
+        &format!(
+            r#"{{ brokers = ["{}"], topic = "alerts", tls = {{ ca_file = "{}" }} }}"#,
+            broker.addr,
+            ca.display()
+        ),
+    ))
+    .await;
+    app.app.alert_notices().send(alert(1, "Tls")).await.unwrap();
+    rows_when(&app, |rows| {
+        rows.first().is_some_and(|r| r["state"] == "delivered")
+    })
+    .await;
+    assert_eq!(broker.written().len(), 1, "written over TLS");
+    app.stop().await;
+
+    // Without the CA the certificate is refused: a permanent error.
+    let db = common::sqlite_db();
+    let app = TestApp::start(config(
+        &db.url,
+        &format!(
+            r#"{{ brokers = ["{}"], topic = "alerts", tls = {{ }} }}"#,
+            broker.addr
+        ),
+    ))
+    .await;
+    app.app.alert_notices().send(alert(2, "Tls")).await.unwrap();
+    let rows = rows_when(&app, |rows| {
+        rows.first().is_some_and(|r| r["state"] == "failed")
+    })
+    .await;
+    let error = rows[0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("rejected: TLS: "), "{error}");
+    assert!(error.contains("certificate"), "{error}");
     assert_eq!(broker.written().len(), 1);
     app.stop().await;
 }

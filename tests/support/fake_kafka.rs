@@ -1,7 +1,8 @@
 //! A scripted Kafka broker for what librdkafka's mock cannot show: it checks the
 //! idempotent producer's sequence numbers as Kafka does (a duplicate is acknowledged and
 //! not written again), can swallow a produce request's answer (the records are written,
-//! the connection closed), answers scripted error codes, and checks SASL PLAIN.
+//! the connection closed), answers scripted error codes, checks SASL PLAIN, and can sit
+//! behind TLS.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -16,8 +17,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, decode_request_header_from_buffer};
 use kafka_protocol::records::RecordBatchDecoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// What the broker does with the next produce request.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,18 @@ pub struct FakeKafka {
 impl FakeKafka {
     /// Starts the broker; with `sasl`, SASL PLAIN with these credentials is required.
     pub async fn start(sasl: Option<(&str, &str)>) -> FakeKafka {
+        Self::start_with(sasl, None).await
+    }
+
+    /// Starts the broker behind TLS with `acceptor` (it advertises the same address).
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> FakeKafka {
+        Self::start_with(None, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        sasl: Option<(&str, &str)>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> FakeKafka {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let state = Arc::new(Mutex::new(State {
@@ -75,7 +88,17 @@ impl FakeKafka {
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let f = f.clone();
-                tokio::spawn(async move { f.serve(sock).await });
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => f.serve(sock).await,
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(sock).await {
+                                f.serve(s).await
+                            }
+                        }
+                    }
+                });
             }
         });
         fake
@@ -101,7 +124,7 @@ impl FakeKafka {
         self.state.lock().unwrap().authenticated.clone()
     }
 
-    async fn serve(&self, mut sock: TcpStream) {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut sock: S) {
         loop {
             let Ok(len) = sock.read_i32().await else {
                 return;
@@ -162,7 +185,7 @@ impl FakeKafka {
             frame.put_slice(&body);
             let n = (frame.len() - 4) as i32;
             frame[..4].copy_from_slice(&n.to_be_bytes());
-            if sock.write_all(&frame).await.is_err() {
+            if sock.write_all(&frame).await.is_err() || sock.flush().await.is_err() {
                 return;
             }
         }
@@ -285,4 +308,96 @@ fn encode<M: Encodable>(m: &M, v: i16) -> Bytes {
     let mut b = BytesMut::new();
     m.encode(&mut b, v).unwrap();
     b.freeze()
+}
+
+/// A test CA and a server certificate for `localhost` and 127.0.0.1 signed by it, made by
+/// `openssl` in `dir`; returns the CA's PEM file and the server's TLS acceptor.
+pub fn tls_server(dir: &std::path::Path) -> (std::path::PathBuf, tokio_rustls::TlsAcceptor) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=watchpost test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    (
+        dir.join("ca.pem"),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+    )
 }
