@@ -573,3 +573,40 @@ async fn tls_to_the_broker_checks_its_certificate() {
     assert_eq!(broker.written().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn acks_none_writes_without_waiting_for_an_answer() {
+    let db = common::sqlite_db();
+    let broker = FakeKafka::start(None).await;
+    let app = TestApp::start(config(
+        &db.url,
+        &format!(
+            r#"{{ brokers = ["{}"], topic = "alerts", acks = "none", idempotent = false }}"#,
+            broker.addr
+        ),
+    ))
+    .await;
+    for (id, name) in [(1, "A"), (2, "B"), (3, "C")] {
+        app.app.alert_notices().send(alert(id, name)).await.unwrap();
+    }
+    let rows = rows_when(&app, |rows| {
+        rows.len() == 3 && rows.iter().all(|r| r["state"] == "delivered")
+    })
+    .await;
+    assert!(
+        rows.iter().all(|r| r["response"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(acks = none)")),
+        "{rows:#?}"
+    );
+    let written = broker.written();
+    assert_eq!(written.len(), 3);
+    assert!(
+        written
+            .iter()
+            .all(|w| w.producer_id == -1 && w.sequence == -1),
+        "not idempotent"
+    );
+    app.stop().await;
+}
