@@ -610,3 +610,42 @@ async fn acks_none_writes_without_waiting_for_an_answer() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sasl_scram_sha256_logs_in() {
+    let broker = FakeKafka::start_scram("wp", "pencil").await;
+    for (password, ok) in [("pencil", true), ("crayon", false)] {
+        let db = common::sqlite_db();
+        let app = TestApp::start(config(
+            &db.url,
+            &format!(
+                r#"{{ brokers = ["{}"], topic = "alerts", sasl = {{ mechanism = "SCRAM-SHA-256", username = "wp", password = "{password}" }} }}"#,
+                broker.addr
+            ),
+        ))
+        .await;
+        app.app
+            .alert_notices()
+            .send(alert(1, "Scram"))
+            .await
+            .unwrap();
+        let want = if ok { "delivered" } else { "failed" };
+        let rows = rows_when(&app, |rows| {
+            rows.first().is_some_and(|r| r["state"] == want)
+        })
+        .await;
+        if !ok {
+            let error = rows[0]["last_error"].as_str().unwrap_or_default();
+            assert!(error.contains("invalid credentials"), "{error}");
+            assert!(!error.contains(password));
+        }
+        app.stop().await;
+    }
+    // One login per connection (metadata and the partition leader), all as "wp".
+    let logins = broker.authenticated();
+    assert!(
+        !logins.is_empty() && logins.iter().all(|u| u == "wp"),
+        "{logins:?}"
+    );
+    assert_eq!(broker.written().len(), 1);
+}

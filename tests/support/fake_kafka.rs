@@ -50,7 +50,17 @@ struct State {
     produce_requests: usize,
     next_pid: i64,
     sasl: Option<(String, String)>,
+    /// `PLAIN` or `SCRAM-SHA-256`.
+    mechanism: String,
     authenticated: Vec<String>,
+}
+
+/// A SCRAM-SHA-256 exchange in progress on one connection.
+#[derive(Default)]
+struct ScramServer {
+    client_first_bare: String,
+    server_first: String,
+    salted: Vec<u8>,
 }
 
 /// The running broker (one node, one partition per topic).
@@ -67,6 +77,13 @@ impl FakeKafka {
         Self::start_with(sasl, None).await
     }
 
+    /// Starts the broker requiring SCRAM-SHA-256 with these credentials.
+    pub async fn start_scram(user: &str, password: &str) -> FakeKafka {
+        let f = Self::start_with(Some((user, password)), None).await;
+        f.state.lock().unwrap().mechanism = "SCRAM-SHA-256".into();
+        f
+    }
+
     /// Starts the broker behind TLS with `acceptor` (it advertises the same address).
     pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> FakeKafka {
         Self::start_with(None, Some(acceptor)).await
@@ -80,6 +97,7 @@ impl FakeKafka {
         let addr = listener.local_addr().unwrap().to_string();
         let state = Arc::new(Mutex::new(State {
             next_pid: 1000,
+            mechanism: "PLAIN".into(),
             sasl: sasl.map(|(u, p)| (u.to_string(), p.to_string())),
             ..Default::default()
         }));
@@ -125,6 +143,7 @@ impl FakeKafka {
     }
 
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut sock: S) {
+        let mut scram = ScramServer::default();
         loop {
             let Ok(len) = sock.read_i32().await else {
                 return;
@@ -153,19 +172,26 @@ impl FakeKafka {
                 }
                 ApiKey::SaslHandshake => {
                     let req = SaslHandshakeRequest::decode(&mut buf, v).unwrap();
-                    let code = if req.mechanism.as_str() == "PLAIN" {
+                    let mechanism = self.state.lock().unwrap().mechanism.clone();
+                    let code = if req.mechanism.as_str() == mechanism {
                         0
                     } else {
                         33
                     };
                     let resp = SaslHandshakeResponse::default()
                         .with_error_code(code)
-                        .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+                        .with_mechanisms(vec![StrBytes::from_string(mechanism)]);
                     encode(&resp, v)
                 }
                 ApiKey::SaslAuthenticate => {
                     let req = SaslAuthenticateRequest::decode(&mut buf, v).unwrap();
-                    encode(&self.authenticate(&req.auth_bytes), v)
+                    let scram_on = self.state.lock().unwrap().mechanism != "PLAIN";
+                    let resp = if scram_on {
+                        self.scram(&mut scram, &req.auth_bytes)
+                    } else {
+                        self.authenticate(&req.auth_bytes)
+                    };
+                    encode(&resp, v)
                 }
                 ApiKey::Produce => {
                     let req = ProduceRequest::decode(&mut buf, v).unwrap();
@@ -233,6 +259,64 @@ impl FakeKafka {
                     "Authentication failed: Invalid username or password",
                 )))
         }
+    }
+
+    /// One SCRAM-SHA-256 step (RFC 5802), server side.
+    fn scram(&self, st: &mut ScramServer, msg: &[u8]) -> SaslAuthenticateResponse {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD as B64;
+        use hmac::{Hmac, Mac};
+        use sha2::{Digest, Sha256};
+        let hmac = |key: &[u8], data: &[u8]| {
+            let mut m = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(key).unwrap();
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        };
+        let msg = String::from_utf8_lossy(msg).into_owned();
+        let (user, password) = self.state.lock().unwrap().sasl.clone().unwrap_or_default();
+        let reply = |b: String| SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(b));
+        if let Some(bare) = msg.strip_prefix("n,,") {
+            let nonce = bare
+                .split(',')
+                .find_map(|a| a.strip_prefix("r="))
+                .unwrap_or("");
+            let salt = b"fake-kafka-salt";
+            let iterations = 4096;
+            let mut u = hmac(
+                password.as_bytes(),
+                &[&salt[..], &1u32.to_be_bytes()].concat(),
+            );
+            let mut salted = u.clone();
+            for _ in 1..iterations {
+                u = hmac(password.as_bytes(), &u);
+                salted.iter_mut().zip(&u).for_each(|(s, b)| *s ^= b);
+            }
+            st.client_first_bare = bare.to_string();
+            st.server_first = format!("r={nonce}srv,s={},i={iterations}", B64.encode(salt));
+            st.salted = salted;
+            return reply(st.server_first.clone());
+        }
+        let (without_proof, proof) = msg.rsplit_once(",p=").unwrap_or((&msg, ""));
+        let auth = format!(
+            "{},{},{without_proof}",
+            st.client_first_bare, st.server_first
+        );
+        let client_key = hmac(&st.salted, b"Client Key");
+        let stored = Sha256::digest(&client_key).to_vec();
+        let signature = hmac(&stored, auth.as_bytes());
+        let proof = B64.decode(proof).unwrap_or_default();
+        let recovered: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let named = st.client_first_bare.starts_with(&format!("n={user},"));
+        if !named || Sha256::digest(&recovered).to_vec() != stored {
+            return SaslAuthenticateResponse::default()
+                .with_error_code(58)
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256",
+                )));
+        }
+        self.state.lock().unwrap().authenticated.push(user);
+        let server_sig = hmac(&hmac(&st.salted, b"Server Key"), auth.as_bytes());
+        reply(format!("v={}", B64.encode(server_sig)))
     }
 
     /// Kafka's sequence check: the expected sequence is written, an older one is a
