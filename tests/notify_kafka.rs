@@ -649,3 +649,110 @@ async fn sasl_scram_sha256_logs_in() {
     );
     assert_eq!(broker.written().len(), 1);
 }
+
+#[tokio::test]
+async fn an_unresolved_batch_resent_after_others_is_still_written_once() {
+    // Written but unanswered: the other batch takes the next sequence; the resend is
+    // answered as a duplicate.
+    unresolved_then_other(
+        &[Produce::Swallow, Produce::Swallow, Produce::Swallow],
+        true,
+    )
+    .await;
+    // Never written: the other batch is refused as out of order and goes out under a new
+    // producer id; the resend, under the old one, is written.
+    unresolved_then_other(&[Produce::Drop, Produce::Drop, Produce::Drop], false).await;
+}
+
+async fn unresolved_then_other(script: &[Produce], written_first: bool) {
+    use watchpost::notify::kafka::LANES;
+    let lane =
+        |name: &str| partition_for(format!("{{}}:{{alertname=\"{name}\"}}").as_bytes(), LANES);
+    // A second group in another outbox lane, so it goes out while the first waits.
+    let other = ["Second", "Third", "Fourth", "Fifth", "Sixth"]
+        .into_iter()
+        .find(|n| lane(n) != lane("First"))
+        .unwrap();
+    for db in databases().await {
+        let broker = FakeKafka::start(None).await;
+        broker.script(script);
+        let mut c = config(
+            &db.url,
+            &format!(r#"{{ brokers = ["{}"], topic = "alerts" }}"#, broker.addr),
+        );
+        c.notify.min_backoff = Duration::from_secs(3);
+        c.notify.max_backoff = Duration::from_secs(3);
+        let app = TestApp::start(c).await;
+        app.app
+            .alert_notices()
+            .send(alert(1, "First"))
+            .await
+            .unwrap();
+        let rows = rows_when(&app, |rows| {
+            rows.first().is_some_and(|r| r["attempts"] == 1)
+        })
+        .await;
+        assert_eq!(rows[0]["state"], "pending", "{}: {}", db.kind, rows[0]);
+        let error = rows[0]["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains("ambiguous"), "{}: {error}", db.kind);
+
+        app.app.alert_notices().send(alert(2, other)).await.unwrap();
+        rows_when(&app, |rows| {
+            rows.len() == 2 && rows.iter().all(|r| r["state"] == "delivered")
+        })
+        .await;
+        let written = broker.written();
+        let keys: Vec<&str> = written.iter().map(|w| w.records[0].0.as_str()).collect();
+        assert_eq!(written.len(), 2, "{}: each written once: {keys:?}", db.kind);
+        let (_, body) = app.get_json("/api/v1/notifications?receiver=kafka").await;
+        let first = body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["group_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("First")
+            })
+            .cloned()
+            .unwrap();
+        let response = first["response"].as_str().unwrap_or_default().to_string();
+        if written_first {
+            assert!(
+                keys[0].contains("First") && keys[1].contains(other),
+                "{keys:?}"
+            );
+            assert_eq!(written[1].producer_id, written[0].producer_id);
+            assert_eq!(
+                written[1].sequence, 1,
+                "{}: the lost batch's sequence stays taken",
+                db.kind
+            );
+            assert!(response.contains("already written"), "{}: {first}", db.kind);
+        } else {
+            // Both once, in either order (whichever retry comes first), under two ids.
+            assert!(keys.iter().any(|k| k.contains("First")), "{keys:?}");
+            assert!(keys.iter().any(|k| k.contains(other)), "{keys:?}");
+            assert_ne!(
+                written[0].producer_id, written[1].producer_id,
+                "{}: a new producer id",
+                db.kind
+            );
+            assert!(response.contains("offset"), "{}: {first}", db.kind);
+            let second = body["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["group_key"].as_str().unwrap_or_default().contains(other))
+                .cloned()
+                .unwrap();
+            assert!(
+                second["attempts"].as_i64() >= Some(2),
+                "{}: refused as out of order first: {second}",
+                db.kind
+            );
+        }
+        app.stop().await;
+    }
+}

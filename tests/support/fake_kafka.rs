@@ -29,6 +29,8 @@ pub enum Produce {
     Swallow,
     /// Answer this error code; nothing written.
     Error(i16),
+    /// Close the connection without writing or answering.
+    Drop,
 }
 
 /// A written batch.
@@ -325,6 +327,9 @@ impl FakeKafka {
         let mut st = self.state.lock().unwrap();
         st.produce_requests += 1;
         let action = st.script.pop_front().unwrap_or(Produce::Answer);
+        if let Produce::Drop = action {
+            return None;
+        }
         let topic = &req.topic_data[0];
         let part = &topic.partition_data[0];
         let mut records = part.records.clone().unwrap();

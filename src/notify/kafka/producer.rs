@@ -2,15 +2,17 @@
 //! (partitions and their leaders), the idempotent producer's id and per-partition
 //! sequence numbers (`InitProducerId`), and one produce request at a time.
 //!
-//! Idempotence and the outbox: a batch whose answer was lost is kept as *pending*. If
-//! the same outbox row comes back, exactly those bytes (same producer id, epoch and
-//! sequence) are sent again, so the broker writes it once. Any other batch after an
-//! unknown outcome starts a new producer id, since the old sequence may or may not
-//! have been used. Within one send, a lost answer is retried at once on a new
-//! connection (idempotent producers only): that is where the broker drops the copy.
-//! A row resent later by the outbox, after other rows went out meanwhile, carries a
-//! new producer id, and the broker may then write it twice; consumers drop the copy by
-//! its `idempotency-key` header.
+//! Idempotence and the outbox: within one send, a lost answer is retried at once on a
+//! new connection with the same bytes (same producer id, epoch and sequence), so the
+//! broker writes the batch once. When that fails too, the batch is kept as *pending*
+//! under its outbox row's key and its sequence numbers stay reserved: later batches take
+//! the next ones, and when the outbox sends the row again exactly those bytes go out,
+//! so the broker writes it at most once whatever went out in between. If the pending
+//! batch was never written, the next batch on its partition is refused as out of order;
+//! the producer then takes a new producer id and that batch is retried (the pending one
+//! keeps its old id, which the broker still accepts in order). A copy can only be
+//! written twice when watchpost restarts between the two sends (pending batches live in
+//! memory); consumers drop it by its `idempotency-key` header.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -49,6 +51,8 @@ const MAX_IDLE: Duration = Duration::from_secs(240);
 const METADATA_TRIES: u32 = 4;
 /// Sends of one batch within one call when its answer was lost (idempotent only).
 const PRODUCE_TRIES: u32 = 3;
+/// Unresolved batches kept for a resend (the oldest is forgotten beyond).
+const MAX_PENDING: usize = 256;
 
 /// A producer's settings.
 #[derive(Clone)]
@@ -116,13 +120,16 @@ struct Session {
     next_seq: HashMap<i32, i32>,
 }
 
-/// An encoded batch that went (or may have gone) out.
+/// An encoded batch about to go out, or one that may have gone out (pending).
 #[derive(Clone)]
 struct Pending {
-    id: String,
     partition: i32,
     records: Bytes,
     count: i32,
+    producer_id: i64,
+    /// A pending batch sent again (its sequence numbers are reserved already).
+    resent: bool,
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -131,7 +138,8 @@ struct State {
     conns: HashMap<i32, (Conn, Instant)>,
     meta: Option<Meta>,
     session: Option<Session>,
-    pending: Option<Pending>,
+    /// Unresolved batches by outbox row key.
+    pending: HashMap<String, Pending>,
 }
 
 /// A producer for one topic; one send at a time (a partition's records stay in order).
@@ -158,23 +166,62 @@ impl Producer {
     ) -> Result<Written, KafkaError> {
         let deadline = Instant::now() + self.cfg.timeout;
         let mut st = self.state.lock().await;
-        if st.pending.as_ref().is_some_and(|p| p.id != batch.id) {
-            // The previous batch's outcome is unknown: its sequence number may or may
-            // not be taken, so continue under a new producer id.
-            tracing::debug!(topic = %self.cfg.topic, "previous batch unresolved; new producer id");
-            st.pending = None;
-            st.session = None;
-        }
         self.metadata(&mut st, deadline).await?;
-        let prepared = match st.pending.clone() {
-            Some(p) => p,
+        let prepared = match st.pending.get(batch.id) {
+            Some(p) => Pending {
+                resent: true,
+                ..p.clone()
+            },
             None => self.prepare(&mut st, batch, deadline).await?,
         };
         if !mark() {
             return Err(KafkaError::NotLeading);
         }
-        st.pending = Some(prepared.clone());
-        self.produce(&mut st, &prepared, deadline).await
+        let result = self.produce(&mut st, &prepared, deadline).await;
+        self.settle(&mut st, batch.id, &prepared, &result);
+        result
+    }
+
+    /// Sequence bookkeeping after a send of `p` (row `id`): a written batch advances
+    /// its partition's sequence (unless it was reserved already); an unanswered one
+    /// reserves it and is kept for a resend.
+    fn settle(&self, st: &mut State, id: &str, p: &Pending, result: &Result<Written, KafkaError>) {
+        let reserve = |st: &mut State| {
+            if let Some(s) = st
+                .session
+                .as_mut()
+                .filter(|s| s.producer_id == p.producer_id)
+            {
+                let seq = s.next_seq.entry(p.partition).or_insert(0);
+                *seq = seq.wrapping_add(p.count) & i32::MAX;
+            }
+        };
+        match result {
+            Ok(_) => {
+                st.pending.remove(id);
+                if !p.resent {
+                    reserve(st);
+                }
+            }
+            Err(KafkaError::Unanswered(_)) if self.cfg.idempotent && !p.resent => {
+                reserve(st);
+                if st.pending.len() >= MAX_PENDING
+                    && let Some(oldest) = st
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, p)| p.since)
+                        .map(|(k, _)| k.clone())
+                {
+                    st.pending.remove(&oldest);
+                }
+                st.pending.insert(id.to_string(), p.clone());
+            }
+            Err(KafkaError::ProducerState(_)) => {
+                st.pending.remove(id);
+            }
+            // Not written this time; a pending batch may still have been, earlier.
+            Err(_) => {}
+        }
     }
 
     /// Encodes `batch` for its partition under the current producer id.
@@ -201,10 +248,12 @@ impl Producer {
             self.cfg.compression,
         )?;
         Ok(Pending {
-            id: batch.id.to_string(),
             partition,
             records,
             count: batch.records.len() as i32,
+            producer_id,
+            resent: false,
+            since: Instant::now(),
         })
     }
 
@@ -216,11 +265,23 @@ impl Producer {
         deadline: Instant,
     ) -> Result<Written, KafkaError> {
         let mut lost: Option<KafkaError> = None;
+        let mut attempt = p.clone();
         for _ in 0..PRODUCE_TRIES {
-            match self.produce_once(st, p, deadline).await {
-                Ok(r) => return self.outcome(st, p, r),
+            match self.produce_once(st, &attempt, deadline).await {
+                Ok(r) => {
+                    return match self.outcome(st, &attempt, r) {
+                        // An earlier try may have been written: still unknown.
+                        Err(e) if lost.is_some() && !matches!(e, KafkaError::ProducerState(_)) => {
+                            Err(KafkaError::unanswered(e))
+                        }
+                        other => other,
+                    };
+                }
                 Err(e @ KafkaError::NoAnswer { .. }) => {
                     st.meta = None;
+                    // From now on the broker may know this batch: a duplicate answer
+                    // means it was written.
+                    attempt.resent = true;
                     let again = self.cfg.idempotent && Instant::now() < deadline;
                     lost = Some(e);
                     if !again {
@@ -291,7 +352,7 @@ impl Producer {
         resp: Option<ProduceResponse>,
     ) -> Result<Written, KafkaError> {
         let Some(resp) = resp else {
-            return Ok(self.written(st, p, None, false));
+            return Ok(written(p, None, false));
         };
         let part = resp
             .responses
@@ -302,18 +363,19 @@ impl Producer {
             .ok_or_else(|| KafkaError::Unanswered("the answer lacks the partition".into()))?;
         let message = part.error_message.as_ref().map(|m| m.to_string());
         match ResponseError::try_from_code(part.error_code) {
-            None => Ok(self.written(st, p, Some(part.base_offset), false)),
-            Some(ResponseError::DuplicateSequenceNumber) => Ok(self.written(st, p, None, true)),
+            None => Ok(written(p, Some(part.base_offset), false)),
+            Some(ResponseError::DuplicateSequenceNumber) if p.resent => Ok(written(p, None, true)),
             Some(
-                e @ (ResponseError::OutOfOrderSequenceNumber
+                e @ (ResponseError::DuplicateSequenceNumber
+                | ResponseError::OutOfOrderSequenceNumber
                 | ResponseError::UnknownProducerId
                 | ResponseError::InvalidProducerEpoch
                 | ResponseError::ProducerFenced),
             ) => {
-                // The broker lost (or fenced) this producer's state: the batch was not
-                // written; it goes out again under a new producer id.
+                // The broker's sequence for this producer is not ours (a pending batch
+                // was never written, or the broker lost or fenced the producer): this
+                // batch was not written; it goes out again under a new producer id.
                 st.session = None;
-                st.pending = None;
                 Err(KafkaError::ProducerState(e.to_string()))
             }
             Some(e) => {
@@ -327,25 +389,6 @@ impl Producer {
                 }
                 Err(KafkaError::broker("Produce", e, message))
             }
-        }
-    }
-
-    fn written(
-        &self,
-        st: &mut State,
-        p: &Pending,
-        offset: Option<i64>,
-        duplicate: bool,
-    ) -> Written {
-        st.pending = None;
-        if let Some(s) = st.session.as_mut() {
-            let seq = s.next_seq.entry(p.partition).or_insert(0);
-            *seq = seq.wrapping_add(p.count) & i32::MAX;
-        }
-        Written {
-            partition: p.partition,
-            offset,
-            duplicate,
         }
     }
 
@@ -500,6 +543,14 @@ impl Producer {
             }
             None => Err(KafkaError::Metadata(format!("broker {node} is not known"))),
         }
+    }
+}
+
+fn written(p: &Pending, offset: Option<i64>, duplicate: bool) -> Written {
+    Written {
+        partition: p.partition,
+        offset,
+        duplicate,
     }
 }
 
