@@ -20,6 +20,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # tests/notify_email.rs: a real SMTP server (Debian's build for /usr/bin/python3) and test certificates.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The Kafka receiver's tests: librdkafka's mock cluster, started (and consumed) by kcat.
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

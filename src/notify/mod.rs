@@ -9,6 +9,7 @@
 pub mod chart;
 pub mod email;
 pub mod events;
+pub mod kafka;
 pub mod message;
 pub mod outbox;
 pub mod policy;
@@ -76,6 +77,8 @@ pub enum Target {
     },
     /// E-mail over SMTP.
     Email(email::EmailTarget),
+    /// A Kafka topic (one JSON record per notification).
+    Kafka(kafka::KafkaTarget),
 }
 
 impl Target {
@@ -85,6 +88,7 @@ impl Target {
             Target::Telegram(_) => "telegram",
             Target::Webhook { .. } => "webhook",
             Target::Email(_) => email::KIND,
+            Target::Kafka(_) => "kafka",
         }
     }
 }
@@ -143,6 +147,12 @@ pub fn receivers(config: &Config) -> Result<HashMap<String, Receiver>, Vec<Strin
             receiver
                 .targets
                 .push(Target::Email(email::EmailTarget::from_config(e)));
+        }
+        if let Some(k) = &r.kafka {
+            problems.extend(kafka::validate(&format!("{key}.kafka"), k));
+            receiver
+                .targets
+                .push(Target::Kafka(kafka::KafkaTarget::new(k)));
         }
         if receiver.targets.is_empty() {
             problems.push(format!(
@@ -335,6 +345,17 @@ impl Notifier {
                 )])
             }
             Target::Telegram(t) => self.telegram_rows(rows, n, t),
+            Target::Kafka(k) => {
+                let payload = kafka::KafkaPayload::new(n, k, &self.external_url);
+                let json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+                Ok(vec![rows.row(
+                    "kafka",
+                    k.outbox_target(&payload.key),
+                    &json,
+                    (1, 1),
+                    json.clone(),
+                )])
+            }
             Target::Email(t) => {
                 let p = email::payload(n, t, &self.builder, &self.external_url);
                 let json = serde_json::to_string(&p).map_err(|e| e.to_string())?;
@@ -677,6 +698,9 @@ impl Notifications {
             email::KIND.into(),
             Arc::new(email::EmailTransport::new(emails, config.notify.timeout)?),
         );
+        if let Some(k) = kafka::KafkaTransport::from_config(config, config.notify.timeout)? {
+            transports.insert("kafka".into(), Arc::new(k));
+        }
         let bot = match &config.telegram.bot_token {
             Some(token) => {
                 // Notifications wait `notify.timeout`; the bot's long polls need longer.

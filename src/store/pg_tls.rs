@@ -135,7 +135,7 @@ fn verified(root: Option<&str>) -> anyhow::Result<rustls::ClientConfig> {
 }
 
 /// Encrypted, certificate not checked (libpq's `require`).
-fn unverified() -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn unverified() -> anyhow::Result<rustls::ClientConfig> {
     let provider = provider();
     Ok(
         rustls::ClientConfig::builder_with_provider(provider.clone())
