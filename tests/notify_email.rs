@@ -4,6 +4,10 @@
 //! PostgreSQL).
 
 mod common;
+#[path = "support/fake_telegram.rs"]
+mod fake_telegram;
+#[path = "support/kafka_mock.rs"]
+mod kafka_mock;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -689,4 +693,100 @@ email = { to = "ops@example.org", from = "not an address" }
         err.contains("receivers[0].email.from: not an e-mail address"),
         "{err}"
     );
+}
+
+/// One receiver with all four kinds of target (Alertmanager's `*_configs` side by side):
+/// a firing and a resolved notification reach the SMTP server, the Kafka broker, the
+/// webhook and the Telegram chat, each once, each as its own outbox row.
+#[tokio::test]
+async fn one_receiver_delivers_to_email_kafka_webhook_and_telegram() {
+    if !have_aiosmtpd() || !kafka_mock::available() {
+        return;
+    }
+    for db in databases().await {
+        let k = db.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let smtpd = Smtpd::start(Mode::Plain, common::free_port(), dir.path());
+        let mock = kafka_mock::KafkaMock::start("alerts");
+        let telegram = fake_telegram::FakeTelegram::start("1:T").await;
+        let (hook, hook_count) = common::workload::start_hook().await;
+        let toml = format!(
+            r#"
+external_url = "https://wp.example"
+[telegram]
+bot_token = "1:T"
+api_url = "{}"
+chat_ids = [7]
+[route]
+receiver = "all"
+group_by = ["alertname"]
+group_wait = "200ms"
+group_interval = "500ms"
+[notify]
+min_backoff = "200ms"
+[[receivers]]
+name = "all"
+email = {{ to = "ops@example.org", from = "wp@example.org", smarthost = "127.0.0.1:{}", require_tls = false }}
+kafka = {{ brokers = ["{}"], topic = "alerts" }}
+webhook = {{ url = "{hook}" }}
+telegram = {{ chat_ids = [7] }}
+"#,
+            telegram.url, smtpd.port, mock.addr
+        );
+        let app = TestApp::start(test_config_with(&db.url, &toml)).await;
+        let (firing, resolved) = fire_and_resolve(&app, &smtpd).await;
+        assert!(
+            firing.header("subject").starts_with("[FIRING:1] DiskFull"),
+            "{k}"
+        );
+        assert!(
+            resolved
+                .header("subject")
+                .starts_with("[RESOLVED] DiskFull"),
+            "{k}"
+        );
+        let records = mock.wait_for(2, Duration::from_secs(20)).await;
+        let statuses: Vec<Value> = records
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.value).expect("JSON")["status"].clone())
+            .collect();
+        assert_eq!(statuses, [json!("firing"), json!("resolved")], "{k}");
+        let told = common::eventually(Duration::from_secs(20), || async {
+            let texts: Vec<String> = telegram
+                .calls_of("sendmessage")
+                .iter()
+                .map(|c| c.text())
+                .collect();
+            (texts.len() >= 2).then_some(texts)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{k}: Telegram got {:?}", telegram.calls()));
+        assert!(
+            told[0].contains("FIRING") && told[1].contains("RESOLVED"),
+            "{k}: {told:?}"
+        );
+        let hooked = common::eventually(Duration::from_secs(20), || async {
+            (hook_count.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+        })
+        .await;
+        assert!(hooked.is_some(), "{k}: the webhook got both");
+        let (_, body) = app.get_json("/api/v1/notifications?receiver=all").await;
+        let mut kinds: Vec<String> = body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "delivered")
+            .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "email", "email", "kafka", "kafka", "telegram", "telegram", "webhook", "webhook"
+            ],
+            "{k}: one delivered row per target and notification: {body}"
+        );
+        assert_eq!(smtpd.messages().len(), 2, "{k}: nothing sent twice");
+        app.stop().await;
+    }
 }
