@@ -21,8 +21,7 @@ use serde::Serialize;
 use teloxide::RequestError;
 use teloxide::prelude::*;
 use teloxide::types::{
-    AllowedUpdate, CallbackQuery, ChatId, LinkPreviewOptions, MaybeInaccessibleMessage, ParseMode,
-    ThreadId, UpdateKind,
+    AllowedUpdate, CallbackQuery, ChatId, MaybeInaccessibleMessage, ParseMode, ThreadId, UpdateKind,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -714,13 +713,7 @@ impl BotService {
                 let mut req = self
                     .bot
                     .send_message(ChatId(chat), text)
-                    .link_preview_options(LinkPreviewOptions {
-                        is_disabled: true,
-                        url: None,
-                        prefer_small_media: false,
-                        prefer_large_media: false,
-                        show_above_text: false,
-                    });
+                    .link_preview_options(crate::notify::telegram::no_link_preview());
                 if html {
                     req = req.parse_mode(ParseMode::Html);
                 }

@@ -239,13 +239,7 @@ impl TelegramTransport {
                 let mut req = self
                     .bot
                     .send_message(ChatId(o.chat), text)
-                    .link_preview_options(LinkPreviewOptions {
-                        is_disabled: true,
-                        url: None,
-                        prefer_small_media: false,
-                        prefer_large_media: false,
-                        show_above_text: false,
-                    });
+                    .link_preview_options(no_link_preview());
                 if o.html {
                     req = req.parse_mode(ParseMode::Html);
                 }
@@ -356,6 +350,17 @@ impl OutboxTransport for TelegramTransport {
         self.attempt(row, started)
             .await
             .map_text(|t| crate::redact::without(t, token))
+    }
+}
+
+/// Link previews off: a notification's links (dashboard, runbook) are not worth a card.
+pub fn no_link_preview() -> LinkPreviewOptions {
+    LinkPreviewOptions {
+        is_disabled: true,
+        url: None,
+        prefer_small_media: false,
+        prefer_large_media: false,
+        show_above_text: false,
     }
 }
 
