@@ -305,6 +305,10 @@ pub enum KafkaError {
     /// This node stopped leading before the request went out.
     #[error("not sent: this node stopped leading the cluster")]
     NotLeading,
+    /// An unanswered batch on the same partition must be resolved (resent) first: the
+    /// broker remembers only a producer's last five batches per partition.
+    #[error("not sent: partition {0} waits for the resend of an unanswered batch")]
+    Waiting(i32),
 }
 
 /// Kafka's name of an error: `MessageTooLarge` → `MESSAGE_TOO_LARGE`.
@@ -360,6 +364,7 @@ impl KafkaError {
             | KafkaError::Metadata(_)
             | KafkaError::ProducerState(_)
             | KafkaError::NotLeading
+            | KafkaError::Waiting(_)
             | KafkaError::Unanswered(_) => true,
             KafkaError::Broker { error, .. } => {
                 error.is_retriable()

@@ -36,6 +36,9 @@ use super::KafkaError;
 use super::conn::{Conn, Connector};
 use super::murmur::partition_for;
 
+/// Longest an unanswered batch holds its partition for its resend.
+const PENDING_HOLD: Duration = Duration::from_secs(15 * 60);
+
 /// Produce versions watchpost speaks (v3: record batches; v9 and later add nothing
 /// it needs, v13 drops topic names).
 const PRODUCE: (i16, i16) = (3, 9);
@@ -172,7 +175,21 @@ impl Producer {
                 resent: true,
                 ..p.clone()
             },
-            None => self.prepare(&mut st, batch, deadline).await?,
+            None => {
+                let p = self.prepare(&mut st, batch, deadline).await?;
+                // Later batches would push an unanswered one out of the broker's memory
+                // of the last five: its resend would then be written twice. One never
+                // resent (dropped by `notify.ambiguous = drop`) stops holding after a while.
+                st.pending.retain(|_, q| q.since.elapsed() < PENDING_HOLD);
+                if st
+                    .pending
+                    .values()
+                    .any(|q| q.partition == p.partition && q.producer_id == p.producer_id)
+                {
+                    return Err(KafkaError::Waiting(p.partition));
+                }
+                p
+            }
         };
         if !mark() {
             return Err(KafkaError::NotLeading);
@@ -378,6 +395,14 @@ impl Producer {
                 st.session = None;
                 Err(KafkaError::ProducerState(e.to_string()))
             }
+            // Answered, but possibly appended already: as if unanswered (the sequence
+            // stays reserved and the same batch goes out again).
+            Some(
+                e @ (ResponseError::RequestTimedOut | ResponseError::NotEnoughReplicasAfterAppend),
+            ) if self.cfg.idempotent => Err(KafkaError::Unanswered(format!(
+                "{} (it may have been appended)",
+                super::error_name(&e)
+            ))),
             Some(e) => {
                 if matches!(
                     e,
