@@ -450,7 +450,8 @@ impl<'a> RowBase<'a> {
     }
 
     /// A row of `kind` to `target`; its idempotency key names the receiver, group,
-    /// notification, target, part and a hash of `content` (what the user sees).
+    /// episode and notification, target, part and a hash of `content` (what the user
+    /// sees).
     pub fn row(
         &self,
         kind: &str,
@@ -461,10 +462,13 @@ impl<'a> RowBase<'a> {
     ) -> NewOutboxRow {
         let n = self.n;
         NewOutboxRow {
+            // The episode tells a group's notifications apart after it emptied and
+            // refilled (its `seq` starts again at 1, and the text may be the same).
             idempotency_key: format!(
-                "{}|{}|{}|{}|{target}|{part}/{parts}",
+                "{}|{}|{}.{}|{}|{target}|{part}/{parts}",
                 n.receiver,
                 self.group,
+                n.episode_ms,
                 n.seq,
                 short_hash(content)
             ),
@@ -857,6 +861,41 @@ mod tests {
         crate::validate_config(&Config::from_toml(toml).unwrap())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn row_keys_differ_between_episodes_of_a_group() {
+        let n = |episode_ms| Notification {
+            group_key: "{}:{alertname=\"A\"}".into(),
+            receiver: "r".into(),
+            group_labels: Default::default(),
+            status: AlertState::Firing,
+            firing: vec![crate::dispatch::AlertNotice::test(1, "fp", "A")],
+            resolved: Vec::new(),
+            flapping: Vec::new(),
+            stable: Default::default(),
+            seq: 1,
+            at_ms: 0,
+            episode_ms,
+        };
+        let (first, second) = (n(1000), n(9000));
+        let key = |n: &Notification| {
+            RowBase::of(n)
+                .row(
+                    "email",
+                    "email:x".into(),
+                    "same text",
+                    (1, 1),
+                    String::new(),
+                )
+                .idempotency_key
+        };
+        assert_eq!(key(&first), key(&n(1000)), "stable for one notification");
+        assert_ne!(
+            key(&first),
+            key(&second),
+            "a refilled group's first notification is not the old one"
+        );
     }
 
     #[test]
