@@ -125,7 +125,7 @@ pub async fn chart_png(
         height: p.height.unwrap_or(default.height),
     };
     let window = p.window.unwrap_or(charts.window());
-    let png = tokio::task::spawn_blocking(move || charts.png(&r, window, size))
+    let png = crate::notify::chart::source::on_drawing_thread(move || charts.png(&r, window, size))
         .await
         .map_err(|e| ApiError::internal("chart", e))?
         .map_err(|e| match e {

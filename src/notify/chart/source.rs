@@ -280,12 +280,25 @@ impl std::fmt::Debug for Charts {
     }
 }
 
+/// Charts drawn at once, API requests and notifications together: each holds a bitmap
+/// (up to 12 MB at 2000×2000) and a range query.
+static DRAWING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs `draw` on a blocking thread once one of the [`DRAWING`] permits is free.
+pub async fn on_drawing_thread<T: Send + 'static>(
+    draw: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is never closed; without a permit, draw anyway.
+    let _permit = DRAWING.acquire().await.ok();
+    tokio::task::spawn_blocking(draw).await
+}
+
 #[async_trait::async_trait]
 impl ChartRenderer for RuleCharts {
     /// Queries and draws on a blocking thread (a chart is CPU work of some ms).
     async fn render(&self, r: &ChartRef) -> Result<Vec<u8>, SourceError> {
         let (this, r) = (self.clone(), r.clone());
-        tokio::task::spawn_blocking(move || this.png(&r, this.window, this.size))
+        on_drawing_thread(move || this.png(&r, this.window, this.size))
             .await
             .map_err(|e| SourceError::Query(format!("chart task: {e}")))?
     }

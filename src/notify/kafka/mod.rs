@@ -193,10 +193,11 @@ pub fn validate(key: &str, cfg: &KafkaReceiver) -> Vec<String> {
     {
         problems.push(format!("{key}.key: {e}"));
     }
+    // What the transport builds at start, so check-config and start agree.
     if let Some(t) = &cfg.tls
-        && let Err(e) = tls::client_config(t)
+        && let Err(e) = tls::connector_tls(t)
     {
-        problems.push(format!("{key}.tls.{e}"));
+        problems.push(format!("{key}.{e}"));
     }
     problems
 }
