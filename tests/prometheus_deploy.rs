@@ -123,11 +123,25 @@ fn example_config_names_every_key() {
     let text = std::fs::read_to_string(example()).expect("read example");
     // The example's file paths name the deployment's files; this machine has the repo's.
     let vocabulary = repo().join("src/alerts/vocabulary.toml");
-    let full = uncommented(&text).replace(
-        "/etc/watchpost/vocabulary.toml",
-        &vocabulary.display().to_string(),
-    );
     let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=example CA", "-keyout"])
+        .arg(dir.path().join("ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(made.status.success(), "openssl: {made:?}");
+    let full = uncommented(&text)
+        .replace(
+            "/etc/watchpost/vocabulary.toml",
+            &vocabulary.display().to_string(),
+        )
+        .replace("/etc/ssl/private-ca.pem", &ca.display().to_string());
     let file = dir.path().join("full.toml");
     std::fs::write(&file, &full).expect("write");
     let (code, effective, stderr) = check_config(Some(&file));
