@@ -410,7 +410,13 @@ async fn firing_and_resolved_arrive_as_one_thread_over_starttls() {
         assert_eq!(resolved.header("in-reply-to"), root, "{k}");
         assert!(resolved.header("references").contains(&root), "{k}");
 
-        let rows = rows(&app).await;
+        // The server has the message a moment before the sender records its verdict.
+        let rows = common::eventually(Duration::from_secs(10), || async {
+            let rows = rows(&app).await;
+            rows.iter().all(|r| r["state"] != "pending").then_some(rows)
+        })
+        .await
+        .expect("both verdicts recorded");
         assert_eq!(rows.len(), 2, "{k}: {rows:?}");
         for r in &rows {
             assert_eq!(r["kind"], "email", "{k}");
@@ -770,15 +776,23 @@ telegram = {{ chat_ids = [7] }}
         })
         .await;
         assert!(hooked.is_some(), "{k}: the webhook got both");
-        let (_, body) = app.get_json("/api/v1/notifications?receiver=all").await;
-        let mut kinds: Vec<String> = body["notifications"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["state"] == "delivered")
-            .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
-            .collect();
-        kinds.sort();
+        // Each peer has its message a moment before the sender records the verdict.
+        let (kinds, body) = common::eventually(Duration::from_secs(10), || async {
+            let (_, body) = app.get_json("/api/v1/notifications?receiver=all").await;
+            let rows = body["notifications"].as_array()?;
+            if rows.iter().any(|r| r["state"] == "pending") {
+                return None;
+            }
+            let mut kinds: Vec<String> = rows
+                .iter()
+                .filter(|r| r["state"] == "delivered")
+                .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+                .collect();
+            kinds.sort();
+            Some((kinds, body))
+        })
+        .await
+        .unwrap_or_else(|| panic!("{k}: rows still pending"));
         assert_eq!(
             kinds,
             [

@@ -864,7 +864,7 @@ pub async fn set_flapping(
         EventKind::Stable
     };
     db.timed("alerts.set_flapping", async {
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         sqlx::query("UPDATE alerts SET flapping_since_ms = $1 WHERE id = $2")
             .bind(since_ms)
             .bind(alert_id)
@@ -1099,7 +1099,7 @@ pub async fn delete_older_than(
     cutoff_ms: i64,
     limit: i64,
 ) -> Result<(u64, u64), StoreError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let events = db
         .timed("alert_events.retention", async {
             sqlx::query(

@@ -69,7 +69,7 @@ pub async fn lead(cluster: &Cluster) -> Result<(), ClusterError> {
     let now = now_ms();
     let epoch = db
         .timed("cluster.lead", async {
-            let mut tx = db.pool().begin().await?;
+            let mut tx = db.begin().await?;
             let row = sqlx::query(
                 "UPDATE cluster_leader SET epoch = epoch + 1, node_id = $1, since_ms = $2 \
                  WHERE id = 1 RETURNING epoch",

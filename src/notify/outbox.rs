@@ -260,7 +260,7 @@ impl Outbox {
         let now = now_ms();
         self.db
             .timed("notify.outbox_enqueue", async {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin().await?;
                 self.check_fence(&mut tx).await?;
                 let mut inserted = 0;
                 for r in rows {
@@ -305,7 +305,7 @@ impl Outbox {
     ) -> Result<(), StoreError> {
         self.db
             .timed("notify.log_save", async {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin().await?;
                 self.check_fence(&mut tx).await?;
                 upsert_log(&mut tx, group_key, receiver, entry, now_ms()).await?;
                 tx.commit().await?;
@@ -318,7 +318,7 @@ impl Outbox {
     pub async fn delete_log(&self, group_key: &str, receiver: &str) -> Result<(), StoreError> {
         self.db
             .timed("notify.log_delete", async {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin().await?;
                 self.check_fence(&mut tx).await?;
                 sqlx::query("DELETE FROM notification_log WHERE group_key = $1 AND receiver = $2")
                     .bind(group_key)

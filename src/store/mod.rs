@@ -293,6 +293,17 @@ impl Db {
         &self.pool
     }
 
+    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+    /// taken first, waiting up to `busy_timeout`. A deferred transaction that reads and
+    /// then writes fails at once with "database is locked" when another connection
+    /// committed in between, because SQLite cannot upgrade a stale read snapshot.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -143,7 +143,7 @@ impl Checkpoint {
             let db = db.clone();
             let job = &job;
             async move {
-                let mut tx = db.pool().begin().await?;
+                let mut tx = db.begin().await?;
                 // A retry after a commit whose answer was lost: already applied.
                 let applied = repo::applied_segments(&db, &mut tx, &job.names).await?;
                 if !job.names.is_empty() && applied.len() == job.names.len() {
@@ -209,7 +209,7 @@ async fn forget(db: &Db, removed: &[String]) {
 pub async fn replay_orphans(db: &Db, journal: &Journal) -> Result<(), StoreError> {
     let orphans = journal.orphaned();
     let names: Vec<String> = orphans.segments.iter().map(|(n, _)| n.clone()).collect();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let applied = repo::applied_segments(db, &mut tx, &names).await?;
     let list = merge(
         orphans

@@ -726,7 +726,7 @@ impl Writer {
                 let db = db.clone();
                 let rows = &rows;
                 async move {
-                    let mut tx = db.pool().begin().await?;
+                    let mut tx = db.begin().await?;
                     let ids: Vec<i64> = direct.iter().map(|r| r.id).collect();
                     let fps: Vec<&str> =
                         rows.iter().map(|w| w.alert.fingerprint.as_str()).collect();
@@ -826,7 +826,7 @@ impl Writer {
         self.retrying(|| {
             let db = db.clone();
             async move {
-                let mut tx = db.pool().begin().await?;
+                let mut tx = db.begin().await?;
                 let ids: Vec<i64> = refreshes.iter().map(|r| r.id).collect();
                 repo::lock_rows(&db, &mut tx, &ids, &[]).await?;
                 repo::refresh(&db, &mut tx, refreshes, RefreshMode::Add).await?;
