@@ -1394,9 +1394,6 @@ impl Config {
                 problems.push(format!("{key}: must be greater than 0"));
             }
         }
-        if let Err(e) = crate::alerts::stats::check_window(self.reports.window) {
-            problems.push(format!("reports.window: {e}"));
-        }
         if !(1..=50).contains(&self.telegram.poll_timeout.as_secs()) {
             problems.push("telegram.poll_timeout: must be between 1s and 50s".into());
         }

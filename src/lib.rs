@@ -64,6 +64,8 @@ pub fn validate_config(config: &Config) -> Result<(), config::ConfigError> {
     problems.extend(api::auth::validate(config));
     problems.extend(collect::postgres::validate(config));
     problems.extend(alerts::vocabulary::validate(config));
+    problems.extend(alerts::stats::validate(config));
+    problems.extend(bot::schedule::validate(config));
     problems.extend(remote_write::validate(&config.remote_write));
     problems.extend(heartbeat::validate(config));
     problems.extend(agent::validate(config));

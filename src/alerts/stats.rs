@@ -54,6 +54,15 @@ pub fn check_window(d: Duration) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Problems with the `reports` settings, each naming its key.
+pub fn validate(config: &crate::config::Config) -> Vec<String> {
+    check_window(config.reports.window)
+        .err()
+        .map(|e| format!("reports.window: {e}"))
+        .into_iter()
+        .collect()
+}
+
 /// The start of `window` ending at `to_ms`, saturating (never wraps to the future).
 pub fn window_start(to_ms: i64, window: Duration) -> i64 {
     to_ms.saturating_sub(duration_ms(window))

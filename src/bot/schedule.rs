@@ -129,9 +129,36 @@ impl ReportSchedule {
     }
 }
 
+/// Problems with `reports.telegram_schedule`, each naming the key.
+pub fn validate(config: &crate::config::Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(cron) = &config.reports.telegram_schedule {
+        if let Err(e) = parse_cron(cron) {
+            problems.push(format!("reports.telegram_schedule: {e}"));
+        }
+        if config.telegram.bot_token.is_none() {
+            problems.push("reports.telegram_schedule: needs telegram.bot_token".into());
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_names_the_key() {
+        let config =
+            crate::config::Config::from_toml("[reports]\ntelegram_schedule = \"not cron\"\n")
+                .unwrap();
+        let problems = validate(&config).join("\n");
+        assert!(
+            problems.contains("reports.telegram_schedule: ")
+                && problems.contains("reports.telegram_schedule: needs telegram.bot_token"),
+            "{problems}"
+        );
+    }
 
     #[test]
     fn cron_parsing_and_next_run() {

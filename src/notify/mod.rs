@@ -264,17 +264,6 @@ pub fn validate(config: &Config) -> Vec<String> {
             }
         }
     }
-    if let Some(cron) = &config.reports.telegram_schedule {
-        if let Err(e) = crate::bot::schedule::parse_cron(cron) {
-            problems.push(format!("reports.telegram_schedule: {e}"));
-        }
-        if config.telegram.bot_token.is_none() {
-            problems.push("reports.telegram_schedule: needs telegram.bot_token".into());
-        }
-    }
-    if config.reports.window.is_zero() {
-        problems.push("reports.window: must be greater than 0".into());
-    }
     problems.extend(chart::validate(config));
     problems.dedup();
     problems
@@ -960,8 +949,5 @@ webhook = { url = "http://127.0.0.1:9/x" }
 
         let err = problems("[[receivers]]\nname = \"empty\"\n");
         assert!(err.contains("receivers[0]: no target"), "{err}");
-
-        let err = problems("[reports]\ntelegram_schedule = \"not cron\"\n");
-        assert!(err.contains("reports.telegram_schedule"), "{err}");
     }
 }
