@@ -14,7 +14,7 @@ use super::buffer::Buffer;
 use super::protocol::{self, Hello, ServerMessage};
 use crate::collect::HostCollector;
 use crate::metrics::SystemMetrics;
-use crate::tsdb::scrape::for_each_sample;
+use crate::tsdb::scrape::SampleLabels;
 use crate::tsdb::{Appended, Labels, STALE_NAN};
 
 /// Batches sent and not yet acked, at most.
@@ -90,6 +90,7 @@ pub async fn run(opts: AgentOptions, shutdown: CancellationToken) -> anyhow::Res
         host: HostCollector::new(SystemMetrics::register(&registry)?)?,
         registry,
         previous: HashSet::new(),
+        labels: SampleLabels::default(),
     };
     let max_age = i64::try_from(opts.buffer.as_millis()).unwrap_or(i64::MAX);
     let shared = Arc::new(Shared {
@@ -151,6 +152,8 @@ struct Collector {
     registry: prometheus::Registry,
     /// Series of the previous batch: the ones gone get a stale marker.
     previous: HashSet<Labels>,
+    /// The samples' label sets, built once per series.
+    labels: SampleLabels,
 }
 
 impl Collector {
@@ -159,9 +162,13 @@ impl Collector {
         self.host.collect();
         let mut samples = Vec::with_capacity(self.previous.len() + 8);
         let mut current = HashSet::with_capacity(self.previous.len());
-        for_each_sample(&self.registry.gather(), |labels, v| {
+        self.labels.for_each(&self.registry.gather(), |labels, v| {
             current.insert(labels.clone());
-            samples.push(Appended { labels, t: now, v });
+            samples.push(Appended {
+                labels: labels.clone(),
+                t: now,
+                v,
+            });
         });
         for gone in self.previous.difference(&current) {
             samples.push(Appended {

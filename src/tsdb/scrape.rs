@@ -3,9 +3,11 @@
 //! itself the way Prometheus would. Series that disappear get a stale marker.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use prometheus::proto::{LabelPair, MetricFamily, MetricType};
+use rustc_hash::FxHashMap;
 use tokio_util::sync::CancellationToken;
 
 use super::{Labels, LabelsBuilder, METRIC_NAME, Prehashed, Tsdb};
@@ -24,6 +26,7 @@ const ALIGN_TOLERANCE_MS: i64 = 25;
 pub struct SelfScraper {
     tsdb: Tsdb,
     previous: HashSet<Labels, Prehashed>,
+    labels: SampleLabels,
     last_retention_ms: i64,
     /// Expected spacing of scrapes, for timestamp alignment (0 = none).
     interval_ms: i64,
@@ -38,6 +41,7 @@ impl SelfScraper {
         Self {
             tsdb,
             previous: HashSet::default(),
+            labels: SampleLabels::default(),
             last_retention_ms: i64::MIN,
             interval_ms: 0,
             last_ts: None,
@@ -83,9 +87,10 @@ impl SelfScraper {
         let ts_ms = self.align(ts_ms);
         let mut current: HashSet<Labels, Prehashed> =
             HashSet::with_capacity_and_hasher(self.previous.len(), Prehashed::default());
-        for_each_sample(families, |labels, value| {
-            self.tsdb.append(&labels, ts_ms, value);
-            current.insert(labels);
+        let tsdb = &self.tsdb;
+        self.labels.for_each(families, |labels, value| {
+            tsdb.append(labels, ts_ms, value);
+            current.insert(labels.clone());
         });
         for gone in self.previous.difference(&current) {
             self.tsdb.mark_stale(gone, ts_ms);
@@ -144,21 +149,103 @@ impl SelfScraper {
 /// text exposition names them: histograms as `_bucket{le}` (with `+Inf`), `_sum` and
 /// `_count`; summaries as `{quantile}`, `_sum` and `_count`.
 pub fn for_each_sample(families: &[MetricFamily], mut f: impl FnMut(Labels, f64)) {
+    visit(families, |s| f(s.build(), s.value));
+}
+
+/// The label sets of a registry's samples, built once per series and reused while the
+/// series stays: a scrape of an unchanged registry allocates nothing per sample.
+#[derive(Default)]
+pub struct SampleLabels {
+    by_key: FxHashMap<Box<str>, Labels>,
+    key: String,
+}
+
+impl SampleLabels {
+    /// As [`for_each_sample`], with label sets from the cache.
+    pub fn for_each(&mut self, families: &[MetricFamily], mut f: impl FnMut(&Labels, f64)) {
+        let mut used = 0;
+        visit(families, |s| {
+            used += 1;
+            s.key(&mut self.key);
+            if let Some(labels) = self.by_key.get(self.key.as_str()) {
+                f(labels, s.value);
+                return;
+            }
+            let labels = s.build();
+            f(&labels, s.value);
+            self.by_key.insert(self.key.as_str().into(), labels);
+        });
+        // Series that went away: forget them now and then, not at every scrape.
+        if self.by_key.len() > 2 * used + 64 {
+            self.by_key.clear();
+        }
+    }
+}
+
+/// One sample as the text exposition names it.
+struct Sample<'a> {
+    name: &'a str,
+    suffix: &'a str,
+    pairs: &'a [LabelPair],
+    extra: Option<(&'a str, &'a str)>,
+    value: f64,
+}
+
+impl Sample<'_> {
+    fn build(&self) -> Labels {
+        let mut b = LabelsBuilder::default();
+        for p in self.pairs {
+            b.set(p.name(), p.value());
+        }
+        if self.suffix.is_empty() {
+            b.set(METRIC_NAME, self.name);
+        } else {
+            b.set(METRIC_NAME, &format!("{}{}", self.name, self.suffix));
+        }
+        if let Some((k, v)) = self.extra {
+            b.set(k, v);
+        }
+        b.build()
+    }
+
+    /// An exact identity of the sample's labels, written into `key` (`\0` cannot occur
+    /// in a metric or label name, so the fields cannot run into each other).
+    fn key(&self, key: &mut String) {
+        key.clear();
+        for part in [self.name, self.suffix] {
+            key.push_str(part);
+            key.push('\0');
+        }
+        let extra = self.extra.iter().map(|(k, v)| (*k, *v));
+        for (k, v) in self
+            .pairs
+            .iter()
+            .map(|p| (p.name(), p.value()))
+            .chain(extra)
+        {
+            key.push_str(k);
+            key.push('\0');
+            key.push_str(v);
+            key.push('\0');
+        }
+    }
+}
+
+/// Calls `f` with every sample of `families`.
+fn visit(families: &[MetricFamily], mut f: impl FnMut(Sample<'_>)) {
+    let mut text = String::new();
     for family in families {
         let name = family.name();
         for m in family.get_metric() {
-            let base = base_builder(m.get_label());
+            let pairs = m.get_label();
             let mut emit = |suffix: &str, extra: Option<(&str, &str)>, value: f64| {
-                let mut b = base.clone();
-                if suffix.is_empty() {
-                    b.set(METRIC_NAME, name);
-                } else {
-                    b.set(METRIC_NAME, &format!("{name}{suffix}"));
-                }
-                if let Some((k, v)) = extra {
-                    b.set(k, v);
-                }
-                f(b.build(), value);
+                f(Sample {
+                    name,
+                    suffix,
+                    pairs,
+                    extra,
+                    value,
+                })
             };
             match family.get_field_type() {
                 MetricType::COUNTER => emit("", None, m.get_counter().get_value()),
@@ -170,13 +257,14 @@ pub fn for_each_sample(families: &[MetricFamily], mut f: impl FnMut(Labels, f64)
                     let mut inf_seen = false;
                     for b in h.get_bucket() {
                         let ub = b.upper_bound();
-                        let le = if ub == f64::INFINITY {
+                        text.clear();
+                        if ub == f64::INFINITY {
                             inf_seen = true;
-                            "+Inf".to_string()
+                            text.push_str("+Inf");
                         } else {
-                            ub.to_string()
-                        };
-                        emit("_bucket", Some(("le", &le)), b.cumulative_count() as f64);
+                            let _ = write!(text, "{ub}");
+                        }
+                        emit("_bucket", Some(("le", &text)), b.cumulative_count() as f64);
                     }
                     if !inf_seen {
                         emit("_bucket", Some(("le", "+Inf")), h.get_sample_count() as f64);
@@ -187,8 +275,9 @@ pub fn for_each_sample(families: &[MetricFamily], mut f: impl FnMut(Labels, f64)
                 MetricType::SUMMARY => {
                     let s = m.get_summary();
                     for q in s.get_quantile() {
-                        let quantile = q.quantile().to_string();
-                        emit("", Some(("quantile", &quantile)), q.value());
+                        text.clear();
+                        let _ = write!(text, "{}", q.quantile());
+                        emit("", Some(("quantile", &text)), q.value());
                     }
                     emit("_sum", None, s.sample_sum());
                     emit("_count", None, s.sample_count() as f64);
@@ -196,14 +285,6 @@ pub fn for_each_sample(families: &[MetricFamily], mut f: impl FnMut(Labels, f64)
             }
         }
     }
-}
-
-fn base_builder(pairs: &[LabelPair]) -> LabelsBuilder {
-    let mut b = LabelsBuilder::default();
-    for p in pairs {
-        b.set(p.name(), p.value());
-    }
-    b
 }
 
 #[cfg(test)]
@@ -237,6 +318,38 @@ mod tests {
             out.push((b.build(), v));
         }
         out
+    }
+
+    #[test]
+    fn cached_label_sets_are_the_same_and_reused() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .http
+            .duration
+            .with_label_values(&["GET", "/health"])
+            .observe(0.003);
+        let families = metrics.gather();
+        let mut fresh = Vec::new();
+        for_each_sample(&families, |l, v| fresh.push((l, v)));
+        let mut cache = SampleLabels::default();
+        let mut first = Vec::new();
+        cache.for_each(&families, |l, v| first.push((l.clone(), v)));
+        assert_eq!(first, fresh);
+        let mut second = Vec::new();
+        cache.for_each(&families, |l, _| second.push(l.clone()));
+        assert_eq!(second.len(), first.len());
+        assert!(
+            first.iter().zip(&second).all(|((a, _), b)| a.ptr_eq(b)),
+            "a second scrape reuses every label set"
+        );
+        let bucket = first
+            .iter()
+            .find(|(l, _)| l.get("le") == Some("0.005"))
+            .expect("a bucket labelled as the text exposition does");
+        assert_eq!(
+            bucket.0.get(METRIC_NAME),
+            Some("watchpost_http_request_duration_seconds_bucket")
+        );
     }
 
     #[test]
