@@ -278,6 +278,11 @@ impl Cluster {
         (term.leading && lease.is_some_and(|until| Instant::now() < until)).then_some(term.epoch)
     }
 
+    /// When this node's lease lapses unless renewed (`None`: not leading).
+    fn lease_until(&self) -> Option<Instant> {
+        *lock_mutex(&self.0.lease)
+    }
+
     /// The current term as this node knows it.
     pub fn term(&self) -> Term {
         self.0.term.borrow().clone()
@@ -523,23 +528,32 @@ where
     }
 }
 
-/// Cancels `term` once this node no longer leads under `epoch` (checked on every change
-/// and as the lease runs, so a lapsed lease ends the term even with no news).
+/// Cancels `term` once this node no longer leads under `epoch`: checked on every change
+/// and when the lease would lapse, so a lapsed lease ends the term even with no news
+/// (a renewed lease only moves the next look; a single node's never lapses).
 async fn end_of_term(cluster: Cluster, epoch: i64, term: CancellationToken) {
     let mut rx = cluster.subscribe();
-    let tick = cluster.0.heartbeat.min(Duration::from_millis(250));
     loop {
         if cluster.fence() != Some(epoch) {
             term.cancel();
             return;
         }
+        let lapse = cluster
+            .lease_until()
+            .map_or(LEASE_LOOK_MAX, |until| {
+                until.saturating_duration_since(Instant::now())
+            })
+            .min(LEASE_LOOK_MAX);
         tokio::select! {
             _ = term.cancelled() => return,
             r = rx.changed() => if r.is_err() { term.cancel(); return },
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(lapse) => {}
         }
     }
 }
+
+/// Longest wait between two looks at a lease (a far-off lapse is slept in steps).
+const LEASE_LOOK_MAX: Duration = Duration::from_secs(3600);
 
 /// Whether this node may do leader-only work now: a cheap closure for loops that
 /// check it themselves (rules, retention). `single_node()` always leads.

@@ -1,5 +1,6 @@
 //! Host metrics from sysinfo: one `System`, `Disks` and `Networks` reused forever,
-//! refreshing only what is exported.
+//! refreshing only what is exported. Network totals come from `/proc/net/dev` where it
+//! exists: one file for every interface, where sysinfo opens several per interface.
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,7 +36,7 @@ impl HostCollector {
         )?;
         let disks =
             Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_storage())?;
-        let networks = Networks::new_with_refreshed_list()?;
+        let networks = Networks::new()?; // listed only where /proc/net/dev is missing
         Ok(Self {
             system,
             disks,
@@ -121,11 +122,21 @@ impl HostCollector {
     }
 
     fn collect_network(&mut self) {
-        self.networks.refresh(true);
+        let totals = match std::fs::read_to_string(PROC_NET_DEV) {
+            Ok(text) => proc_net_dev(&text),
+            Err(_) => {
+                self.networks.refresh(true);
+                self.networks
+                    .iter()
+                    .map(|(name, d)| {
+                        let name = name.to_string_lossy().into_owned();
+                        (name, d.total_received(), d.total_transmitted())
+                    })
+                    .collect()
+            }
+        };
         let mut seen = HashSet::with_capacity(self.net_last.len());
-        for (name, data) in self.networks.iter() {
-            let name = name.to_string_lossy().into_owned();
-            let (rx, tx) = (data.total_received(), data.total_transmitted());
+        for (name, rx, tx) in totals {
             let (last_rx, last_tx) = self.net_last.get(&name).copied().unwrap_or((0, 0));
             // A total going down means the interface was reset: count from zero again.
             let drx = if rx >= last_rx { rx - last_rx } else { rx };
@@ -152,6 +163,22 @@ impl HostCollector {
     }
 }
 
+/// Every interface's received and transmitted byte totals (Linux).
+const PROC_NET_DEV: &str = "/proc/net/dev";
+
+/// `(interface, received bytes, transmitted bytes)` of each line of `/proc/net/dev`.
+fn proc_net_dev(text: &str) -> Vec<(String, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.split_once(':')?;
+            let mut f = fields.split_ascii_whitespace();
+            let rx = f.next()?.parse().ok()?;
+            let tx = f.nth(7)?.parse().ok()?;
+            Some((name.trim().to_string(), rx, tx))
+        })
+        .collect()
+}
+
 /// sysinfo reports percent (0–100); Prometheus convention is a 0–1 ratio.
 fn ratio(percent: f32) -> f64 {
     (f64::from(percent) / 100.0).clamp(0.0, 1.0)
@@ -161,6 +188,22 @@ fn ratio(percent: f32) -> f64 {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
+
+    #[test]
+    fn reads_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 16773432139 7628542    0    0    0     0          0         0 16773432139 7628542    0    0    0     0       0          0
+  eth0: 1112766264   56280    0    0    0     0          0         0  3453417   35533    0    0    0     0       0          0
+";
+        assert_eq!(
+            proc_net_dev(text),
+            [
+                ("lo".to_string(), 16773432139, 16773432139),
+                ("eth0".to_string(), 1112766264, 3453417)
+            ]
+        );
+    }
 
     #[test]
     fn collects_every_system_family() {

@@ -172,15 +172,19 @@ type Claimed = (OutboxRow, Arc<Started>, Option<Verdict>);
 
 /// Longest pause between retries of a bookkeeping write or an outbox read.
 const DB_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Longest wait between two looks at an outbox with nothing pending.
+const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Pause after a claim lost to another sender (or a row that changed meanwhile).
 const CLAIM_LOST_PAUSE: Duration = Duration::from_millis(250);
 /// Longest a worker waits for another sender's lease before looking again.
 const LEASE_POLL_MAX: Duration = Duration::from_secs(5);
 
-/// Marks a target as having a worker; unmarks it when dropped.
+/// Marks a target as having a worker; unmarks it when dropped and wakes the sender,
+/// which looks again for rows enqueued while the worker was ending.
 struct ActiveTarget {
     set: Arc<Mutex<HashSet<String>>>,
     target: String,
+    wake: Arc<Notify>,
 }
 
 impl Drop for ActiveTarget {
@@ -188,6 +192,7 @@ impl Drop for ActiveTarget {
         if let Ok(mut a) = self.set.lock() {
             a.remove(&self.target);
         }
+        self.wake.notify_one();
     }
 }
 
@@ -270,8 +275,10 @@ impl OutboxSender {
                     tracing::error!(error = %e, "outbox worker panicked");
                 }
             }
+            let mut idle = false;
             match self.outbox.pending_targets().await {
                 Ok(targets) => {
+                    idle = targets.is_empty() && workers.is_empty();
                     for target in targets {
                         self.start_worker(&mut workers, target, &shutdown);
                     }
@@ -285,10 +292,17 @@ impl OutboxSender {
                 last_prune = tokio::time::Instant::now();
                 self.prune().await;
             }
+            // Every row is enqueued with a wake, and every worker wakes the loop as it
+            // ends: with nothing pending, polling is only a safety net.
+            let poll = if idle {
+                self.options.poll_interval.max(IDLE_POLL)
+            } else {
+                self.options.poll_interval
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
         }
         if !cut.is_cancelled() {
@@ -318,6 +332,7 @@ impl OutboxSender {
             let _active = ActiveTarget {
                 set: me.active.clone(),
                 target: target.clone(),
+                wake: me.wake.clone(),
             };
             me.worker(&target, token).await;
         });
