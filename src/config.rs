@@ -1554,8 +1554,9 @@ mod tests {
 
     #[test]
     fn report_window_is_bounded() {
-        Config::from_toml("[reports]\nwindow = \"366d\"\n").unwrap();
-        let err = Config::from_toml("[reports]\nwindow = \"367d\"\n")
+        let valid = |toml: &str| crate::validate_config(&Config::from_toml(toml).unwrap());
+        valid("[reports]\nwindow = \"366d\"\n").unwrap();
+        let err = valid("[reports]\nwindow = \"367d\"\n")
             .unwrap_err()
             .to_string();
         assert!(

@@ -482,12 +482,14 @@ impl NotificationSink for Notifier {
 
     async fn notify(&self, n: &Notification, entry: &NotifyLogEntry) -> anyhow::Result<()> {
         let rows = self.rows_for(n).map_err(anyhow::Error::msg)?;
-        let inserted = self
+        let result = self
             .outbox
             .enqueue(&rows, Some((&n.group_key, &n.receiver, entry)))
-            .await?;
-        tracing::debug!(group = %n.group_key, rows = rows.len(), inserted, "outbox rows written");
+            .await;
+        // Also after an error: a commit whose answer was lost may have written them.
         self.wake.notify_one();
+        let inserted = result?;
+        tracing::debug!(group = %n.group_key, rows = rows.len(), inserted, "outbox rows written");
         Ok(())
     }
 
@@ -505,14 +507,16 @@ impl NotificationSink for Notifier {
             }
             logs.push((n.group_key.as_str(), n.receiver.as_str(), entry));
         }
-        let inserted = self.outbox.enqueue_many(&rows, &logs).await?;
+        let result = self.outbox.enqueue_many(&rows, &logs).await;
+        // Also after an error: a commit whose answer was lost may have written them.
+        self.wake.notify_one();
+        let inserted = result?;
         tracing::debug!(
             notifications = batch.len(),
             rows = rows.len(),
             inserted,
             "outbox rows written"
         );
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -557,9 +561,10 @@ impl NotifyHandle {
 
     /// Enqueues ready-made rows (scheduled reports) and wakes the sender.
     pub async fn enqueue(&self, rows: &[NewOutboxRow]) -> Result<u64, StoreError> {
-        let n = self.outbox.enqueue(rows, None).await?;
+        let result = self.outbox.enqueue(rows, None).await;
+        // Also after an error: a commit whose answer was lost may have written them.
         self.wake.notify_one();
-        Ok(n)
+        result
     }
 
     /// The dispatcher (aggregation groups), when routing is configured.

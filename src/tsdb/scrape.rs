@@ -208,25 +208,20 @@ impl Sample<'_> {
         b.build()
     }
 
-    /// An exact identity of the sample's labels, written into `key` (`\0` cannot occur
-    /// in a metric or label name, so the fields cannot run into each other).
+    /// An exact identity of the sample's labels, written into `key`: every field with
+    /// its length first, so no name or value (which may hold any character) can run
+    /// into the next.
     fn key(&self, key: &mut String) {
         key.clear();
-        for part in [self.name, self.suffix] {
-            key.push_str(part);
-            key.push('\0');
-        }
-        let extra = self.extra.iter().map(|(k, v)| (*k, *v));
-        for (k, v) in self
-            .pairs
-            .iter()
-            .map(|p| (p.name(), p.value()))
+        let extra = self.extra.iter().flat_map(|(k, v)| [*k, *v]);
+        let pairs = self.pairs.iter().flat_map(|p| [p.name(), p.value()]);
+        for field in [self.name, self.suffix]
+            .into_iter()
+            .chain(pairs)
             .chain(extra)
         {
-            key.push_str(k);
-            key.push('\0');
-            key.push_str(v);
-            key.push('\0');
+            let _ = write!(key, "{}:", field.len());
+            key.push_str(field);
         }
     }
 }
@@ -318,6 +313,33 @@ mod tests {
             out.push((b.build(), v));
         }
         out
+    }
+
+    #[test]
+    fn sample_keys_cannot_run_into_each_other() {
+        let pair = |n: &str, v: &str| {
+            let mut p = LabelPair::default();
+            p.set_name(n.into());
+            p.set_value(v.into());
+            p
+        };
+        let key = |pairs: &[LabelPair]| {
+            let mut k = String::new();
+            Sample {
+                name: "m",
+                suffix: "",
+                pairs,
+                extra: None,
+                value: 0.0,
+            }
+            .key(&mut k);
+            k
+        };
+        assert_ne!(
+            key(&[pair("a", "x\0b\0y")]),
+            key(&[pair("a", "x"), pair("b", "y")])
+        );
+        assert_ne!(key(&[pair("a", "1:b")]), key(&[pair("a1", ":b")]));
     }
 
     #[test]
