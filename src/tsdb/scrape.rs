@@ -342,15 +342,25 @@ mod tests {
         assert_ne!(key(&[pair("a", "1:b")]), key(&[pair("a1", ":b")]));
     }
 
-    #[test]
-    fn cached_label_sets_are_the_same_and_reused() {
+    /// A registry with one counted request and one timed request to `/health`.
+    fn health_metrics() -> Metrics {
         let metrics = Metrics::new().unwrap();
+        metrics
+            .http
+            .requests
+            .with_label_values(&["GET", "/health", "200"])
+            .inc_by(3);
         metrics
             .http
             .duration
             .with_label_values(&["GET", "/health"])
             .observe(0.003);
-        let families = metrics.gather();
+        metrics
+    }
+
+    #[test]
+    fn cached_label_sets_are_the_same_and_reused() {
+        let families = health_metrics().gather();
         let mut fresh = Vec::new();
         for_each_sample(&families, |l, v| fresh.push((l, v)));
         let mut cache = SampleLabels::default();
@@ -376,18 +386,7 @@ mod tests {
 
     #[test]
     fn samples_match_the_text_exposition() {
-        let metrics = Metrics::new().unwrap();
-        metrics
-            .http
-            .requests
-            .with_label_values(&["GET", "/health", "200"])
-            .inc_by(3);
-        metrics
-            .http
-            .duration
-            .with_label_values(&["GET", "/health"])
-            .observe(0.003);
-        let families = metrics.gather();
+        let families = health_metrics().gather();
         let mut ours = Vec::new();
         for_each_sample(&families, |l, v| ours.push((l, v)));
         let mut text = parse_text(&encode_text(&families));
